@@ -1,0 +1,39 @@
+"""sklearn-certify: provably robust multi-label classification for scikit-learn.
+
+Two families of certified classifiers are provided:
+
+* :class:`SmoothedMultiLabelClassifier` -- Gaussian randomized smoothing (MultiGuard),
+  certified against l2-bounded evasion attacks;
+* :class:`BaggingCertifiedClassifier` and :class:`DPACertifiedClassifier` -- ensembles
+  over subsamples / hash partitions of the training set (PoisoningGuard), certified
+  against added, deleted or modified training examples.
+
+The certificate math lives in :mod:`sklearn_certify.bounds` and
+:mod:`sklearn_certify.certificates` and only needs numpy and scipy; estimators that
+need torch are imported lazily on first use.
+"""
+
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "SmoothedMultiLabelClassifier": "sklearn_certify.smoothing",
+    "BaggingCertifiedClassifier": "sklearn_certify.ensembles",
+    "DPACertifiedClassifier": "sklearn_certify.ensembles",
+    "CertificationResult": "sklearn_certify.results",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sklearn_certify' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

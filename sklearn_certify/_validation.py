@@ -1,0 +1,171 @@
+"""Input validation shared by the pure functions and the estimators.
+
+Every check raises ``ValueError`` (bad value) or ``TypeError`` (bad type) with a
+message that names the parameter and what it expected.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+ATTACKS = ("modification", "addition", "deletion")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_int(value, name: str, *, low: int = 1, high: int | None = None) -> int:
+    """An integer in ``[low, high]``."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
+    if value < low or (high is not None and value > high):
+        upper = "" if high is None else f" and at most {high}"
+        raise ValueError(f"{name} must be at least {low}{upper}, got {value}.")
+    return int(value)
+
+
+def check_alpha(alpha) -> float:
+    """A failure probability strictly inside (0, 1)."""
+    if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool):
+        raise TypeError(f"alpha must be a float in (0, 1), got {alpha!r}.")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in the open interval (0, 1), got {alpha}.")
+    return float(alpha)
+
+
+def check_positive(value, name: str) -> float:
+    """A finite real number > 0."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a positive float, got {value!r}.")
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value}.")
+    return float(value)
+
+
+def check_choice(value, name: str, choices) -> str:
+    """One of a fixed set of strings."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
+    return value
+
+
+def check_label_matrix(Y, name: str = "Y", n_classes: int | None = None) -> np.ndarray:
+    """A 2-D 0/1 indicator matrix, returned as bool."""
+    Y = np.asarray(Y)
+    if Y.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D 0/1 indicator matrix (n_inputs, n_classes), "
+            f"got an array with shape {Y.shape}."
+        )
+    if Y.dtype != bool:
+        if not (np.issubdtype(Y.dtype, np.number)) or not np.isin(Y, (0, 1)).all():
+            raise ValueError(f"{name} must contain only 0 and 1 (a multi-label indicator matrix).")
+    if n_classes is not None and Y.shape[1] != n_classes:
+        raise ValueError(f"{name} has {Y.shape[1]} columns but {n_classes} classes were expected.")
+    return Y.astype(bool)
+
+
+def check_counts(counts, n_draws) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative integer label counts and the number of draws behind each row.
+
+    Returns the counts as int64 of shape (n_inputs, n_classes) and ``n_draws`` as an
+    int64 array of shape (n_inputs, 1) for broadcasting.
+    """
+    counts = np.asarray(counts)
+    if counts.ndim != 2:
+        raise ValueError(
+            f"counts must be a 2-D array (n_inputs, n_classes), got shape {counts.shape}."
+        )
+    if counts.size and not np.issubdtype(counts.dtype, np.integer):
+        if not np.issubdtype(counts.dtype, np.number) or not np.all(
+            np.isfinite(counts) & (counts == np.round(counts))
+        ):
+            raise ValueError("counts must hold non-negative integers.")
+    counts = counts.astype(np.int64)
+    n = np.asarray(n_draws)
+    if n.ndim == 0:
+        if not _is_int(n_draws) and not (
+            np.issubdtype(n.dtype, np.integer) and n.ndim == 0
+        ):
+            raise TypeError(f"n_draws must be an integer, got {n_draws!r}.")
+        n = np.full((counts.shape[0], 1), int(n), dtype=np.int64)
+    else:
+        if n.shape != (counts.shape[0],) or not np.issubdtype(n.dtype, np.integer):
+            raise ValueError(
+                "n_draws must be an integer or an integer array of shape (n_inputs,)."
+            )
+        n = n.astype(np.int64)[:, None]
+    if np.any(n < 1):
+        raise ValueError("n_draws must be at least 1.")
+    if np.any(counts < 0) or np.any(counts > n):
+        raise ValueError("counts must lie between 0 and n_draws.")
+    return counts, n
+
+
+def check_bounds(lower, upper, Y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Label-probability bounds in [0, 1] with ``lower <= upper``, and a matching Y."""
+    lower = np.asarray(lower, dtype=np.float64)
+    upper = np.asarray(upper, dtype=np.float64)
+    if lower.ndim != 2 or lower.shape != upper.shape:
+        raise ValueError(
+            "lower and upper must be 2-D arrays of the same shape (n_inputs, n_classes), "
+            f"got {lower.shape} and {upper.shape}."
+        )
+    if not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper))):
+        raise ValueError("lower and upper must be finite (no NaN or inf).")
+    if np.any(lower < 0) or np.any(upper > 1) or np.any(lower > upper):
+        raise ValueError("bounds must satisfy 0 <= lower <= upper <= 1 elementwise.")
+    Y = check_label_matrix(Y, "Y")
+    if Y.shape != lower.shape:
+        raise ValueError(
+            f"Y has shape {Y.shape} but the bounds have shape {lower.shape}; "
+            "they must match (n_inputs, n_classes)."
+        )
+    return lower, upper, Y
+
+
+def check_radius(radius, *, integer: bool = False) -> tuple[np.ndarray, bool]:
+    """Radii as a 1-D float (or int) array, and whether the input was a scalar.
+
+    ``integer=True`` is for the poisoning certificates, where the radius is T, a
+    count of training examples.
+    """
+    arr = np.asarray(radius)
+    scalar = arr.ndim == 0
+    if arr.ndim > 1:
+        raise ValueError(f"radius must be a scalar or a 1-D array, got shape {arr.shape}.")
+    arr = np.atleast_1d(arr)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"radius must be numeric, got dtype {arr.dtype}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("radius must be finite (no NaN or inf).")
+    if np.any(arr < 0):
+        raise ValueError(f"radius must be non-negative, got {arr[arr < 0][0]}.")
+    if integer:
+        if not np.all(arr == np.round(arr)):
+            raise ValueError(
+                "radius is T, the number of poisoned training examples, and must hold "
+                "non-negative integers."
+            )
+        arr = arr.astype(np.int64)
+    else:
+        arr = arr.astype(np.float64)
+    return arr, scalar
+
+
+def check_X(X, name: str = "X") -> np.ndarray:
+    """A numeric array with at least 2 dimensions and no NaN or inf."""
+    X = np.asarray(X)
+    if X.ndim < 2:
+        raise ValueError(
+            f"{name} must have at least 2 dimensions (n_inputs, n_features...), got shape "
+            f"{X.shape}. Reshape a single sample with X.reshape(1, -1)."
+        )
+    if not np.issubdtype(X.dtype, np.number) or X.dtype == bool:
+        raise TypeError(f"{name} must be numeric, got dtype {X.dtype}.")
+    if X.size and not np.all(np.isfinite(X)):
+        raise ValueError(f"{name} contains NaN or inf.")
+    return X
