@@ -1,0 +1,119 @@
+"""Behaviour shared by the three certified classifiers.
+
+A certified classifier reduces every input to label counts: how many of ``n_draws``
+base predictions (noisy copies through one model, or one copy through many models)
+put each label in their top-k'. From the counts follow the prediction (top-k by
+count), the label-probability estimates (counts / n_draws) and, with the pure
+functions of :mod:`sklearn_certify.certificates`, the certificate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ._scores import top_k_indicator
+from ._targets import encode_targets
+from ._validation import check_int
+from .results import CertificationResult
+
+
+class CertifiedClassifierMixin(ClassifierMixin):
+    """Mixin for certified multi-label classifiers built on label counts.
+
+    Subclasses implement ``_label_counts(X) -> (counts, n_draws)`` and
+    ``_certificate_spec(**options) -> dict`` (keyword arguments of
+    :meth:`CertificationResult.from_counts` other than counts, Y, radius and k), and
+    set in ``fit``: ``n_classes_``, ``classes_`` and ``multiclass_`` (whether ``fit``
+    saw 1-D targets). ``classes_`` holds the labels for 1-D targets and
+    ``np.arange(n_classes_)``, the column indices, for multi-label targets.
+    """
+
+    def _label_counts(self, X):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _certificate_spec(self, **options) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _encoded_targets(self, Y) -> np.ndarray:
+        classes = self.classes_ if self.multiclass_ else None
+        return encode_targets(Y, classes, self.n_classes_)
+
+    def predict(self, X):
+        """The certified classifier's top-k labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_inputs, ...)
+
+        Returns
+        -------
+        ndarray
+            For multi-label targets a 0/1 int matrix (n_inputs, n_classes) with exactly
+            k ones per row (ties broken towards the lower label index). For 1-D
+            multi-class targets, the top-1 label from ``classes_`` per input.
+        """
+        check_is_fitted(self)
+        counts, _ = self._label_counts(X)
+        if self.multiclass_:
+            return self.classes_[np.argmax(counts, axis=1)] if len(counts) else \
+                self.classes_[:0]
+        return top_k_indicator(counts, self.k).astype(np.int64)
+
+    def predict_proba(self, X):
+        """Estimated label probabilities ``p_i = counts_i / n_draws``.
+
+        Each row sums to k' (``k_prime`` or ``k_base``): ``p_i`` is the probability
+        that label i is among a base prediction's top labels.
+
+        Returns
+        -------
+        ndarray of float, shape (n_inputs, n_classes)
+        """
+        check_is_fitted(self)
+        counts, n_draws = self._label_counts(X)
+        return counts / float(n_draws)
+
+    def certify(self, X, Y, radius=0.0, **options) -> CertificationResult:
+        """Certified intersection sizes of ``X``'s true labels at each radius.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_inputs, ...)
+        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
+            The true labels (1-D labels when ``fit`` saw 1-D targets).
+        radius : float, int or array-like
+            Attack sizes to certify.
+        **options
+            ``method`` (any estimator), ``attack`` (ensembles), ``k`` and ``alpha``
+            (sampled certificates) override the fitted settings for this call.
+
+        Returns
+        -------
+        CertificationResult
+        """
+        check_is_fitted(self)
+        Y = self._encoded_targets(Y)
+        k = options.pop("k", self.k)
+        check_int(k, "k", low=1, high=self.n_classes_)
+        spec = self._certificate_spec(**options)
+        counts, n_draws = self._label_counts(X)
+        if counts.shape[0] != Y.shape[0]:
+            raise ValueError(
+                f"X has {counts.shape[0]} inputs but Y has {Y.shape[0]} rows."
+            )
+        return CertificationResult.from_counts(counts, Y, radius, k=k, n_draws=n_draws,
+                                               **spec)
+
+    def score(self, X, Y, sample_weight=None) -> float:
+        """Mean certified f1 at radius 0 (``2e / (|L| + k)``), for model selection."""
+        if sample_weight is not None:
+            raise ValueError("score does not support sample_weight.")
+        return float(self.certify(X, Y, 0).f1()[0])
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.classifier_tags.multi_label = True
+        return tags
