@@ -1,0 +1,544 @@
+"""Torch building blocks for multi-label base classifiers: the ASL loss and a skorch net.
+
+:class:`MultiLabelNet` is the default base model of the certified classifiers. It is a
+:class:`skorch.NeuralNet` that outputs one logit per label, trains with the asymmetric
+loss (:class:`AsymmetricLoss`) used by MultiGuard, infers its input and output sizes from
+the data at ``fit``, and can add fresh Gaussian noise to every training batch, which is
+what makes randomized-smoothing certificates non-trivial.
+
+Training is random (weight initialisation, batch order, training noise) and draws from
+torch's global generator: call ``torch.manual_seed(...)`` before ``fit`` for reproducible
+results.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.special import expit
+from skorch import NeuralNet
+from skorch.dataset import unpack_data
+from skorch.utils import to_numpy, to_tensor
+from torch import nn
+
+__all__ = ["AsymmetricLoss", "MLPModule", "SmallCNN", "MultiLabelNet"]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+class AsymmetricLoss(nn.Module):
+    r"""Asymmetric loss (ASL) for multi-label classification.
+
+    The loss of MultiGuard (Jia et al., 2022, Section 4.1) and Ben-Baruch / Ridnik et
+    al. (2020). With :math:`q_j = \sigma(z_j)` the predicted probability of label
+    :math:`j` and :math:`y_j \in \{0, 1\}` its target, the loss of one input is
+
+    .. math::
+
+        L = \sum_j -y_j L_{j+} - (1 - y_j) L_{j-}, \quad
+        L_{j+} = (1 - q_j)^{\gamma_+} \log q_j, \quad
+        L_{j-} = q_{j,m}^{\gamma_-} \log(1 - q_{j,m}),
+
+    where :math:`q_{j,m} = \max(q_j - m, 0)` is the shifted probability: easy
+    negatives (:math:`q_j \le m`) contribute nothing.
+
+    Parameters
+    ----------
+    gamma_pos : float, default=0.0
+        Focusing exponent :math:`\gamma_+` of the positive labels.
+    gamma_neg : float, default=4.0
+        Focusing exponent :math:`\gamma_-` of the negative labels.
+    clip : float, default=0.05
+        Probability margin :math:`m` in ``[0, 1)``.
+    eps : float, default=1e-8
+        Floor of the arguments of the logarithms and of the focusing bases, for
+        numerical stability.
+    reduction : {"mean", "sum", "none"}, default="mean"
+        ``"mean"``: mean over the batch of the per-input loss (the sum over labels),
+        unlike :class:`torch.nn.BCEWithLogitsLoss`, which averages over labels too.
+        ``"sum"``: sum over inputs and labels. ``"none"``: the element-wise terms,
+        shape ``(n_inputs, n_classes)``.
+
+    Notes
+    -----
+    With ``gamma_pos=gamma_neg=0`` and ``clip=0`` the loss is binary cross-entropy on
+    the logits (summed over labels).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_certify.nets import AsymmetricLoss
+    >>> loss = AsymmetricLoss()
+    >>> logits = torch.tensor([[2.0, -1.0, 0.5]])
+    >>> targets = torch.tensor([[1.0, 0.0, 1.0]])
+    >>> round(float(loss(logits, targets)), 4)
+    0.6016
+    """
+
+    def __init__(
+        self,
+        gamma_pos: float = 0.0,
+        gamma_neg: float = 4.0,
+        clip: float = 0.05,
+        eps: float = 1e-8,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        if gamma_pos < 0 or gamma_neg < 0:
+            raise ValueError(
+                f"gamma_pos and gamma_neg must be >= 0, got {gamma_pos} and {gamma_neg}."
+            )
+        if not 0.0 <= clip < 1.0:
+            raise ValueError(f"clip must be in [0, 1), got {clip}.")
+        if not 0.0 < eps < 1.0:
+            raise ValueError(f"eps must be in (0, 1), got {eps}.")
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction must be one of {list(_REDUCTIONS)}, got {reduction!r}.")
+        self.gamma_pos = float(gamma_pos)
+        self.gamma_neg = float(gamma_neg)
+        self.clip = float(clip)
+        self.eps = float(eps)
+        self.reduction = reduction
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Loss of ``logits`` (n_inputs, n_classes) against 0/1 ``targets`` of the same shape."""
+        if logits.shape != targets.shape:
+            raise ValueError(
+                f"logits and targets must have the same shape, got {tuple(logits.shape)} "
+                f"and {tuple(targets.shape)}."
+            )
+        targets = targets.to(logits.dtype)
+        log_eps = math.log(self.eps)
+
+        # log q and log(1 - q) through logsigmoid: exact for large |logits|.
+        log_pos = F.logsigmoid(logits).clamp(min=log_eps)
+        prob_neg = torch.sigmoid(-logits)  # 1 - q
+        if self.clip > 0:
+            # 1 - max(q - m, 0) = min(1 - q + m, 1)
+            log_neg = torch.log((prob_neg + self.clip).clamp(max=1.0))
+        else:
+            log_neg = F.logsigmoid(-logits)
+        log_neg = log_neg.clamp(min=log_eps)
+
+        if self.gamma_pos > 0:
+            log_pos = prob_neg.clamp(min=self.eps).pow(self.gamma_pos) * log_pos
+        if self.gamma_neg > 0:
+            shifted = (1.0 - prob_neg - self.clip).clamp(min=0.0)  # max(q - m, 0)
+            # Where shifted == 0 the log term is exactly 0, so the eps floor changes no
+            # value; it only keeps pow's gradient finite for gamma_neg < 1.
+            log_neg = shifted.clamp(min=self.eps).pow(self.gamma_neg) * log_neg
+
+        loss = -(targets * log_pos + (1.0 - targets) * log_neg)
+        if self.reduction == "mean":
+            return loss.sum(dim=1).mean()
+        if self.reduction == "sum":
+            return loss.sum()
+        return loss
+
+
+def _as_tuple(value, name: str) -> tuple[int, ...]:
+    if isinstance(value, numbers.Integral):
+        return (int(value),)
+    if isinstance(value, Sequence):
+        return tuple(int(v) for v in value)
+    raise TypeError(f"{name} must be an int or a sequence of ints, got {value!r}.")
+
+
+class MLPModule(nn.Module):
+    """Fully connected network with ReLU activations, returning one logit per label.
+
+    Inputs with more than two dimensions (e.g. images ``(N, C, H, W)``) are flattened.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of input features (``C * H * W`` for images).
+    n_classes : int
+        Number of labels (outputs).
+    hidden : int or tuple of int, default=(256,)
+        Widths of the hidden layers; ``()`` gives a linear model.
+    dropout : float, default=0.0
+        Dropout probability after each hidden layer.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_certify.nets import MLPModule
+    >>> MLPModule(64, 10)(torch.zeros(5, 64)).shape
+    torch.Size([5, 10])
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        hidden: int | Sequence[int] = (256,),
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = int(n_features)
+        for size in _as_tuple(hidden, "hidden"):
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = size
+        layers.append(nn.Linear(width, int(n_classes)))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x.flatten(1))
+
+
+class SmallCNN(nn.Module):
+    """Two conv-ReLU-maxpool blocks and a one-hidden-layer head, one logit per label.
+
+    Parameters
+    ----------
+    in_channels : int
+        Number of input channels ``C`` of images ``(N, C, H, W)``.
+    n_classes : int
+        Number of labels (outputs).
+    image_size : int or (int, int)
+        Height and width ``(H, W)`` of the images; both at least 4 (each pooling halves
+        them).
+    channels : (int, int), default=(16, 32)
+        Output channels of the two 3x3 convolutions.
+    hidden : int, default=128
+        Width of the fully connected hidden layer.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_certify.nets import SmallCNN
+    >>> SmallCNN(1, 10, (16, 16))(torch.zeros(5, 1, 16, 16)).shape
+    torch.Size([5, 10])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        n_classes: int,
+        image_size: int | tuple[int, int],
+        channels: tuple[int, int] = (16, 32),
+        hidden: int = 128,
+    ) -> None:
+        super().__init__()
+        size = _as_tuple(image_size, "image_size")
+        height, width = (size[0], size[0]) if len(size) == 1 else size
+        if min(height, width) < 4:
+            raise ValueError(f"SmallCNN needs images of at least 4x4, got {height}x{width}.")
+        c1, c2 = channels
+        self.features = nn.Sequential(
+            nn.Conv2d(int(in_channels), c1, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        n_flat = c2 * (height // 4) * (width // 4)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(n_flat, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, int(n_classes)),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _as_float32(data):
+    """A float32 copy or view of an array or tensor; None for other kinds of data."""
+    if isinstance(data, torch.Tensor):
+        return data.to(torch.float32)
+    if isinstance(data, np.ndarray) or (
+        hasattr(data, "__array__") and not isinstance(data, (Mapping, list, tuple))
+    ):
+        return np.asarray(data, dtype=np.float32)
+    return None
+
+
+def _accepted_kwargs(factory) -> set[str]:
+    """Names of the keyword arguments a module class (or factory) accepts."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in params if p.kind in kinds}
+
+
+class MultiLabelNet(NeuralNet):
+    """skorch net for multi-label classification: one logit per label, ASL by default.
+
+    ``fit(X, Y)`` takes ``X`` as a flat ``(n_inputs, n_features)`` array or as images
+    ``(n_inputs, C, H, W)`` and ``Y`` as a 0/1 indicator matrix ``(n_inputs, n_classes)``;
+    both are cast to float32. The module's input and output sizes are inferred from
+    ``X`` and ``Y`` at ``fit`` (see ``module``).
+
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance, or None, default=None
+        ``None`` picks :class:`MLPModule` for 2-D ``X`` and :class:`SmallCNN` for 4-D
+        ``X``; 3-D ``X`` ``(n_inputs, H, W)`` is then read as single-channel images (a
+        channel axis is added, at ``fit`` and at prediction). For a module class (the
+        default ones included), the inferred sizes ``n_features`` (``prod(X.shape[1:])``),
+        ``n_classes``, ``in_channels`` and ``image_size`` are passed to the constructor
+        when it accepts them and the user has not set them as ``module__<name>``. A
+        module instance is used as given.
+    criterion : torch loss class or instance, default=AsymmetricLoss
+        Loss of the logits against float 0/1 targets.
+    optimizer : torch optimizer class, default=torch.optim.Adam
+    lr : float, default=1e-3
+        Learning rate.
+    max_epochs : int, default=20
+        Number of training epochs.
+    batch_size : int, default=64
+        Mini-batch size for training and prediction.
+    noise_sigma : float, default=0.0
+        Standard deviation of the isotropic Gaussian noise added to the inputs of every
+        training batch. Fresh noise is drawn on the batch's device for each batch of each
+        epoch (never a fixed noisy copy of the data); prediction and validation batches
+        are clean. Use the smoothing sigma here to train a base model for
+        randomized smoothing.
+    train_split : callable or None, default=None
+        skorch's validation split; ``None`` trains on all data.
+    device : str or torch.device, default="cpu"
+        Where the module runs, e.g. ``"cuda"``.
+    verbose : int, default=0
+        skorch's per-epoch log when > 0.
+    **kwargs
+        Any other :class:`skorch.NeuralNet` argument, including ``module__*``,
+        ``criterion__*``, ``optimizer__*``, ``iterator_train__*`` and ``callbacks``.
+        Training batches are shuffled (``iterator_train__shuffle=True``) unless set.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The initialised module.
+    n_features_in_ : int
+        Number of input features, ``prod(X.shape[1:])`` (after the channel axis is added).
+    input_shape_ : tuple of int
+        Shape of one input as the module sees it.
+    n_classes_ : int
+        Number of labels.
+
+    Notes
+    -----
+    Weight initialisation, batch order and training noise come from torch's global
+    generator; call ``torch.manual_seed(...)`` before ``fit`` for reproducible training.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_certify.datasets import make_multidigit
+    >>> from sklearn_certify.nets import MultiLabelNet
+    >>> X_train, X_test, Y_train, Y_test = make_multidigit(500, 100, random_state=0)
+    >>> _ = torch.manual_seed(0)
+    >>> net = MultiLabelNet(max_epochs=5, noise_sigma=0.25).fit(X_train, Y_train)
+    >>> net.predict_proba(X_test).shape
+    (100, 10)
+    """
+
+    def __init__(
+        self,
+        module: type[nn.Module] | nn.Module | None = None,
+        *,
+        criterion=AsymmetricLoss,
+        optimizer=torch.optim.Adam,
+        lr: float = 1e-3,
+        max_epochs: int = 20,
+        batch_size: int = 64,
+        noise_sigma: float = 0.0,
+        train_split=None,
+        device: str | torch.device = "cpu",
+        verbose: int = 0,
+        **kwargs,
+    ) -> None:
+        kwargs.setdefault("iterator_train__shuffle", True)
+        super().__init__(
+            module,
+            criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            train_split=train_split,
+            device=device,
+            verbose=verbose,
+            **kwargs,
+        )
+        self.noise_sigma = noise_sigma
+
+    # ------------------------------------------------------------------ data and sizes
+
+    def _prepare_X(self, X_in):
+        """X as float32 (array or tensor), with a channel axis for 3-D X and module=None."""
+        X = _as_float32(X_in)
+        if X is None:
+            return X_in  # a Dataset, dict, list of inputs, ...: left to skorch and the module
+        if self.module is None and X.ndim == 3:
+            X = X[:, None]
+        return X
+
+    @staticmethod
+    def _prepare_y(y):
+        y_float = _as_float32(y)
+        if y_float is None:
+            return y
+        y = y_float
+        if y.ndim != 2:
+            raise ValueError(
+                "MultiLabelNet expects Y as a 2-D 0/1 indicator matrix (n_inputs, "
+                f"n_classes), got an array of shape {tuple(y.shape)}."
+            )
+        return y
+
+    def _prepare_fit_data(self, X, y):
+        X, y = self._prepare_X(X), self._prepare_y(y)
+        if hasattr(X, "shape") and hasattr(y, "shape"):
+            self.input_shape_ = tuple(int(s) for s in X.shape[1:])
+            self.n_features_in_ = int(np.prod(self.input_shape_, dtype=np.int64))
+            self.n_classes_ = int(y.shape[1])
+        return X, y
+
+    def _default_module(self) -> type[nn.Module]:
+        shape = getattr(self, "input_shape_", None)
+        if shape is None or len(shape) == 1:
+            return MLPModule
+        if len(shape) == 3:
+            return SmallCNN
+        raise ValueError(
+            "module=None handles flat X (n_inputs, n_features) and images (n_inputs, C, H, W) "
+            f"or (n_inputs, H, W); got inputs of shape {shape}. Pass a module."
+        )
+
+    def _inferred_module_kwargs(self) -> dict:
+        shape = getattr(self, "input_shape_", None)
+        if shape is None:
+            return {}
+        inferred = {"n_features": self.n_features_in_, "n_classes": self.n_classes_}
+        if len(shape) == 3:
+            inferred.update(in_channels=shape[0], image_size=tuple(shape[1:]))
+        return inferred
+
+    def initialize_module(self):
+        """Initialise the module, filling in the sizes inferred from the data at ``fit``."""
+        module = self._default_module() if self.module is None else self.module
+        kwargs = self.get_params_for("module")
+        if not isinstance(module, nn.Module):
+            accepted = _accepted_kwargs(module)
+            inferred = {
+                key: val
+                for key, val in self._inferred_module_kwargs().items()
+                if key in accepted and key not in kwargs
+            }
+            kwargs = {**inferred, **kwargs}
+        self.module_ = self.initialized_instance(module, kwargs)
+        return self
+
+    # ------------------------------------------------------------------------ training
+
+    def _add_noise(self, Xi: torch.Tensor) -> torch.Tensor:
+        """Xi plus fresh N(0, noise_sigma^2) noise drawn on Xi's device."""
+        if not isinstance(Xi, torch.Tensor):
+            raise TypeError(
+                f"noise_sigma > 0 needs tensor batches, got {type(Xi).__name__}; "
+                "pass X as one array or tensor."
+            )
+        return Xi + self.noise_sigma * torch.randn_like(Xi)
+
+    def train_step_single(self, batch, **fit_params):
+        """One training step; with ``noise_sigma > 0`` the batch gets fresh Gaussian noise."""
+        if self.noise_sigma:
+            Xi, yi = unpack_data(batch)
+            Xi = self._add_noise(to_tensor(Xi, device=self.device))
+            batch = (Xi, yi)
+        return super().train_step_single(batch, **fit_params)
+
+    def _check_noise_sigma(self) -> None:
+        sigma = self.noise_sigma
+        if (
+            not isinstance(sigma, numbers.Real)
+            or isinstance(sigma, bool)
+            or not np.isfinite(sigma)
+            or sigma < 0
+        ):
+            raise ValueError(f"noise_sigma must be a finite float >= 0, got {sigma!r}.")
+
+    def fit(self, X, y=None, **fit_params) -> MultiLabelNet:
+        """Initialise the module for the shapes of ``X`` and ``y`` and train it.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_inputs, n_features) or (n_inputs, C, H, W)
+            Training inputs (3-D ``(n_inputs, H, W)`` when ``module`` is None).
+        y : array-like of shape (n_inputs, n_classes)
+            0/1 label indicator matrix.
+        **fit_params : dict
+            Passed on to :meth:`skorch.NeuralNet.fit`.
+
+        Returns
+        -------
+        self : MultiLabelNet
+        """
+        self._check_noise_sigma()
+        X, y = self._prepare_fit_data(X, y)
+        return super().fit(X, y, **fit_params)
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params) -> MultiLabelNet:
+        """Train further without re-initialising (see :meth:`skorch.NeuralNet.partial_fit`)."""
+        self._check_noise_sigma()
+        if not self.initialized_:
+            X, y = self._prepare_fit_data(X, y)
+        else:
+            X, y = self._prepare_X(X), self._prepare_y(y)
+        return super().partial_fit(X, y, classes=classes, **fit_params)
+
+    # ---------------------------------------------------------------------- prediction
+
+    def decision_function(self, X) -> np.ndarray:
+        """Logits of the labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_inputs, ...)
+            Inputs, shaped as at ``fit``.
+
+        Returns
+        -------
+        logits : ndarray of shape (n_inputs, n_classes), float32
+        """
+        X = self._prepare_X(X)
+        chunks = []
+        for out in self.forward_iter(X, training=False):
+            out = out[0] if isinstance(out, tuple) else out
+            chunks.append(to_numpy(out))
+        return np.concatenate(chunks, axis=0)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probability of each label, the sigmoid of the logits.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_inputs, n_classes), float32
+            Each entry in [0, 1]; rows need not sum to 1.
+        """
+        return expit(self.decision_function(X))
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted label sets: 1 where the probability exceeds 0.5.
+
+        Returns
+        -------
+        Y_pred : ndarray of shape (n_inputs, n_classes), int
+        """
+        return (self.predict_proba(X) > 0.5).astype(np.int64)
