@@ -1,0 +1,414 @@
+"""SmoothedMultiLabelClassifier: MultiGuard's Gaussian smoothing as a meta-estimator."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+from skorch.callbacks import Callback
+
+from .._base import CertifiedClassifierMixin
+from .._targets import encode_fit_targets
+from .._validation import check_alpha, check_choice, check_X
+from ..certificates._gaussian import GAUSSIAN_METHODS
+from ._sampling import (
+    _estimator_scores,
+    _eval_mode,
+    _module_dtype,
+    _module_scores,
+    draw_seed,
+    is_torch_model,
+    sample_label_counts,
+    torch_module_and_device,
+)
+
+__all__ = ["SmoothedMultiLabelClassifier"]
+
+#: Noisy copies per forward pass when ``batch_size=None``.
+DEFAULT_BATCH_SIZE = 1000
+#: Tag mixed into the seed of the training noise, so that the training noise and the
+#: certification noise (seeded from the same ``random_state``) are independent streams.
+_TRAINING_STREAM = 1
+
+
+class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin, BaseEstimator):
+    """Certified multi-label classifier by Gaussian randomized smoothing (MultiGuard).
+
+    The smoothed classifier adds isotropic Gaussian noise ``N(0, sigma^2 I)`` to an
+    input, lets the base model predict its top-``k_prime`` labels on each of
+    ``n_draws`` noisy copies, and predicts the ``k`` labels found most often. Its
+    certificate (:meth:`certify`) is a certified intersection size: how many of an
+    input's true labels provably stay in the predicted top-k under any perturbation of
+    l2 norm at most R (MultiGuard, Theorem 1), with probability at least ``1 - alpha``
+    over the sampling.
+
+    Parameters
+    ----------
+    estimator : estimator, skorch net, torch.nn.Module or None, default=None
+        The base multi-label model.
+
+        * ``None``: a :class:`~sklearn_certify.nets.MultiLabelNet` (an MLP for flat
+          inputs, a small CNN for images ``(n, C, H, W)``, asymmetric loss), on CUDA
+          when available.
+        * A skorch net (e.g. ``MultiLabelNet(device="cuda")``): a clone is trained;
+          sampling runs its ``module_`` on its ``device``.
+        * A ``torch.nn.Module``: an already trained model, mapping a batch shaped
+          like ``X`` to one score per label. ``fit`` does not train it; it only
+          checks that it scores ``n_classes`` labels. It is used as is (not copied).
+        * Any other scikit-learn estimator with ``fit`` and ``decision_function`` or
+          ``predict_proba`` (multi-output classifiers' list of probability arrays
+          included): a clone is trained.
+    sigma : float, default=0.5
+        Standard deviation of the Gaussian noise (for training and for smoothing).
+    k_prime : int, default=1
+        Number of labels each base prediction contributes (``k'``).
+    k : int, default=3
+        Number of labels the smoothed classifier predicts.
+    n_draws : int, default=1000
+        Noisy copies per input at prediction and certification.
+    alpha : float, default=0.001
+        Failure probability of the certificate per input (Clopper-Pearson bounds,
+        Bonferroni over the labels).
+    train_noise : bool, default=True
+        Train the base model on Gaussian-noised inputs at ``sigma``:
+
+        * an estimator with a ``noise_sigma`` parameter (``MultiLabelNet``) gets
+          ``noise_sigma=sigma``: fresh noise on every training batch of every epoch;
+        * any other skorch net gets a callback that adds fresh noise, in place, to the
+          inputs of every training batch;
+        * any other estimator is fitted once on one noisy copy of the training set
+          (``X + N(0, sigma^2 I)``, one copy per example, drawn once): a one-time
+          augmentation, the only option for estimators trained in one call. Augment
+          further yourself (several noisy copies) if the estimator can take it.
+        * a ``torch.nn.Module`` is not trained, so the flag does not apply.
+    method : {"multiguard", "first-term", "jia"}, default="multiguard"
+        Default certificate of :meth:`certify`: MultiGuard's Eq. 8 in full, its first
+        terms only (ablation), or Jia et al. (2020), label by label (``k_prime=1``).
+    batch_size : int or None, default=None
+        Noisy copies per forward pass (or per call to the estimator's scoring method)
+        when sampling; ``None`` means 1000. Bounds the sampling memory. The counts
+        depend on it through the order of the draws (not their distribution).
+    random_state : int, RandomState instance or None, default=None
+        Controls the sampling noise and, at ``fit``, the training randomness. Each
+        sampling call draws one seed from ``check_random_state(random_state)`` (see
+        :mod:`sklearn_certify.smoothing._sampling`): with an int, every call on the same
+        data, ``batch_size`` and device gives the same counts, so ``predict`` and
+        ``certify`` agree. At ``fit`` a seed is drawn the same way and mixed with a
+        fixed tag (``numpy.random.SeedSequence``) so the training noise is a stream
+        independent of the certification noise; torch-based estimators then train
+        under a forked, seeded torch RNG (weights, batch order and noise reproducible;
+        the global RNG is left as it was). ``None`` leaves training to the global RNGs.
+    verbose : int, default=0
+        Progress bars over the noisy draws when > 0.
+
+    Attributes
+    ----------
+    estimator_ : estimator or torch.nn.Module
+        The fitted base model (the given module itself for a ``torch.nn.Module``).
+    n_classes_ : int
+        Number of labels.
+    classes_ : ndarray of shape (n_classes_,)
+        Labels of 1-D targets, or the column indices ``0 .. n_classes_-1`` of a label
+        matrix.
+    multiclass_ : bool
+        Whether ``fit`` saw 1-D multi-class targets.
+    input_shape_ : tuple of int
+        Shape of one input, ``X.shape[1:]``.
+    n_features_in_ : int
+        Number of features; only set for 2-D ``X``.
+
+    See Also
+    --------
+    sklearn_certify.CertificationResult : what :meth:`certify` returns.
+    sklearn_certify.certificates.gaussian_certified_size : the certificate itself.
+
+    Notes
+    -----
+    ``predict``, ``predict_proba``, ``certify`` and ``score`` each sample anew; to
+    certify several radii, methods, ``k`` or ``alpha`` at the cost of one sampling pass,
+    certify once and call :meth:`CertificationResult.recertify`. ``predict_proba``
+    estimates ``p_i``, the probability that label i is in the base model's top-k', so
+    rows sum to ``k_prime``. The counts depend on the device through its random number
+    generator; their distribution does not.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.multioutput import MultiOutputClassifier
+    >>> from sklearn_certify import SmoothedMultiLabelClassifier
+    >>> from sklearn_certify.datasets import make_multidigit
+    >>> X_train, X_test, Y_train, Y_test = make_multidigit(300, 20, random_state=0)
+    >>> base = MultiOutputClassifier(LogisticRegression(max_iter=200))
+    >>> clf = SmoothedMultiLabelClassifier(base, sigma=0.25, k=3, n_draws=100,
+    ...                                    random_state=0).fit(X_train, Y_train)
+    >>> clf.predict(X_test[:2]).sum(axis=1).tolist()
+    [3, 3]
+    >>> result = clf.certify(X_test, Y_test, radius=[0.0, 0.25])
+    >>> result.sizes.shape
+    (20, 2)
+    """
+
+    _parameter_constraints: dict = {
+        "estimator": [
+            HasMethods(["fit", "decision_function"]),
+            HasMethods(["fit", "predict_proba"]),
+            torch.nn.Module,
+            None,
+        ],
+        "sigma": [Interval(Real, 0, None, closed="neither")],
+        "k_prime": [Interval(Integral, 1, None, closed="left")],
+        "k": [Interval(Integral, 1, None, closed="left")],
+        "n_draws": [Interval(Integral, 1, None, closed="left")],
+        "alpha": [Interval(Real, 0, 1, closed="neither")],
+        "train_noise": ["boolean"],
+        "method": [StrOptions(set(GAUSSIAN_METHODS))],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, estimator=None, *, sigma: float = 0.5, k_prime: int = 1, k: int = 3,
+                 n_draws: int = 1000, alpha: float = 0.001, train_noise: bool = True,
+                 method: str = "multiguard", batch_size: int | None = None,
+                 random_state=None, verbose: int = 0) -> None:
+        self.estimator = estimator
+        self.sigma = sigma
+        self.k_prime = k_prime
+        self.k = k
+        self.n_draws = n_draws
+        self.alpha = alpha
+        self.train_noise = train_noise
+        self.method = method
+        self.batch_size = batch_size
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ----------------------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, Y) -> SmoothedMultiLabelClassifier:
+        """Fit a clone of the base estimator (on noisy inputs when ``train_noise``).
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_inputs, ...)
+            Training inputs, flat ``(n_inputs, n_features)`` or image-shaped.
+        Y : array-like of shape (n_inputs, n_classes) or (n_inputs,)
+            0/1 label indicator matrix, or 1-D multi-class labels (one-hot encoded;
+            ``predict`` then returns labels from ``classes_``).
+
+        Returns
+        -------
+        self : SmoothedMultiLabelClassifier
+            The fitted classifier.
+        """
+        X = self._check_input(X, reset=True)
+        Y_matrix, classes = encode_fit_targets(Y)
+        if len(Y_matrix) != len(X):
+            raise ValueError(
+                f"X has {len(X)} inputs but Y has {len(Y_matrix)} rows; they must match."
+            )
+        if len(X) == 0:
+            raise ValueError("fit needs at least one input; X has 0 rows.")
+        n_classes = Y_matrix.shape[1]
+        self._check_label_params(n_classes)
+        self.multiclass_ = classes is not None
+        self.classes_ = classes if self.multiclass_ else np.arange(n_classes)
+        self.n_classes_ = n_classes
+        self.estimator_ = self._fit_estimator(X, Y, Y_matrix)
+        _check_scores_width(self.estimator_, X[:1], n_classes)
+        return self
+
+    def _check_label_params(self, n_classes: int) -> None:
+        for name in ("k_prime", "k"):
+            if getattr(self, name) > n_classes:
+                raise ValueError(
+                    f"{name}={getattr(self, name)} exceeds the number of labels "
+                    f"n_classes={n_classes}; {name} must be at most {n_classes}."
+                )
+        if self.method == "jia" and self.k_prime != 1:
+            raise ValueError(
+                f"method='jia' needs k_prime == 1, got k_prime={self.k_prime}."
+            )
+
+    def _fit_estimator(self, X, Y, Y_matrix):
+        """The fitted base model (see ``estimator`` and ``train_noise``)."""
+        if isinstance(self.estimator, torch.nn.Module):
+            return self.estimator
+        estimator = _default_estimator() if self.estimator is None else clone(self.estimator)
+        seed = None
+        if self.random_state is not None:
+            entropy = draw_seed(self.random_state)
+            seed = int(np.random.SeedSequence([entropy, _TRAINING_STREAM]).generate_state(1)[0])
+        if isinstance(estimator, NeuralNet):
+            return self._fit_net(estimator, X, Y, Y_matrix, seed)
+        if self.train_noise:
+            X = _noisy_copy(np.asarray(X), self.sigma, np.random.default_rng(seed))
+        return estimator.fit(X, Y)
+
+    def _fit_net(self, net: NeuralNet, X, Y, Y_matrix, seed: int | None) -> NeuralNet:
+        """Train a skorch net, with fresh noise per training batch when ``train_noise``."""
+        params = net.get_params(deep=False)
+        if "noise_sigma" in params:
+            net.set_params(noise_sigma=self.sigma if self.train_noise else 0.0)
+            targets = Y_matrix.astype(np.float32)
+        else:
+            if self.train_noise:
+                net.set_params(callbacks=_with_noise_callback(params.get("callbacks"),
+                                                              self.sigma))
+            targets = (np.searchsorted(self.classes_, np.asarray(Y)) if self.multiclass_
+                       else Y_matrix.astype(np.float32))
+        if not torch.is_tensor(X):
+            X = np.asarray(X, dtype=np.float32)
+        context = nullcontext() if seed is None else _seeded_torch(seed, net.device)
+        with context:
+            return net.fit(X, targets)
+
+    # ---------------------------------------------------------------------- sampling
+    def _check_input(self, X, *, reset: bool):
+        """X as an array (or a torch tensor, kept where it is), shape-checked."""
+        if torch.is_tensor(X):
+            if X.ndim < 2:
+                raise ValueError(
+                    f"X must have at least 2 dimensions (n_inputs, ...), got shape "
+                    f"{tuple(X.shape)}."
+                )
+        else:
+            X = check_X(X)
+        shape = tuple(int(s) for s in X.shape[1:])
+        if reset:
+            self.input_shape_ = shape
+            if len(shape) == 1:
+                self.n_features_in_ = shape[0]
+            elif hasattr(self, "n_features_in_"):
+                del self.n_features_in_
+        elif shape != self.input_shape_:
+            if len(shape) == 1 and len(self.input_shape_) == 1:
+                raise ValueError(
+                    f"X has {shape[0]} features, but {type(self).__name__} is expecting "
+                    f"{self.input_shape_[0]} features as input."
+                )
+            raise ValueError(
+                f"X has inputs of shape {shape}, but {type(self).__name__} was fitted on "
+                f"inputs of shape {self.input_shape_}."
+            )
+        return X
+
+    def _label_counts(self, X) -> tuple[np.ndarray, int]:
+        """Label counts of ``X`` over ``n_draws`` noisy copies; nothing is stored."""
+        check_is_fitted(self)
+        self._validate_params()
+        self._check_label_params(self.n_classes_)
+        X = self._check_input(X, reset=False)
+        counts = sample_label_counts(
+            self.estimator_, X, n_classes=self.n_classes_, sigma=self.sigma,
+            k_prime=self.k_prime, n_draws=self.n_draws,
+            batch_size=self.batch_size or DEFAULT_BATCH_SIZE,
+            random_state=self.random_state, verbose=self.verbose,
+        )
+        return counts, self.n_draws
+
+    def _certificate_spec(self, **options) -> dict:
+        """Arguments of ``CertificationResult.from_counts``: options ``method``, ``alpha``
+        and ``label`` (legend name) override the fitted settings."""
+        method = check_choice(options.pop("method", self.method), "method", GAUSSIAN_METHODS)
+        alpha = check_alpha(options.pop("alpha", self.alpha))
+        label = options.pop("label", None)
+        if options:
+            raise TypeError(
+                f"unexpected certify options {sorted(options)}; {type(self).__name__}"
+                ".certify takes method, alpha, k and label."
+            )
+        if method == "jia" and self.k_prime != 1:
+            raise ValueError(f"method='jia' needs k_prime == 1, got k_prime={self.k_prime}.")
+        return dict(certificate="gaussian", method=method, alpha=alpha, label=label,
+                    k_prime=self.k_prime, sigma=float(self.sigma))
+
+
+# ------------------------------------------------------------------------------ helpers
+def _default_estimator():
+    """The base model for ``estimator=None``: a MultiLabelNet, on CUDA when available."""
+    from ..nets import MultiLabelNet
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return MultiLabelNet(max_epochs=20, lr=1e-3, batch_size=64, device=device)
+
+
+def _noisy_copy(X: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """``X + N(0, sigma^2 I)``, in X's float dtype (float64 for other dtypes)."""
+    dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    return X.astype(dtype) + sigma * rng.standard_normal(X.shape, dtype=dtype)
+
+
+def _check_scores_width(model, X_head, n_classes: int) -> None:
+    """Score one input and check the model gives one score per label."""
+    if is_torch_model(model):
+        module, device = torch_module_and_device(model)
+        x = torch.as_tensor(X_head).to(device=device, dtype=_module_dtype(module))
+        with _eval_mode(module), torch.inference_mode():
+            _module_scores(module, x, n_classes)
+    else:
+        _estimator_scores(model, np.asarray(X_head), n_classes)
+
+
+@contextmanager
+def _seeded_torch(seed: int, device):
+    """Seed torch's CPU generator (and the net's CUDA device's) inside a fork.
+
+    The global generators are restored on exit, so fitting with a ``random_state``
+    leaves the user's torch RNG state untouched.
+    """
+    device = torch.device(device if device is not None else "cpu")
+    cuda = []
+    if device.type == "cuda":
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        for index in cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
+class TrainingNoise(Callback):
+    """skorch callback: fresh ``N(0, sigma^2 I)`` noise on every training batch.
+
+    Added by :class:`SmoothedMultiLabelClassifier` to skorch nets that have no noise
+    option of their own. The noise is added in place to the batch's input tensor (a
+    fresh tensor made by the data loader's collation) before skorch moves it to the
+    net's device; validation and prediction batches are left clean.
+
+    Parameters
+    ----------
+    sigma : float
+        Standard deviation of the noise.
+    """
+
+    def __init__(self, sigma: float):
+        self.sigma = sigma
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        if not training:
+            return
+        Xi = batch[0]
+        if not (torch.is_tensor(Xi) and Xi.is_floating_point()):
+            raise TypeError(
+                "train_noise=True needs floating-point tensor batches for a skorch net, "
+                f"got {type(Xi).__name__}; pass X as a float array or tensor, or set "
+                "train_noise=False."
+            )
+        Xi.add_(torch.randn_like(Xi), alpha=self.sigma)
+
+
+def _with_noise_callback(callbacks, sigma: float) -> list:
+    if callbacks == "disable":
+        raise ValueError(
+            "train_noise=True adds a skorch callback, but the net has callbacks='disable'."
+        )
+    return [*(callbacks or []), ("smoothing_train_noise", TrainingNoise(sigma))]
+

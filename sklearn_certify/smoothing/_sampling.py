@@ -1,0 +1,286 @@
+"""The sampling engine of Gaussian smoothing: label counts over noisy copies.
+
+For every input ``x`` the engine draws ``n_draws`` noisy copies ``x + eps`` with
+``eps ~ N(0, sigma^2 I)``, asks the base model for its top-k' labels on each copy and
+counts, per label, in how many copies it was among them (MultiGuard Section 3.3: the
+label frequencies ``n_i``). Nothing here knows about estimators or certificates.
+
+Work layout
+-----------
+The ``n_inputs * n_draws`` noisy copies are enumerated in input-major order (all
+draws of input 0, then all draws of input 1, ...) and cut into consecutive batches
+of ``batch_size`` copies; a batch may hold the tail of one input's draws and the head
+of the next one's. Each batch is one forward pass, so a pass is always full whatever
+the ratio of ``batch_size`` to ``n_draws``, and memory is bounded by ``batch_size``
+copies, never by ``n_inputs * n_draws``.
+
+* **Torch path** (``torch.nn.Module``, or a fitted skorch ``NeuralNet`` through its
+  ``module_`` and ``device``): inputs are moved to the model's device a chunk at a time;
+  noise is drawn there from a ``torch.Generator`` on that device; the forward pass runs
+  under ``torch.inference_mode`` with every submodule in eval mode (each one's mode is
+  restored afterwards); top-k' and the counting (``index_add_`` of ones into the
+  flattened ``(inputs, labels)`` count table, deterministic) stay on the device.
+  Counts go to the host once per input chunk, not per batch.
+* **Generic path** (any estimator with ``decision_function`` or ``predict_proba``,
+  including the list-of-arrays form of multi-output classifiers): numpy noise from a
+  ``numpy.random.Generator``, scores from :func:`sklearn_certify._scores.label_scores`,
+  top-k' from :func:`sklearn_certify._scores.top_k_indicator`.
+
+Ties
+----
+A top-k' always breaks ties towards the lower label index: the torch path sorts the
+scores with a stable descending sort and keeps the first k' positions, the generic
+path uses a stable argsort of the negated scores. A model that scores every label the
+same thus always predicts labels ``0 .. k'-1``.
+
+Seeding
+-------
+``random_state`` goes through :func:`sklearn.utils.check_random_state`, from which one
+integer seed is drawn per call (``randint(2**31 - 1)``). That seed initialises the
+torch generator (``torch.Generator(device).manual_seed(seed)``) or the numpy
+generator (``numpy.random.default_rng(seed)``). The same ``random_state`` (an int, or
+a ``RandomState`` in the same state) and the same ``batch_size`` on the same device
+therefore give identical counts. Another ``batch_size`` or device draws the noise in
+another order: the counts then differ, but follow the same distribution.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+from .._scores import label_scores, top_k_indicator
+
+__all__ = ["sample_label_counts", "is_torch_model", "torch_module_and_device"]
+
+_SEED_HIGH = 2**31 - 1
+# The torch path moves about this many batches' worth of inputs to the device at a
+# time, and copies their counts back to the host once.
+_BATCHES_PER_CHUNK = 32
+
+
+def is_torch_model(model) -> bool:
+    """Whether ``model`` is a ``torch.nn.Module`` or a skorch net wrapping one."""
+    return isinstance(model, torch.nn.Module) or isinstance(
+        getattr(model, "module_", None), torch.nn.Module
+    )
+
+
+def torch_module_and_device(model) -> tuple[torch.nn.Module, torch.device]:
+    """The module to run and the device to run it on.
+
+    A skorch net gives its ``module_`` and its ``device`` (the module's own device when
+    the net's ``device`` is None); a bare module runs where its first parameter or
+    buffer lives, on the CPU when it has neither.
+    """
+    if isinstance(model, torch.nn.Module):
+        module, device = model, None
+    else:
+        module, device = model.module_, getattr(model, "device", None)
+    if device is None:
+        tensor = next(module.parameters(), None)
+        if tensor is None:
+            tensor = next(module.buffers(), None)
+        device = tensor.device if tensor is not None else "cpu"
+    return module, torch.device(device)
+
+
+def draw_seed(random_state) -> int:
+    """One integer seed from ``check_random_state(random_state)``."""
+    return int(check_random_state(random_state).randint(_SEED_HIGH))
+
+
+def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
+                        n_draws: int, batch_size: int, random_state=None,
+                        verbose: int = 0) -> np.ndarray:
+    """Count how often each label is in the base model's top-k' under Gaussian noise.
+
+    Parameters
+    ----------
+    model : torch.nn.Module, fitted skorch NeuralNet, or estimator
+        The base model. Torch models run on their own device; other estimators need
+        ``decision_function`` or ``predict_proba``. Its scores must have one column
+        per label (a binary estimator's single decision column ``s`` is read as the
+        two labels' scores ``(-s, s)``).
+    X : array-like or torch.Tensor of shape (n_inputs, ...)
+        Clean inputs, flat or image-shaped: each noisy copy has ``X[i]``'s shape.
+    n_classes : int
+        Number of labels the model scores; checked against its output.
+    sigma : float
+        Standard deviation of the isotropic Gaussian noise.
+    k_prime : int
+        Number of labels in each base prediction.
+    n_draws : int
+        Noisy copies per input.
+    batch_size : int
+        Noisy copies per forward pass (per call to the estimator's scoring method).
+    random_state : int, RandomState instance or None
+        Source of the one seed drawn per call (see the module docstring).
+    verbose : int
+        Show a tqdm progress bar over noisy copies when > 0.
+
+    Returns
+    -------
+    counts : ndarray of int64, shape (n_inputs, n_classes)
+        Each row sums to ``n_draws * k_prime``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(4, 3)
+    >>> X = torch.zeros(2, 4)
+    >>> counts = sample_label_counts(net, X, n_classes=3, sigma=0.5, k_prime=1,
+    ...                              n_draws=100, batch_size=64, random_state=0)
+    >>> counts.shape, counts.sum(axis=1).tolist()
+    ((2, 3), [100, 100])
+    """
+    if k_prime > n_classes:
+        raise ValueError(f"k_prime={k_prime} exceeds the number of labels {n_classes}.")
+    seed = draw_seed(random_state)
+    if not torch.is_tensor(X):
+        X = np.asarray(X)
+    n_inputs = len(X)
+    if n_inputs == 0:
+        return np.zeros((0, n_classes), dtype=np.int64)
+    with _progress(n_inputs * n_draws, verbose) as bar:
+        if is_torch_model(model):
+            return _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size,
+                                 seed, bar)
+        return _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size,
+                             seed, bar)
+
+
+def _batches(n_copies: int, batch_size: int):
+    """``(start, stop)`` of consecutive batches over ``n_copies`` flat copy indices."""
+    for start in range(0, n_copies, batch_size):
+        yield start, min(start + batch_size, n_copies)
+
+
+def _check_width(width: int, n_classes: int) -> None:
+    if width != n_classes:
+        raise ValueError(
+            f"the base model scores {width} labels per input but {n_classes} were expected."
+        )
+
+
+# --------------------------------------------------------------------------- torch path
+def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, bar):
+    module, device = torch_module_and_device(model)
+    dtype = _module_dtype(module)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    chunk = max(1, (batch_size * _BATCHES_PER_CHUNK) // n_draws)
+    counts = np.empty((len(X), n_classes), dtype=np.int64)
+    ones = torch.ones(batch_size * k_prime, dtype=torch.int64, device=device)
+    with _eval_mode(module), torch.inference_mode():
+        for first in range(0, len(X), chunk):
+            x = torch.as_tensor(X[first:first + chunk]).to(device=device, dtype=dtype)
+            dev_counts = torch.zeros((len(x), n_classes), dtype=torch.int64, device=device)
+            flat_counts = dev_counts.view(-1)
+            for start, stop in _batches(len(x) * n_draws, batch_size):
+                owner = torch.arange(start, stop, device=device) // n_draws
+                noise = torch.randn((stop - start, *x.shape[1:]), generator=generator,
+                                    device=device, dtype=dtype)
+                scores = _module_scores(module, x[owner] + sigma * noise, n_classes)
+                labels = _torch_top_k(scores, k_prime)
+                cells = (owner[:, None] * n_classes + labels).reshape(-1)
+                flat_counts.index_add_(0, cells, ones[:len(cells)])
+                bar.update(stop - start)
+            counts[first:first + len(x)] = dev_counts.cpu().numpy()
+    return counts
+
+
+def _torch_top_k(scores: torch.Tensor, k_prime: int) -> torch.Tensor:
+    """Indices (b, k') of each row's k' highest scores, ties to the lower index.
+
+    ``argmax`` returns the first maximal index; for k' > 1 a stable descending sort
+    keeps equal scores in index order.
+    """
+    if k_prime == 1:
+        return scores.argmax(dim=1, keepdim=True)
+    return torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k_prime]
+
+
+def _module_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The module's floating dtype (float32 when it has no floating parameter)."""
+    for tensor in module.parameters():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
+
+
+def _module_scores(module, x, n_classes):
+    scores = module(x)
+    if isinstance(scores, (tuple, list)):
+        scores = scores[0]
+    scores = scores.reshape(len(x), -1)
+    _check_width(scores.shape[1], n_classes)
+    return scores
+
+
+class _eval_mode:
+    """Context manager: every submodule in eval mode, each one's mode restored after."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+
+    def __enter__(self):
+        self.modes = [(m, m.training) for m in self.module.modules()]
+        self.module.eval()
+        return self.module
+
+    def __exit__(self, *exc):
+        for m, training in self.modes:
+            m.training = training
+        return False
+
+
+# ------------------------------------------------------------------------- generic path
+def _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, bar):
+    X = np.asarray(X)
+    dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((len(X), n_classes), dtype=np.int64)
+    for start, stop in _batches(len(X) * n_draws, batch_size):
+        owner = np.arange(start, stop) // n_draws
+        noise = rng.standard_normal((stop - start, *X.shape[1:]), dtype=dtype)
+        scores = _estimator_scores(model, X[owner].astype(dtype, copy=False) + sigma * noise,
+                                   n_classes)
+        hits = top_k_indicator(scores, k_prime)
+        # owner is sorted: sum the hits of each run of equal owners in one call
+        heads = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        counts[owner[heads]] += np.add.reduceat(hits, heads, axis=0, dtype=np.int64)
+        bar.update(stop - start)
+    return counts
+
+
+def _estimator_scores(model, X, n_classes):
+    scores = label_scores(model, X)
+    if scores.shape[1] == 1 and n_classes == 2:
+        # sklearn's binary decision_function: one column, positive for classes_[1]
+        scores = np.column_stack([-scores[:, 0], scores[:, 0]])
+    _check_width(scores.shape[1], n_classes)
+    return scores
+
+
+# ----------------------------------------------------------------------------- progress
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _progress(total: int, verbose: int):
+    if verbose <= 0:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="draw", unit_scale=True, desc="sampling",
+                mininterval=0.5, smoothing=0.1)
+
