@@ -1,0 +1,256 @@
+"""Bagging certified against data poisoning (PoisoningGuard Section 3.2, Theorem 1)."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .._targets import encode_fit_targets
+from .._validation import check_alpha, check_choice
+from ..certificates._bagging import BAGGING_METHODS
+from ._base import (
+    MAX_INT,
+    BaseCertifiedEnsemble,
+    fallback_labels,
+    fit_base_model,
+    split_tasks,
+)
+
+__all__ = ["BaggingCertifiedClassifier"]
+
+
+def subsample_indices(seed: int, n_train: int, max_samples: int) -> np.ndarray:
+    """The training rows (with repetition) of the base model with this seed.
+
+    ``numpy.random.RandomState(seed).randint(0, n_train, max_samples)``: ``max_samples``
+    rows drawn uniformly with replacement.
+    """
+    return np.random.RandomState(seed).randint(0, n_train, max_samples)
+
+
+def _fit_subsample_models(estimator, X, Y, seeds, indices, max_samples, k_base):
+    """Fit the base models of one task; ``indices`` are their positions in the ensemble."""
+    n_train, n_classes = Y.shape
+    models = []
+    for seed, index in zip(seeds, indices):
+        rows = subsample_indices(seed, n_train, max_samples)
+        models.append(fit_base_model(
+            estimator, X[rows], Y[rows], seed=int(seed),
+            empty_labels=fallback_labels(int(index), k_base, n_classes),
+        ))
+    return models
+
+
+class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
+    """Multi-label bagging ensemble certified against poisoned training examples.
+
+    PoisoningGuard-Bagging (PoisoningGuard Section 3.2). ``n_estimators`` base models
+    are each trained on ``m`` training examples drawn uniformly **with replacement**
+    from the ``n`` training examples; for an input, a base model votes for its
+    ``k_base`` highest-scoring labels, and the ensemble predicts the ``k`` labels with
+    the most votes (ties towards the lower label index). The label probability ``p_l``
+    -- the chance that a base model trained on a random subsample votes for ``l`` -- is
+    bounded with one-sided Clopper-Pearson intervals from the vote counts (level
+    ``alpha / n_classes`` each), and Theorem 1 (Eq. 4) turns the bounds into the
+    certified intersection size: how many of an input's true labels stay in the
+    predicted top-k when T training examples are modified, added or deleted. The
+    guarantee holds with probability at least ``1 - alpha`` per input.
+
+    Parameters
+    ----------
+    estimator : estimator or None, default=None
+        Multi-label base estimator with ``decision_function`` or ``predict_proba``
+        (e.g. ``OneVsRestClassifier(LogisticRegression())``,
+        ``MultiOutputClassifier(LogisticRegression())``, a multi-label tree, or
+        :class:`sklearn_certify.nets.MultiLabelNet`). It is always fitted on a 0/1
+        indicator matrix (1-D multi-class targets are one-hot encoded first). Label
+        columns that are constant in a subsample are not passed to it (see Notes).
+        None uses ``RidgeClassifier()``: linear least-squares scores per label, fast
+        enough for thousands of base models.
+    n_estimators : int, default=1000
+        Number of base models (Monte-Carlo draws of the subsample).
+    max_samples : int or float, default=0.1
+        Subsample size ``m``: an int is used as is (it may exceed ``n``); a float in
+        (0, 1] is a fraction of ``n``, rounded half up, at least 1.
+    k_base : int, default=1
+        Number of labels each base model votes for (``k_b``).
+    k : int, default=3
+        Number of labels the ensemble predicts.
+    alpha : float, default=0.001
+        Failure probability of the certificate per input.
+    method : {"poisoningguard", "bagging"}, default="poisoningguard"
+        Certificate used by :meth:`certify`: Theorem 1 / Eq. 4 in full, or with t
+        fixed to 1 ("bagging", Jia et al. 2021 extended to top-k).
+    n_jobs : int or None, default=None
+        Number of joblib jobs for fitting and for counting votes. None means 1 unless
+        in a ``joblib.parallel_backend`` context; any backend works (loky, threading,
+        Dask, ...). The fitted models do not depend on ``n_jobs`` or the backend.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the subsamples and the base models' own randomness: one seed per base
+        model is drawn up front, as in :class:`sklearn.ensemble.BaggingClassifier`.
+    verbose : int, default=0
+        joblib's progress messages while fitting and counting.
+
+    Attributes
+    ----------
+    estimators_ : list of base models
+        One fitted wrapper per subsample: its ``estimator_`` is the fitted clone of
+        ``estimator`` (None when every label column of the subsample was constant),
+        ``columns_`` the label columns it was fitted on.
+    seeds_ : ndarray of int, shape (n_estimators,)
+        Seed of each base model: its subsample and its ``random_state`` parameters.
+    estimators_samples_ : list of ndarray of int
+        Training rows (with repetition, in draw order) of each base model.
+    n_train_ : int
+        Number of training examples ``n``.
+    max_samples_ : int
+        Subsample size ``m``.
+    n_classes_ : int
+        Number of labels.
+    classes_ : ndarray
+        The class labels for 1-D targets, the column indices for multi-label targets.
+    multiclass_ : bool
+        Whether ``fit`` saw 1-D multi-class targets.
+    input_shape_ : tuple of int
+        Shape of one input.
+    n_features_in_ : int
+        Number of features (flat 2-D inputs only).
+
+    See Also
+    --------
+    DPACertifiedClassifier : Deterministic certificate from hash partitions.
+
+    Notes
+    -----
+    A subsample may lack a label entirely or hold it in every example. Such a constant
+    column is not passed to the base estimator (``LogisticRegression`` cannot fit one);
+    the base model scores that label ``-inf`` (never present) or ``+inf`` (always
+    present). This is a fixed, deterministic part of the base learning algorithm and
+    depends on the subsample only, so Theorem 1 applies unchanged; every base model
+    votes for exactly ``k_base`` labels.
+
+    Under addition and deletion attacks the poisoned training set has another size;
+    the certificate is about an ensemble with the same subsample size ``m``
+    (``max_samples_``), as in the paper.
+
+    Examples
+    --------
+    >>> from sklearn_certify import BaggingCertifiedClassifier
+    >>> from sklearn_certify.datasets import make_multidigit
+    >>> X_train, X_test, Y_train, Y_test = make_multidigit(500, 50, random_state=0)
+    >>> clf = BaggingCertifiedClassifier(n_estimators=100, max_samples=50,
+    ...                                  random_state=0).fit(X_train, Y_train)
+    >>> clf.predict(X_test).sum(axis=1).tolist()[:4]
+    [3, 3, 3, 3]
+    >>> result = clf.certify(X_test, Y_test, radius=[0, 1, 2])
+    >>> result.sizes.shape
+    (50, 3)
+    >>> len(clf.estimators_samples_[0])
+    50
+    """
+
+    _parameter_constraints: dict = {
+        **BaseCertifiedEnsemble._parameter_constraints,
+        "n_estimators": [Interval(Integral, 1, None, closed="left")],
+        "max_samples": [
+            Interval(Integral, 1, None, closed="left"),
+            Interval(RealNotInt, 0, 1, closed="right"),
+        ],
+        "alpha": [Interval(Real, 0, 1, closed="neither")],
+        "method": [StrOptions(set(BAGGING_METHODS))],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        n_estimators: int = 1000,
+        max_samples: int | float = 0.1,
+        k_base: int = 1,
+        k: int = 3,
+        alpha: float = 0.001,
+        method: str = "poisoningguard",
+        n_jobs: int | None = None,
+        random_state=None,
+        verbose: int = 0,
+    ) -> None:
+        self.estimator = estimator
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.k_base = k_base
+        self.k = k
+        self.alpha = alpha
+        self.method = method
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _subsample_size(self, n_train: int) -> int:
+        if isinstance(self.max_samples, Integral):
+            return int(self.max_samples)
+        return max(1, int(np.floor(self.max_samples * n_train + 0.5)))
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y) -> BaggingCertifiedClassifier:
+        """Train the base models on random subsamples of ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_train, ...)
+            Training inputs (flat features, or images for a base estimator that
+            takes them).
+        y : array-like of {0, 1}, shape (n_train, n_classes), or 1-D labels
+            Multi-label indicator matrix, or multi-class labels (one-hot encoded).
+
+        Returns
+        -------
+        self : BaggingCertifiedClassifier
+        """
+        X = self._check_fit_X(X)
+        Y, classes = encode_fit_targets(y)
+        if Y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {Y.shape[0]}.")
+        n_train, n_classes = Y.shape
+        self._check_k(n_classes)
+        estimator = self._base_estimator()
+        max_samples = self._subsample_size(n_train)
+
+        random_state = check_random_state(self.random_state)
+        seeds = random_state.randint(MAX_INT, size=self.n_estimators)
+        chunks = split_tasks(self.n_estimators, self.n_jobs)
+        parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
+            delayed(_fit_subsample_models)(
+                estimator, X, Y, seeds[chunk], chunk, max_samples, self.k_base
+            )
+            for chunk in chunks
+        )
+        self.estimators_ = [model for part in parts for model in part]
+        self.seeds_ = seeds
+        self.n_train_ = n_train
+        self.max_samples_ = max_samples
+        self.n_classes_ = n_classes
+        self.multiclass_ = classes is not None
+        self.classes_ = classes if classes is not None else np.arange(n_classes)
+        return self
+
+    @property
+    def estimators_samples_(self) -> list[np.ndarray]:
+        """Training rows of each base model (with repetition), regenerated from its seed."""
+        check_is_fitted(self)
+        return [subsample_indices(seed, self.n_train_, self.max_samples_)
+                for seed in self.seeds_]
+
+    def _certificate_spec(self, **options) -> dict:
+        method = check_choice(options.pop("method", self.method), "method", BAGGING_METHODS)
+        alpha = check_alpha(options.pop("alpha", self.alpha))
+        attack = self._pop_attack(options)
+        self._reject_unknown(options)
+        return dict(certificate="bagging", method=method, alpha=alpha, k_base=self.k_base,
+                    n_train=self.n_train_, max_samples=self.max_samples_, attack=attack)

@@ -1,0 +1,316 @@
+"""Machinery shared by the poisoning-certified ensembles (bagging and DPA).
+
+An ensemble trains many clones of one base estimator, each on its own part of the
+training set (a random subsample for bagging, a hash partition for DPA), and reduces
+every input to label counts: how many base models put each label among their top
+``k_base`` labels. Everything the certificates assume about the base models is
+enforced here:
+
+* **Each base model is a function of its own training examples only** (and, for
+  bagging, of its own seed). Training runs through joblib's ``Parallel``/``delayed``
+  on whatever backend is active (loky, threads, Dask, ...); seeds are drawn before
+  any task starts, so the models -- and the counts -- do not depend on the backend,
+  on ``n_jobs`` or on how the work is cut into tasks.
+* **Every base model casts exactly ``k_base`` votes per input**, whatever it was
+  trained on: the theorems count ``n_models * k_base`` votes. Base models are wrapped
+  in :class:`_ConstantAwareMultiLabel`, which handles label columns that are constant
+  in a model's training data (a label never or always present, e.g. in a small
+  subsample, which estimators such as ``LogisticRegression`` cannot fit) and empty
+  training sets.
+"""
+
+from __future__ import annotations
+
+import sys
+from numbers import Integral
+
+import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
+from sklearn.base import BaseEstimator, clone
+from sklearn.linear_model import RidgeClassifier
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.validation import check_is_fitted
+
+from .._base import CertifiedClassifierMixin
+from .._scores import has_score_method, label_scores, top_k_indicator
+from .._validation import ATTACKS, check_choice, check_int, check_X
+
+__all__ = [
+    "MAX_INT",
+    "BaseCertifiedEnsemble",
+    "_ConstantAwareMultiLabel",
+    "fallback_labels",
+    "fit_base_model",
+    "set_random_states",
+    "split_tasks",
+]
+
+MAX_INT = np.iinfo(np.int32).max
+
+# Tasks per joblib worker: more than one, so that progress (verbose) is visible and a
+# slow task does not hold the others up; the models do not depend on it.
+_TASKS_PER_WORKER = 4
+
+
+def default_base_estimator():
+    """The base estimator used when ``estimator=None``.
+
+    ``RidgeClassifier()``: one least-squares linear scorer per label, fitted in closed
+    form on the whole indicator matrix at once, deterministic and fast (a few
+    milliseconds per base model on a few hundred examples, so thousands of base
+    models train in seconds). See ``bench/bench_bagging_fit.py`` for timings.
+    """
+    return RidgeClassifier()
+
+
+def fallback_labels(index: int, k_base: int, n_classes: int) -> np.ndarray:
+    """The ``k_base`` labels a base model trained on no examples votes for.
+
+    Model ``index`` votes for labels ``(index * k_base + i) % n_classes`` for
+    ``i = 0 .. k_base - 1``: a fixed rule that does not look at any training data, so
+    it cannot be influenced by poisoning, and that spreads the votes of several empty
+    models over all labels rather than piling them on labels ``0 .. k_base - 1``.
+    """
+    return (index * k_base + np.arange(k_base)) % n_classes
+
+
+def set_random_states(estimator, random_state) -> None:
+    """Fix every ``random_state`` parameter of ``estimator`` from ``random_state``.
+
+    As scikit-learn's bagging does: the parameters named ``random_state`` or ending in
+    ``__random_state`` (sorted by name) get integers drawn from ``random_state``.
+    """
+    random_state = check_random_state(random_state)
+    params = estimator.get_params(deep=True)
+    to_set = {
+        key: int(random_state.randint(MAX_INT))
+        for key in sorted(params)
+        if key == "random_state" or key.endswith("__random_state")
+    }
+    if to_set:
+        estimator.set_params(**to_set)
+
+
+class _ConstantAwareMultiLabel(BaseEstimator):
+    """A multi-label base model that also fits constant label columns and no data.
+
+    ``fit(X, Y)`` fits a clone of ``estimator`` on the label columns of ``Y`` that take
+    both values in this training set. The other columns get a constant score: ``+inf``
+    for a label present in every training example, ``-inf`` for a label absent from
+    all of them. With no training example at all, the model scores ``+inf`` for the
+    ``empty_labels`` and ``-inf`` for every other label. Scores are then ranked as
+    usual (ties towards the lower label index), so the model always yields exactly
+    ``k_base`` labels.
+
+    This is a deterministic learning rule that depends on the model's own training
+    data only, so the certificates' assumptions are untouched. It also means the base
+    estimator never sees a constant column, which ``LogisticRegression`` (alone or in a
+    ``MultiOutputClassifier``) cannot fit.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A multi-label estimator with ``decision_function`` or ``predict_proba``, fitted
+        on a 0/1 indicator matrix with one or more columns.
+    empty_labels : array-like of int, default=()
+        Labels voted for when trained on no examples.
+    seed : int or None, default=None
+        When torch is loaded, training runs with torch's global generator seeded with
+        this value (in a forked generator state, so the caller's torch state is left
+        alone); this makes skorch/torch base models reproducible. None: unseeded.
+
+    Attributes
+    ----------
+    estimator_ : estimator or None
+        The fitted clone; None when every column was constant or there was no data.
+    columns_ : ndarray of int
+        The label columns ``estimator_`` was fitted on.
+    constant_scores_ : ndarray of float, shape (n_classes,)
+        Score of each constant column (+inf or -inf); NaN for the fitted columns.
+    n_classes_ : int
+    n_samples_fit_ : int
+        Number of training examples seen.
+    """
+
+    def __init__(self, estimator, empty_labels=(), seed=None):
+        self.estimator = estimator
+        self.empty_labels = empty_labels
+        self.seed = seed
+
+    def fit(self, X, Y):
+        Y = np.asarray(Y)
+        n_samples, n_classes = Y.shape
+        self.n_classes_ = n_classes
+        self.n_samples_fit_ = n_samples
+        scores = np.full(n_classes, -np.inf)
+        if n_samples == 0:
+            scores[np.asarray(self.empty_labels, dtype=np.int64)] = np.inf
+            self.columns_ = np.zeros(0, dtype=np.int64)
+        else:
+            constant = np.all(Y == Y[:1], axis=0)
+            scores[constant & (Y[0] == 1)] = np.inf
+            self.columns_ = np.flatnonzero(~constant)
+            scores[self.columns_] = np.nan
+        self.constant_scores_ = scores
+        self.estimator_ = None
+        if self.columns_.size:
+            estimator = clone(self.estimator)
+            with _seeded_torch(self.seed):
+                estimator.fit(X, Y[:, self.columns_])
+            self.estimator_ = estimator
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        """Label scores of shape (n_inputs, n_classes); constant columns are +-inf."""
+        check_is_fitted(self, "constant_scores_")
+        n_inputs = len(X)
+        out = np.tile(self.constant_scores_, (n_inputs, 1))
+        if self.estimator_ is not None and n_inputs:
+            scores = label_scores(self.estimator_, X)
+            if scores.shape != (n_inputs, self.columns_.size):
+                raise ValueError(
+                    f"the base estimator {type(self.estimator_).__name__}, fitted on "
+                    f"{self.columns_.size} label column(s), returned scores of shape "
+                    f"{scores.shape} for {n_inputs} inputs; it must score every column "
+                    "of the indicator matrix it was fitted on."
+                )
+            out[:, self.columns_] = scores
+        return out
+
+    def top_labels(self, X, k_base: int) -> np.ndarray:
+        """Boolean (n_inputs, n_classes): the top-k_base labels, ties to the lower index."""
+        scores = self.decision_function(X)
+        # A NaN score (a broken base model) ranks below every real score.
+        np.nan_to_num(scores, copy=False, nan=-np.inf, posinf=np.inf, neginf=-np.inf)
+        return top_k_indicator(scores, k_base)
+
+
+class _seeded_torch:
+    """Context manager: torch's global generator seeded, restored afterwards."""
+
+    def __init__(self, seed):
+        self.seed = seed
+        self._fork = None
+
+    def __enter__(self):
+        torch = sys.modules.get("torch")
+        if self.seed is None or torch is None:
+            return self
+        self._fork = torch.random.fork_rng(devices=[])
+        self._fork.__enter__()
+        torch.manual_seed(int(self.seed))
+        return self
+
+    def __exit__(self, *exc):
+        if self._fork is not None:
+            return self._fork.__exit__(*exc)
+        return False
+
+
+def fit_base_model(estimator, X, Y, *, seed: int, empty_labels) -> _ConstantAwareMultiLabel:
+    """Fit one base model on ``(X, Y)``, its randomness fixed by ``seed``.
+
+    ``seed`` sets the base estimator's ``random_state`` parameters (as in scikit-learn's
+    bagging) and torch's generator during training.
+    """
+    rng = np.random.RandomState(seed)
+    estimator = clone(estimator)
+    set_random_states(estimator, rng)
+    model = _ConstantAwareMultiLabel(estimator, empty_labels=empty_labels,
+                                     seed=int(rng.randint(MAX_INT)))
+    return model.fit(X, Y)
+
+
+def split_tasks(n_items: int, n_jobs) -> list[np.ndarray]:
+    """Cut ``range(n_items)`` into consecutive chunks, a few per joblib worker."""
+    n_tasks = max(1, min(n_items, effective_n_jobs(n_jobs) * _TASKS_PER_WORKER))
+    return [chunk for chunk in np.array_split(np.arange(n_items), n_tasks) if chunk.size]
+
+
+def _count_votes(models, X, k_base: int) -> np.ndarray:
+    """Sum over ``models`` of their top-k_base indicators, int64 (n_inputs, n_classes)."""
+    counts = None
+    for model in models:
+        votes = model.top_labels(X, k_base)
+        counts = votes.astype(np.int64) if counts is None else counts + votes
+    return counts
+
+
+class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
+    """Parameters, validation and vote counting shared by the two ensembles.
+
+    Gets predict, predict_proba, certify and score from
+    :class:`~sklearn_certify._base.CertifiedClassifierMixin` through ``_label_counts``.
+
+    Subclasses implement ``fit`` (setting ``estimators_``, ``n_classes_``, ``classes_``,
+    ``multiclass_``, ``input_shape_`` and, for flat inputs, ``n_features_in_``) and
+    ``_certificate_spec``.
+    """
+
+    _parameter_constraints: dict = {
+        "estimator": [
+            HasMethods(["fit", "decision_function"]),
+            HasMethods(["fit", "predict_proba"]),
+            None,
+        ],
+        "k_base": [Interval(Integral, 1, None, closed="left")],
+        "k": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [None, Integral],
+        "verbose": ["verbose"],
+    }
+
+    def _base_estimator(self):
+        estimator = default_base_estimator() if self.estimator is None else self.estimator
+        if not has_score_method(estimator):  # pragma: no cover - caught by constraints
+            raise TypeError(
+                f"{type(estimator).__name__} has neither decision_function nor "
+                "predict_proba; a base estimator must score every label."
+            )
+        return estimator
+
+    def _check_k(self, n_classes: int) -> None:
+        check_int(self.k, "k", low=1, high=n_classes)
+        check_int(self.k_base, "k_base", low=1, high=n_classes)
+
+    def _check_fit_X(self, X) -> np.ndarray:
+        X = check_X(X)
+        if X.shape[0] == 0:
+            raise ValueError("X has no rows; at least one training example is needed.")
+        self.input_shape_ = tuple(X.shape[1:])
+        if X.ndim == 2:
+            self.n_features_in_ = X.shape[1]
+        elif hasattr(self, "n_features_in_"):
+            del self.n_features_in_
+        return X
+
+    def _check_predict_X(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = check_X(X)
+        if tuple(X.shape[1:]) != self.input_shape_:
+            raise ValueError(
+                f"X has inputs of shape {tuple(X.shape[1:])}, but {type(self).__name__} "
+                f"was fitted on inputs of shape {self.input_shape_}."
+            )
+        return X
+
+    def _label_counts(self, X):
+        """Votes per label over the base models, and the number of base models."""
+        X = self._check_predict_X(X)
+        n_models = len(self.estimators_)
+        if X.shape[0] == 0:
+            return np.zeros((0, self.n_classes_), dtype=np.int64), n_models
+        chunks = split_tasks(n_models, self.n_jobs)
+        parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
+            delayed(_count_votes)([self.estimators_[i] for i in chunk], X, self.k_base)
+            for chunk in chunks
+        )
+        return np.sum(parts, axis=0, dtype=np.int64), n_models
+
+    def _pop_attack(self, options: dict) -> str:
+        return check_choice(options.pop("attack", "modification"), "attack", ATTACKS)
+
+    @staticmethod
+    def _reject_unknown(options: dict) -> None:
+        if options:
+            raise TypeError(f"unexpected certify option(s): {sorted(options)}.")
