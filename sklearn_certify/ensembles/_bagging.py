@@ -11,7 +11,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._targets import encode_fit_targets
 from .._validation import check_alpha, check_choice
 from ..certificates._bagging import BAGGING_METHODS
 from ._base import (
@@ -213,12 +212,8 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         -------
         self : BaggingCertifiedClassifier
         """
-        X = self._check_fit_X(X)
-        Y, classes = encode_fit_targets(y)
-        if Y.shape[0] != X.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} rows but y has {Y.shape[0]}.")
+        X, Y, classes = self._check_fit_data(X, y)
         n_train, n_classes = Y.shape
-        self._check_k(n_classes)
         estimator = self._base_estimator()
         max_samples = self._subsample_size(n_train)
 
@@ -235,9 +230,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         self.seeds_ = seeds
         self.n_train_ = n_train
         self.max_samples_ = max_samples
-        self.n_classes_ = n_classes
-        self.multiclass_ = classes is not None
-        self.classes_ = classes if classes is not None else np.arange(n_classes)
+        self._set_targets(n_classes, classes)
         return self
 
     @property

@@ -22,18 +22,23 @@ enforced here:
 from __future__ import annotations
 
 import sys
+import warnings
 from numbers import Integral
 
 import numpy as np
+import scipy.sparse as sp
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, clone
+from sklearn.exceptions import DataConversionWarning
 from sklearn.linear_model import RidgeClassifier
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import CertifiedClassifierMixin
 from .._scores import has_score_method, label_scores, top_k_indicator
+from .._targets import encode_fit_targets
 from .._validation import ATTACKS, check_choice, check_int, check_X
 
 __all__ = [
@@ -90,6 +95,30 @@ def set_random_states(estimator, random_state) -> None:
     }
     if to_set:
         estimator.set_params(**to_set)
+
+
+def _check_input(X) -> np.ndarray:
+    """Dense numeric inputs with at least 2 dimensions and at least one feature."""
+    if sp.issparse(X):
+        raise TypeError(
+            "Sparse data was passed for X, but dense data is required. Use '.toarray()' "
+            "to convert to a dense numpy array."
+        )
+    X = np.asarray(X)
+    if X.dtype == object:
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"X must be numeric, got dtype object ({exc}).") from None
+    if X.dtype.kind == "c":
+        raise ValueError("Complex data not supported.")
+    X = check_X(X)
+    if X.ndim >= 2 and int(np.prod(X.shape[1:])) == 0:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is "
+            "required."
+        )
+    return X
 
 
 class _ConstantAwareMultiLabel(BaseEstimator):
@@ -156,7 +185,10 @@ class _ConstantAwareMultiLabel(BaseEstimator):
         self.estimator_ = None
         if self.columns_.size:
             estimator = clone(self.estimator)
-            with _seeded_torch(self.seed):
+            with _seeded_torch(self.seed), warnings.catch_warnings():
+                # A single fitted column is passed as an (n, 1) matrix, which single-output
+                # estimators such as RidgeClassifier accept with a DataConversionWarning.
+                warnings.simplefilter("ignore", DataConversionWarning)
                 estimator.fit(X, Y[:, self.columns_])
             self.estimator_ = estimator
         return self
@@ -243,9 +275,9 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
     Gets predict, predict_proba, certify and score from
     :class:`~sklearn_certify._base.CertifiedClassifierMixin` through ``_label_counts``.
 
-    Subclasses implement ``fit`` (setting ``estimators_``, ``n_classes_``, ``classes_``,
-    ``multiclass_``, ``input_shape_`` and, for flat inputs, ``n_features_in_``) and
-    ``_certificate_spec``.
+    Subclasses implement ``fit`` (validating through ``_check_fit_data``, setting
+    ``estimators_`` and, through ``_set_targets``, ``n_classes_``, ``classes_`` and
+    ``multiclass_``) and ``_certificate_spec``.
     """
 
     _parameter_constraints: dict = {
@@ -273,21 +305,44 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
         check_int(self.k, "k", low=1, high=n_classes)
         check_int(self.k_base, "k_base", low=1, high=n_classes)
 
-    def _check_fit_X(self, X) -> np.ndarray:
-        X = check_X(X)
+    def _check_fit_data(self, X, y):
+        """Validated inputs, the 0/1 target matrix and ``classes_`` (None if multi-label).
+
+        Sets ``input_shape_`` and, for flat inputs, ``n_features_in_``.
+        """
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
+        X = _check_input(X)
         if X.shape[0] == 0:
-            raise ValueError("X has no rows; at least one training example is needed.")
+            raise ValueError("X has 0 samples; at least one training example is needed.")
+        check_classification_targets(y)
+        Y, classes = encode_fit_targets(y)
+        if Y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {Y.shape[0]}.")
+        self._check_k(Y.shape[1])
         self.input_shape_ = tuple(X.shape[1:])
         if X.ndim == 2:
             self.n_features_in_ = X.shape[1]
         elif hasattr(self, "n_features_in_"):
             del self.n_features_in_
-        return X
+        return X, Y, classes
+
+    def _set_targets(self, n_classes: int, classes) -> None:
+        self.n_classes_ = n_classes
+        self.multiclass_ = classes is not None
+        self.classes_ = classes if classes is not None else np.arange(n_classes)
 
     def _check_predict_X(self, X) -> np.ndarray:
         check_is_fitted(self)
-        X = check_X(X)
+        X = _check_input(X)
         if tuple(X.shape[1:]) != self.input_shape_:
+            if X.ndim == 2 and len(self.input_shape_) == 1:
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but {type(self).__name__} is "
+                    f"expecting {self.input_shape_[0]} features as input."
+                )
             raise ValueError(
                 f"X has inputs of shape {tuple(X.shape[1:])}, but {type(self).__name__} "
                 f"was fitted on inputs of shape {self.input_shape_}."

@@ -41,10 +41,15 @@ from joblib import Parallel, delayed
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._targets import encode_fit_targets
-from .._validation import check_choice, check_label_matrix, check_X
+from .._validation import check_choice, check_label_matrix
 from ..certificates._dpa import DPA_METHODS
-from ._base import BaseCertifiedEnsemble, fallback_labels, fit_base_model, split_tasks
+from ._base import (
+    BaseCertifiedEnsemble,
+    _check_input,
+    fallback_labels,
+    fit_base_model,
+    split_tasks,
+)
 
 __all__ = ["DPACertifiedClassifier", "example_digests", "hash_partitions"]
 
@@ -75,7 +80,7 @@ def example_digests(X, y) -> list[bytes]:
     list of bytes
         ``n`` digests of 32 bytes.
     """
-    X = check_X(X)
+    X = _check_input(X)
     n = X.shape[0]
     x_rows = np.ascontiguousarray(X.reshape(n, -1), dtype="<f8") + 0.0  # -0.0 -> 0.0
     y_arr = np.asarray(y)
@@ -280,12 +285,8 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         -------
         self : DPACertifiedClassifier
         """
-        X = self._check_fit_X(X)
-        Y, classes = encode_fit_targets(y)
-        if Y.shape[0] != X.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} rows but y has {Y.shape[0]}.")
+        X, Y, classes = self._check_fit_data(X, y)
         n_classes = Y.shape[1]
-        self._check_k(n_classes)
         estimator = self._base_estimator()
         n_parts = self.n_partitions
 
@@ -309,9 +310,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         self.estimators_ = [model for part in parts for model in part]
         self.partitions_ = partitions
         self.partition_sizes_ = sizes
-        self.n_classes_ = n_classes
-        self.multiclass_ = classes is not None
-        self.classes_ = classes if classes is not None else np.arange(n_classes)
+        self._set_targets(n_classes, classes)
         return self
 
     def _certificate_spec(self, **options) -> dict:
