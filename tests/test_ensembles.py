@@ -133,12 +133,12 @@ def test_dpa_vote_gap_closed_form(blobs):
 def test_bagging_k1_reduces_to_jia_condition(blobs):
     """k = k_b = 1, modification: p_A_lower - p_B_upper > 2 (1 - (1 - T/n)^m), up to rounding."""
     X_train, X_test, y_train, y_test = blobs
-    clf = BaggingCertifiedClassifier(n_estimators=200, max_samples=20, k=1, k_base=1,
+    clf = BaggingCertifiedClassifier(n_estimators=100, max_samples=20, k=1, k_base=1,
                                      alpha=0.01, random_state=0).fit(X_train, y_train)
     result = clf.certify(X_test, y_test, RADII)
     for method in ("poisoningguard", "bagging"):
         np.testing.assert_array_equal(result.recertify(method=method).sizes, result.sizes)
-    lower, upper = clopper_pearson_bounds(_counts(clf, X_test), 200, 0.01)
+    lower, upper = clopper_pearson_bounds(_counts(clf, X_test), 100, 0.01)
     Y = (y_test[:, None] == clf.classes_[None, :])
     p_a = lower[Y]
     p_b = np.where(Y, -1.0, upper).max(axis=1)
@@ -148,12 +148,18 @@ def test_bagging_k1_reduces_to_jia_condition(blobs):
     np.testing.assert_array_equal(result.sizes[clear], (lhs > margin[None, :])[clear])
 
 
+@pytest.fixture(scope="module")
+def fitted_bagging(digits):
+    X_train, _, Y_train, _ = digits
+    return BaggingCertifiedClassifier(n_estimators=60, max_samples=0.2, k_base=2, k=3,
+                                      alpha=0.01, random_state=1).fit(X_train, Y_train)
+
+
 @pytest.mark.parametrize("attack", ["modification", "addition", "deletion"])
 @pytest.mark.parametrize("method", ["poisoningguard", "bagging"])
-def test_bagging_certify_equals_pure_functions(digits, attack, method):
-    X_train, X_test, Y_train, Y_test = digits
-    clf = BaggingCertifiedClassifier(n_estimators=60, max_samples=0.2, k_base=2, k=3,
-                                     alpha=0.01, random_state=1).fit(X_train, Y_train)
+def test_bagging_certify_equals_pure_functions(digits, fitted_bagging, attack, method):
+    _, X_test, _, Y_test = digits
+    clf = fitted_bagging
     assert clf.max_samples_ == 60 and clf.n_train_ == 300
     counts = _counts(clf, X_test)
     lower, upper = clopper_pearson_bounds(counts, 60, 0.01)
@@ -171,11 +177,17 @@ def test_bagging_certify_equals_pure_functions(digits, attack, method):
     np.testing.assert_array_equal(result.sizes[:, 0], expected)
 
 
+@pytest.fixture(scope="module")
+def fitted_dpa(digits):
+    X_train, _, Y_train, _ = digits
+    return DPACertifiedClassifier(n_partitions=30, k_base=2, k=3).fit(X_train, Y_train)
+
+
 @pytest.mark.parametrize("attack", ["modification", "addition", "deletion"])
 @pytest.mark.parametrize("method", ["poisoningguard", "dpa"])
-def test_dpa_certify_equals_pure_functions(digits, attack, method):
-    X_train, X_test, Y_train, Y_test = digits
-    clf = DPACertifiedClassifier(n_partitions=30, k_base=2, k=3).fit(X_train, Y_train)
+def test_dpa_certify_equals_pure_functions(digits, fitted_dpa, attack, method):
+    _, X_test, _, Y_test = digits
+    clf = fitted_dpa
     counts = _counts(clf, X_test)
     expected = dpa_certified_size(counts, Y_test, k=3, k_base=2, radius=RADII,
                                   attack=attack, method=method)
@@ -273,13 +285,12 @@ def test_hash_stable_across_processes(tmp_path, digits):
         X = np.load({str(tmp_path / "X.npy")!r}); Y = np.load({str(tmp_path / "Y.npy")!r})
         print(",".join(map(str, hash_partitions(X, Y, 300))))
     """)
-    outputs = []
-    for seed in ("1", "2"):
-        env = {**os.environ, "PYTHONHASHSEED": seed}
-        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             env=env, check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
-        outputs.append([int(v) for v in run.stdout.strip().split(",")])
-    assert outputs[0] == outputs[1] == hash_partitions(X[:50], Y[:50], 300).tolist()
+    # Another interpreter, with a string-hash salt of its own.
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    other = [int(v) for v in run.stdout.strip().split(",")]
+    assert other == hash_partitions(X[:50], Y[:50], 300).tolist()
 
 
 # ------------------------------------------------------------------ reproducibility
