@@ -9,13 +9,14 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_is_fitted
 from skorch import NeuralNet
 from skorch.callbacks import Callback
 
 from .._base import CertifiedClassifierMixin
 from .._targets import encode_fit_targets
-from .._validation import check_alpha, check_choice, check_X
+from .._validation import check_alpha, check_choice
 from ..certificates._gaussian import GAUSSIAN_METHODS
 from ._sampling import (
     _estimator_scores,
@@ -207,13 +208,18 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self : SmoothedMultiLabelClassifier
             The fitted classifier.
         """
+        if Y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
         X = self._check_input(X, reset=True)
+        check_classification_targets(Y)
         Y_matrix, classes = encode_fit_targets(Y)
         if len(Y_matrix) != len(X):
             raise ValueError(
                 f"X has {len(X)} inputs but Y has {len(Y_matrix)} rows; they must match."
             )
-        if len(X) == 0:
+        if len(X) == 0:  # a tensor: arrays are checked by check_array
             raise ValueError("fit needs at least one input; X has 0 rows.")
         n_classes = Y_matrix.shape[1]
         self._check_label_params(n_classes)
@@ -271,15 +277,21 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
     # ---------------------------------------------------------------------- sampling
     def _check_input(self, X, *, reset: bool):
-        """X as an array (or a torch tensor, kept where it is), shape-checked."""
+        """X as a dense numeric array (a torch tensor is kept where it is), shape-checked.
+
+        Arrays go through :func:`sklearn.utils.check_array` (``allow_nd=True``): sparse,
+        complex, non-finite or non-numeric data are rejected with scikit-learn's
+        messages. ``fit`` needs at least one input; prediction accepts none.
+        """
         if torch.is_tensor(X):
             if X.ndim < 2:
                 raise ValueError(
                     f"X must have at least 2 dimensions (n_inputs, ...), got shape "
-                    f"{tuple(X.shape)}."
+                    f"{tuple(X.shape)}. Reshape your data."
                 )
         else:
-            X = check_X(X)
+            X = check_array(X, dtype="numeric", allow_nd=True, ensure_min_samples=int(reset),
+                            input_name="X")
         shape = tuple(int(s) for s in X.shape[1:])
         if reset:
             self.input_shape_ = shape
