@@ -168,3 +168,36 @@ def test_certification_result_roundtrip(fitted, data, tmp_path):
         assert loaded.to_frame().equals(res.to_frame())
         other = [r + 1 for r in radii]
         np.testing.assert_array_equal(loaded.recertify(other).sizes, res.recertify(other).sizes)
+
+
+def test_net_saved_with_cuda_device_loads_on_cpu(data):
+    """What a GPU-trained skorch base carries (device="cuda") maps to the CPU on load.
+
+    Only the device attribute is simulated here (no GPU); skorch maps the tensors with the
+    same map_location (docs/persistence.md).
+    """
+    from skorch.exceptions import DeviceWarning
+
+    X, Y, X_test, Y_test = data
+    est = CASES["smoothed-net"][0]().fit(X, Y)
+    before = _outputs(est, X_test, Y_test, [0.0, 0.1])
+    est.estimator_.device = "cuda"
+    with pytest.warns(DeviceWarning):
+        loaded = joblib.load(_dump(est))
+    assert str(loaded.estimator_.device) == "cpu"
+    _assert_identical(before, _outputs(loaded, X_test, Y_test, [0.0, 0.1]))
+
+
+def test_weights_only_route(data, tmp_path):
+    """save_params, then a bare module rebuilt around the weights: same certificates."""
+    X, Y, X_test, Y_test = data
+    est = CASES["smoothed-net"][0]().fit(X, Y)
+    before = _outputs(est, X_test, Y_test, [0.0, 0.1])
+    est.estimator_.save_params(f_params=tmp_path / "net_params.pt")
+    net = MultiLabelNet(module__n_features=X.shape[1], module__n_classes=10,
+                        module__hidden=(16,), device="cpu").initialize()
+    net.load_params(f_params=tmp_path / "net_params.pt")
+    rebuilt = SmoothedMultiLabelClassifier(net.module_, sigma=0.25, k=2, n_draws=50,
+                                           batch_size=200, random_state=0)
+    rebuilt.fit(X_test[:1], np.ones((1, 10), dtype=int))
+    _assert_identical(before, _outputs(rebuilt, X_test, Y_test, [0.0, 0.1]))
