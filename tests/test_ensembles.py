@@ -521,3 +521,57 @@ def test_parameter_validation(digits):
         DPACertifiedClassifier(n_partitions=3).fit(X_train, None)
     with pytest.raises(ValueError, match="continuous"):
         DPACertifiedClassifier(n_partitions=3).fit(X_train, np.linspace(0, 1, 300))
+
+
+class _FailsOnFewRows(BaseEstimator):
+    """A base estimator that cannot fit fewer than ``min_rows`` examples."""
+
+    def __init__(self, min_rows=5):
+        self.min_rows = min_rows
+
+    def fit(self, X, Y):
+        if len(X) < self.min_rows:
+            raise ValueError("too few rows")
+        self.n_labels_ = np.asarray(Y).shape[1]
+        return self
+
+    def decision_function(self, X):
+        return np.zeros((len(X), self.n_labels_))
+
+
+def test_base_fit_failures_fall_back_to_label_frequencies():
+    rng = np.random.RandomState(3)
+    X = rng.randn(40, 3)
+    Y = (rng.rand(40, 4) < np.array([0.2, 0.9, 0.5, 0.1])).astype(int)
+    with pytest.warns(UserWarning, match="could not be fitted.*too few rows"):
+        clf = DPACertifiedClassifier(_FailsOnFewRows(5), n_partitions=10, k_base=2).fit(X, Y)
+    failed = [j for j, m in enumerate(clf.estimators_)
+              if m.fit_error_ is not None]
+    assert failed and all(clf.partition_sizes_[j] < 5 for j in failed)
+    for j in failed:
+        model = clf.estimators_[j]
+        rows = clf.partitions_ == j
+        freq = Y[rows].mean(axis=0)
+        scores = model.decision_function(X[:3])
+        cols = model.columns_
+        np.testing.assert_allclose(scores[:, cols], np.tile(freq[cols], (3, 1)))
+    assert (_counts(clf, X).sum(axis=1) == 20).all()
+    with pytest.raises(ValueError, match="every base model"):
+        BaggingCertifiedClassifier(_FailsOnFewRows(100), n_estimators=5, max_samples=10,
+                                   random_state=0).fit(X, Y)
+
+
+def test_single_fitted_column_of_a_binary_classifier():
+    from sklearn.tree import DecisionTreeClassifier
+
+    from sklearn_certify.ensembles._base import _ConstantAwareMultiLabel
+
+    rng = np.random.RandomState(4)
+    X = rng.randn(30, 2)
+    Y = np.zeros((30, 3), dtype=int)
+    Y[:, 1] = X[:, 0] > 0  # the only column that varies
+    model = _ConstantAwareMultiLabel(DecisionTreeClassifier(max_depth=2)).fit(X, Y)
+    scores = model.decision_function(X)
+    assert scores.shape == (30, 3) and model.columns_.tolist() == [1]
+    np.testing.assert_allclose(scores[:, 1], model.estimator_.predict_proba(X)[:, 1])
+    assert model.top_labels(X, 1)[:, 1].all()  # the never-present labels score -inf

@@ -132,7 +132,9 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
     the base model scores that label ``-inf`` (never present) or ``+inf`` (always
     present). This is a fixed, deterministic part of the base learning algorithm and
     depends on the subsample only, so Theorem 1 applies unchanged; every base model
-    votes for exactly ``k_base`` labels.
+    votes for exactly ``k_base`` labels. Likewise, a base model whose ``fit`` raises on
+    its subsample votes for the subsample's most frequent labels (a warning says how
+    many did; if all did, ``fit`` raises).
 
     Under addition and deletion attacks the poisoned training set has another size;
     the certificate is about an ensemble with the same subsample size ``m``
@@ -226,7 +228,9 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
             )
             for chunk in chunks
         )
-        self.estimators_ = [model for part in parts for model in part]
+        models = [model for part in parts for model in part]
+        self._check_fitted_models(models)
+        self.estimators_ = models
         self.seeds_ = seeds
         self.n_train_ = n_train
         self.max_samples_ = max_samples

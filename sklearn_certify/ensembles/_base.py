@@ -132,7 +132,12 @@ class _ConstantAwareMultiLabel(BaseEstimator):
     usual (ties towards the lower label index), so the model always yields exactly
     ``k_base`` labels.
 
-    This is a deterministic learning rule that depends on the model's own training
+    If ``estimator.fit`` raises on this training set (e.g. a tiny one), the error is
+    kept in ``fit_error_`` and the non-constant labels are scored by their frequency
+    in the training set instead; the ensemble warns about such models, and raises
+    when every base model failed.
+
+    These are deterministic learning rules that depend on the model's own training
     data only, so the certificates' assumptions are untouched. It also means the base
     estimator never sees a constant column, which ``LogisticRegression`` (alone or in a
     ``MultiOutputClassifier``) cannot fit.
@@ -152,11 +157,16 @@ class _ConstantAwareMultiLabel(BaseEstimator):
     Attributes
     ----------
     estimator_ : estimator or None
-        The fitted clone; None when every column was constant or there was no data.
+        The fitted clone; None when every column was constant, there was no data, or
+        fitting failed.
     columns_ : ndarray of int
-        The label columns ``estimator_`` was fitted on.
+        The non-constant label columns, those ``estimator_`` was fitted on.
     constant_scores_ : ndarray of float, shape (n_classes,)
-        Score of each constant column (+inf or -inf); NaN for the fitted columns.
+        Fixed score of each label not scored by ``estimator_``: +inf or -inf for the
+        constant columns, the training frequency when fitting failed; NaN for the
+        columns ``estimator_`` scores.
+    fit_error_ : str or None
+        The error ``estimator.fit`` raised, if any.
     n_classes_ : int
     n_samples_fit_ : int
         Number of training examples seen.
@@ -181,25 +191,38 @@ class _ConstantAwareMultiLabel(BaseEstimator):
             scores[constant & (Y[0] == 1)] = np.inf
             self.columns_ = np.flatnonzero(~constant)
             scores[self.columns_] = np.nan
-        self.constant_scores_ = scores
         self.estimator_ = None
+        self.fit_error_ = None
         if self.columns_.size:
             estimator = clone(self.estimator)
-            with _seeded_torch(self.seed), warnings.catch_warnings():
-                # A single fitted column is passed as an (n, 1) matrix, which single-output
-                # estimators such as RidgeClassifier accept with a DataConversionWarning.
-                warnings.simplefilter("ignore", DataConversionWarning)
-                estimator.fit(X, Y[:, self.columns_])
-            self.estimator_ = estimator
+            try:
+                with _seeded_torch(self.seed), warnings.catch_warnings():
+                    # A single fitted column is passed as an (n, 1) matrix, which
+                    # single-output estimators such as RidgeClassifier accept with a
+                    # DataConversionWarning.
+                    warnings.simplefilter("ignore", DataConversionWarning)
+                    estimator.fit(X, Y[:, self.columns_])
+                self.estimator_ = estimator
+            except Exception as exc:  # any failure of the base estimator on this data
+                # Fall back to this training set's label frequencies (see class doc).
+                self.fit_error_ = f"{type(exc).__name__}: {exc}"
+                scores[self.columns_] = Y[:, self.columns_].mean(axis=0)
+        self.constant_scores_ = scores
         return self
 
     def decision_function(self, X) -> np.ndarray:
-        """Label scores of shape (n_inputs, n_classes); constant columns are +-inf."""
+        """Label scores of shape (n_inputs, n_classes); constant columns are +-inf.
+
+        Errors of the fitted estimator's ``decision_function``/``predict_proba``
+        propagate.
+        """
         check_is_fitted(self, "constant_scores_")
         n_inputs = len(X)
         out = np.tile(self.constant_scores_, (n_inputs, 1))
         if self.estimator_ is not None and n_inputs:
             scores = label_scores(self.estimator_, X)
+            if self.columns_.size == 1 and scores.shape == (n_inputs, 2):
+                scores = _positive_class_scores(self.estimator_, scores)
             if scores.shape != (n_inputs, self.columns_.size):
                 raise ValueError(
                     f"the base estimator {type(self.estimator_).__name__}, fitted on "
@@ -216,6 +239,20 @@ class _ConstantAwareMultiLabel(BaseEstimator):
         # A NaN score (a broken base model) ranks below every real score.
         np.nan_to_num(scores, copy=False, nan=-np.inf, posinf=np.inf, neginf=-np.inf)
         return top_k_indicator(scores, k_base)
+
+
+def _positive_class_scores(estimator, scores: np.ndarray) -> np.ndarray:
+    """Score of label presence from a single-output binary classifier's two columns.
+
+    A base model fitted on one label column is a binary classifier to most estimators;
+    their ``predict_proba`` gives one column per class (0 and 1).
+    """
+    classes = getattr(estimator, "classes_", None)
+    if isinstance(classes, list) and len(classes) == 1:
+        classes = classes[0]
+    classes = np.asarray([0, 1] if classes is None else classes).ravel()
+    hit = np.flatnonzero(classes == 1)
+    return scores[:, hit[:1]] if hit.size else scores[:, 1:]
 
 
 class _seeded_torch:
@@ -328,6 +365,23 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
         elif hasattr(self, "n_features_in_"):
             del self.n_features_in_
         return X, Y, classes
+
+    def _check_fitted_models(self, models) -> None:
+        """Raise if every base model failed to fit; warn if some did."""
+        failed = [model for model in models if model.fit_error_ is not None]
+        if not failed:
+            return
+        if len(failed) == len(models):
+            raise ValueError(
+                f"the base estimator failed to fit on the training set of every base "
+                f"model; first error: {failed[0].fit_error_}"
+            )
+        warnings.warn(
+            f"{len(failed)} of {len(models)} base models could not be fitted on their "
+            "training examples and vote for the most frequent labels of those examples "
+            f"instead; first error: {failed[0].fit_error_}",
+            UserWarning, stacklevel=3,
+        )
 
     def _set_targets(self, n_classes: int, classes) -> None:
         self.n_classes_ = n_classes

@@ -210,6 +210,8 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
     (or ``+inf``). This is a deterministic function of the partition's contents, so the
     guarantee is unchanged. A partition with one example thus votes for that example's
     labels (then the lowest-index others, up to ``k_base``).
+    A base model whose ``fit`` raises on its partition votes for the partition's most
+    frequent labels instead (a warning says how many did; if all did, ``fit`` raises).
 
     Each base model's own randomness (``random_state`` parameters, torch's generator
     while training) is seeded from its partition index, so training is deterministic.
@@ -307,7 +309,9 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
             )
             for chunk in chunks
         )
-        self.estimators_ = [model for part in parts for model in part]
+        models = [model for part in parts for model in part]
+        self._check_fitted_models(models)
+        self.estimators_ = models
         self.partitions_ = partitions
         self.partition_sizes_ = sizes
         self._set_targets(n_classes, classes)
