@@ -78,18 +78,12 @@ INHERENT = {
     },
 }
 
-# Pending fixes (owners: _base.py, _validation.py, _targets.py, smoothing/_classifier.py).
-# Each reason names the proposed fix. The ensembles already validate X their own way
-# (ensembles/_base.py _check_input); moving that into _validation.check_X fixes smoothing.
+# Pending fixes (owners: _base.py, _targets.py; ensembles/_base.py and _validation.py for
+# the 1-D message). Each reason names the proposed fix.
 _SCORE_Y = ("CertifiedClassifierMixin.score names its target Y; sklearn calls score(X, y=...) "
             "-> rename the parameter to y (_base.py)")
-_SPARSE = ("check_X does np.asarray(sparse) -> 0-d object array; reject sparse X with a "
-           "'Sparse data was passed' TypeError in _validation.check_X")
-_OBJECT = ("check_X rejects dtype=object X of numbers; convert with X.astype(float64) and "
-           "raise TypeError('... argument must be a string or a real number') on failure")
-_RESHAPE = "check_X's message for 1-D X must contain 'Reshape your data' (as check_array's)"
-_Y_NONE = ("fit(X, None) must raise ValueError('... requires y to be passed, but the target y "
-           "is None'), as the ensembles' _check_fit_data does")
+_RESHAPE = ("_validation.check_X's message for 1-D X must contain 'Reshape your data' (as "
+            "check_array's and smoothing's own check do)")
 _Y_COLUMN = ("a (n, 1) column y of class labels is read as a 0/1 indicator matrix and "
              "rejected; ravel it with a DataConversionWarning (column_or_1d(warn=True)) in "
              "_targets.encode_fit_targets")
@@ -97,12 +91,6 @@ _Y_COLUMN = ("a (n, 1) column y of class labels is read as a 0/1 indicator matri
 PENDING = {
     "SmoothedMultiLabelClassifier": {
         "check_n_features_in_after_fitting": _SCORE_Y,
-        "check_estimator_sparse_tag": _SPARSE,
-        "check_estimator_sparse_array": _SPARSE,
-        "check_estimator_sparse_matrix": _SPARSE,
-        "check_dtype_object": _OBJECT,
-        "check_fit2d_predict1d": _RESHAPE,
-        "check_requires_y_none": _Y_NONE,
         "check_supervised_y_2d": _Y_COLUMN,
     },
     "BaggingCertifiedClassifier": {
