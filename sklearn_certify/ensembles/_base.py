@@ -6,8 +6,10 @@ every input to label counts: how many base models put each label among their top
 ``k_base`` labels. Everything the certificates assume about the base models is
 enforced here:
 
-* **Each base model is a function of its own training examples only** (and, for
-  bagging, of its own seed). Training runs through joblib's ``Parallel``/``delayed``
+* **Each base model is a function of its own training examples only** (and of its
+  own seed: drawn from ``random_state`` for bagging, the partition index for DPA;
+  it fixes the base estimator's ``random_state`` parameters and, for torch models,
+  torch's generator during training). Training runs through joblib's ``Parallel``/``delayed``
   on whatever backend is active (loky, threads, Dask, ...); seeds are drawn before
   any task starts, so the models -- and the counts -- do not depend on the backend,
   on ``n_jobs`` or on how the work is cut into tasks.
@@ -15,8 +17,8 @@ enforced here:
   trained on: the theorems count ``n_models * k_base`` votes. Base models are wrapped
   in :class:`_ConstantAwareMultiLabel`, which handles label columns that are constant
   in a model's training data (a label never or always present, e.g. in a small
-  subsample, which estimators such as ``LogisticRegression`` cannot fit) and empty
-  training sets.
+  subsample, which estimators such as ``LogisticRegression`` cannot fit), empty
+  training sets, and base estimators whose ``fit`` raises on a (tiny) training set.
 """
 
 from __future__ import annotations
