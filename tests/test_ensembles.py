@@ -493,7 +493,11 @@ def test_multilabel_net_base_is_reproducible(digits):
         for _ in range(2)
     ]
     assert torch.equal(state, torch.random.get_rng_state())  # caller's generator untouched
-    np.testing.assert_array_equal(runs[0].predict_proba(X_test), runs[1].predict_proba(X_test))
+    with parallel_backend("threading", n_jobs=2):  # seeded trainings must not interleave
+        runs.append(BaggingCertifiedClassifier(net, n_estimators=3, max_samples=40, k_base=2,
+                                               random_state=0).fit(X_train, Y_train))
+    for run in runs[1:]:
+        np.testing.assert_array_equal(run.predict_proba(X_test), runs[0].predict_proba(X_test))
     dpa = DPACertifiedClassifier(net, n_partitions=3).fit(X_train, Y_train)
     assert dpa.certify(X_test, Y_test, [0, 1]).sizes.shape == (40, 2)
 

@@ -24,6 +24,7 @@ enforced here:
 from __future__ import annotations
 
 import sys
+import threading
 import warnings
 from numbers import Integral
 
@@ -152,9 +153,9 @@ class _ConstantAwareMultiLabel(BaseEstimator):
     empty_labels : array-like of int, default=()
         Labels voted for when trained on no examples.
     seed : int or None, default=None
-        When torch is loaded, training runs with torch's global generator seeded with
-        this value (in a forked generator state, so the caller's torch state is left
-        alone); this makes skorch/torch base models reproducible. None: unseeded.
+        For a torch/skorch estimator, training runs with torch's global generator
+        seeded with this value (in a forked generator state, so the caller's torch
+        state is left alone); this makes such base models reproducible. None: unseeded.
 
     Attributes
     ----------
@@ -198,7 +199,7 @@ class _ConstantAwareMultiLabel(BaseEstimator):
         if self.columns_.size:
             estimator = clone(self.estimator)
             try:
-                with _seeded_torch(self.seed), warnings.catch_warnings():
+                with _seeded_torch(self.seed, estimator), warnings.catch_warnings():
                     # A single fitted column is passed as an (n, 1) matrix, which
                     # single-output estimators such as RidgeClassifier accept with a
                     # DataConversionWarning.
@@ -257,26 +258,56 @@ def _positive_class_scores(estimator, scores: np.ndarray) -> np.ndarray:
     return scores[:, hit[:1]] if hit.size else scores[:, 1:]
 
 
-class _seeded_torch:
-    """Context manager: torch's global generator seeded, restored afterwards."""
+def _uses_torch(estimator) -> bool:
+    """Whether ``estimator`` is (or contains) a torch/skorch model.
 
-    def __init__(self, seed):
+    Looks at the classes of the estimator and of its parameters (one level deep, e.g.
+    a skorch net in a Pipeline or a wrapper).
+    """
+    objects = [estimator]
+    if hasattr(estimator, "get_params"):
+        objects += list(estimator.get_params(deep=True).values())
+    return any(
+        cls.__module__.split(".")[0] in ("torch", "skorch")
+        for obj in objects for cls in type(obj).__mro__
+    )
+
+
+# Serialises seeded torch training between threads (threading backend), since the
+# seeded generator is torch's global one.
+_TORCH_LOCK = threading.Lock()
+
+
+class _seeded_torch:
+    """Context manager: for torch models, train with torch's global generator seeded.
+
+    The caller's generator state is restored afterwards (``torch.random.fork_rng``),
+    and seeded trainings in different threads of one process do not interleave.
+    Does nothing for other estimators, or when ``seed`` is None.
+    """
+
+    def __init__(self, seed, estimator):
         self.seed = seed
+        self.estimator = estimator
         self._fork = None
 
     def __enter__(self):
         torch = sys.modules.get("torch")
-        if self.seed is None or torch is None:
+        if self.seed is None or torch is None or not _uses_torch(self.estimator):
             return self
+        _TORCH_LOCK.acquire()
         self._fork = torch.random.fork_rng(devices=[])
         self._fork.__enter__()
         torch.manual_seed(int(self.seed))
         return self
 
     def __exit__(self, *exc):
-        if self._fork is not None:
+        if self._fork is None:
+            return False
+        try:
             return self._fork.__exit__(*exc)
-        return False
+        finally:
+            _TORCH_LOCK.release()
 
 
 def fit_base_model(estimator, X, Y, *, seed: int, empty_labels) -> _ConstantAwareMultiLabel:
