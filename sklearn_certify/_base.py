@@ -87,7 +87,8 @@ class CertifiedClassifierMixin(ClassifierMixin):
             Attack sizes to certify.
         **options
             ``method`` (any estimator), ``attack`` (ensembles), ``k`` and ``alpha``
-            (sampled certificates) override the fitted settings for this call.
+            (sampled certificates) override the fitted settings for this call;
+            ``label`` names the result in tables and legends.
 
         Returns
         -------
@@ -96,6 +97,7 @@ class CertifiedClassifierMixin(ClassifierMixin):
         check_is_fitted(self)
         Y = self._encoded_targets(Y)
         k = options.pop("k", self.k)
+        label = options.pop("label", None)
         check_int(k, "k", low=1, high=self.n_classes_)
         spec = self._certificate_spec(**options)
         counts, n_draws = self._label_counts(X)
@@ -103,14 +105,17 @@ class CertifiedClassifierMixin(ClassifierMixin):
             raise ValueError(
                 f"X has {counts.shape[0]} inputs but Y has {Y.shape[0]} rows."
             )
-        return CertificationResult.from_counts(counts, Y, radius, k=k, n_draws=n_draws,
-                                               **spec)
+        spec["label"] = spec.get("label") or label
+        return CertificationResult.from_counts(counts, Y, radius, k=k, n_draws=n_draws, **spec)
 
-    def score(self, X, Y, sample_weight=None) -> float:
-        """Mean certified f1 at radius 0 (``2e / (|L| + k)``), for model selection."""
+    def score(self, X, y, sample_weight=None) -> float:
+        """Mean certified f1 at radius 0 (``2e / (|L| + k)``), for model selection.
+
+        ``y`` holds the true labels, as in :meth:`certify`.
+        """
         if sample_weight is not None:
             raise ValueError("score does not support sample_weight.")
-        return float(self.certify(X, Y, 0).f1()[0])
+        return float(self.certify(X, y, 0).f1()[0])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

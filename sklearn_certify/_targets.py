@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from sklearn.exceptions import DataConversionWarning
 
 from ._validation import check_label_matrix
 
@@ -16,7 +19,7 @@ def encode_fit_targets(y) -> tuple[np.ndarray, np.ndarray | None]:
     (``classes_`` is None). A 1-D ``y`` holds multi-class labels: it is one-hot encoded
     over ``classes_ = np.unique(y)``.
     """
-    y_arr = np.asarray(y)
+    y_arr = _ravel_column(np.asarray(y))
     if y_arr.ndim == 1:
         if y_arr.size and y_arr.dtype.kind == "f" and not np.all(np.isfinite(y_arr)):
             raise ValueError("y contains NaN or inf.")
@@ -34,6 +37,8 @@ def encode_fit_targets(y) -> tuple[np.ndarray, np.ndarray | None]:
 def encode_targets(y, classes, n_classes: int) -> np.ndarray:
     """Targets given to ``certify``/``score``, encoded like those seen at ``fit``."""
     y_arr = np.asarray(y)
+    if classes is not None:
+        y_arr = _ravel_column(y_arr)
     if classes is not None and y_arr.ndim == 1:
         known = np.isin(y_arr, classes)
         if not known.all():
@@ -47,3 +52,16 @@ def encode_targets(y, classes, n_classes: int) -> np.ndarray:
             f"pass Y with shape (n_inputs, {n_classes})."
         )
     return check_label_matrix(y_arr, "Y", n_classes=n_classes).astype(np.int64)
+
+
+def _ravel_column(y: np.ndarray) -> np.ndarray:
+    """A column vector of labels (n, 1) is read as 1-D labels, as scikit-learn does."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1-D array was expected; it is read as "
+            "1-D multi-class labels. Use y.ravel() to silence this warning.",
+            DataConversionWarning,
+            stacklevel=3,
+        )
+        return y.ravel()
+    return y

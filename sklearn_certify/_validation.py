@@ -162,7 +162,8 @@ def check_X(X, name: str = "X") -> np.ndarray:
     if X.ndim < 2:
         raise ValueError(
             f"{name} must have at least 2 dimensions (n_inputs, n_features...), got shape "
-            f"{X.shape}. Reshape a single sample with X.reshape(1, -1)."
+            f"{X.shape}. Reshape your data with X.reshape(-1, 1) for a single feature or "
+            "X.reshape(1, -1) for a single sample."
         )
     if not np.issubdtype(X.dtype, np.number) or X.dtype == bool:
         raise TypeError(f"{name} must be numeric, got dtype {X.dtype}.")

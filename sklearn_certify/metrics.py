@@ -122,6 +122,14 @@ class CertifiedScorer:
     def __call__(self, estimator, X, Y, sample_weight=None) -> float:
         if sample_weight is not None:
             raise ValueError("certified scorers do not support sample_weight.")
+        if not hasattr(estimator, "certify"):
+            raise TypeError(
+                f"{type(estimator).__name__} has no certify method. A Pipeline cannot be "
+                "certified as a whole: put the preprocessing inside the certified "
+                "estimator instead, e.g. SmoothedMultiLabelClassifier("
+                "make_pipeline(StandardScaler(), base)), so that it is covered by the "
+                "certificate."
+            )
         result = estimator.certify(X, Y, self.radius, **self.certify_options)
         return float(getattr(result, self.metric)()[0])
 
