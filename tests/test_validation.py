@@ -1,0 +1,424 @@
+"""Issue 8, item 1: every public entry point rejects bad input with a clear error.
+
+One table: each row is (entry point, bad input) -> the exception types allowed and a
+regex the message must match (the parameter's name). ``ValueError`` / ``TypeError``
+(sklearn's ``InvalidParameterError`` is both) for bad values, ``NotFittedError`` for use
+before ``fit``.
+
+Rows that document a gap still open in the library are marked
+``xfail(strict=True)``: the suite stays green while the gap is visible, and the xfail
+turns into a failure (XPASS) as soon as the library is fixed, so that it gets removed.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import RidgeClassifier
+
+from sklearn_certify import (
+    BaggingCertifiedClassifier,
+    DPACertifiedClassifier,
+    SmoothedMultiLabelClassifier,
+)
+from sklearn_certify.bounds import clopper_pearson_bounds
+from sklearn_certify.certificates import (
+    bagging_certified_size,
+    dpa_certified_size,
+    gaussian_certified_size,
+)
+from sklearn_certify.datasets import make_multidigit
+from sklearn_certify.metrics import (
+    certified_f1_score,
+    certified_precision_score,
+    certified_recall_score,
+    certified_scorer,
+)
+
+N_CLASSES = 3
+BAD = (ValueError, TypeError)
+
+
+def gap(reason: str):
+    """A row that documents an open gap: strict xfail with a one-line reason."""
+    return pytest.mark.xfail(strict=True, reason=reason)
+
+
+# ------------------------------------------------------------------------------ data
+def _data(n=30):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 4))
+    Y = (rng.random((n, N_CLASSES)) < 0.5).astype(np.int64)
+    Y[:2] = [[1, 0, 1], [0, 1, 0]]  # every column takes both values
+    return X, Y
+
+
+X, Y = _data()
+X_NAN = X.copy()
+X_NAN[1, 2] = np.nan
+X_INF = X.copy()
+X_INF[0, 0] = np.inf
+
+
+def _smoothing(**params):
+    return SmoothedMultiLabelClassifier(
+        RidgeClassifier(), **{"sigma": 0.25, "k": 2, "n_draws": 16, "random_state": 0, **params}
+    )
+
+
+def _bagging(**params):
+    return BaggingCertifiedClassifier(
+        **{"n_estimators": 4, "max_samples": 10, "k": 2, "random_state": 0, **params}
+    )
+
+
+def _dpa(**params):
+    return DPACertifiedClassifier(**{"n_partitions": 3, "k": 2, **params})
+
+
+MAKERS = {"smoothing": _smoothing, "bagging": _bagging, "dpa": _dpa}
+
+
+@functools.cache
+def fitted(name):
+    return MAKERS[name]().fit(X, Y)
+
+
+# ----------------------------------------------------------------------------- table
+CASES = []  # (id, thunk, exceptions, match, marks)
+
+
+def case(id_, thunk, match, exc=BAD, marks=()):
+    CASES.append(pytest.param(thunk, exc, match, id=id_, marks=marks))
+
+
+# clopper_pearson_bounds(counts, n_draws, alpha)
+CP_COUNTS = np.array([[3, 5, 0]])
+for alpha in (0.0, 1.0, -0.1, 1.5, np.nan):
+    case(f"cp-alpha={alpha}", functools.partial(clopper_pearson_bounds, CP_COUNTS, 10, alpha),
+         "alpha")
+case("cp-alpha-str", lambda: clopper_pearson_bounds(CP_COUNTS, 10, "0.1"), "alpha")
+case("cp-counts-nan", lambda: clopper_pearson_bounds([[np.nan, 1.0]], 10, 0.1), "counts")
+case("cp-counts-inf", lambda: clopper_pearson_bounds([[np.inf, 1.0]], 10, 0.1), "counts")
+case("cp-counts-1d", lambda: clopper_pearson_bounds([3, 5], 10, 0.1), "counts")
+case("cp-counts-3d", lambda: clopper_pearson_bounds([[[3, 5]]], 10, 0.1), "counts")
+case("cp-counts-negative", lambda: clopper_pearson_bounds([[-1, 5]], 10, 0.1), "counts")
+case("cp-counts-fractional", lambda: clopper_pearson_bounds([[1.5, 5]], 10, 0.1), "counts")
+case("cp-counts-above-n", lambda: clopper_pearson_bounds([[11, 5]], 10, 0.1), "counts")
+case("cp-counts-str", lambda: clopper_pearson_bounds([["a", "b"]], 10, 0.1), "counts")
+case("cp-n_draws=0", lambda: clopper_pearson_bounds([[0, 0]], 0, 0.1), "n_draws")
+case("cp-n_draws=1.5", lambda: clopper_pearson_bounds([[0, 0]], 1.5, 0.1), "n_draws")
+case("cp-n_draws-shape", lambda: clopper_pearson_bounds([[0, 0]], [5, 5], 0.1), "n_draws")
+
+# gaussian_certified_size(lower, upper, Y, *, k, k_prime, sigma, radius, method)
+LO = np.array([[0.8, 0.1, 0.0]])
+UP = np.array([[0.9, 0.2, 0.1]])
+YL = np.array([[1, 0, 0]])
+G_OK = dict(lower=LO, upper=UP, Y=YL, k=1, k_prime=1, sigma=0.5, radius=0.1)
+
+
+def _gaussian(**kw):
+    return functools.partial(gaussian_certified_size, **{**G_OK, **kw})
+
+
+case("gauss-lower>upper", _gaussian(lower=UP, upper=LO), "lower")
+case("gauss-lower-nan", _gaussian(lower=LO * np.nan), "lower")
+case("gauss-upper-inf", _gaussian(upper=UP + np.inf), "upper")
+case("gauss-bounds-1d", _gaussian(lower=LO[0], upper=UP[0]), "lower")
+case("gauss-upper>1", _gaussian(upper=UP + 1), "upper")
+case("gauss-lower<0", _gaussian(lower=LO - 1), "lower")
+case("gauss-Y-not-01", _gaussian(Y=YL * 2), r"\bY\b")
+case("gauss-Y-columns", _gaussian(Y=[[1, 0]]), r"\bY\b")
+case("gauss-Y-1d", _gaussian(Y=[1, 0, 0]), r"\bY\b")
+for k in (0, N_CLASSES + 1):
+    case(f"gauss-k={k}", _gaussian(k=k), r"\bk\b")
+case("gauss-k-float", _gaussian(k=1.0), r"\bk\b")
+for k_prime in (0, N_CLASSES + 1):
+    case(f"gauss-k_prime={k_prime}", _gaussian(k_prime=k_prime), "k_prime")
+for sigma in (0.0, -1.0, np.nan, np.inf):
+    case(f"gauss-sigma={sigma}", _gaussian(sigma=sigma), "sigma")
+case("gauss-radius-negative", _gaussian(radius=-0.1), "radius")
+case("gauss-radius-negative-in-array", _gaussian(radius=[0.0, -1.0]), "radius")
+case("gauss-radius-nan", _gaussian(radius=np.nan), "radius")
+case("gauss-radius-2d", _gaussian(radius=[[0.1]]), "radius")
+case("gauss-radius-str", _gaussian(radius="a"), "radius")
+case("gauss-method", _gaussian(method="cohen"), "method")
+case("gauss-jia-needs-k_prime-1", _gaussian(method="jia", k_prime=2), "k_prime")
+
+# bagging_certified_size(lower, upper, Y, *, k, k_base, n_train, max_samples, radius, ...)
+B_OK = dict(lower=LO, upper=UP, Y=YL, k=1, k_base=1, n_train=100, max_samples=10, radius=1)
+
+
+def _bag_size(**kw):
+    return functools.partial(bagging_certified_size, **{**B_OK, **kw})
+
+
+case("bagsize-lower>upper", _bag_size(lower=UP, upper=LO), "lower")
+case("bagsize-lower-nan", _bag_size(lower=LO * np.nan), "lower")
+case("bagsize-Y-not-01", _bag_size(Y=YL * 0.5), r"\bY\b")
+for k in (0, N_CLASSES + 1):
+    case(f"bagsize-k={k}", _bag_size(k=k), r"\bk\b")
+for k_base in (0, N_CLASSES + 1):
+    case(f"bagsize-k_base={k_base}", _bag_size(k_base=k_base), "k_base")
+case("bagsize-n_train=0", _bag_size(n_train=0), "n_train")
+case("bagsize-max_samples=0", _bag_size(max_samples=0), "max_samples")
+case("bagsize-max_samples-float", _bag_size(max_samples=0.5), "max_samples")
+case("bagsize-T-fractional", _bag_size(radius=1.5), "radius")
+case("bagsize-T-fractional-in-array", _bag_size(radius=[0, 1, 2.5]), "radius")
+case("bagsize-T-negative", _bag_size(radius=-1), "radius")
+case("bagsize-T-inf", _bag_size(radius=np.inf), "radius")
+case("bagsize-attack", _bag_size(attack="flip"), "attack")
+case("bagsize-method", _bag_size(method="dpa"), "method")
+
+# dpa_certified_size(counts, Y, *, k, k_base, radius, attack, method)
+D_OK = dict(counts=[[10, 3, 1]], Y=YL, k=1, k_base=1, radius=1)
+
+
+def _dpa_size(**kw):
+    return functools.partial(dpa_certified_size, **{**D_OK, **kw})
+
+
+case("dpasize-counts-negative", _dpa_size(counts=[[-1, 3, 1]]), "counts")
+case("dpasize-counts-fractional", _dpa_size(counts=[[1.5, 3, 1]]), "counts")
+case("dpasize-counts-nan", _dpa_size(counts=[[np.nan, 3, 1]]), "counts",
+     marks=gap("dpa_certified_size: int(counts.max()) runs before check_counts; "
+               "message 'cannot convert float NaN to integer' does not name counts"))
+case("dpasize-counts-str", _dpa_size(counts=[["a", "b", "c"]]), "counts",
+     marks=gap("dpa_certified_size: non-numeric counts crash in counts.max() with a "
+               "numpy UFuncTypeError that does not name counts"))
+case("dpasize-counts-shape", _dpa_size(counts=[[1, 3]]), "counts")
+case("dpasize-Y-not-01", _dpa_size(Y=YL * 2), r"\bY\b")
+case("dpasize-1d", _dpa_size(counts=[10, 3, 1], Y=[1, 0, 0]), r"\bY\b|counts")
+for k in (0, N_CLASSES + 1):
+    case(f"dpasize-k={k}", _dpa_size(k=k), r"\bk\b")
+for k_base in (0, N_CLASSES + 1):
+    case(f"dpasize-k_base={k_base}", _dpa_size(k_base=k_base), "k_base")
+case("dpasize-T-fractional", _dpa_size(radius=0.5), "radius")
+case("dpasize-T-negative", _dpa_size(radius=[-2]), "radius")
+case("dpasize-attack", _dpa_size(attack="label-flip"), "attack")
+case("dpasize-method", _dpa_size(method="bagging"), "method")
+
+# certified_*_score(Y_true, sizes, k) and certified_scorer(metric, radius, **options)
+YT = np.array([[1, 1, 0], [0, 0, 1]])
+for score in (certified_precision_score, certified_recall_score, certified_f1_score):
+    name = score.__name__.split("_")[1]
+    case(f"{name}-Y_true-not-01", functools.partial(score, YT * 2, [1, 1], k=2), "Y_true")
+    case(f"{name}-Y_true-1d", functools.partial(score, [1, 0], [1, 1], k=2), "Y_true")
+    case(f"{name}-k=0", functools.partial(score, YT, [1, 1], k=0), r"\bk\b")
+    case(f"{name}-k-float", functools.partial(score, YT, [1, 1], k=2.0), r"\bk\b")
+    case(f"{name}-sizes-length", functools.partial(score, YT, [1, 1, 1], k=2), "sizes")
+case("f1-k>n_classes", functools.partial(certified_f1_score, YT, [1, 1], k=N_CLASSES + 1),
+     r"\bk\b", marks=gap("metrics._score: check_int(k, low=1) has no upper bound; k > "
+                         "n_classes (Y_true.shape[1]) is accepted"))
+case("recall-sizes-negative", functools.partial(certified_recall_score, YT, [-1, 1], k=2),
+     "sizes", marks=gap("metrics._score: sizes are not checked; negative sizes give a "
+                        "silently wrong metric"))
+case("recall-sizes-above-min(k,|L|)",
+     functools.partial(certified_recall_score, YT, [5, 1], k=2), "sizes",
+     marks=gap("metrics._score: sizes above min(k, |L|) accepted (recall 1.75)"))
+case("recall-sizes-nan", functools.partial(certified_recall_score, YT, [np.nan, 1], k=2),
+     "sizes", marks=gap("metrics._score: NaN / fractional sizes accepted (result nan)"))
+case("scorer-metric", lambda: certified_scorer("accuracy"), "metric")
+case("scorer-radius-negative", lambda: certified_scorer("f1", radius=-0.5), "radius")
+case("scorer-radius-str", lambda: certified_scorer("f1", radius="0.5"), "radius")
+case("scorer-radius-nan", lambda: certified_scorer("f1", radius=np.nan), "radius",
+     marks=gap("certified_scorer: radius=nan passes 'radius < 0'; only fails later, "
+               "inside GridSearchCV, at certify"))
+case("scorer-radius-inf", lambda: certified_scorer("f1", radius=np.inf), "radius",
+     marks=gap("certified_scorer: radius=inf accepted at construction (certify rejects it)"))
+case("scorer-unknown-method-at-call",
+     lambda: certified_scorer("f1", 0.1, method="cohen")(fitted("smoothing"), X, Y), "method")
+case("scorer-unknown-attack-at-call",
+     lambda: certified_scorer("f1", 1, attack="flip")(fitted("dpa"), X, Y), "attack")
+
+# make_multidigit(n_train, n_test, *, grid, empty_prob, source_test_size, ...)
+for kw, match in [
+    (dict(n_train=0), "n_train"),
+    (dict(n_train=2.5), "n_train"),
+    (dict(n_test=-1), "n_test"),
+    (dict(grid=0), "grid"),
+    (dict(grid=(2, -1)), "grid"),
+    (dict(grid=(1, 2, 3)), "grid"),
+    (dict(grid="ab"), "grid"),
+    (dict(empty_prob=1.0), "empty_prob"),
+    (dict(empty_prob=-0.1), "empty_prob"),
+    (dict(empty_prob=np.nan), "empty_prob"),
+    (dict(source_test_size=0.0), "source_test_size"),
+    (dict(source_test_size=1.0), "source_test_size"),
+]:
+    key = ",".join(f"{k}={v}" for k, v in kw.items())
+    case(f"multidigit-{key}", functools.partial(make_multidigit, **{"n_train": 5, "n_test": 5,
+                                                                     **kw}), match)
+case("multidigit-empty_prob-str", functools.partial(make_multidigit, 5, 5, empty_prob="a"),
+     "empty_prob", marks=gap("make_multidigit: empty_prob='a' raises Python's bare "
+                             "'<=' not supported ... TypeError, parameter not named"))
+case("multidigit-source_test_size-str",
+     functools.partial(make_multidigit, 5, 5, source_test_size="a"), "source_test_size",
+     marks=gap("make_multidigit: source_test_size='a' raises a bare comparison TypeError"))
+
+# The three estimators: constructor parameters (checked at fit) ...
+PARAM_CASES = {
+    "smoothing": [
+        ("k", 0), ("k", N_CLASSES + 1), ("k", 1.5), ("k_prime", 0), ("k_prime", N_CLASSES + 1),
+        ("sigma", 0.0), ("sigma", -0.5), ("sigma", np.nan), ("sigma", np.inf),
+        ("alpha", 0.0), ("alpha", 1.0), ("alpha", -0.1), ("alpha", 2.0), ("alpha", np.nan),
+        ("n_draws", 0), ("n_draws", -3), ("n_draws", 2.5), ("method", "cohen"),
+        ("batch_size", 0), ("estimator", "ridge"),
+    ],
+    "bagging": [
+        ("k", 0), ("k", N_CLASSES + 1), ("k_base", 0), ("k_base", N_CLASSES + 1),
+        ("n_estimators", 0), ("n_estimators", -1), ("n_estimators", 2.5),
+        ("max_samples", 0), ("max_samples", -1), ("max_samples", 0.0), ("max_samples", 1.5),
+        ("max_samples", -0.5), ("max_samples", np.nan), ("max_samples", "all"),
+        ("alpha", 0.0), ("alpha", 1.0), ("alpha", 1.5), ("method", "dpa"),
+        ("estimator", object()),
+    ],
+    "dpa": [
+        ("k", 0), ("k", N_CLASSES + 1), ("k_base", 0), ("k_base", N_CLASSES + 1),
+        ("n_partitions", 0), ("n_partitions", -2), ("n_partitions", 2.5),
+        ("method", "bagging"), ("estimator", object()),
+    ],
+}
+for est, rows in PARAM_CASES.items():
+    for param, value in rows:
+        case(f"{est}-fit-{param}={value!r}",
+             lambda est=est, param=param, value=value: MAKERS[est](**{param: value}).fit(X, Y),
+             rf"\b{param}\b")
+case("smoothing-fit-jia-k_prime=2", lambda: _smoothing(method="jia", k_prime=2).fit(X, Y),
+     "k_prime")
+
+# ... fit data ...
+Y_LABELS_GAP = gap("check_classification_targets(y) runs before encode_fit_targets (ensembles "
+                   "_check_fit_data, SmoothedMultiLabelClassifier.fit): 2-D Y with 0.5 or 3-D "
+                   "gives sklearn's 'Unknown label type' without naming Y")
+X_SKLEARN_GAP = gap("SmoothedMultiLabelClassifier._check_input: sklearn check_array messages "
+                    "('Expected 2D array', 'Found array with 0 sample(s)', dtype='numeric') "
+                    "do not name X")
+for est in MAKERS:
+    make = MAKERS[est]
+    smooth = est == "smoothing"
+    fit_rows = [
+        ("X-nan", X_NAN, Y, r"\bX\b", ()),
+        ("X-inf", X_INF, Y, r"\bX\b", ()),
+        ("X-1d", X[:, 0], Y, r"\bX\b", X_SKLEARN_GAP if smooth else ()),
+        ("X-str", X.astype(str), Y, r"\bX\b", X_SKLEARN_GAP if smooth else ()),
+        ("X-0-rows", X[:0], Y[:0], r"\bX\b", X_SKLEARN_GAP if smooth else ()),
+        ("Y-values-2", X, Y * 2, r"\b[Yy]\b", ()),
+        ("Y-values-0.5", X, Y * 0.5, r"\b[Yy]\b", Y_LABELS_GAP),
+        ("Y-nan", X, np.where(Y == 1, np.nan, 0.0), r"\b[Yy]\b", ()),
+        ("Y-3d", X, Y[:, :, None], r"\b[Yy]\b", Y_LABELS_GAP),
+        ("Y-rows", X, Y[:-1], r"\b[Yy]\b", ()),
+        ("y-one-class", X, np.zeros(len(X)), r"\b[Yy]\b", ()),
+    ]
+    for name, Xb, Yb, match, marks in fit_rows:
+        case(f"{est}-fit-{name}", lambda make=make, Xb=Xb, Yb=Yb: make().fit(Xb, Yb), match,
+             marks=marks)
+
+# ... use before fit ...
+for est in MAKERS:
+    for method, args in [("predict", (X,)), ("predict_proba", (X,)), ("certify", (X, Y, 0)),
+                         ("score", (X, Y))]:
+        case(f"{est}-unfitted-{method}",
+             lambda est=est, method=method, args=args: getattr(MAKERS[est](), method)(*args),
+             "not fitted", exc=NotFittedError)
+
+# ... and predict / certify on a fitted estimator.
+K_AFTER_FIT_GAP = gap("ensembles: predict/predict_proba do not re-check k, k_base against "
+                      "n_classes_ after set_params; k > n_classes returns all-ones rows")
+for est in MAKERS:
+    ens = est != "smoothing"
+    X3 = X[:3]
+    Y3 = Y[:3]
+    rows = [
+        ("predict-X-nan", "predict", (X_NAN,), {}, r"\bX\b"),
+        ("predict-X-inf", "predict_proba", (X_INF,), {}, r"\bX\b"),
+        ("predict-X-1d", "predict", (X[0],), {}, r"\bX\b"),
+        ("predict-X-features", "predict", (np.ones((2, 5)),), {}, r"\bX\b"),
+        ("predict-X-3d", "predict", (X3[:, :, None],), {}, r"\bX\b"),
+        ("certify-X-nan", "certify", (X_NAN[:3], Y3, 0), {}, r"\bX\b"),
+        ("certify-Y-more-columns", "certify", (X3, np.c_[Y3, Y3[:, :1]], 0), {}, r"\bY\b"),
+        ("certify-Y-fewer-columns", "certify", (X3, Y3[:, :2], 0), {}, r"\bY\b"),
+        ("certify-Y-not-01", "certify", (X3, Y3 * 2, 0), {}, r"\bY\b"),
+        ("certify-Y-1d", "certify", (X3, Y3[:, 0], 0), {}, r"\b[Yy]\b"),
+        ("certify-Y-3d", "certify", (X3, Y3[:, :, None], 0), {}, r"\bY\b"),
+        ("certify-Y-rows", "certify", (X3, Y[:4], 0), {}, r"\bY\b"),
+        ("certify-radius-negative", "certify", (X3, Y3, -1), {}, "radius"),
+        ("certify-radius-nan", "certify", (X3, Y3, [0, np.nan]), {}, "radius"),
+        ("certify-radius-2d", "certify", (X3, Y3, [[0, 1]]), {}, "radius"),
+        ("certify-k=0", "certify", (X3, Y3, 0), {"k": 0}, r"\bk\b"),
+        ("certify-k>n", "certify", (X3, Y3, 0), {"k": N_CLASSES + 1}, r"\bk\b"),
+        ("certify-method", "certify", (X3, Y3, 0), {"method": "nope"}, "method"),
+        ("certify-unknown-option", "certify", (X3, Y3, 0), {"sigma_typo": 1}, "sigma_typo"),
+        ("score-Y-columns", "score", (X3, Y3[:, :2]), {}, r"\bY\b"),
+    ]
+    if ens:
+        rows += [
+            ("certify-T-fractional", "certify", (X3, Y3, 1.5), {}, "radius"),
+            ("certify-T-fractional-array", "certify", (X3, Y3, [0, 1, 2.5]), {}, "radius"),
+            ("certify-attack", "certify", (X3, Y3, 1), {"attack": "flip"}, "attack"),
+        ]
+    else:
+        rows += [("certify-attack-not-an-option", "certify", (X3, Y3, 0.5),
+                  {"attack": "deletion"}, "attack")]
+    if est == "dpa":
+        rows += [("certify-alpha-not-an-option", "certify", (X3, Y3, 1), {"alpha": 0.01},
+                  "alpha")]
+    else:
+        rows += [("certify-alpha=0", "certify", (X3, Y3, 0), {"alpha": 0.0}, "alpha"),
+                 ("certify-alpha=1.5", "certify", (X3, Y3, 0), {"alpha": 1.5}, "alpha")]
+    for name, method, args, kwargs, match in rows:
+        marks = X_SKLEARN_GAP if (not ens and name == "predict-X-1d") else ()
+        case(f"{est}-{name}",
+             lambda est=est, method=method, args=args, kwargs=kwargs:
+             getattr(fitted(est), method)(*args, **kwargs), match, marks=marks)
+
+    def _after_fit(est=est, **params):
+        def run():
+            model = MAKERS[est]().fit(X, Y)
+            return model.set_params(**params).predict(X[:3])
+        return run
+
+    case(f"{est}-predict-k>n-after-set_params", _after_fit(k=N_CLASSES + 1), r"\bk\b",
+         marks=K_AFTER_FIT_GAP if ens else ())
+    if ens:
+        case(f"{est}-predict-k_base>n-after-set_params", _after_fit(k_base=N_CLASSES + 1),
+             "k_base", marks=K_AFTER_FIT_GAP)
+    else:
+        case(f"{est}-predict-sigma<0-after-set_params", _after_fit(sigma=-1.0), "sigma")
+
+
+@pytest.mark.parametrize("thunk, exc, match", CASES)
+def test_bad_input_is_rejected_with_named_parameter(thunk, exc, match):
+    with pytest.raises(exc, match=match):
+        thunk()
+
+
+def test_table_covers_every_public_entry_point():
+    """The table above names every entry point listed in issue 8."""
+    ids = " ".join(p.id for p in CASES)
+    for prefix in ("cp-", "gauss-", "bagsize-", "dpasize-", "precision-", "recall-", "f1-",
+                   "scorer-", "multidigit-"):
+        assert prefix in ids
+    for est in MAKERS:
+        for what in ("fit", "predict", "certify", "unfitted", "score"):
+            assert f"{est}-{what}" in ids
+
+
+def test_valid_inputs_pass():
+    """The baselines the table perturbs are themselves valid (no row fails for free)."""
+    clopper_pearson_bounds(CP_COUNTS, 10, 0.1)
+    _gaussian()()
+    _bag_size()()
+    _dpa_size()()
+    certified_f1_score(YT, [1, 1], k=2)
+    certified_scorer("f1", 0.1)(fitted("smoothing"), X, Y)
+    certified_scorer("f1", 1, attack="deletion")(fitted("dpa"), X, Y)
+    for est in MAKERS:
+        model = fitted(est)
+        assert model.predict(X[:3]).shape == (3, N_CLASSES)
+        radius = [0, 1] if est != "smoothing" else [0.0, 0.5]
+        assert model.certify(X[:3], Y[:3], radius).sizes.shape == (3, 2)
+    make_multidigit(5, 5, random_state=0)
