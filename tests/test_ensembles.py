@@ -14,6 +14,7 @@ import pytest
 from joblib import parallel_backend
 from sklearn.base import BaseEstimator, clone
 from sklearn.datasets import make_blobs
+from sklearn.exceptions import DataConversionWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.multioutput import MultiOutputClassifier
@@ -239,6 +240,7 @@ def test_hash_bytes_are_the_documented_ones():
     assert example_digests(x, np.array([3.0])) == [three]
     cat = hashlib.sha256(np.array([1.0, 2.0], "<f8").tobytes() + b"cat").digest()
     assert example_digests(x, np.array(["cat"])) == [cat]
+    assert example_digests(x, np.array([["cat"]])) == [cat]  # a column of labels
     # images: the row is flattened in C order
     img = np.arange(8.0).reshape(1, 2, 2, 2)
     assert example_digests(img, [[1]]) == example_digests(img.reshape(1, -1), [[1]])
@@ -475,6 +477,9 @@ def test_multiclass_string_labels(blobs, make):
     assert result.sizes.shape == (len(X_test), 2)
     with pytest.raises(ValueError, match="1-D|2-D|indicator|unknown|not seen"):
         clf.certify(X_test, np.array(["emu"] * len(X_test)), 0)
+    with pytest.warns(DataConversionWarning):
+        column = clone(clf).fit(X_train, names[y_train][:, None])
+    np.testing.assert_array_equal(column.predict_proba(X_test), clf.predict_proba(X_test))
 
 
 # --------------------------------------------------------------------------- nets

@@ -17,7 +17,8 @@ with these canonical byte forms:
   matter; the row's shape does not enter (all rows have the same shape).
 * ``bytes(y_i)`` for a multi-label indicator matrix: the 0/1 row as little-endian
   int64 (``'<i8'``), 8 bytes per label, whatever the input dtype (bool, int, float).
-* ``bytes(y_i)`` for 1-D multi-class labels: the label itself, not its one-hot row
+* ``bytes(y_i)`` for 1-D multi-class labels (or a column ``(n, 1)`` of them): the
+  label itself, not its one-hot row
   (which would depend on which classes the whole training set holds): a number that
   is an integer (``3`` and ``3.0`` alike) as one ``'<i8'``, another number as one
   ``'<f8'``, anything else as the UTF-8 bytes of ``str(label)``.
@@ -84,6 +85,8 @@ def example_digests(X, y) -> list[bytes]:
     n = X.shape[0]
     x_rows = np.ascontiguousarray(X.reshape(n, -1), dtype="<f8") + 0.0  # -0.0 -> 0.0
     y_arr = np.asarray(y)
+    if y_arr.ndim == 2 and y_arr.shape[1] == 1:
+        y_arr = y_arr[:, 0]  # a column of labels is read as 1-D labels, as fit does
     if y_arr.ndim == 1:
         y_rows = [_label_bytes(label) for label in y_arr.tolist()]
     else:
@@ -292,7 +295,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         estimator = self._base_estimator()
         n_parts = self.n_partitions
 
-        digests = example_digests(X, y if classes is not None else Y)
+        digests = example_digests(X, np.ravel(y) if classes is not None else Y)
         partitions = np.array([int.from_bytes(d, "big") % n_parts for d in digests],
                               dtype=np.int64)
         # Rows grouped by partition, ordered by digest inside each partition.
