@@ -76,7 +76,7 @@ _MAX_SEED = np.iinfo(np.int32).max
 _LOSSES = ("asl", "bce")
 # Auto batching: elements of the largest per-batch activation tensor. On the CPU small
 # blocks stay in cache (the element-wise loss dominates); on a GPU large blocks fill it.
-_CPU_BLOCK = 2**17
+_CPU_BLOCK = 2**16
 _GPU_BLOCK = 2**25
 
 
@@ -206,7 +206,7 @@ def _check_index_sets(index_sets, n_train: int):
 
 
 def _auto_models_per_batch(device, m_max: int, width: int, n_features: int) -> int:
-    """Models per batched program: a block of about 2**17 activations on the CPU, so
+    """Models per batched program: a block of about 2**16 activations on the CPU, so
     the element-wise loss runs in cache, and of about 2**25 on a GPU."""
     if device.type == "cpu":
         return max(1, _CPU_BLOCK // max(1, m_max * width))
@@ -223,48 +223,59 @@ def _power(x: torch.Tensor, exponent: float) -> torch.Tensor:
     return x.pow(exponent)
 
 
-def _asl_grad(z: torch.Tensor, positive: torch.Tensor, asl: AsymmetricLoss) -> torch.Tensor:
+def _at_least(x: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Float indicator ``x >= threshold`` (written straight into a float tensor: much
+    faster on the CPU than a boolean mask converted by a product or ``where``)."""
+    return torch.ge(x, threshold, out=torch.empty_like(x))
+
+
+def _asl_grad(z: torch.Tensor, targets: torch.Tensor, asl: AsymmetricLoss) -> torch.Tensor:
     """Derivative of :class:`~sklearn_certify.nets.AsymmetricLoss`'s element-wise terms.
 
     The chain rule through the module's own formula, clamps included (a clamp passes
-    the gradient where its input is inside its bounds, as in torch); ``positive`` is
-    the boolean target.
+    the gradient where its input is inside its bounds, as torch's does); ``targets``
+    are 0/1 floats.
     """
     eps, clip = asl.eps, asl.clip
+    log_eps = math.log(eps)
     prob_neg = torch.sigmoid(-z)  # 1 - q
     slope = prob_neg * (1.0 - prob_neg)  # q (1 - q) = d q / dz
-    # positive term L+ = clamp(log q, log eps) [* clamp(1 - q, eps) ** gamma_pos]
-    # d log q / dz = 1 - q where log q >= log eps, i.e. z >= logit(eps)
-    d_pos = prob_neg * (z >= math.log(eps / (1.0 - eps)))
+    # positive term L+ = clamp(log q, log eps) [* clamp(1 - q, eps) ** gamma_pos];
+    # d log q / dz = 1 - q where log q >= log eps, i.e. where z >= logit(eps)
+    d_pos = prob_neg * _at_least(z, math.log(eps / (1.0 - eps)))
     if asl.gamma_pos > 0:
-        log_pos = F.logsigmoid(z).clamp(min=math.log(eps))
+        log_pos = F.logsigmoid(z).clamp_(min=log_eps)
         base = prob_neg.clamp(min=eps)
-        d_base = -slope * (prob_neg >= eps)
+        d_base = -slope * _at_least(prob_neg, eps)
         d_pos = (asl.gamma_pos * _power(base, asl.gamma_pos - 1) * d_base * log_pos
                  + _power(base, asl.gamma_pos) * d_pos)
-    # negative term L- = clamp(log(1 - q_m), log eps) [* clamp(q_m, eps) ** gamma_neg]
+    # negative term L- = clamp(log(1 - q_m), log eps) [* clamp(q_m, eps) ** gamma_neg],
+    # 1 - q_m = min(1 - q + clip, 1)
     if clip > 0:
         shifted_neg = prob_neg + clip
         inner = shifted_neg.clamp(max=1.0)
         log_neg = torch.log(inner)
-        d_neg = -(slope / inner) * ((shifted_neg <= 1.0) & (log_neg >= math.log(eps)))
+        d_neg = slope / inner
+        d_neg.mul_(_at_least(-shifted_neg, -1.0)).mul_(_at_least(log_neg, log_eps)).neg_()
     else:
         log_neg = F.logsigmoid(-z)
-        d_neg = -(1.0 - prob_neg) * (log_neg >= math.log(eps))
+        d_neg = (prob_neg - 1.0).mul_(_at_least(log_neg, log_eps))
     if asl.gamma_neg > 0:
-        log_neg = log_neg.clamp(min=math.log(eps))
-        shifted = 1.0 - prob_neg - clip
+        log_neg = log_neg.clamp_(min=log_eps)
+        shifted = 1.0 - prob_neg - clip  # q - clip
         base = shifted.clamp(min=eps)
-        d_base = slope * (shifted >= eps)
+        d_base = slope.mul_(_at_least(shifted, eps))
         power = _power(base, asl.gamma_neg - 1)
-        d_neg = asl.gamma_neg * power * d_base * log_neg + power * base * d_neg
-    return -torch.where(positive, d_pos, d_neg)
+        d_neg = (asl.gamma_neg * power).mul_(d_base).mul_(log_neg).add_(
+            power.mul_(base).mul_(d_neg))
+    # -(y dL+ + (1 - y) dL-), y in {0, 1}
+    return (d_pos.sub_(d_neg)).mul_(targets).add_(d_neg).neg_()
 
 
-def _loss_grad(loss_fn, z: torch.Tensor, targets: torch.Tensor, positive: torch.Tensor):
+def _loss_grad(loss_fn, z: torch.Tensor, targets: torch.Tensor):
     """Element-wise derivative of the loss with respect to the logits ``z``."""
     if isinstance(loss_fn, AsymmetricLoss):
-        return _asl_grad(z, positive, loss_fn)
+        return _asl_grad(z, targets, loss_fn)
     if loss_fn == "bce":
         return torch.sigmoid(z) - targets
     with torch.enable_grad():
@@ -334,19 +345,18 @@ def _train_block(X, Y, rows, sizes, params, *, loss_fn, epochs, lr, alpha, const
     params = [p.to(device).transpose(1, 2).contiguous() for p in params]
     if bool(fitted.any()) and epochs > 0:
         Xt = Xb.transpose(1, 2).contiguous()  # (n, d, m)
-        positive = Yt > 0.5
         optimizer = _Adam(params, lr)
         for _ in range(epochs):
-            optimizer.step(_gradients(params, Xb, Xt, Yt, positive, weight, loss_fn, alpha))
+            optimizer.step(_gradients(params, Xb, Xt, Yt, weight, loss_fn, alpha))
     return [p.transpose(1, 2).contiguous() for p in params], scores
 
 
-def _gradients(params, Xb, Xt, Yt, positive, weight, loss_fn, alpha):
+def _gradients(params, Xb, Xt, Yt, weight, loss_fn, alpha):
     """Gradients of the summed objective for label-major ``params``."""
     if len(params) == 2:
         W, b = params
         z = torch.baddbmm(b, W, Xt)  # (n, c, m)
-        g = _loss_grad(loss_fn, z, Yt, positive).mul_(weight)
+        g = _loss_grad(loss_fn, z, Yt).mul_(weight)
         grad_W = torch.bmm(g, Xb)
         if alpha:
             grad_W.add_(W, alpha=alpha)
@@ -355,7 +365,7 @@ def _gradients(params, Xb, Xt, Yt, positive, weight, loss_fn, alpha):
     pre = torch.baddbmm(b1, W1, Xt)  # (n, h, m)
     hidden = torch.relu(pre)
     z = torch.baddbmm(b2, W2, hidden)  # (n, c, m)
-    g = _loss_grad(loss_fn, z, Yt, positive).mul_(weight)
+    g = _loss_grad(loss_fn, z, Yt).mul_(weight)
     grad_W2 = torch.bmm(g, hidden.transpose(1, 2))
     g_hidden = torch.bmm(W2.transpose(1, 2), g).mul_(pre > 0)
     grad_W1 = torch.bmm(g_hidden, Xb)
@@ -497,6 +507,54 @@ class LinearHeadEnsemble:
                 counts[first:first + step].scatter_add_(
                     1, top, torch.ones_like(top))
         return counts if as_tensor else counts.cpu().numpy()
+
+    def base_models(self, estimator=None, *, seeds=None, empty_labels=None) -> list:
+        """The N heads as the ensembles' fitted base models, one per model.
+
+        Each is a fitted :class:`~sklearn_certify.ensembles._base._ConstantAwareMultiLabel`
+        around a fitted :class:`LinearHead` restricted to the model's trained label
+        columns (its ``estimator_``; None when every column is fixed), with the same
+        ``constant_scores_`` and ``columns_`` as the generic path builds, so that
+        ``estimators_`` keeps its meaning (and its ``decision_function``) when an
+        ensemble is trained here. Parameters are copied to the CPU.
+
+        Parameters
+        ----------
+        estimator : LinearHead or None
+            The template; each wrapper's ``estimator`` is a clone of it with
+            ``random_state`` set to the model's seed. None: ``LinearHead()`` with this
+            ensemble's ``hidden``.
+        seeds, empty_labels : sequences of length N or None
+            Stored as each wrapper's ``seed`` and ``empty_labels`` (bookkeeping only).
+        """
+        from sklearn.base import clone
+
+        from ._base import _ConstantAwareMultiLabel
+
+        template = LinearHead(self.hidden) if estimator is None else estimator
+        params = [p.detach().cpu() for p in self.params_]
+        constant = self.constant_scores_.cpu().numpy().astype(np.float64)
+        models = []
+        for i in range(len(self)):
+            head = clone(template).set_params(random_state=int(self.seeds_[i]))
+            wrapper = _ConstantAwareMultiLabel(
+                head, empty_labels=() if empty_labels is None else empty_labels[i],
+                seed=None if seeds is None else int(seeds[i]))
+            columns = np.flatnonzero(np.isnan(constant[i]))
+            wrapper.n_classes_ = self.n_classes_
+            wrapper.n_samples_fit_ = int(self.sizes_[i])
+            wrapper.constant_scores_ = constant[i].copy()
+            wrapper.columns_ = columns
+            wrapper.estimator_ = None
+            if columns.size:
+                fitted = clone(head)
+                own = [p[i].clone() for p in params]
+                own[-2] = own[-2][:, columns].contiguous()  # output layer: trained columns
+                own[-1] = own[-1][:, columns].contiguous()
+                fitted._set_fitted(own, n_features=self.n_features_in_)
+                wrapper.estimator_ = fitted
+            models.append(wrapper)
+        return models
 
     def top_labels(self, X, k_base: int, model: int) -> np.ndarray:
         """Boolean (n_inputs, c): model ``model``'s top-k_base labels."""
@@ -670,13 +728,17 @@ class LinearHead(ClassifierMixin, BaseEstimator):
             Xt, Yt, [np.arange(len(Xt))], hidden=self.hidden, loss=self.loss,
             epochs=self.epochs, lr=self.lr, alpha=self.alpha, device=device, seeds=seeds,
             constant_columns="fit", models_per_batch=1)
-        self.params_ = [p[0] for p in params]
-        self.coefs_ = [p.cpu().numpy() for p in self.params_[0::2]]
-        self.intercepts_ = [p.cpu().numpy().reshape(-1) for p in self.params_[1::2]]
-        self.multiclass_ = classes is not None
-        self.classes_ = classes if classes is not None else np.arange(Y_arr.shape[1])
-        self.n_features_in_ = Xt.shape[1]
+        self._set_fitted([p[0] for p in params], n_features=Xt.shape[1], classes=classes)
         return self
+
+    def _set_fitted(self, params, *, n_features: int, classes=None) -> None:
+        """Fitted state from per-layer parameters ``[W1 (d, h), b1 (1, h), ...]``."""
+        self.params_ = params
+        self.coefs_ = [p.cpu().numpy() for p in params[0::2]]
+        self.intercepts_ = [p.cpu().numpy().reshape(-1) for p in params[1::2]]
+        self.multiclass_ = classes is not None
+        self.classes_ = classes if classes is not None else np.arange(params[-1].shape[-1])
+        self.n_features_in_ = n_features
 
     def decision_function(self, X) -> np.ndarray:
         """Logits, shape (n_inputs, n_classes)."""
