@@ -83,12 +83,14 @@ class CertificationResult:
     def __init__(self, sizes, radius, k, n_true, *, Y=None, certificate=None, method=None,
                  counts=None, n_draws=None, alpha=None, lower=None, upper=None,
                  params=None, label=None):
-        self.sizes = np.asarray(sizes, dtype=np.int64).reshape(len(n_true), -1)
         self.radius = np.atleast_1d(np.asarray(radius))
-        if self.sizes.shape[1] != self.radius.size:
+        sizes = np.asarray(sizes, dtype=np.int64)
+        if sizes.size != len(n_true) * self.radius.size:
             raise ValueError(
-                f"sizes has {self.sizes.shape[1]} columns but {self.radius.size} radii given."
+                f"sizes has shape {sizes.shape}; expected {len(n_true)} inputs x "
+                f"{self.radius.size} radii."
             )
+        self.sizes = sizes.reshape(len(n_true), self.radius.size)
         self.k = int(k)
         self.n_true = np.asarray(n_true, dtype=np.int64)
         self.Y = None if Y is None else np.asarray(Y)
