@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager, nullcontext
 from numbers import Integral, Real
 
@@ -213,8 +214,9 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         X = self._check_input(X, reset=True)
-        check_classification_targets(Y)
         Y_matrix, classes = encode_fit_targets(Y)
+        if classes is not None:
+            check_classification_targets(Y)  # 1-D: discrete classes, not a regression target
         if len(Y_matrix) != len(X):
             raise ValueError(
                 f"X has {len(X)} inputs but Y has {len(Y_matrix)} rows; they must match."
@@ -281,7 +283,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
         Arrays go through :func:`sklearn.utils.check_array` (``allow_nd=True``): sparse,
         complex, non-finite or non-numeric data are rejected with scikit-learn's
-        messages. ``fit`` needs at least one input; prediction accepts none.
+        messages (prefixed with "Invalid X" where they do not name X). ``fit`` needs at
+        least one input; prediction accepts none.
         """
         if torch.is_tensor(X):
             if X.ndim < 2:
@@ -290,8 +293,13 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                     f"{tuple(X.shape)}. Reshape your data."
                 )
         else:
-            X = check_array(X, dtype="numeric", allow_nd=True, ensure_min_samples=int(reset),
-                            input_name="X")
+            try:
+                X = check_array(X, dtype="numeric", allow_nd=True,
+                                ensure_min_samples=int(reset), input_name="X")
+            except (TypeError, ValueError) as exc:
+                if re.search(r"\bX\b", str(exc)):
+                    raise
+                raise type(exc)(f"Invalid X: {exc}") from None
         shape = tuple(int(s) for s in X.shape[1:])
         if reset:
             self.input_shape_ = shape
