@@ -152,10 +152,6 @@ def test_bagging_same_random_state_same_certificates_and_other_differs():
 
 
 # ------------------------------------------------------------------ empty inputs
-EMPTY_GAP = pytest.mark.xfail(
-    strict=True, reason="results.CertificationResult.__init__ reshapes sizes with "
-                        "(len(n_true), -1), which fails for 0 inputs")
-
 FITTED = {
     "smoothing": lambda: _smoothing(n_draws=20).fit(X_TRAIN, Y_TRAIN),
     "bagging": lambda: _bagging(n_estimators=4).fit(X_TRAIN, Y_TRAIN),
@@ -184,7 +180,7 @@ def test_predict_on_zero_rows_multiclass(name):
     assert clf.predict_proba(X_TEST[:0]).shape == (0, 3)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=EMPTY_GAP) for n in FITTED])
+@pytest.mark.parametrize("name", list(FITTED))
 @pytest.mark.parametrize("scalar", [False, True], ids=["radii", "scalar"])
 def test_certify_on_zero_rows(name, scalar):
     clf = FITTED[name]()
@@ -198,7 +194,7 @@ def test_certify_on_zero_rows(name, scalar):
     assert result.to_frame().shape[0] == n_radii
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=EMPTY_GAP) for n in FITTED])
+@pytest.mark.parametrize("name", list(FITTED))
 def test_score_on_zero_rows_does_not_crash(name):
     score = FITTED[name]().score(X_TEST[:0], Y_TEST[:0])
     assert np.isnan(score)  # a mean over no inputs
