@@ -14,7 +14,9 @@ from sklearn_certify.ensembles._vectorized import (
     LinearHead,
     LinearHeadEnsemble,
     _asl_grad,
+    fit_base_models,
     fit_linear_heads,
+    is_vectorizable,
 )
 from sklearn_certify.nets import AsymmetricLoss
 
@@ -66,32 +68,45 @@ def test_result_does_not_depend_on_models_per_batch(data):
                                atol=1e-4)
 
 
-def test_matches_generic_ensemble_base_models(data):
-    """The wrapper around LinearHead (constant columns dropped) is reproduced exactly."""
+@pytest.mark.parametrize("hidden", [None, 6])
+def test_fit_base_models_matches_generic_path(data, hidden):
+    """fit_base_models reproduces fit_base_model (wrapper around LinearHead, constant
+    columns dropped, empty-set fallback) model by model."""
     X, Y, _ = data
     Y = Y.copy()
     Y[:, 4] = 0  # a label nobody has
     rng = np.random.default_rng(1)
     index_sets = [rng.integers(0, N_TRAIN, size=30) for _ in range(6)]
     index_sets[2] = np.flatnonzero(Y[:, 0] == 1)[:10]  # label 0 always present
+    index_sets[3] = np.zeros(0, dtype=np.int64)  # an empty partition
     seeds = rng.integers(MAX_INT, size=6)
-    head_seeds = [np.random.RandomState(s).randint(MAX_INT) for s in seeds]
-    template = LinearHead(**FAST)
-    heads = fit_linear_heads(X, Y, index_sets, random_state=head_seeds, **FAST)
-    views = heads.base_models(template, seeds=seeds)
+    empty = [np.array([i % N_CLASSES]) for i in range(6)]
+    template = LinearHead(hidden, epochs=20, lr=0.05)
+    assert is_vectorizable(template) and not is_vectorizable(_ConstantAwareMultiLabel(template))
+    heads, models = fit_base_models(template, X, Y, index_sets, seeds, empty)
+    scores = heads.decision_function(X[:40])
     for i, rows in enumerate(index_sets):
         generic = fit_base_model(template, X[rows], Y[rows], seed=int(seeds[i]),
-                                 empty_labels=())
-        assert isinstance(views[i], _ConstantAwareMultiLabel)
-        np.testing.assert_array_equal(views[i].columns_, generic.columns_)
-        np.testing.assert_array_equal(views[i].constant_scores_, generic.constant_scores_)
-        assert views[i].estimator_.get_params() == generic.estimator_.get_params()
-        np.testing.assert_allclose(views[i].decision_function(X[:40]),
+                                 empty_labels=empty[i])
+        assert isinstance(models[i], _ConstantAwareMultiLabel)
+        assert models[i].seed == generic.seed
+        np.testing.assert_array_equal(models[i].columns_, generic.columns_)
+        np.testing.assert_array_equal(models[i].constant_scores_, generic.constant_scores_)
+        assert models[i].n_samples_fit_ == generic.n_samples_fit_
+        if generic.estimator_ is None:
+            assert models[i].estimator_ is None
+        else:
+            assert models[i].estimator_.get_params() == generic.estimator_.get_params()
+        np.testing.assert_allclose(models[i].decision_function(X[:40]),
                                    generic.decision_function(X[:40]), atol=1e-4)
-        np.testing.assert_allclose(heads.decision_function(X[:40])[i],
-                                   generic.decision_function(X[:40]), atol=1e-4)
-    assert np.isneginf(views[0].constant_scores_[4])
-    assert np.isposinf(views[2].constant_scores_[0])
+        np.testing.assert_allclose(scores[i], generic.decision_function(X[:40]), atol=1e-4)
+        np.testing.assert_array_equal(models[i].top_labels(X[:40], 2),
+                                      generic.top_labels(X[:40], 2))
+    assert np.isneginf(models[0].constant_scores_[4])
+    assert np.isposinf(models[2].constant_scores_[0])
+    assert models[3].estimator_ is None and np.isposinf(models[3].constant_scores_[3])
+    with pytest.raises(TypeError, match="LinearHead"):
+        fit_base_models(_ConstantAwareMultiLabel(template), X, Y, index_sets, seeds, empty)
 
 
 def test_per_model_data_respected():

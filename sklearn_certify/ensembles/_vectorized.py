@@ -26,13 +26,21 @@ Label columns that are constant in a model's training rows get the fixed score
 ``+inf`` (always present) or ``-inf`` (never present) and do not enter that model's
 loss, and a model without training rows scores ``+inf`` for its ``empty_labels`` and
 ``-inf`` elsewhere: the rule of the ensembles' base-model wrapper
-(:class:`sklearn_certify.ensembles._base._ConstantAwareMultiLabel`). For linear heads
-(``hidden=None``) the label columns do not interact (each column has its own weights
-and its own loss term, and starts at zero), so this is the same model as the wrapper
-around a :class:`LinearHead` fitted on the non-constant columns. For MLP heads the
-rule is the same but the random initial weights of the output layer are drawn for all
-columns, so the models are equally valid base models but not bit-identical to the
-wrapper's.
+(:class:`sklearn_certify.ensembles._base._ConstantAwareMultiLabel`). This is the same
+model as that wrapper around a :class:`LinearHead` fitted on the non-constant columns
+only: every output column has its own weights, starts at zero and has its own loss
+term, so a column left out of the loss stays at zero and changes nothing else (for MLP
+heads, the shared hidden layer only receives gradients from the trained columns, as in
+a head fitted on those columns alone).
+
+Used by the ensembles
+---------------------
+:func:`is_vectorizable` says whether a base estimator can take this path (a
+:class:`LinearHead`, exactly that class) and :func:`fit_base_models` trains a whole
+ensemble's base models here, with the seeds, subsamples and empty-set fallbacks that
+``sklearn_certify.ensembles._base.fit_base_model`` would use one model at a time, and
+returns the stacked heads (for fast vote counting) and the per-model fitted wrappers
+(``estimators_``).
 
 Example
 -------
@@ -70,7 +78,8 @@ from sklearn.utils.validation import check_is_fitted
 from .._targets import encode_fit_targets
 from ..nets import AsymmetricLoss
 
-__all__ = ["LinearHead", "LinearHeadEnsemble", "fit_linear_heads"]
+__all__ = ["LinearHead", "LinearHeadEnsemble", "fit_base_models", "fit_linear_heads",
+           "is_vectorizable"]
 
 _MAX_SEED = np.iinfo(np.int32).max
 _LOSSES = ("asl", "bce")
@@ -129,39 +138,25 @@ def _model_seeds(random_state, n_models: int) -> np.ndarray:
 def _initial_weights(seeds, n_features: int, n_classes: int, hidden: int | None):
     """Stacked initial parameters ``[W1, b1, (W2, b2)]`` on the CPU.
 
-    Linear heads start at zero. MLP heads: model i draws, from
-    ``torch.Generator().manual_seed(seeds[i])``, W1 (d, h), b1 (h,), W2 (h, c), b2 (c,)
-    in that order, each uniform on ``(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (the range of
-    ``torch.nn.Linear``'s default initialisation); the output layer starts at zero
-    except for W2, so every model starts from its own random hidden features.
+    Linear heads start at zero. MLP heads: model i draws W1 (d, h) then b1 (h,) from
+    ``torch.Generator().manual_seed(seeds[i])``, uniform on ``(-1/sqrt(d), 1/sqrt(d))``
+    (the range of ``torch.nn.Linear``'s default initialisation), and its output layer
+    W2 (h, c), b2 (c,) starts at zero: random hidden features, and output columns that
+    do not depend on how many label columns there are.
     """
     n_models = len(seeds)
     if hidden is None:
         return [torch.zeros(n_models, n_features, n_classes),
                 torch.zeros(n_models, 1, n_classes)]
-    shapes = [(n_features, hidden), (1, hidden), (hidden, n_classes), (1, n_classes)]
-    fans = [n_features, n_features, hidden, hidden]
-    params = [torch.empty(n_models, *shape) for shape in shapes]
+    W1 = torch.empty(n_models, n_features, hidden)
+    b1 = torch.empty(n_models, 1, hidden)
+    bound = 1.0 / math.sqrt(n_features)
     for i, seed in enumerate(seeds):
         generator = torch.Generator().manual_seed(int(seed))
-        for param, shape, fan in zip(params, shapes, fans):
-            bound = 1.0 / math.sqrt(fan)
-            param[i] = torch.rand(shape, generator=generator) * (2 * bound) - bound
-    params[3].zero_()
-    return params
-
-
-def _forward(params, X: torch.Tensor) -> torch.Tensor:
-    """Logits of stacked models: ``X`` (N, m, d) or (1, m, d) -> (N, m, c)."""
-    if len(params) == 2:
-        W, b = params
-        if X.shape[0] != W.shape[0]:
-            X = X.expand(W.shape[0], -1, -1)
-        return torch.baddbmm(b, X, W)
-    W1, b1, W2, b2 = params
-    if X.shape[0] != W1.shape[0]:
-        X = X.expand(W1.shape[0], -1, -1)
-    return torch.baddbmm(b2, torch.relu(torch.baddbmm(b1, X, W1)), W2)
+        for param in (W1, b1):
+            param[i] = torch.rand(param.shape[1:], generator=generator) * (2 * bound) - bound
+    return [W1, b1, torch.zeros(n_models, hidden, n_classes),
+            torch.zeros(n_models, 1, n_classes)]
 
 
 def _forward_shared(params, X: torch.Tensor) -> torch.Tensor:
@@ -648,6 +643,62 @@ def fit_linear_heads(X, Y, index_sets, *, hidden=None, loss="asl", epochs: int =
             constant[i, labels] = math.inf
     return LinearHeadEnsemble(params, constant, seeds, sizes, hidden=_hidden_width(hidden),
                               n_features=Xt.shape[1], n_classes=Yt.shape[1], device=device)
+
+
+# ------------------------------------------------------------------- ensemble hook-up
+def is_vectorizable(estimator) -> bool:
+    """Whether an ensemble's base models can be trained here: a :class:`LinearHead`.
+
+    Exactly that class (a subclass may change ``fit``), with any parameters; a callable
+    ``loss`` must be element-wise.
+    """
+    return type(estimator) is LinearHead
+
+
+def fit_base_models(estimator, X, Y, index_sets, seeds, empty_labels):
+    """All base models of an ensemble at once, as ``fit_base_model`` makes them one by one.
+
+    Model i is trained on ``X[index_sets[i]], Y[index_sets[i]]`` with the randomness
+    ``sklearn_certify.ensembles._base.fit_base_model(estimator, ..., seed=seeds[i],
+    empty_labels=empty_labels[i])`` gives it: ``RandomState(seeds[i])`` draws the
+    head's ``random_state`` and then the wrapper's ``seed``. Same subsamples, same
+    seeds, same learning rule (constant columns fixed at +-inf, the empty-set
+    fallback), so the same models up to floating-point rounding.
+
+    Parameters
+    ----------
+    estimator : LinearHead
+        The (unfitted) base estimator; see :func:`is_vectorizable`.
+    X : array-like of shape (n_train, ...)
+    Y : array-like of {0, 1}, shape (n_train, c)
+    index_sets : int array (N, m) or sequence of N 1-D int arrays
+    seeds : sequence of N ints
+    empty_labels : sequence of N int arrays
+        Labels voted for by a model without training rows.
+
+    Returns
+    -------
+    heads : LinearHeadEnsemble
+        The stacked models, on ``estimator.device``, for fast vote counting
+        (``heads.vote_counts(X, k_base)``).
+    models : list of fitted ``_ConstantAwareMultiLabel``
+        The per-model view (``estimators_``), parameters on the CPU.
+    """
+    if not is_vectorizable(estimator):
+        raise TypeError(f"{type(estimator).__name__} cannot be trained by the vectorised "
+                        "path; only LinearHead can.")
+    estimator._validate_params()
+    draws = [np.random.RandomState(int(seed)).randint(_MAX_SEED, size=2) for seed in seeds]
+    head_seeds = [int(d[0]) for d in draws]
+    wrapper_seeds = [int(d[1]) for d in draws]
+    params = estimator.get_params()
+    heads = fit_linear_heads(
+        X, Y, index_sets, hidden=params["hidden"], loss=params["loss"],
+        epochs=params["epochs"], lr=params["lr"], alpha=params["alpha"],
+        device=params["device"], random_state=head_seeds, empty_labels=empty_labels,
+        constant_columns="inf")
+    models = heads.base_models(estimator, seeds=wrapper_seeds, empty_labels=empty_labels)
+    return heads, models
 
 
 # ------------------------------------------------------------------------ single model

@@ -1,0 +1,568 @@
+"""The sklearn-certify benchmark suite (issue 6): one command, every figure a ratio.
+
+    python bench/run_all.py            # full run (about 10 minutes on 2 CPU cores)
+    python bench/run_all.py --quick    # smaller sizes, a couple of minutes
+
+Writes ``bench/results.json`` (every timing and setting) and ``bench/results.md`` (the
+table for the README). Each ratio is measured side by side in the same process: the
+two sides run alternately, ``--repeat`` times, and the best time of each is kept.
+
+Sections
+--------
+a. Certify engine against its floor: ``SmoothedMultiLabelClassifier.certify`` (and the
+   sampling engine alone) for a skorch MLP and the small CNN on ``make_multidigit``,
+   against the bare minimum written plainly in torch below (noise + forward + top-k' +
+   counts, same batch size, same device). Goal: ratio <= 1.15.
+b. Against the Adversarial Robustness Toolbox (``pip install
+   adversarial-robustness-toolbox statsmodels``): ART's
+   ``PyTorchRandomizedSmoothing.certify`` and ours on the same torch model, 10-class
+   digits, k = k' = 1, n = 1000. Goal: ours at least 4x faster. The certified accuracy
+   curves of both are reported side by side as a sanity check.
+c. The certificate-math grid of ``bench/bench_certificates.py``.
+d. Ensembles: fitting N bagging base models (LinearHead heads on 5,000 x 64 features),
+   the generic joblib path of ``BaggingCertifiedClassifier`` against the vectorised
+   trainer (``sklearn_certify.ensembles._vectorized``) on the same subsamples and seeds;
+   also vote counting, and the agreement of the two ensembles' votes.
+e. Scaling: certify time against the number of inputs and n_draws (log-log slope, 1 =
+   linear) and peak memory against batch_size (fresh subprocess per point).
+
+Threads: ``--threads 1`` (default) pins torch to one thread, so the ratios compare
+single-core work and stay stable on a shared machine; ``--threads 0`` keeps torch's
+default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # bench_certificates
+sys.path.insert(0, str(HERE.parent))  # the package, when run from a checkout
+
+from sklearn_certify import BaggingCertifiedClassifier, SmoothedMultiLabelClassifier  # noqa: E402
+from sklearn_certify.datasets import make_multidigit  # noqa: E402
+from sklearn_certify.nets import MLPModule, MultiLabelNet, SmallCNN  # noqa: E402
+from sklearn_certify.smoothing._sampling import sample_label_counts  # noqa: E402
+
+SIGMA = 0.25
+
+
+# ----------------------------------------------------------------------------- helpers
+def hardware(threads: int) -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            mem_gib = int(fh.readline().split()[1]) / 2**20
+    except (OSError, ValueError, IndexError):
+        mem_gib = float("nan")
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1),
+        "torch_threads": torch.get_num_threads(), "threads_flag": threads, "gpu": gpu,
+        "python": platform.python_version(), "torch": torch.__version__,
+        "numpy": np.__version__, "platform": platform.platform(),
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+def race(fns: dict, repeat: int) -> dict:
+    """Best wall time of each callable, the callables run alternately ``repeat`` times."""
+    best = {name: float("inf") for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def train_net(module, X, Y, epochs: int, seed: int = 0) -> MultiLabelNet:
+    torch.manual_seed(seed)
+    net = MultiLabelNet(module, max_epochs=epochs, batch_size=128, lr=2e-3,
+                        noise_sigma=SIGMA)
+    return net.fit(X, Y)
+
+
+# --------------------------------------------------------------------------- the floor
+def floor_counts(module: torch.nn.Module, X: torch.Tensor, *, n_classes: int, sigma: float,
+                 k_prime: int, n_draws: int, batch_size: int, seed: int) -> torch.Tensor:
+    """The bare minimum, plainly in torch: noise + forward + top-k' + counts.
+
+    One input at a time, its draws in batches of ``batch_size``; everything on X's
+    device. No validation, no progress, no chunked transfers; argmax for k' = 1 (the
+    cheapest top-1), in-place noise scaling.
+    """
+    device = X.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    counts = torch.zeros((len(X), n_classes), dtype=torch.int64, device=device)
+    module.eval()
+    with torch.inference_mode():
+        for i in range(len(X)):
+            for start in range(0, n_draws, batch_size):
+                b = min(batch_size, n_draws - start)
+                noisy = torch.randn((b, *X.shape[1:]), generator=generator, device=device)
+                scores = module(noisy.mul_(sigma).add_(X[i]))
+                top = scores.argmax(dim=1) if k_prime == 1 else scores.topk(k_prime, dim=1)[1]
+                counts[i] += torch.bincount(top.reshape(-1), minlength=n_classes)
+    return counts
+
+
+# ------------------------------------------------------------------------ a. the engine
+def bench_engine(cfg: dict) -> dict:
+    out = {}
+    n_inputs, n_draws, batch = cfg["engine_inputs"], 1000, 1000
+    for name, image in (("mlp", False), ("cnn", True)):
+        X_tr, X_te, Y_tr, Y_te = make_multidigit(2000, n_inputs, image_shape=image,
+                                                 random_state=0)
+        module = None if not image else SmallCNN
+        net = train_net(module, X_tr, Y_tr, cfg["train_epochs"])
+        clf = SmoothedMultiLabelClassifier(net.module_, sigma=SIGMA, k_prime=1, k=3,
+                                           n_draws=n_draws, batch_size=batch,
+                                           random_state=0).fit(X_tr, Y_tr)
+        X_t = torch.as_tensor(X_te)
+        n_classes = Y_tr.shape[1]
+
+        def certify(clf=clf, X_te=X_te, Y_te=Y_te):
+            clf.certify(X_te, Y_te, radius=0.5)
+
+        def engine(net=net, X_te=X_te, n_classes=n_classes):
+            sample_label_counts(net.module_, X_te, n_classes=n_classes, sigma=SIGMA,
+                                k_prime=1, n_draws=n_draws, batch_size=batch,
+                                random_state=0)
+
+        def floor(net=net, X_t=X_t, n_classes=n_classes):
+            floor_counts(net.module_, X_t, n_classes=n_classes, sigma=SIGMA, k_prime=1,
+                         n_draws=n_draws, batch_size=batch, seed=0)
+
+        floor()  # warm-up
+        t = race({"certify": certify, "floor": floor}, cfg["repeat"])
+        t.update(race({"engine": engine}, 1))
+        out[name] = {
+            "n_inputs": n_inputs, "n_draws": n_draws, "batch_size": batch,
+            "certify_s": t["certify"], "engine_s": t["engine"], "floor_s": t["floor"],
+            "ratio_certify_vs_floor": t["certify"] / t["floor"],
+            "ratio_engine_vs_floor": t["engine"] / t["floor"],
+            "draws_per_s_certify": n_inputs * n_draws / t["certify"],
+        }
+        log(f"a. {name}: certify {t['certify']:.2f}s, engine {t['engine']:.2f}s, floor "
+            f"{t['floor']:.2f}s -> {t['certify'] / t['floor']:.3f}x the floor")
+    return out
+
+
+# ----------------------------------------------------------------------------- b. ART
+def bench_art(cfg: dict) -> dict:
+    try:
+        import statsmodels  # noqa: F401  (ART's certify needs it)
+        from art.estimators.certification.randomized_smoothing import (
+            PyTorchRandomizedSmoothing,
+        )
+    except ImportError as exc:
+        log(f"b. skipped: {exc}")
+        return {"skipped": str(exc)}
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=cfg["art_inputs"],
+                                              random_state=0, stratify=y)
+    n, n0, batch = 1000, 100, 1000
+    torch.manual_seed(0)
+    net = MultiLabelNet(MLPModule, max_epochs=cfg["train_epochs"] * 3, batch_size=64,
+                        lr=2e-3, noise_sigma=SIGMA)
+    net.fit(X_tr, np.eye(10, dtype=np.float32)[y_tr])
+    module = net.module_.eval()
+    ours = SmoothedMultiLabelClassifier(module, sigma=SIGMA, k=1, k_prime=1, n_draws=n,
+                                        alpha=0.001, batch_size=batch,
+                                        random_state=0).fit(X_tr, y_tr)
+    art = PyTorchRandomizedSmoothing(
+        model=module, loss=torch.nn.CrossEntropyLoss(), input_shape=(64,), nb_classes=10,
+        device_type="cpu", sample_size=n0, scale=SIGMA, alpha=0.001)
+    radii = np.round(np.arange(0, 1.01, 0.125), 3)
+    holder = {}
+
+    def run_ours():
+        holder["ours"] = ours.certify(X_te, y_te, radius=radii)
+
+    def run_art():
+        np.random.seed(0)  # noqa: NPY002 - ART draws its noise from numpy's global generator
+        holder["art"] = art.certify(X_te, n=n, batch_size=batch)
+
+    t = race({"ours": run_ours, "art": run_art}, cfg["repeat"])
+    ours_acc = (holder["ours"].sizes >= 1).mean(axis=0)
+    pred, radius = holder["art"]
+    art_acc = np.array([np.mean((pred == y_te) & (radius >= r)) for r in radii])
+    out = {
+        "n_inputs": len(X_te), "n": n, "art_n0": n0, "batch_size": batch, "sigma": SIGMA,
+        "ours_s": t["ours"], "art_s": t["art"], "speedup": t["art"] / t["ours"],
+        "speedup_per_draw": (t["art"] / (n + n0)) / (t["ours"] / n),
+        "radii": radii.tolist(), "certified_accuracy_ours": ours_acc.round(4).tolist(),
+        "certified_accuracy_art": art_acc.round(4).tolist(),
+        "max_abs_accuracy_gap": float(np.max(np.abs(ours_acc - art_acc))),
+        "art_version": __import__("art").__version__,
+    }
+    log(f"b. ART {t['art']:.2f}s vs ours {t['ours']:.2f}s -> {out['speedup']:.1f}x faster; "
+        f"certified accuracy gap <= {out['max_abs_accuracy_gap']:.3f}")
+    return out
+
+
+# -------------------------------------------------------------------- c. certificates
+def bench_certificate_grid(cfg: dict) -> dict:
+    import bench_certificates
+
+    start = time.perf_counter()
+    result = bench_certificates.main()
+    result["total_s"] = time.perf_counter() - start
+    result["cells"] = 500 * 301
+    return result
+
+
+# ----------------------------------------------------------------------- d. ensembles
+def digit_features(n_train: int, n_test: int, dim: int = 64):
+    """Frozen features: PCA of make_multidigit to ``dim`` dimensions, standardised."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    X_tr, X_te, Y_tr, Y_te = make_multidigit(n_train, n_test, random_state=0)
+    pca = PCA(dim, random_state=0).fit(X_tr)
+    scaler = StandardScaler().fit(pca.transform(X_tr))
+    F_tr = scaler.transform(pca.transform(X_tr)).astype(np.float32)
+    F_te = scaler.transform(pca.transform(X_te)).astype(np.float32)
+    return F_tr, F_te, Y_tr, Y_te
+
+
+def bench_ensembles(cfg: dict) -> dict:
+    from sklearn_certify.ensembles._bagging import subsample_indices
+    from sklearn_certify.ensembles._base import MAX_INT, fallback_labels
+    from sklearn_certify.ensembles._vectorized import LinearHead, fit_linear_heads
+
+    N, m, epochs, k_base = cfg["n_models"], 500, cfg["head_epochs"], 1
+    F_tr, F_te, Y_tr, Y_te = digit_features(5000, 500)
+    n_classes = Y_tr.shape[1]
+    head = LinearHead(epochs=epochs, lr=0.01)
+    generic = BaggingCertifiedClassifier(head, n_estimators=N, max_samples=m, k_base=k_base,
+                                         k=3, random_state=0, n_jobs=1)
+    seeds = np.random.RandomState(0).randint(MAX_INT, size=N)
+    holder = {}
+
+    def fit_generic():
+        holder["generic"] = generic.fit(F_tr, Y_tr)
+
+    def fit_vectorised():
+        rows = np.stack([subsample_indices(s, len(F_tr), m) for s in seeds])
+        head_seeds = [np.random.RandomState(s).randint(MAX_INT) for s in seeds]
+        holder["heads"] = fit_linear_heads(
+            F_tr, Y_tr, rows, epochs=epochs, lr=0.01, random_state=head_seeds,
+            empty_labels=[fallback_labels(i, k_base, n_classes) for i in range(N)])
+
+    fit_linear_heads(F_tr, Y_tr, np.zeros((20, m), dtype=int), epochs=2)  # warm-up
+    t_fit = race({"generic": fit_generic, "vectorised": fit_vectorised}, 1)
+    counts = {}
+    t_votes = race({
+        "generic": lambda: counts.__setitem__("generic", generic._label_counts(F_te)[0]),
+        "vectorised": lambda: counts.__setitem__(
+            "vectorised", holder["heads"].vote_counts(F_te, k_base)),
+    }, cfg["repeat"])
+    top_g = np.argsort(-counts["generic"], axis=1, kind="stable")[:, :3]
+    top_v = np.argsort(-counts["vectorised"], axis=1, kind="stable")[:, :3]
+    # engine-level: the same single-model engine in a plain loop (no ensemble machinery)
+    n_loop = max(10, N // 20)
+    rows = [subsample_indices(s, len(F_tr), m) for s in seeds[:n_loop]]
+    start = time.perf_counter()
+    for r in rows:
+        LinearHead(epochs=epochs, lr=0.01).fit(F_tr[r], Y_tr[r])
+    loop_per_model = (time.perf_counter() - start) / n_loop
+    # the same heads as the package's skorch net, fitted one by one: a linear MLPModule,
+    # ASL, full-batch Adam (batch_size = m), the same epochs and learning rate
+    n_skorch = max(5, N // 50)
+    start = time.perf_counter()
+    for r in rows[:n_skorch]:
+        MultiLabelNet(MLPModule, module__hidden=(), max_epochs=epochs, batch_size=m,
+                      lr=0.01, optimizer__weight_decay=1e-4).fit(F_tr[r], Y_tr[r])
+    skorch_per_model = (time.perf_counter() - start) / n_skorch
+    out = {
+        "skorch_linear_net_per_model_s": skorch_per_model,
+        "fit_speedup_vs_skorch_loop": skorch_per_model * N / t_fit["vectorised"],
+        "n_models": N, "max_samples": m, "n_train": len(F_tr), "n_features": F_tr.shape[1],
+        "n_classes": n_classes, "epochs": epochs, "k_base": k_base,
+        "generic_fit_s": t_fit["generic"], "vectorised_fit_s": t_fit["vectorised"],
+        "fit_speedup": t_fit["generic"] / t_fit["vectorised"],
+        "generic_models_per_s": N / t_fit["generic"],
+        "vectorised_models_per_s": N / t_fit["vectorised"],
+        "loop_of_linearhead_fits_per_model_s": loop_per_model,
+        "fit_speedup_vs_plain_loop": loop_per_model * N / t_fit["vectorised"],
+        "generic_votes_s": t_votes["generic"], "vectorised_votes_s": t_votes["vectorised"],
+        "votes_speedup": t_votes["generic"] / t_votes["vectorised"],
+        "max_abs_vote_difference": int(np.abs(counts["generic"] - counts["vectorised"]).max()),
+        "same_top3_fraction": float(np.mean(np.all(top_g == top_v, axis=1))),
+    }
+    log(f"d. fit {N} heads: generic {t_fit['generic']:.1f}s, vectorised "
+        f"{t_fit['vectorised']:.1f}s -> {out['fit_speedup']:.1f}x; votes "
+        f"{out['votes_speedup']:.1f}x; max vote difference {out['max_abs_vote_difference']}")
+    return out
+
+
+# ------------------------------------------------------------------------- e. scaling
+def _slope(x, y) -> float:
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) to the current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return _status_kib("VmHWM") is not None
+    except OSError:
+        return False
+
+
+def _peak_memory_child(state: dict, n_inputs: int, n_draws: int, batch_size: int,
+                       threads: int) -> dict:
+    """In a fresh process: peak RSS growth of one sampling run (VmHWM after a reset,
+    minus RSS before; ``ru_maxrss`` growth where the reset is not available)."""
+    if threads:
+        torch.set_num_threads(threads)
+    module = MLPModule(state["n_features"], state["n_classes"])
+    module.load_state_dict(state["weights"])
+    X = state["X"][:n_inputs]
+    sample_label_counts(module, X[:1], n_classes=state["n_classes"], sigma=SIGMA, k_prime=1,
+                        n_draws=8, batch_size=8, random_state=0)  # warm-up
+    exact = _reset_peak_rss()
+    before = (_status_kib("VmRSS") if exact
+              else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    sample_label_counts(module, X, n_classes=state["n_classes"], sigma=SIGMA, k_prime=1,
+                        n_draws=n_draws, batch_size=batch_size, random_state=0)
+    after = (_status_kib("VmHWM") if exact
+             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+    return {"peak_growth_mib": (after - before) / 1024.0,
+            "method": "VmHWM reset" if exact else "ru_maxrss"}
+
+
+def bench_scaling(cfg: dict, threads: int) -> dict:
+    X_tr, X_te, Y_tr, _ = make_multidigit(2000, max(cfg["scale_inputs"]), random_state=0)
+    net = train_net(None, X_tr, Y_tr, cfg["train_epochs"])
+    module, n_classes = net.module_, Y_tr.shape[1]
+
+    def run(n_inputs, n_draws, batch_size=1000):
+        return lambda: sample_label_counts(module, X_te[:n_inputs], n_classes=n_classes,
+                                           sigma=SIGMA, k_prime=1, n_draws=n_draws,
+                                           batch_size=batch_size, random_state=0)
+
+    inputs = cfg["scale_inputs"]
+    t_in = race({n: run(n, 1000) for n in inputs}, cfg["repeat"])
+    draws = cfg["scale_draws"]
+    t_dr = race({d: run(inputs[0], d) for d in draws}, cfg["repeat"])
+    out = {
+        "inputs": {"n_inputs": inputs, "n_draws": 1000, "seconds": [t_in[n] for n in inputs],
+                   "loglog_slope": _slope(inputs, [t_in[n] for n in inputs]),
+                   "time_ratio_last_vs_first": t_in[inputs[-1]] / t_in[inputs[0]],
+                   "size_ratio": inputs[-1] / inputs[0]},
+        "draws": {"n_draws": draws, "n_inputs": inputs[0], "seconds": [t_dr[d] for d in draws],
+                  "loglog_slope": _slope(draws, [t_dr[d] for d in draws]),
+                  "time_ratio_last_vs_first": t_dr[draws[-1]] / t_dr[draws[0]],
+                  "size_ratio": draws[-1] / draws[0]},
+    }
+    log(f"e. slope vs inputs {out['inputs']['loglog_slope']:.3f}, vs draws "
+        f"{out['draws']['loglog_slope']:.3f}")
+    state = {"weights": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+             "n_features": X_tr.shape[1], "n_classes": n_classes,
+             "X": X_te[:max(cfg["mem_inputs"])]}
+    memory = []
+    ctx = get_context("spawn")
+    points = [(cfg["mem_inputs"][0], b) for b in cfg["mem_batches"]]
+    points += [(n, 1000) for n in cfg["mem_inputs"][1:]]
+    for n_inputs, batch in points:
+        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            res = pool.submit(_peak_memory_child, state, n_inputs, 1000, batch,
+                              threads).result()
+        memory.append({"n_inputs": n_inputs, "n_draws": 1000, "batch_size": batch,
+                       "noise_block_mib": batch * X_tr.shape[1] * 4 / 2**20, **res})
+        log(f"e. memory: {n_inputs} inputs, batch {batch}: +{res['peak_growth_mib']:.1f} MiB")
+    out["memory"] = memory
+    by_batch = [m for m in memory if m["n_inputs"] == cfg["mem_inputs"][0]]
+    by_inputs = [m for m in memory if m["batch_size"] == 1000]
+    out["memory_ratio_largest_vs_smallest_batch"] = (
+        max(by_batch[-1]["peak_growth_mib"], 0.1) / max(by_batch[0]["peak_growth_mib"], 0.1))
+    out["memory_ratio_most_vs_fewest_inputs"] = (
+        max(by_inputs[-1]["peak_growth_mib"], 0.1) / max(by_inputs[0]["peak_growth_mib"], 0.1))
+    return out
+
+
+# --------------------------------------------------------------------------- report
+def markdown(results: dict) -> str:
+    hw = results["hardware"]
+    s = results["sections"]
+    lines = [
+        "# sklearn-certify benchmarks",
+        "",
+        f"Hardware: {hw['cpu']}, {hw['cores']} cores, {hw['memory_gib']} GiB; torch "
+        f"{hw['torch']} with {hw['torch_threads']} thread(s)"
+        + (f"; GPU {hw['gpu']}" if hw["gpu"] else "; no GPU") + f"; Python {hw['python']}.",
+        f"Run: `python bench/run_all.py{' --quick' if results['quick'] else ''}` "
+        f"({results['total_s'] / 60:.1f} min, load average at start "
+        f"{hw['load_average_at_start'][0]:.1f}).",
+        "",
+        "| Benchmark | Ours | Baseline | Ratio | Goal |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("mlp", "cnn"):
+        e = s["engine"][name]
+        lines.append(
+            f"| a. certify {e['n_inputs']} inputs x {e['n_draws']} draws, {name.upper()} "
+            f"| {e['certify_s']:.2f} s (engine alone {e['engine_s']:.2f} s) "
+            f"| plain-torch floor {e['floor_s']:.2f} s "
+            f"| **{e['ratio_certify_vs_floor']:.3f}x** the floor "
+            f"(engine {e['ratio_engine_vs_floor']:.3f}x) | <= 1.15 |")
+    art = s["art"]
+    if "skipped" in art:
+        lines.append(f"| b. vs ART | - | - | skipped: {art['skipped']} | >= 4x |")
+    else:
+        lines.append(
+            f"| b. certify {art['n_inputs']} digits, n = {art['n']}, k = k' = 1 "
+            f"| {art['ours_s']:.2f} s | ART {art['art_version']} {art['art_s']:.2f} s "
+            f"(+ n0 = {art['art_n0']} selection draws) "
+            f"| **{art['speedup']:.1f}x faster** ({art['speedup_per_draw']:.1f}x per draw) "
+            f"| >= 4x |")
+    c = s["certificates"]
+    lines.append(
+        f"| c. certificate math, 500 inputs x 301 radii, c = 80 | MultiGuard "
+        f"{c['gaussian_multiguard_s'] * 1e3:.0f} ms, bagging "
+        f"{c['bagging_poisoningguard_s'] * 1e3:.0f} ms, DPA "
+        f"{c['dpa_poisoningguard_s'] * 1e3:.0f} ms | - | "
+        f"{c['gaussian_multiguard_s'] / c['cells'] * 1e6:.2f} us per (input, radius) | - |")
+    d = s["ensembles"]
+    lines.append(
+        f"| d. fit {d['n_models']} bagging heads (m = {d['max_samples']}, "
+        f"{d['n_train']} x {d['n_features']}, {d['epochs']} epochs) "
+        f"| vectorised {d['vectorised_fit_s']:.1f} s "
+        f"({d['vectorised_models_per_s']:.0f} models/s) "
+        f"| generic joblib path {d['generic_fit_s']:.1f} s "
+        f"({d['generic_models_per_s']:.0f} models/s) "
+        f"| **{d['fit_speedup']:.1f}x** (vs a plain loop of the same LinearHead fits "
+        f"{d['fit_speedup_vs_plain_loop']:.1f}x; vs the same heads as skorch "
+        f"MultiLabelNet fits {d['fit_speedup_vs_skorch_loop']:.0f}x) | >= 20x |")
+    lines.append(
+        f"| d. vote counts, {d['n_models']} heads | {d['vectorised_votes_s'] * 1e3:.0f} ms "
+        f"| generic {d['generic_votes_s'] * 1e3:.0f} ms | **{d['votes_speedup']:.0f}x** "
+        f"(max vote difference {d['max_abs_vote_difference']}, same top-3 "
+        f"{d['same_top3_fraction']:.1%}) | - |")
+    e = s["scaling"]
+    lines.append(
+        f"| e. certify time vs inputs ({e['inputs']['n_inputs'][0]}..."
+        f"{e['inputs']['n_inputs'][-1]}) | slope {e['inputs']['loglog_slope']:.3f} | linear "
+        f"= 1 | x{e['inputs']['time_ratio_last_vs_first']:.2f} time for "
+        f"x{e['inputs']['size_ratio']:.0f} inputs | linear |")
+    lines.append(
+        f"| e. certify time vs n_draws ({e['draws']['n_draws'][0]}..."
+        f"{e['draws']['n_draws'][-1]}) | slope {e['draws']['loglog_slope']:.3f} | linear = 1 "
+        f"| x{e['draws']['time_ratio_last_vs_first']:.2f} time for "
+        f"x{e['draws']['size_ratio']:.0f} draws | linear |")
+    mem = e["memory"]
+    by_batch = ", ".join(f"{m['batch_size']}: +{m['peak_growth_mib']:.0f}"
+                         for m in mem if m["n_inputs"] == mem[0]["n_inputs"])
+    by_inputs = ", ".join(f"{m['n_inputs']}: +{m['peak_growth_mib']:.0f}"
+                          for m in mem if m["batch_size"] == 1000)
+    lines.append(
+        f"| e. peak memory (MiB) by batch_size | {by_batch} | by n_inputs at batch 1000: "
+        f"{by_inputs} | x{e['memory_ratio_most_vs_fewest_inputs']:.2f} for "
+        f"x{mem[-1]['n_inputs'] / mem[0]['n_inputs']:.0f} inputs | bounded by batch_size |")
+    if not art.get("skipped"):
+        lines += ["", "Certified accuracy on digits (sigma = "
+                  f"{art['sigma']}, n = {art['n']}, alpha = 0.001), ours vs ART:", "",
+                  "| radius | " + " | ".join(f"{r:g}" for r in art["radii"]) + " |",
+                  "|---" * (len(art["radii"]) + 1) + "|",
+                  "| ours | " + " | ".join(f"{a:.3f}" for a in
+                                           art["certified_accuracy_ours"]) + " |",
+                  "| ART | " + " | ".join(f"{a:.3f}" for a in
+                                          art["certified_accuracy_art"]) + " |"]
+    return "\n".join(lines) + "\n"
+
+
+CONFIGS = {
+    "full": dict(repeat=3, train_epochs=5, engine_inputs=200, art_inputs=200, n_models=1000,
+                 head_epochs=100, scale_inputs=[25, 50, 100, 200],
+                 scale_draws=[250, 500, 1000, 2000], mem_batches=[250, 1000, 4000, 16000],
+                 mem_inputs=[100, 400]),
+    "quick": dict(repeat=2, train_epochs=2, engine_inputs=50, art_inputs=50, n_models=200,
+                  head_epochs=50, scale_inputs=[10, 20, 40], scale_draws=[250, 500, 1000],
+                  mem_batches=[250, 1000, 4000], mem_inputs=[50, 200]),
+}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1; 0 keeps torch's default)")
+    parser.add_argument("--repeat", type=int, default=None, help="repetitions per timing")
+    parser.add_argument("--only", default="abcde", help="sections to run, e.g. 'ad'")
+    parser.add_argument("--out", default=str(HERE), help="directory for results.*")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = dict(CONFIGS["quick" if args.quick else "full"])
+    if args.repeat:
+        cfg["repeat"] = args.repeat
+    start = time.perf_counter()
+    results = {"quick": args.quick, "config": cfg, "hardware": hardware(args.threads),
+               "sections": {}}
+    log(f"hardware: {results['hardware']['cpu']}, {results['hardware']['cores']} cores, "
+        f"torch threads {torch.get_num_threads()}")
+    steps = {"a": ("engine", lambda: bench_engine(cfg)), "b": ("art", lambda: bench_art(cfg)),
+             "c": ("certificates", lambda: bench_certificate_grid(cfg)),
+             "d": ("ensembles", lambda: bench_ensembles(cfg)),
+             "e": ("scaling", lambda: bench_scaling(cfg, args.threads))}
+    for key, (name, fn) in steps.items():
+        if key in args.only:
+            section_start = time.perf_counter()
+            results["sections"][name] = fn()
+            results["sections"][name]["section_s"] = time.perf_counter() - section_start
+    results["total_s"] = time.perf_counter() - start
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    if set("abcde") <= set(args.only):
+        (out / "results.md").write_text(markdown(results))
+        log(f"wrote {out / 'results.md'}")
+    log(f"wrote {out / 'results.json'} in {results['total_s'] / 60:.1f} min")
+    return results
+
+
+if __name__ == "__main__":
+    main()
