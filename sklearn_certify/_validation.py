@@ -68,28 +68,33 @@ def check_label_matrix(Y, name: str = "Y", n_classes: int | None = None) -> np.n
     return Y.astype(bool)
 
 
+def check_count_matrix(counts, name: str = "counts") -> np.ndarray:
+    """A 2-D array of non-negative whole numbers, returned as int64."""
+    counts = np.asarray(counts)
+    if counts.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array (n_inputs, n_classes), got shape {counts.shape}."
+        )
+    if counts.dtype == bool or not np.issubdtype(counts.dtype, np.number):
+        raise TypeError(f"{name} must hold non-negative integers, got dtype {counts.dtype}.")
+    if counts.size and not np.issubdtype(counts.dtype, np.integer):
+        if not np.all(np.isfinite(counts) & (counts == np.round(counts))):
+            raise ValueError(f"{name} must hold non-negative integers (no NaN or fractions).")
+    if np.any(counts < 0):
+        raise ValueError(f"{name} must hold non-negative integers, got a negative value.")
+    return counts.astype(np.int64)
+
+
 def check_counts(counts, n_draws) -> tuple[np.ndarray, np.ndarray]:
-    """Non-negative integer label counts and the number of draws behind each row.
+    """Label counts and the number of draws behind each row.
 
     Returns the counts as int64 of shape (n_inputs, n_classes) and ``n_draws`` as an
     int64 array of shape (n_inputs, 1) for broadcasting.
     """
-    counts = np.asarray(counts)
-    if counts.ndim != 2:
-        raise ValueError(
-            f"counts must be a 2-D array (n_inputs, n_classes), got shape {counts.shape}."
-        )
-    if counts.size and not np.issubdtype(counts.dtype, np.integer):
-        if not np.issubdtype(counts.dtype, np.number) or not np.all(
-            np.isfinite(counts) & (counts == np.round(counts))
-        ):
-            raise ValueError("counts must hold non-negative integers.")
-    counts = counts.astype(np.int64)
+    counts = check_count_matrix(counts)
     n = np.asarray(n_draws)
     if n.ndim == 0:
-        if not _is_int(n_draws) and not (
-            np.issubdtype(n.dtype, np.integer) and n.ndim == 0
-        ):
+        if not (_is_int(n_draws) or np.issubdtype(n.dtype, np.integer)):
             raise TypeError(f"n_draws must be an integer, got {n_draws!r}.")
         n = np.full((counts.shape[0], 1), int(n), dtype=np.int64)
     else:
@@ -100,7 +105,7 @@ def check_counts(counts, n_draws) -> tuple[np.ndarray, np.ndarray]:
         n = n.astype(np.int64)[:, None]
     if np.any(n < 1):
         raise ValueError("n_draws must be at least 1.")
-    if np.any(counts < 0) or np.any(counts > n):
+    if np.any(counts > n):
         raise ValueError("counts must lie between 0 and n_draws.")
     return counts, n
 

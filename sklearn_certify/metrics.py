@@ -60,8 +60,25 @@ def mean_certified_metric(metric: str, sizes, n_true, k: int) -> np.ndarray | fl
 
 def _score(metric, Y_true, sizes, k):
     Y_true = check_label_matrix(Y_true, "Y_true")
-    k = check_int(k, "k", low=1)
-    return mean_certified_metric(metric, sizes, Y_true.sum(axis=1), k)
+    k = check_int(k, "k", low=1, high=max(Y_true.shape[1], 1))
+    n_true = Y_true.sum(axis=1)
+    sizes = np.asarray(sizes)
+    if sizes.ndim not in (1, 2) or sizes.shape[0] != n_true.shape[0]:
+        raise ValueError(
+            f"sizes must have shape (n_inputs,) or (n_inputs, n_radii) with n_inputs = "
+            f"{n_true.shape[0]}, got {sizes.shape}."
+        )
+    if sizes.dtype == bool or not np.issubdtype(sizes.dtype, np.number) or not np.all(
+        np.isfinite(sizes) & (sizes == np.round(sizes))
+    ):
+        raise ValueError("sizes must hold whole numbers (certified intersection sizes).")
+    cap = np.minimum(k, n_true).reshape((-1,) + (1,) * (sizes.ndim - 1))
+    if np.any(sizes < 0) or np.any(sizes > cap):
+        raise ValueError(
+            "sizes must lie between 0 and min(k, |L|) for each input: a certified "
+            "intersection size cannot exceed the number of true labels or k."
+        )
+    return mean_certified_metric(metric, sizes, n_true, k)
 
 
 def certified_precision_score(Y_true, sizes, k: int):
@@ -165,6 +182,8 @@ def certified_scorer(metric: str = "f1", radius: float = 0.0, **certify_options)
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {list(METRICS)}, got {metric!r}.")
-    if not isinstance(radius, numbers.Real) or isinstance(radius, bool) or radius < 0:
-        raise ValueError(f"radius must be a non-negative number, got {radius!r}.")
+    if not isinstance(radius, numbers.Real) or isinstance(radius, bool):
+        raise TypeError(f"radius must be a non-negative number, got {radius!r}.")
+    if not np.isfinite(radius) or radius < 0:
+        raise ValueError(f"radius must be a finite non-negative number, got {radius!r}.")
     return CertifiedScorer(metric, radius, dict(certify_options))

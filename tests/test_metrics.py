@@ -119,7 +119,7 @@ def test_certified_scorer_validation_and_repr():
         certified_scorer("accuracy")
     with pytest.raises(ValueError, match="radius"):
         certified_scorer("f1", radius=-1)
-    with pytest.raises(ValueError, match="radius"):
+    with pytest.raises(TypeError, match="radius"):
         certified_scorer("f1", radius=[0.1, 0.2])
 
 

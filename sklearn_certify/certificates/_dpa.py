@@ -22,7 +22,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import ATTACKS, check_choice, check_counts, check_label_matrix, check_radius
+from .._validation import (
+    ATTACKS,
+    check_choice,
+    check_count_matrix,
+    check_label_matrix,
+    check_radius,
+)
 from ._common import check_k, finalize_sizes, sorted_true_and_other, window_sums
 
 DPA_METHODS = ("poisoningguard", "dpa")
@@ -75,11 +81,10 @@ def dpa_certified_size(
     ...                    radius=[0, 1, 2]).tolist()
     [[1, 1, 0]]
     """
-    counts = np.asarray(counts)
+    counts = check_count_matrix(counts)
     Y = check_label_matrix(Y)
     if counts.shape != Y.shape:
         raise ValueError(f"counts has shape {counts.shape} but Y has shape {Y.shape}.")
-    counts, _ = check_counts(counts, max(int(counts.max(initial=0)), 1))
     n_classes = Y.shape[1]
     k = check_k(k, n_classes)
     k_base = check_k(k_base, n_classes, "k_base")
