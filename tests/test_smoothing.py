@@ -282,6 +282,33 @@ def test_one_dimensional_targets_with_a_skorch_net():
     assert np.mean(clf.predict(X) == y + 10) > 0.8
 
 
+class SoftmaxMLP(torch.nn.Module):
+    def __init__(self, n_features=3, n_classes=3):
+        super().__init__()
+        self.layers = torch.nn.Sequential(torch.nn.Linear(n_features, 16), torch.nn.ReLU(),
+                                          torch.nn.Linear(16, n_classes), torch.nn.Softmax(-1))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+def test_one_dimensional_targets_with_a_skorch_classifier():
+    from skorch import NeuralNetClassifier
+
+    rng = np.random.RandomState(0)
+    y = rng.randint(3, size=90)
+    X = (np.eye(3)[y] * 3 + rng.normal(scale=0.3, size=(90, 3))).astype(np.float32)
+    net = NeuralNetClassifier(SoftmaxMLP, max_epochs=30, lr=0.1, train_split=None,
+                              batch_size=32)
+    names = np.array(["a", "b", "c"])
+    clf = SmoothedMultiLabelClassifier(net, sigma=0.25, k=1, n_draws=20,
+                                       random_state=0).fit(X, names[y])
+    # class indices were passed to the net; the noise callback was added to its clone
+    assert "smoothing_train_noise" in dict(clf.estimator_.callbacks_)
+    assert net.callbacks is None
+    assert np.mean(clf.predict(X) == names[y]) > 0.8
+
+
 def test_empty_input_gives_empty_results(fitted):
     X = np.zeros((0, 256), dtype=np.float32)
     assert fitted.predict(X).shape == (0, 10)
@@ -301,6 +328,15 @@ def test_image_shaped_inputs(data):
     assert clf.certify(X_test, Y_test, 0.25).sizes.shape == (10, 1)
     with pytest.raises(ValueError, match="shape"):
         clf.predict(X_test[:, :, :8])
+
+
+def test_three_dimensional_images_get_the_channel_axis_the_net_adds():
+    X_train, X_test, Y_train, Y_test = make_multidigit(60, 5, image_shape=True,
+                                                       random_state=0)
+    clf = SmoothedMultiLabelClassifier(MultiLabelNet(max_epochs=1), n_draws=10,
+                                       random_state=0).fit(X_train[:, 0], Y_train)
+    assert clf.estimator_.input_shape_ == (1, 16, 16)  # SmallCNN sees (n, 1, H, W)
+    assert clf.predict_proba(X_test[:, 0]).shape == (5, 10)
 
 
 # ------------------------------------------------------------------------------- errors

@@ -26,6 +26,7 @@ from ._sampling import (
     _module_scores,
     draw_seed,
     is_torch_model,
+    module_input,
     sample_label_counts,
     torch_module_and_device,
 )
@@ -369,7 +370,7 @@ def _check_scores_width(model, X_head, n_classes: int) -> None:
     """Score one input and check the model gives one score per label."""
     if is_torch_model(model):
         module, device = torch_module_and_device(model)
-        x = torch.as_tensor(X_head).to(device=device, dtype=_module_dtype(module))
+        x = module_input(model, X_head, device, _module_dtype(module))
         with _eval_mode(module), torch.inference_mode():
             _module_scores(module, x, n_classes)
     else:

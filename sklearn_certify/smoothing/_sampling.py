@@ -46,13 +46,15 @@ another order: the counts then differ, but follow the same distribution.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
 from .._scores import label_scores, top_k_indicator
 
-__all__ = ["sample_label_counts", "is_torch_model", "torch_module_and_device"]
+__all__ = ["sample_label_counts", "is_torch_model", "torch_module_and_device", "module_input"]
 
 _SEED_HIGH = 2**31 - 1
 # The torch path moves about this many batches' worth of inputs to the device at a
@@ -175,7 +177,7 @@ def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
     ones = torch.ones(batch_size * k_prime, dtype=torch.int64, device=device)
     with _eval_mode(module), torch.inference_mode():
         for first in range(0, len(X), chunk):
-            x = torch.as_tensor(X[first:first + chunk]).to(device=device, dtype=dtype)
+            x = module_input(model, X[first:first + chunk], device, dtype)
             dev_counts = torch.zeros((len(x), n_classes), dtype=torch.int64, device=device)
             flat_counts = dev_counts.view(-1)
             for start, stop in _batches(len(x) * n_draws, batch_size):
@@ -189,6 +191,23 @@ def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
                 bar.update(stop - start)
             counts[first:first + len(x)] = dev_counts.cpu().numpy()
     return counts
+
+
+def module_input(model, X, device, dtype) -> torch.Tensor:
+    """A chunk of inputs as a tensor on the model's device, shaped as its module expects.
+
+    A net that records the input shape its module sees (``input_shape_``, as
+    :class:`~sklearn_certify.nets.MultiLabelNet` does, e.g. adding a channel axis to
+    ``(n, H, W)`` images) gets its inputs reshaped to it; reshaping leaves the l2
+    geometry of the noise unchanged.
+    """
+    x = torch.as_tensor(X).to(device=device, dtype=dtype)
+    shape = getattr(model, "input_shape_", None)
+    if (not isinstance(model, torch.nn.Module) and shape is not None
+            and tuple(x.shape[1:]) != tuple(shape)
+            and math.prod(x.shape[1:]) == math.prod(shape)):
+        x = x.reshape(len(x), *shape)
+    return x
 
 
 def _torch_top_k(scores: torch.Tensor, k_prime: int) -> torch.Tensor:
