@@ -153,6 +153,9 @@ def make_multidigit(
     n_train = _check_count(n_train, "n_train")
     n_test = _check_count(n_test, "n_test")
     rows, cols = _check_grid(grid)
+    for name, value in (("empty_prob", empty_prob), ("source_test_size", source_test_size)):
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+            raise TypeError(f"{name} must be a float, got {value!r}.")
     if not 0.0 <= empty_prob < 1.0:
         raise ValueError(f"empty_prob must be in [0, 1), got {empty_prob!r}.")
     if not 0.0 < source_test_size < 1.0:

@@ -387,8 +387,9 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
         X = _check_input(X)
         if X.shape[0] == 0:
             raise ValueError("X has 0 samples; at least one training example is needed.")
-        check_classification_targets(y)
         Y, classes = encode_fit_targets(y)
+        if classes is not None:
+            check_classification_targets(y)  # 1-D: discrete classes, not a regression target
         if Y.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {Y.shape[0]}.")
         self._check_k(Y.shape[1])
@@ -438,6 +439,7 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
 
     def _label_counts(self, X):
         """Votes per label over the base models, and the number of base models."""
+        self._check_k(self.n_classes_)  # k or k_base may have been set after fit
         X = self._check_predict_X(X)
         n_models = len(self.estimators_)
         if X.shape[0] == 0:
