@@ -157,6 +157,10 @@ def test_no_training_noise_when_disabled():
     clf.fit(X, Y)
     assert clf.estimator_.noise_sigma == 0.0
     assert torch.cat(clf.estimator_.module_.seen).abs().max() == 0
+    # the net is trained as configured: its own noise_sigma is kept
+    own = MultiLabelNet(Recorder, max_epochs=1, batch_size=8, noise_sigma=0.2)
+    clf = SmoothedMultiLabelClassifier(own, sigma=0.5, k=2, train_noise=False).fit(X, Y)
+    assert clf.estimator_.noise_sigma == 0.2
 
 
 class XRecorder(MultiOutputClassifier):

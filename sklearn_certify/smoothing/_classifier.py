@@ -90,6 +90,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
           augmentation, the only option for estimators trained in one call. Augment
           further yourself (several noisy copies) if the estimator can take it.
         * a ``torch.nn.Module`` is not trained, so the flag does not apply.
+
+        With ``train_noise=False`` the base estimator is trained as configured.
     method : {"multiguard", "first-term", "jia"}, default="multiguard"
         Default certificate of :meth:`certify`: MultiGuard's Eq. 8 in full, its first
         terms only (ablation), or Jia et al. (2020), label by label (``k_prime=1``).
@@ -264,7 +266,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         """Train a skorch net, with fresh noise per training batch when ``train_noise``."""
         params = net.get_params(deep=False)
         if "noise_sigma" in params:
-            net.set_params(noise_sigma=self.sigma if self.train_noise else 0.0)
+            if self.train_noise:
+                net.set_params(noise_sigma=self.sigma)
             targets = Y_matrix.astype(np.float32)
         else:
             if self.train_noise:
