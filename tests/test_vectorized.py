@@ -93,6 +93,7 @@ def test_fit_base_models_matches_generic_path(data, hidden):
         np.testing.assert_array_equal(models[i].columns_, generic.columns_)
         np.testing.assert_array_equal(models[i].constant_scores_, generic.constant_scores_)
         assert models[i].n_samples_fit_ == generic.n_samples_fit_
+        assert models[i].fit_error_ is None and generic.fit_error_ is None
         if generic.estimator_ is None:
             assert models[i].estimator_ is None
         else:
@@ -252,3 +253,47 @@ def test_input_validation(data):
         heads.vote_counts(X[:, :3], 1)
     with pytest.raises(ValueError, match="k_base"):
         heads.vote_counts(X, N_CLASSES + 1)
+
+
+def _ensemble_data():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(120, 6)).astype(np.float32)
+    Y = (X[:, :4] + rng.normal(scale=0.5, size=(120, 4)) > 0.3).astype(np.int64)
+    return X, Y
+
+
+def test_bagging_with_linear_head_equals_fit_base_models():
+    """Whether or not the ensemble trains LinearHead bases through the vectorised path,
+    its votes are those of fit_base_models on the same subsamples and seeds."""
+    from sklearn_certify import BaggingCertifiedClassifier
+    from sklearn_certify.ensembles._bagging import subsample_indices
+    from sklearn_certify.ensembles._base import fallback_labels
+
+    X, Y = _ensemble_data()
+    head = LinearHead(epochs=15, lr=0.05)
+    clf = BaggingCertifiedClassifier(head, n_estimators=12, max_samples=25, k_base=2, k=2,
+                                     random_state=0).fit(X, Y)
+    rows = np.stack([subsample_indices(s, len(X), 25) for s in clf.seeds_])
+    heads, _ = fit_base_models(head, X, Y, rows, clf.seeds_,
+                               [fallback_labels(i, 2, 4) for i in range(12)])
+    counts, n_models = clf._label_counts(X[:30])
+    assert n_models == 12
+    np.testing.assert_array_equal(counts, heads.vote_counts(X[:30], 2))
+
+
+def test_dpa_with_linear_head_equals_fit_base_models():
+    from sklearn_certify import DPACertifiedClassifier
+    from sklearn_certify.ensembles._base import fallback_labels
+
+    X, Y = _ensemble_data()
+    head = LinearHead(hidden=3, epochs=15, lr=0.05)
+    clf = DPACertifiedClassifier(head, n_partitions=40, k_base=1, k=2).fit(X, Y)
+    assert (clf.partition_sizes_ == 0).any()  # some partitions are empty
+    from sklearn_certify.ensembles._dpa import example_digests
+
+    digests = example_digests(X, Y)
+    groups = [sorted(np.flatnonzero(clf.partitions_ == j), key=lambda i: digests[i])
+              for j in range(40)]
+    heads, _ = fit_base_models(head, X, Y, groups, np.arange(40),
+                               [fallback_labels(j, 1, 4) for j in range(40)])
+    np.testing.assert_array_equal(clf._label_counts(X)[0], heads.vote_counts(X, 1))

@@ -541,6 +541,7 @@ class LinearHeadEnsemble:
             wrapper.constant_scores_ = constant[i].copy()
             wrapper.columns_ = columns
             wrapper.estimator_ = None
+            wrapper.fit_error_ = None
             if columns.size:
                 fitted = clone(head)
                 own = [p[i].clone() for p in params]
