@@ -105,8 +105,8 @@ class CertifiedClassifierMixin(ClassifierMixin):
             raise ValueError(
                 f"X has {counts.shape[0]} inputs but Y has {Y.shape[0]} rows."
             )
-        spec["label"] = spec.get("label") or label
-        return CertificationResult.from_counts(counts, Y, radius, k=k, n_draws=n_draws, **spec)
+        return CertificationResult.from_counts(counts, Y, radius, k=k, n_draws=n_draws,
+                                               label=label, **spec)
 
     def score(self, X, y, sample_weight=None) -> float:
         """Mean certified f1 at radius 0 (``2e / (|L| + k)``), for model selection.

@@ -1,9 +1,8 @@
 """scikit-learn compliance: estimator checks, tags, clone, nested params, pipelines.
 
 The estimator checks run with tiny settings and fast closed-form or shallow base models
-(no nets). Each expected failure is listed below with a one-line reason: INHERENT ones
-follow from what a certified classifier is, PENDING ones name the fix proposed to the
-owner of the code.
+(no nets). Each expected failure is listed below with a one-line reason; all of them
+follow from what a certified classifier is.
 """
 
 from __future__ import annotations
@@ -78,39 +77,14 @@ INHERENT = {
     },
 }
 
-# Pending fixes (owners: _base.py, _targets.py; ensembles/_base.py and _validation.py for
-# the 1-D message). Each reason names the proposed fix.
-_SCORE_Y = ("CertifiedClassifierMixin.score names its target Y; sklearn calls score(X, y=...) "
-            "-> rename the parameter to y (_base.py)")
-_RESHAPE = ("_validation.check_X's message for 1-D X must contain 'Reshape your data' (as "
-            "check_array's and smoothing's own check do)")
-_Y_COLUMN = ("a (n, 1) column y of class labels is read as a 0/1 indicator matrix and "
-             "rejected; ravel it with a DataConversionWarning (column_or_1d(warn=True)) in "
-             "_targets.encode_fit_targets")
-
-PENDING = {
-    "SmoothedMultiLabelClassifier": {
-        "check_n_features_in_after_fitting": _SCORE_Y,
-        "check_supervised_y_2d": _Y_COLUMN,
-    },
-    "BaggingCertifiedClassifier": {
-        "check_n_features_in_after_fitting": _SCORE_Y,
-        "check_fit2d_predict1d": _RESHAPE,
-        "check_supervised_y_2d": _Y_COLUMN,
-    },
-}
-PENDING["DPACertifiedClassifier"] = PENDING["BaggingCertifiedClassifier"]
-
-
 def expected_failed_checks(estimator) -> dict:
     name = type(estimator).__name__
-    return {**INHERENT[name], **PENDING[name]}
+    return INHERENT[name]
 
 
-# Not strict: the estimators are being fixed concurrently; a fixed check shows up as
-# XPASS in the summary (-ra) and its entry should then be deleted.
+# Strict: a check that starts passing must have its entry removed.
 @parametrize_with_checks([make() for make in MAKERS],
-                         expected_failed_checks=expected_failed_checks, xfail_strict=False)
+                         expected_failed_checks=expected_failed_checks, xfail_strict=True)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -226,11 +200,12 @@ def test_preprocessing_inside_the_base_estimator(make, data):
     assert search.best_estimator_.certify(X_test, Y_test, [0, 1]).sizes.shape == (30, 2)
 
 
-@pytest.mark.xfail(raises=(AttributeError, TypeError), strict=True,
-                   reason="certified_scorer calls estimator.certify and a Pipeline has none; "
-                          "see test_preprocessing_inside_the_base_estimator and the report")
-def test_certified_scorer_on_a_pipeline(data):
+def test_certified_scorer_on_a_pipeline_explains_the_supported_way(data):
+    """A Pipeline cannot be certified as a whole (preprocessing fitted outside the
+    certified estimator is not covered); the scorer says so and names the fix."""
     X, Y, _, _ = data
     pipe = Pipeline([("scale", StandardScaler()), ("clf", smoothed(k=2))])
-    GridSearchCV(pipe, {"clf__k": [1, 2]}, scoring=certified_scorer("f1", 0.1), cv=CV,
-                 error_score="raise").fit(X, Y)
+    search = GridSearchCV(pipe, {"clf__k": [1, 2]}, scoring=certified_scorer("f1", 0.1),
+                          cv=CV, error_score="raise")
+    with pytest.raises(TypeError, match="inside the certified estimator"):
+        search.fit(X, Y)

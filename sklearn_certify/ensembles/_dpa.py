@@ -295,7 +295,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         estimator = self._base_estimator()
         n_parts = self.n_partitions
 
-        digests = example_digests(X, np.ravel(y) if classes is not None else Y)
+        digests = example_digests(X, np.asarray(y).ravel() if classes is not None else Y)
         partitions = np.array([int.from_bytes(d, "big") % n_parts for d in digests],
                               dtype=np.int64)
         # Rows grouped by partition, ordered by digest inside each partition.

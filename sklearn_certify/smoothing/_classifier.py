@@ -9,6 +9,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
+from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted
@@ -260,7 +261,11 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             return self._fit_net(estimator, X, Y, Y_matrix, seed)
         if self.train_noise:
             X = _noisy_copy(np.asarray(X), self.sigma, np.random.default_rng(seed))
-        return estimator.fit(X, Y)
+        # 1-D targets go to a single-output (native multi-class) base as they are: its
+        # score columns follow np.unique(y), i.e. classes_. Multi-output bases get the
+        # one-hot matrix.
+        native = self.multiclass_ and get_tags(estimator).target_tags.single_output
+        return estimator.fit(X, np.asarray(Y).ravel() if native else Y_matrix)
 
     def _fit_net(self, net: NeuralNet, X, Y, Y_matrix, seed: int | None) -> NeuralNet:
         """Train a skorch net, with fresh noise per training batch when ``train_noise``."""
@@ -342,7 +347,6 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         and ``label`` (legend name) override the fitted settings."""
         method = check_choice(options.pop("method", self.method), "method", GAUSSIAN_METHODS)
         alpha = check_alpha(options.pop("alpha", self.alpha))
-        label = options.pop("label", None)
         if options:
             raise TypeError(
                 f"unexpected certify options {sorted(options)}; {type(self).__name__}"
@@ -350,7 +354,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             )
         if method == "jia" and self.k_prime != 1:
             raise ValueError(f"method='jia' needs k_prime == 1, got k_prime={self.k_prime}.")
-        return dict(certificate="gaussian", method=method, alpha=alpha, label=label,
+        return dict(certificate="gaussian", method=method, alpha=alpha,
                     k_prime=self.k_prime, sigma=float(self.sigma))
 
 
