@@ -272,7 +272,8 @@ PARAM_CASES = {
 }
 for est, rows in PARAM_CASES.items():
     for param, value in rows:
-        case(f"{est}-fit-{param}={value!r}",
+        shown = type(value).__name__ if type(value) is object else repr(value)
+        case(f"{est}-fit-{param}={shown}",
              lambda est=est, param=param, value=value: MAKERS[est](**{param: value}).fit(X, Y),
              rf"\b{param}\b")
 case("smoothing-fit-jia-k_prime=2", lambda: _smoothing(method="jia", k_prime=2).fit(X, Y),
