@@ -1,6 +1,6 @@
 """Data sets: the embedded multi-label benchmark and loaders for the papers' benchmarks."""
 
-from importlib import import_module
+from .._lazy import lazy_attributes
 
 _LAZY = {
     "make_multidigit": "sklearn_certify.datasets._multidigit",
@@ -11,14 +11,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'sklearn_certify.datasets' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(globals(), _LAZY)
