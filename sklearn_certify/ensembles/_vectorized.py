@@ -362,7 +362,7 @@ def _gradients(params, Xb, Xt, Yt, weight, loss_fn, alpha):
     z = torch.baddbmm(b2, W2, hidden)  # (n, c, m)
     g = _loss_grad(loss_fn, z, Yt).mul_(weight)
     grad_W2 = torch.bmm(g, hidden.transpose(1, 2))
-    g_hidden = torch.bmm(W2.transpose(1, 2), g).mul_(pre > 0)
+    g_hidden = torch.bmm(W2.transpose(1, 2), g).mul_(torch.gt(pre, 0.0, out=torch.empty_like(pre)))
     grad_W1 = torch.bmm(g_hidden, Xb)
     if alpha:
         grad_W1.add_(W1, alpha=alpha)
