@@ -6,10 +6,14 @@
   deterministic certificate (Theorem 2, Eq. 9).
 
 Base models are trained through joblib, so any joblib backend (loky, threading, Dask)
-spreads the training over local cores or a cluster.
+spreads the training over local cores or a cluster. With a :class:`LinearHead` base
+(a linear or one-hidden-layer head, the PoisoningGuard protocol over frozen features)
+all base models are instead trained at once as one batched torch program, on the head's
+device: the same models as training them one by one, up to float rounding.
 """
 
 from ._bagging import BaggingCertifiedClassifier
 from ._dpa import DPACertifiedClassifier
+from ._vectorized import LinearHead
 
-__all__ = ["BaggingCertifiedClassifier", "DPACertifiedClassifier"]
+__all__ = ["BaggingCertifiedClassifier", "DPACertifiedClassifier", "LinearHead"]

@@ -20,6 +20,7 @@ from ._base import (
     fit_base_model,
     split_tasks,
 )
+from ._vectorized import fit_base_models, is_vectorizable
 
 __all__ = ["BaggingCertifiedClassifier"]
 
@@ -127,6 +128,15 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
 
     Notes
     -----
+    **Vectorised training.** With a :class:`~sklearn_certify.ensembles.LinearHead` base
+    estimator (exactly that class; linear or one hidden layer) all base models are
+    trained at once as one batched torch program on the head's ``device``, and votes are
+    counted in one pass: the same training rows, seeds and learning rule as fitting the
+    models one by one, so the same models up to floating-point rounding and the same
+    certificates. ``heads_`` holds the stacked models, ``estimators_`` the usual
+    per-model view; ``n_jobs`` is not used on that path. Any other estimator (a
+    ``LinearHead`` subclass included) is trained model by model through joblib.
+
     A subsample may lack a label entirely or hold it in every example. Such a constant
     column is not passed to the base estimator (``LogisticRegression`` cannot fit one);
     the base model scores that label ``-inf`` (never present) or ``+inf`` (always
@@ -221,14 +231,24 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
 
         random_state = check_random_state(self.random_state)
         seeds = random_state.randint(MAX_INT, size=self.n_estimators)
-        chunks = split_tasks(self.n_estimators, self.n_jobs)
-        parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-            delayed(_fit_subsample_models)(
-                estimator, X, Y, seeds[chunk], chunk, max_samples, self.k_base
+        self.heads_ = None
+        if is_vectorizable(estimator):
+            # All base models at once, exactly as the loop below would train them
+            # (same subsamples and seeds); see sklearn_certify.ensembles._vectorized.
+            self.heads_, models = fit_base_models(
+                estimator, X, Y,
+                np.stack([subsample_indices(s, n_train, max_samples) for s in seeds]),
+                seeds, [fallback_labels(i, self.k_base, n_classes)
+                        for i in range(self.n_estimators)])
+        else:
+            chunks = split_tasks(self.n_estimators, self.n_jobs)
+            parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
+                delayed(_fit_subsample_models)(
+                    estimator, X, Y, seeds[chunk], chunk, max_samples, self.k_base
+                )
+                for chunk in chunks
             )
-            for chunk in chunks
-        )
-        models = [model for part in parts for model in part]
+            models = [model for part in parts for model in part]
         self._check_fitted_models(models)
         self.estimators_ = models
         self.seeds_ = seeds

@@ -444,6 +444,9 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
         n_models = len(self.estimators_)
         if X.shape[0] == 0:
             return np.zeros((0, self.n_classes_), dtype=np.int64), n_models
+        heads = getattr(self, "heads_", None)
+        if heads is not None:  # vectorised LinearHead base models: all at once
+            return heads.vote_counts(X, self.k_base), n_models
         chunks = split_tasks(n_models, self.n_jobs)
         parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
             delayed(_count_votes)([self.estimators_[i] for i in chunk], X, self.k_base)

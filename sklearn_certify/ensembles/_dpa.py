@@ -51,6 +51,7 @@ from ._base import (
     fit_base_model,
     split_tasks,
 )
+from ._vectorized import fit_base_models, is_vectorizable
 
 __all__ = ["DPACertifiedClassifier", "example_digests", "hash_partitions"]
 
@@ -200,6 +201,15 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
 
     Notes
     -----
+    **Vectorised training.** With a :class:`~sklearn_certify.ensembles.LinearHead` base
+    estimator (exactly that class; linear or one hidden layer) all base models are
+    trained at once as one batched torch program on the head's ``device``, and votes are
+    counted in one pass: the same training rows, seeds and learning rule as fitting the
+    models one by one, so the same models up to floating-point rounding and the same
+    certificates. ``heads_`` holds the stacked models, ``estimators_`` the usual
+    per-model view; ``n_jobs`` is not used on that path. Any other estimator (a
+    ``LinearHead`` subclass included) is trained model by model through joblib.
+
     **Empty partitions.** A partition with no training example gets a base model that
     votes, for every input, for the fixed labels ``(j * k_base + i) % n_classes``,
     ``i = 0 .. k_base - 1`` (j the partition index): it looks at no data, so no
@@ -304,15 +314,23 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         sizes = np.bincount(partitions, minlength=n_parts)
         groups = np.split(order, np.cumsum(sizes)[:-1])
 
-        chunks = split_tasks(n_parts, self.n_jobs)
-        parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-            delayed(_fit_partition_models)(
-                estimator, [(j, X[groups[j]], Y[groups[j]]) for j in chunk],
-                self.k_base, n_classes,
+        self.heads_ = None
+        if is_vectorizable(estimator):
+            # All partitions' models at once, exactly as the loop below would train
+            # them (seed j for partition j); see sklearn_certify.ensembles._vectorized.
+            self.heads_, models = fit_base_models(
+                estimator, X, Y, groups, np.arange(n_parts),
+                [fallback_labels(j, self.k_base, n_classes) for j in range(n_parts)])
+        else:
+            chunks = split_tasks(n_parts, self.n_jobs)
+            parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
+                delayed(_fit_partition_models)(
+                    estimator, [(j, X[groups[j]], Y[groups[j]]) for j in chunk],
+                    self.k_base, n_classes,
+                )
+                for chunk in chunks
             )
-            for chunk in chunks
-        )
-        models = [model for part in parts for model in part]
+            models = [model for part in parts for model in part]
         self._check_fitted_models(models)
         self.estimators_ = models
         self.partitions_ = partitions

@@ -182,15 +182,37 @@ def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
             flat_counts = dev_counts.view(-1)
             for start, stop in _batches(len(x) * n_draws, batch_size):
                 owner = torch.arange(start, stop, device=device) // n_draws
-                noise = torch.randn((stop - start, *x.shape[1:]), generator=generator,
-                                    device=device, dtype=dtype)
-                scores = _module_scores(module, x[owner] + sigma * noise, n_classes)
+                noisy = torch.randn((stop - start, *x.shape[1:]), generator=generator,
+                                    device=device, dtype=dtype).mul_(sigma)
+                _add_inputs_(noisy, x, start, n_draws)
+                scores = _module_scores(module, noisy, n_classes)
                 labels = _torch_top_k(scores, k_prime)
                 cells = (owner[:, None] * n_classes + labels).reshape(-1)
                 flat_counts.index_add_(0, cells, ones[:len(cells)])
                 bar.update(stop - start)
             counts[first:first + len(x)] = dev_counts.cpu().numpy()
     return counts
+
+
+def _add_inputs_(noisy: torch.Tensor, x: torch.Tensor, start: int, n_draws: int) -> None:
+    """``noisy[j] += x[(start + j) // n_draws]`` in place.
+
+    A batch usually spans one or two inputs: each run of copies of one input gets it
+    added by broadcasting, without materialising ``x[owner]`` (a batch-sized gather
+    and two more batch-sized temporaries). Batches spanning many inputs (n_draws much
+    smaller than batch_size) use the gather. Same float operations as
+    ``x[owner] + sigma * noise``, so the same counts.
+    """
+    stop = start + len(noisy)
+    first, last = start // n_draws, (stop - 1) // n_draws
+    if last - first < 8:
+        for i in range(first, last + 1):
+            a = max(start, i * n_draws) - start
+            b = min(stop, (i + 1) * n_draws) - start
+            noisy[a:b].add_(x[i])
+    else:
+        owner = torch.arange(start, stop, device=noisy.device) // n_draws
+        noisy.add_(x[owner])
 
 
 def module_input(model, X, device, dtype) -> torch.Tensor:
