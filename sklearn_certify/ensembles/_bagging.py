@@ -103,6 +103,9 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         One fitted wrapper per subsample: its ``estimator_`` is the fitted clone of
         ``estimator`` (None when every label column of the subsample was constant),
         ``columns_`` the label columns it was fitted on.
+    heads_ : LinearHeadEnsemble or None
+        The stacked base models when they were trained vectorised (a ``LinearHead``
+        base; see Notes), else None.
     seeds_ : ndarray of int, shape (n_estimators,)
         Seed of each base model: its subsample and its ``random_state`` parameters.
     estimators_samples_ : list of ndarray of int

@@ -180,6 +180,9 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         The model of partition j at position j: its ``estimator_`` is the fitted clone
         of ``estimator`` (None for an empty partition or when every label column of the
         partition was constant), ``columns_`` the label columns it was fitted on.
+    heads_ : LinearHeadEnsemble or None
+        The stacked base models when they were trained vectorised (a ``LinearHead``
+        base; see Notes), else None.
     partitions_ : ndarray of int, shape (n_train,)
         Partition of each training example.
     partition_sizes_ : ndarray of int, shape (n_partitions,)
