@@ -66,9 +66,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator
 from sklearn.linear_model import RidgeClassifier
-from sklearn.utils import check_random_state
 from torch import nn
 
 import sklearn_certify
@@ -78,6 +76,7 @@ from sklearn_certify import (
     SmoothedMultiLabelClassifier,
 )
 from sklearn_certify.datasets import load_coco, load_nuswide, load_voc2007, make_multidigit
+from sklearn_certify.ensembles import LinearHead
 from sklearn_certify.features import ImageFeatureExtractor
 from sklearn_certify.nets import AsymmetricLoss, MultiLabelNet
 from sklearn_certify.results import plot_certified_curves
@@ -102,11 +101,11 @@ DATASETS = {
 #: smaller CI-size settings of ``--quick``. ``None`` means "the data set's default".
 DEFAULTS = dict(
     sigma=0.5, n_draws=1000, alpha=0.001, mg_n_test=500, mg_epochs=None, pg_k=3,
-    pg_k_base=1, n_estimators=1000, n_partitions=300, pg_epochs=20, n_train=None,
+    pg_k_base=1, n_estimators=1000, n_partitions=300, pg_epochs=100, n_train=None,
     pg_n_test=0,
 )
 QUICK = dict(n_draws=100, mg_n_test=100, mg_epochs=3, n_estimators=100, n_partitions=50,
-             pg_epochs=5, n_train=1000, pg_n_test=500)
+             pg_epochs=30, n_train=1000, pg_n_test=500)
 #: Training epochs of the MultiGuard base classifier (the paper does not give them).
 MG_EPOCHS = {"multidigit": 20, "real": 10}
 #: Training images of the embedded benchmark: as many as VOC 2007's trainval split.
@@ -222,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "asymmetric loss (default on real data), or ridge (default on "
                         "make_multidigit)")
     g.add_argument("--pg-epochs", type=int, default=None,
-                   help="training epochs of each asl head (default 20)")
+                   help="full-batch Adam steps of each asl head (default 100)")
     g.add_argument("--pg-n-test", type=int, default=None,
                    help="test images to certify (default 0 = the whole test split)")
     g.add_argument("--n-jobs", type=int, default=1,
@@ -442,53 +441,6 @@ class ImageClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-class LinearASLHead(BaseEstimator):
-    """A linear layer trained with the asymmetric loss (Adam, mini-batches): the
-    PoisoningGuard base classifier on frozen features.
-
-    A plain torch loop rather than a skorch net: a few milliseconds per base model on
-    small subsamples, where skorch's per-epoch bookkeeping would dominate for the
-    1,300 models of one run. Deterministic given ``random_state`` (initial weights and
-    batch order), which the ensembles set for each base model.
-    """
-
-    def __init__(self, *, epochs: int = 20, lr: float = 1e-3, batch_size: int = 32,
-                 device: str = "cpu", random_state=None):
-        self.epochs = epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.device = device
-        self.random_state = random_state
-
-    def fit(self, X, Y):
-        X = torch.as_tensor(np.asarray(X, dtype=np.float32), device=self.device)
-        Y = torch.as_tensor(np.asarray(Y, dtype=np.float32), device=self.device)
-        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-        gen = torch.Generator().manual_seed(seed)
-        n, d = X.shape
-        bound = 1.0 / np.sqrt(d)  # nn.Linear's default initialisation
-        layer = nn.Linear(d, Y.shape[1]).to(self.device)
-        with torch.no_grad():
-            layer.weight.copy_((torch.rand(layer.weight.shape, generator=gen) * 2 - 1) * bound)
-            layer.bias.copy_((torch.rand(layer.bias.shape, generator=gen) * 2 - 1) * bound)
-        optimizer = torch.optim.Adam(layer.parameters(), lr=self.lr)
-        criterion = AsymmetricLoss()
-        for _ in range(self.epochs):
-            order = torch.randperm(n, generator=gen).to(self.device)
-            for start in range(0, n, self.batch_size):
-                rows = order[start:start + self.batch_size]
-                loss = criterion(layer(X[rows]), Y[rows])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-        self.coef_ = layer.weight.detach().cpu().numpy()
-        self.intercept_ = layer.bias.detach().cpu().numpy()
-        return self
-
-    def decision_function(self, X) -> np.ndarray:
-        return np.asarray(X, dtype=np.float32) @ self.coef_.T + self.intercept_
-
-
 def t_grid(n_train: int, max_samples: int, n_partitions: int) -> np.ndarray:
     """Poisoning sizes T to certify: up to where bagging (a subsample misses T examples
     with probability (1 - T/n)^m < 1%) and DPA (T >= N/2) cannot certify anything."""
@@ -630,8 +582,9 @@ def run_poisoningguard(data, extractor, s: dict, log: Log) -> list:
         F_test = encode(extractor, [data["paths_test"][i] for i in rows], s)
         Y_train, Y_test = data["Y_train"], data["Y_test"][rows]
     if s["pg_head"] == "asl":
-        head = LinearASLHead(epochs=s["pg_epochs"], lr=s["lr"],
-                             batch_size=s["train_batch_size"])
+        # Linear ASL heads trained full-batch: the ensembles train all of them at once
+        # as one batched torch program (sklearn_certify.ensembles.LinearHead).
+        head = LinearHead(loss="asl", epochs=s["pg_epochs"], device=s["device"])
     else:
         head = RidgeClassifier()
     T = t_grid(len(F_train), s["max_samples"], s["n_partitions"])

@@ -170,16 +170,6 @@ def test_read_state_dict_picks_moco_encoder(script, tmp_path):
     assert set(loaded) == set(encoder.state_dict())
 
 
-def test_linear_asl_head_is_deterministic(script):
-    rng = np.random.default_rng(0)
-    X = rng.random((40, 5), dtype=np.float32)
-    Y = (X[:, :3] > 0.5).astype(int)
-    a = script.LinearASLHead(epochs=3, random_state=7).fit(X, Y)
-    b = script.LinearASLHead(epochs=3, random_state=7).fit(X, Y)
-    assert a.decision_function(X).shape == (40, 3)
-    assert_array_equal(a.coef_, b.coef_)
-
-
 @pytest.mark.parametrize("args", [["--backbone-module", "x:y"], ["--dataset", "coco"]])
 def test_real_data_arguments_need_a_data_root(script, tmp_path, args):
     with pytest.raises(SystemExit):
