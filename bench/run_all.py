@@ -51,9 +51,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # bench_certificates
 sys.path.insert(0, str(HERE.parent))  # the package, when run from a checkout
 
-from _proposed_engine import already_applied as proposal_applied  # noqa: E402
-from _proposed_engine import proposed_engine  # noqa: E402
-
 from sklearn_certify import BaggingCertifiedClassifier, SmoothedMultiLabelClassifier  # noqa: E402
 from sklearn_certify.datasets import make_multidigit  # noqa: E402
 from sklearn_certify.nets import MLPModule, MultiLabelNet, SmallCNN  # noqa: E402
@@ -157,10 +154,6 @@ def bench_engine(cfg: dict) -> dict:
                                 k_prime=1, n_draws=n_draws, batch_size=batch,
                                 random_state=0)
 
-        def engine_proposed(net=net, X_te=X_te, n_classes=n_classes):
-            with proposed_engine():
-                engine(net, X_te, n_classes)
-
         def floor(net=net, X_t=X_t, n_classes=n_classes):
             floor_counts(net.module_, X_t, n_classes=n_classes, sigma=SIGMA, k_prime=1,
                          n_draws=n_draws, batch_size=batch, seed=0)
@@ -168,10 +161,7 @@ def bench_engine(cfg: dict) -> dict:
         floor()  # warm-up
         # the MLP runs are short (well under a second): more repeats against noise
         repeat = cfg["repeat"] * (3 if name == "mlp" else 1)
-        sides = {"certify": certify, "floor": floor}
-        if not proposal_applied():
-            sides["engine_proposed"] = engine_proposed
-        t = race(sides, repeat)
+        t = race({"certify": certify, "floor": floor}, repeat)
         t.update(race({"engine": engine}, 2 if name == "mlp" else 1))
         out[name] = {
             "n_inputs": n_inputs, "n_draws": n_draws, "batch_size": batch,
@@ -180,9 +170,6 @@ def bench_engine(cfg: dict) -> dict:
             "ratio_engine_vs_floor": t["engine"] / t["floor"],
             "draws_per_s_certify": n_inputs * n_draws / t["certify"],
         }
-        if "engine_proposed" in t:  # bench/PROPOSED_engine.md, not yet applied
-            out[name]["engine_proposed_s"] = t["engine_proposed"]
-            out[name]["ratio_proposed_engine_vs_floor"] = t["engine_proposed"] / t["floor"]
         log(f"a. {name}: certify {t['certify']:.2f}s, engine {t['engine']:.2f}s, floor "
             f"{t['floor']:.2f}s -> {t['certify'] / t['floor']:.3f}x the floor")
     return out
@@ -272,10 +259,9 @@ def digit_features(n_train: int, n_test: int, dim: int = 64):
 
 def bench_ensembles(cfg: dict) -> dict:
     from sklearn_certify.ensembles._bagging import subsample_indices
-    from sklearn_certify.ensembles._base import MAX_INT, fallback_labels
+    from sklearn_certify.ensembles._base import MAX_INT
     from sklearn_certify.ensembles._vectorized import (
         LinearHead,
-        fit_base_models,
         fit_linear_heads,
     )
 
@@ -295,23 +281,12 @@ def bench_ensembles(cfg: dict) -> dict:
                                             random_state=0, n_jobs=1)
     seeds = np.random.RandomState(0).randint(MAX_INT, size=N)
     holder = {}
-    # Does BaggingCertifiedClassifier already route LinearHead to the vectorised trainer?
-    probe = BaggingCertifiedClassifier(LinearHead(epochs=1), n_estimators=2, max_samples=5,
-                                       random_state=0).fit(F_tr[:50], Y_tr[:50])
-    integrated = getattr(probe, "heads_", None) is not None
-
     def fit_generic():
         holder["generic"] = generic.fit(F_tr, Y_tr)
 
     def fit_vectorised():
-        if integrated:
-            vectorised.fit(F_tr, Y_tr)
-            holder["heads"] = vectorised.heads_
-        else:  # what the proposed integration calls (bench/PROPOSED_vectorized.md)
-            rows = np.stack([subsample_indices(s, len(F_tr), m) for s in seeds])
-            holder["heads"], _ = fit_base_models(
-                LinearHead(**params), F_tr, Y_tr, rows, seeds,
-                [fallback_labels(i, k_base, n_classes) for i in range(N)])
+        vectorised.fit(F_tr, Y_tr)
+        holder["heads"] = vectorised.heads_
 
     fit_linear_heads(F_tr, Y_tr, np.zeros((20, m), dtype=int), epochs=2)  # warm-up
     t_fit = race({"generic": fit_generic, "vectorised": fit_vectorised}, 1)
@@ -341,8 +316,6 @@ def bench_ensembles(cfg: dict) -> dict:
     out = {
         "skorch_linear_net_per_model_s": skorch_per_model,
         "fit_speedup_vs_skorch_loop": skorch_per_model * N / t_fit["vectorised"],
-        "vectorised_via": ("BaggingCertifiedClassifier(LinearHead) (integrated)" if integrated
-                           else "fit_base_models (integration proposed)"),
         "n_models": N, "max_samples": m, "n_train": len(F_tr), "n_features": F_tr.shape[1],
         "n_classes": n_classes, "epochs": epochs, "k_base": k_base,
         "generic_fit_s": t_fit["generic"], "vectorised_fit_s": t_fit["vectorised"],
@@ -484,9 +457,7 @@ def markdown(results: dict) -> str:
             f"| {e['certify_s']:.2f} s (engine alone {e['engine_s']:.2f} s) "
             f"| plain-torch floor {e['floor_s']:.2f} s "
             f"| **{e['ratio_certify_vs_floor']:.3f}x** the floor "
-            f"(engine {e['ratio_engine_vs_floor']:.3f}x"
-            + (f"; engine with the proposed patch {e['ratio_proposed_engine_vs_floor']:.3f}x"
-               if "ratio_proposed_engine_vs_floor" in e else "") + ") | <= 1.15 |")
+            f"(engine {e['ratio_engine_vs_floor']:.3f}x) | <= 1.15 |")
     art = s["art"]
     if "skipped" in art:
         lines.append(f"| b. vs ART | - | - | skipped: {art['skipped']} | >= 4x |")
@@ -554,15 +525,14 @@ def markdown(results: dict) -> str:
         "Notes. (a) The floor is `floor_counts` in `bench/run_all.py`: per input, fresh "
         "noise scaled and shifted in place, one forward pass, argmax/top-k', bincount; "
         "the engine times include validation and device transfers, `certify` also the "
-        "Clopper-Pearson bounds and the certificate. \"Proposed patch\" is "
-        "`bench/PROPOSED_engine.md`, timed side by side (`bench/_proposed_engine.py`). "
+        "Clopper-Pearson bounds and the certificate. "
         "(b) ART draws n0 = 100 selection samples then n = 1000, in numpy, one input at a "
         "time; ours draws n = 1000 on the model's device; same model, batch size and "
         "alpha. (d) Generic path: `BaggingCertifiedClassifier` fitting `LinearHead` base "
         "models one by one through joblib (`n_jobs=1`); vectorised: the same models "
         "(same subsamples, seeds, full-batch Adam steps) as one batched torch program "
-        "(`sklearn_certify.ensembles._vectorized`), "
-        f"via {d.get('vectorised_via', 'fit_base_models')}. Per model and step the batched "
+        "(`sklearn_certify.ensembles._vectorized`), via "
+        "`BaggingCertifiedClassifier(LinearHead)`. Per model and step the batched "
         "program still does the same arithmetic; on a CPU core the gain is the removed "
         "per-operation overhead (about 3x here), on a GPU it is also the parallelism. "
         "(e) Peak memory: growth of the peak RSS of a fresh process during sampling "
