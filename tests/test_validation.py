@@ -3,11 +3,7 @@
 One table: each row is (entry point, bad input) -> the exception types allowed and a
 regex the message must match (the parameter's name). ``ValueError`` / ``TypeError``
 (sklearn's ``InvalidParameterError`` is both) for bad values, ``NotFittedError`` for use
-before ``fit``.
-
-Rows that document a gap still open in the library are marked
-``xfail(strict=True)``: the suite stays green while the gap is visible, and the xfail
-turns into a failure (XPASS) as soon as the library is fixed, so that it gets removed.
+before ``fit``. Every row passes: there is no known gap.
 """
 
 from __future__ import annotations
@@ -40,11 +36,6 @@ from sklearn_certify.metrics import (
 
 N_CLASSES = 3
 BAD = (ValueError, TypeError)
-
-
-def gap(reason: str):
-    """A row that documents an open gap: strict xfail with a one-line reason."""
-    return pytest.mark.xfail(strict=True, reason=reason)
 
 
 # ------------------------------------------------------------------------------ data

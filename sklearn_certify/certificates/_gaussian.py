@@ -114,7 +114,7 @@ def _multiguard_sizes(lower, upper, Y, k, k_prime, shift, second_terms):
     b = np.nan_to_num(b, nan=0.0)
     prefix_a = window_sums(a)
     prefix_b = window_sums(b)
-    slack = np.clip(k_prime - np.nansum(np.where(Y, lower, np.nan), axis=1), 0.0, k_prime)
+    slack = np.clip(k_prime - (lower * Y).sum(axis=1), 0.0, k_prime)  # k' - sum_L lower
     sizes = np.zeros((n_inputs, shift.size), dtype=np.int64)
     max_d = int(d.max(initial=0))
 
