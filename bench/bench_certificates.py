@@ -9,7 +9,9 @@ the poisoning certificates on grids of the same size. Run:
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -37,6 +39,19 @@ def reference_counts(n_inputs=500, n_classes=80, n_draws=1000, k_prime=3, seed=0
     return counts, Y
 
 
+def literal_seconds(lower, upper, Y, radii, n_inputs=4):
+    """Time of the literal per-input, per-radius transcription of Eq. (8) used by the
+    tests (tests/_reference.py), extrapolated from a few inputs to all of them."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests._reference import multiguard
+
+    start = time.perf_counter()
+    for i in range(n_inputs):
+        for R in radii:
+            multiguard(lower[i], upper[i], Y[i], 10, 3, 0.5, R)
+    return (time.perf_counter() - start) / n_inputs * len(Y)
+
+
 def best_of(fn, repeat=3):
     times = []
     for _ in range(repeat):
@@ -57,6 +72,10 @@ def main() -> dict:
         results[f"gaussian_{method}_s"] = t
         print(f"gaussian {method:10s}: {t:6.3f} s  (500 x 301 radii, c=80, k=10, k'=3); "
               f"mean size at R=0.5: {sizes[:, 50].mean():.3f}")
+    literal = literal_seconds(lower, upper, Y, radii)
+    results["gaussian_multiguard_literal_s"] = literal
+    print(f"gaussian multiguard, literal per-input transcription (extrapolated from 4 "
+          f"inputs): {literal:6.1f} s, {literal / results['gaussian_multiguard_s']:.0f}x slower")
     counts1, Y1 = reference_counts(k_prime=1, seed=1)
     lower1, upper1 = clopper_pearson_bounds(counts1, 1000, 0.001)
     t, _ = best_of(lambda: gaussian_certified_size(
