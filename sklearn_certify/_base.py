@@ -100,11 +100,9 @@ class CertifiedClassifierMixin(ClassifierMixin):
         label = options.pop("label", None)
         check_int(k, "k", low=1, high=self.n_classes_)
         spec = self._certificate_spec(**options)
+        if hasattr(X, "__len__") and len(X) != Y.shape[0]:  # before the costly sampling
+            raise ValueError(f"X has {len(X)} inputs but Y has {Y.shape[0]} rows.")
         counts, n_draws = self._label_counts(X)
-        if counts.shape[0] != Y.shape[0]:
-            raise ValueError(
-                f"X has {counts.shape[0]} inputs but Y has {Y.shape[0]} rows."
-            )
         return CertificationResult.from_counts(counts, Y, radius, k=k, n_draws=n_draws,
                                                label=label, **spec)
 
