@@ -155,7 +155,9 @@ def check_radius(radius, *, integer: bool = False) -> tuple[np.ndarray, bool]:
                 "radius is T, the number of poisoned training examples, and must hold "
                 "non-negative integers."
             )
-        arr = arr.astype(np.int64)
+        # T beyond 2^53 exceeds every training set and partition count (it certifies
+        # only the trivial floor, as 2^53 does) and would overflow int64 arithmetic.
+        arr = np.minimum(arr, 2**53).astype(np.int64)
     else:
         arr = arr.astype(np.float64)
     return arr, scalar

@@ -28,6 +28,17 @@ _CERTIFICATES = {
 _RADIUS_NAMES = {"gaussian": "radius", "bagging": "T", "dpa": "T"}
 
 
+def _bound_alpha(alpha: float, method: str) -> float:
+    """The alpha given to the Clopper-Pearson bounds (each at level alpha / n_classes).
+
+    MultiGuard and bagging use one bound per label (a lower bound for each true label,
+    an upper bound for each other label): c bounds, so alpha / c each holds them all
+    jointly with probability 1 - alpha. Jia et al.'s label-by-label certificate also
+    uses the upper bounds of the *other true* labels: up to 2c bounds, hence alpha / 2.
+    """
+    return alpha / 2 if method == "jia" else alpha
+
+
 class CertificationResult:
     """Certified intersection sizes of a set of inputs at one or more radii.
 
@@ -146,7 +157,7 @@ class CertificationResult:
         if sampled:
             if n_draws is None or alpha is None:
                 raise TypeError(f"certificate {certificate!r} needs n_draws and alpha.")
-            lower, upper = clopper_pearson_bounds(counts, n_draws, alpha)
+            lower, upper = clopper_pearson_bounds(counts, n_draws, _bound_alpha(alpha, method))
             sizes = function(lower, upper, Y, k=k, radius=radii, method=method, **params)
         else:
             sizes = function(counts, Y, k=k, radius=radii, method=method, **params)

@@ -11,6 +11,12 @@ import math
 from scipy.stats import norm
 
 
+def _greater(left, right):
+    """Strict '>' with the package's documented 1e-12 relative margin against float noise
+    on real ties (the float-evaluated theorems need it; exact comparisons do not)."""
+    return left > right + 1e-12 * max(1.0, abs(right))
+
+
 def _trivial(k, c, d):
     return max(0, k - (c - d)), min(k, d)
 
@@ -43,7 +49,7 @@ def multiguard(lower, upper, y, k, kp, sigma, R, second_terms=True):
                 p_b = min(sum(b[s - v:s]), slack)
                 p_b = min(max(p_b, 0.0), kp)
                 right = min(right, kp / v * norm.cdf(norm.ppf(p_b / kp) + shift))
-        if left > right:
+        if _greater(left, right):
             best = e
     lo, hi = _trivial(k, c, d)
     return min(max(best, lo), hi)
@@ -67,7 +73,7 @@ def jia(lower, upper, y, k, sigma, R):
         certified = False
         for t in range(1, k + 1):
             s_t = min(sum(others[k - t:k]), cap)
-            if left > norm.cdf(norm.ppf(s_t) + shift) / t:
+            if _greater(left, norm.cdf(norm.ppf(s_t) + shift) / t):
                 certified = True
         count += certified
     lo, hi = _trivial(k, c, d)

@@ -344,3 +344,43 @@ def test_bounds_and_labels_errors():
         dpa_certified_size([[3, 1]], [[1, 0]], k=1, k_base=1, radius=0.5)
     with pytest.raises(ValueError, match="attack"):
         dpa_certified_size([[3, 1]], [[1, 0]], k=1, k_base=1, radius=1, attack="flip")
+
+
+# ---------------------------------------------------------------- ties and extremes
+
+
+@pytest.mark.parametrize("lower, upper, k, kp, method", [
+    # a true label tied with the s-th other label: Eq. 8 must reject (real arithmetic)
+    ([[0.03, 0, 0, 0]], [[1, 0.8, 0.17, 0.03]], 3, 1, "multiguard"),
+    # k' * Phi(Phi^-1(x / k')) differs from x by an ulp
+    ([[0.1, 0, 0, 0]], [[1, 0.1, 0, 0]], 1, 2, "multiguard"),
+    ([[0.003, 0, 0, 0]], [[1, 0.003, 0.003, 0]], 2, 1, "jia"),
+])
+def test_gaussian_exact_ties_are_not_certified(lower, upper, k, kp, method):
+    sizes = gaussian_certified_size(lower, upper, [[1, 0, 0, 0]], k=k, k_prime=kp, sigma=1.0,
+                                    radius=0.0, method=method)
+    assert sizes.tolist() == [0]
+
+
+def test_bagging_ties_and_coarse_grid_rounding():
+    # p# = 0.2 ties p* = 0.2 at T = 0 (prefix-sum differences must not break the tie)
+    assert bagging_certified_size([[0.2, 0, 0, 0]], [[1, 0.7, 0.2, 0.2]], [[1, 0, 0, 0]],
+                                  k=3, k_base=1, n_train=1000, max_samples=100,
+                                  radius=0).tolist() == [0]
+    # the float 0.3 lies below 3/10: on the grid of 1/10^4, p# = 0.2999, not 0.3
+    assert bagging_certified_size([[0.3, 0]], [[1, 0.2999]], [[1, 0]], k=1, k_base=1,
+                                  n_train=10, max_samples=4, radius=0).tolist() == [0]
+    # and the float 0.1 lies above 1/10: p* = 0.1001
+    assert bagging_certified_size([[0.1001, 0]], [[1, 0.1]], [[1, 0]], k=1, k_base=1,
+                                  n_train=10, max_samples=4, radius=0).tolist() == [0]
+
+
+@pytest.mark.parametrize("T", [2**62, 2**63, 1e19])
+def test_huge_poisoning_sizes_certify_nothing(T):
+    """T beyond int64 must not wrap around to a small or negative number."""
+    for attack in ("modification", "addition", "deletion"):
+        assert dpa_certified_size([[10, 3, 1]], [[1, 0, 0]], k=1, k_base=1, radius=T,
+                                  attack=attack).tolist() == [0]
+        assert bagging_certified_size([[0.8, 0]], [[1, 0.1]], [[1, 0]], k=1, k_base=1,
+                                      n_train=1000, max_samples=10, radius=T,
+                                      attack=attack).tolist() == [0]

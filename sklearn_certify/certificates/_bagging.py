@@ -23,10 +23,19 @@ single-label terms; for k = k_b = 1 it is their condition
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 
 from .._validation import ATTACKS, check_bounds, check_choice, check_int, check_radius
-from ._common import check_k, finalize_sizes, sorted_true_and_other, window_sums
+from ._common import (
+    check_k,
+    finalize_sizes,
+    sorted_true_and_other,
+    strictly_greater,
+    window_sums,
+)
 
 BAGGING_METHODS = ("poisoningguard", "bagging")
 
@@ -102,31 +111,42 @@ def bagging_certified_size(
 def _round_to_grid(p, n, m, k_base, log_grid, *, down):
     """p# = (k_b/n^m) floor(p n^m / k_b) (down) or p* = (k_b/n^m) ceil(p n^m / k_b) (up).
 
-    The grid step k_b / n^m is far below float resolution for any realistic n and m
-    (n^m overflows a float), so the rounding is done soundly rather than literally:
-    when the step is coarse enough to represent (n^m / k_b < 2^52) we round to the
-    grid in float and step one ulp further in the safe direction (away from the
-    true value), after undoing a floor/ceil that float error pushed across a grid
-    point. When the step is finer than an ulp, the true p# lies in (p - step, p],
-    so ``nextafter(p - step, -inf)`` is a valid lower bound on it (and symmetrically
-    for p*). Either way p# is never overestimated and p* never underestimated, which
-    only makes the certificate smaller.
+    Done soundly: p# is never overestimated and p* never underestimated, which can only
+    make the certificate smaller.
+
+    * Coarse grid (n^m / k_b < 2^52, small n and m): literally, in exact rational
+      arithmetic on each distinct bound (there are at most n_draws + 1 of each kind),
+      and the result converted to the nearest float on the safe side. Float
+      arithmetic is not enough here: fl(0.3 * 10^4) is exactly 3000 although the
+      float 0.3 lies below 3/10, so a float floor would give 0.3 instead of 0.2999.
+    * Fine grid (any realistic n and m: n^m overflows a float): the step k_b / n^m is
+      below float resolution. The true p# lies in (p - step, p], so
+      ``nextafter(p - step, -inf)`` with the step rounded up is a valid lower bound on
+      it (symmetrically for p*); this gives up less than one grid step.
     """
     direction = -np.inf if down else np.inf
     if log_grid < 52 * np.log(2):
-        grid = float(n**m) / k_base
-        scaled = p * grid
-        steps = np.floor(scaled) if down else np.ceil(scaled)
-        rounded = steps / grid
-        if down:
-            rounded = np.where(rounded > p, (steps - 1) / grid, rounded)
-        else:
-            rounded = np.where(rounded < p, (steps + 1) / grid, rounded)
-    else:
-        step = np.exp(-log_grid)
-        rounded = p - step if down else p + step
-    rounded = np.nextafter(rounded, direction)
+        denominator = n**m
+        values, inverse = np.unique(p, return_inverse=True)
+        rounded = np.array([_exact_grid_point(v, denominator, k_base, down)
+                            for v in values.tolist()])
+        return rounded[inverse].reshape(p.shape)
+    step = np.nextafter(np.exp(-log_grid) * (1 + 1e-9), np.inf)  # k_b / n^m, rounded up
+    rounded = np.nextafter(p - step if down else p + step, direction)
     return np.maximum(rounded, 0.0) if down else rounded
+
+
+def _exact_grid_point(value: float, denominator: int, k_base: int, down: bool) -> float:
+    """The grid point k_b q / n^m below (above) ``value``, as a float on the safe side."""
+    scaled = Fraction(value) * denominator / k_base
+    q = math.floor(scaled) if down else math.ceil(scaled)
+    exact = Fraction(q * k_base, denominator)
+    nearest = float(exact)
+    if down and Fraction(nearest) > exact:
+        nearest = float(np.nextafter(nearest, -np.inf))
+    elif not down and Fraction(nearest) < exact:
+        nearest = float(np.nextafter(nearest, np.inf))
+    return max(nearest, 0.0) if down else nearest
 
 
 def _overlap_terms(T, n, m, attack):
@@ -187,6 +207,6 @@ def _eq4_sizes(p_sharp, p_star, Y, k, k_base, one_minus_a, one_minus_b, rho, inv
                 term = (window[:, None] * rho[None, :]
                         + (k_base * one_minus_b * inv_scale)[None, :]) / t
                 right = np.minimum(right, term)
-        passes = (left > right) & (d >= r)[:, None] & feasible[None, :]
+        passes = strictly_greater(left, right) & (d >= r)[:, None] & feasible[None, :]
         sizes[passes] = r
     return sizes

@@ -37,6 +37,19 @@ def window_sums(values_sorted: np.ndarray) -> np.ndarray:
     return out
 
 
+# Relative margin of the strict comparisons of the sampled certificates. Both sides are
+# float evaluations of real expressions (prefix-sum differences, Phi(Phi^-1(x)) round
+# trips, k' * Phi(Phi^-1(x / k'))) that are off by a few ulps; on an exact tie in real
+# arithmetic (which the theorems must reject) that noise could make "left > right" true.
+# The margin is far above that noise and far below any statistical resolution.
+TIE_MARGIN = 1e-12
+
+
+def strictly_greater(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``left > right`` with a margin that keeps float noise from passing a real tie."""
+    return left > right + TIE_MARGIN * np.maximum(1.0, np.abs(right))
+
+
 def finalize_sizes(sizes: np.ndarray, n_true: np.ndarray, k: int, n_classes: int,
                    scalar: bool) -> np.ndarray:
     """Clip to the trivial bounds and shape the result.

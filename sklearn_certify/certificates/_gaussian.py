@@ -27,7 +27,13 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from .._validation import check_bounds, check_choice, check_positive, check_radius
-from ._common import check_k, finalize_sizes, sorted_true_and_other, window_sums
+from ._common import (
+    check_k,
+    finalize_sizes,
+    sorted_true_and_other,
+    strictly_greater,
+    window_sums,
+)
 
 GAUSSIAN_METHODS = ("multiguard", "first-term", "jia")
 
@@ -54,7 +60,10 @@ def gaussian_certified_size(
         that label i is in the base classifier's top-k' under noise), e.g. from
         :func:`sklearn_certify.bounds.clopper_pearson_bounds`. Only ``lower`` of the
         true labels and ``upper`` of the other labels are used by "multiguard" and
-        "first-term"; "jia" also uses the upper bounds of the other true labels.
+        "first-term"; "jia" also uses the upper bounds of the other true labels, so for
+        "jia" all of them must hold jointly (estimators and
+        :class:`~sklearn_certify.results.CertificationResult` compute its bounds at
+        ``alpha / 2``).
     Y : array-like of {0, 1}, shape (n_inputs, n_classes)
         The labels L(x) whose presence in the top-k is certified.
     k : int
@@ -153,7 +162,7 @@ def _multiguard_sizes(lower, upper, Y, k, k_prime, shift, second_terms):
             * _phi_shifted(np.stack(z_right, axis=1), shift),
             axis=1,
         )
-        passes = (left > right) & valid[:, None]
+        passes = strictly_greater(left, right) & valid[:, None]
         sizes[passes] = e
     return sizes
 
@@ -190,5 +199,5 @@ def _jia_sizes(lower, upper, Y, k, shift):
             _phi_shifted(ndtri(s_t), shift) / np.arange(1, k + 1)[None, :, None], axis=1
         )
         left = ndtr(ndtri(p_l)[:, None] - shift[None, :])
-        certified += ((left > right) & (d > j)[:, None]).astype(np.int64)
+        certified += (strictly_greater(left, right) & (d > j)[:, None]).astype(np.int64)
     return certified
