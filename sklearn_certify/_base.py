@@ -93,6 +93,12 @@ class CertifiedClassifierMixin(ClassifierMixin):
         Returns
         -------
         CertificationResult
+
+        Notes
+        -----
+        For 1-D multi-class targets ``predict`` returns the top-1 label, while
+        ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
+        or a ``certify`` option) for the certificate of ``predict``'s label.
         """
         check_is_fitted(self)
         Y = self._encoded_targets(Y)

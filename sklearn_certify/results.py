@@ -26,6 +26,7 @@ _CERTIFICATES = {
     "dpa": (dpa_certified_size, False, ("k_base", "attack")),
 }
 _RADIUS_NAMES = {"gaussian": "radius", "bagging": "T", "dpa": "T"}
+_RECERTIFIABLE = {"attack"}
 
 
 def _bound_alpha(alpha: float, method: str) -> float:
@@ -179,7 +180,9 @@ class CertificationResult:
         label : str, optional
             Name of the new result; defaults to its method.
         **params
-            Overrides of the certificate parameters (e.g. ``attack="deletion"``).
+            ``attack`` for the poisoning certificates (e.g. ``attack="deletion"``). The
+            parameters that describe how the counts were sampled (``sigma``,
+            ``k_prime``, ``k_base``, ``n_train``, ``max_samples``) cannot change.
 
         Returns
         -------
@@ -191,6 +194,15 @@ class CertificationResult:
             )
         if alpha is not None and self.certificate == "dpa":
             raise ValueError("DPA certificates are deterministic and take no alpha.")
+        for key, value in params.items():
+            # sigma, k', k_b, n and m describe how the counts were drawn: changing them
+            # would certify a classifier other than the one that was sampled.
+            if key not in _RECERTIFIABLE and self.params.get(key, value) != value:
+                raise ValueError(
+                    f"{key} describes how the counts were sampled ({key}="
+                    f"{self.params[key]!r}); certify again to change it. Only "
+                    f"{sorted(_RECERTIFIABLE)} (and radius, k, alpha, method) can change."
+                )
         return CertificationResult.from_counts(
             self.counts, self.Y, self.radius if radius is None else radius,
             certificate=self.certificate, k=self.k if k is None else k,

@@ -232,8 +232,7 @@ def test_recertify_defaults_reproduce():
     dict(alpha=0.2),
     dict(method="first-term"),
     dict(method="jia", k=1),
-    dict(sigma=0.25),
-    dict(radius=[0.05, 0.1], k=1, alpha=0.05, method="first-term", sigma=1.0),
+    dict(radius=[0.05, 0.1], k=1, alpha=0.05, method="first-term"),
 ])
 def test_recertify_gaussian_equals_from_counts(options):
     res, counts, Y = _gaussian()
@@ -332,3 +331,27 @@ def test_from_counts_errors():
 def test_repr():
     res, _, _ = _bagging()
     assert "poisoningguard" in repr(res) and "n_radii=4" in repr(res)
+
+
+def test_recertify_refuses_to_change_how_the_counts_were_sampled():
+    """sigma, k', k_b, n and m define the sampled classifier: changing them would
+    certify a different classifier (e.g. a larger sigma certifies larger radii)."""
+    import numpy as np
+
+    from sklearn_certify.results import CertificationResult
+
+    gauss = CertificationResult.from_counts(
+        np.array([[900, 80, 20]]), np.array([[1, 0, 0]]), [1.0], certificate="gaussian",
+        k=1, method="multiguard", n_draws=1000, alpha=0.001, k_prime=1, sigma=0.25)
+    for change in ({"sigma": 5.0}, {"k_prime": 2}):
+        with pytest.raises(ValueError, match="sampled"):
+            gauss.recertify(**change)
+    assert gauss.recertify(sigma=0.25).sizes.tolist() == gauss.sizes.tolist()
+    bag = CertificationResult.from_counts(
+        np.array([[900, 80, 20]]), np.array([[1, 0, 0]]), [5], certificate="bagging",
+        k=1, method="poisoningguard", n_draws=1000, alpha=0.001, k_base=1, n_train=1000,
+        max_samples=100, attack="modification")
+    for change in ({"max_samples": 1}, {"n_train": 10**6}, {"k_base": 2}):
+        with pytest.raises(ValueError, match="sampled"):
+            bag.recertify(**change)
+    assert bag.recertify(attack="deletion").params["attack"] == "deletion"

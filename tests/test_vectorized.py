@@ -281,19 +281,27 @@ def test_bagging_with_linear_head_equals_fit_base_models():
     np.testing.assert_array_equal(counts, heads.vote_counts(X[:30], 2))
 
 
-def test_dpa_with_linear_head_equals_fit_base_models():
+def test_dpa_models_depend_only_on_their_own_partition():
+    """DPA trains LinearHead bases one by one: adding examples leaves every untouched
+    partition's model bitwise identical (the vectorised trainer pads to the largest
+    partition, which would let the others' sizes leak into float rounding)."""
     from sklearn_certify import DPACertifiedClassifier
-    from sklearn_certify.ensembles._base import fallback_labels
 
     X, Y = _ensemble_data()
-    head = LinearHead(hidden=3, epochs=15, lr=0.05)
-    clf = DPACertifiedClassifier(head, n_partitions=40, k_base=1, k=2).fit(X, Y)
-    assert (clf.partition_sizes_ == 0).any()  # some partitions are empty
-    from sklearn_certify.ensembles._dpa import example_digests
-
-    digests = example_digests(X, Y)
-    groups = [sorted(np.flatnonzero(clf.partitions_ == j), key=lambda i: digests[i])
-              for j in range(40)]
-    heads, _ = fit_base_models(head, X, Y, groups, np.arange(40),
-                               [fallback_labels(j, 1, 4) for j in range(40)])
-    np.testing.assert_array_equal(clf._label_counts(X)[0], heads.vote_counts(X, 1))
+    head = LinearHead(hidden=16, epochs=15, lr=0.05)
+    clean = DPACertifiedClassifier(head, n_partitions=30, k_base=1, k=2).fit(X, Y)
+    assert clean.heads_ is None
+    rng = np.random.default_rng(9)
+    X_add = rng.normal(size=(40, X.shape[1])).astype(np.float32)
+    Y_add = (rng.random((40, Y.shape[1])) < 0.5).astype(np.int64)
+    poisoned = DPACertifiedClassifier(head, n_partitions=30, k_base=1, k=2).fit(
+        np.vstack([X, X_add]), np.vstack([Y, Y_add]))
+    touched = set(poisoned.partitions_[len(X):].tolist())
+    assert 0 < len(touched) < 30
+    for j in set(range(30)) - touched:
+        a, b = clean.estimators_[j].estimator_, poisoned.estimators_[j].estimator_
+        if a is None:
+            assert b is None
+            continue
+        for wa, wb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+            np.testing.assert_array_equal(wa, wb)

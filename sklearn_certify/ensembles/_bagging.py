@@ -28,10 +28,13 @@ __all__ = ["BaggingCertifiedClassifier"]
 def subsample_indices(seed: int, n_train: int, max_samples: int) -> np.ndarray:
     """The training rows (with repetition) of the base model with this seed.
 
-    ``numpy.random.RandomState(seed).randint(0, n_train, max_samples)``: ``max_samples``
-    rows drawn uniformly with replacement.
+    ``max_samples`` rows drawn uniformly with replacement from a stream of their own,
+    ``numpy.random.default_rng(SeedSequence([seed, 1]))``: independent of the base
+    model's training randomness (which ``fit_base_model`` draws from
+    ``RandomState(seed)``), as Theorem 1 assumes.
     """
-    return np.random.RandomState(seed).randint(0, n_train, max_samples)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1]))
+    return rng.integers(0, n_train, max_samples)
 
 
 def _fit_subsample_models(estimator, X, Y, seeds, indices, max_samples, k_base):
@@ -139,6 +142,11 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
     certificates. ``heads_`` holds the stacked models, ``estimators_`` the usual
     per-model view; ``n_jobs`` is not used on that path. Any other estimator (a
     ``LinearHead`` subclass included) is trained model by model through joblib.
+
+    **Labels.** With 1-D multi-class targets the label space is ``np.unique(y)`` of the
+    training set; the certificate then assumes the attack neither removes the last
+    example of a class nor adds a new class. Pass a 2-D indicator matrix (fixed
+    columns) when that cannot be assumed.
 
     A subsample may lack a label entirely or hold it in every example. Such a constant
     column is not passed to the base estimator (``LogisticRegression`` cannot fit one);

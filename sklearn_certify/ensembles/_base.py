@@ -296,7 +296,10 @@ class _seeded_torch:
         if self.seed is None or torch is None or not _uses_torch(self.estimator):
             return self
         _TORCH_LOCK.acquire()
-        self._fork = torch.random.fork_rng(devices=[])
+        # torch.manual_seed also seeds every CUDA device: fork (save and restore) those
+        # generators too, so the caller's CUDA random state is left untouched.
+        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        self._fork = torch.random.fork_rng(devices=cuda)
         self._fork.__enter__()
         torch.manual_seed(int(self.seed))
         return self

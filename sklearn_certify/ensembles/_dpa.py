@@ -51,7 +51,6 @@ from ._base import (
     fit_base_model,
     split_tasks,
 )
-from ._vectorized import fit_base_models, is_vectorizable
 
 __all__ = ["DPACertifiedClassifier", "example_digests", "hash_partitions"]
 
@@ -180,9 +179,8 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         The model of partition j at position j: its ``estimator_`` is the fitted clone
         of ``estimator`` (None for an empty partition or when every label column of the
         partition was constant), ``columns_`` the label columns it was fitted on.
-    heads_ : LinearHeadEnsemble or None
-        The stacked base models when they were trained vectorised (a ``LinearHead``
-        base; see Notes), else None.
+    heads_ : None
+        Always None: DPA trains its base models one at a time (see Notes).
     partitions_ : ndarray of int, shape (n_train,)
         Partition of each training example.
     partition_sizes_ : ndarray of int, shape (n_partitions,)
@@ -204,14 +202,19 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
 
     Notes
     -----
-    **Vectorised training.** With a :class:`~sklearn_certify.ensembles.LinearHead` base
-    estimator (exactly that class; linear or one hidden layer) all base models are
-    trained at once as one batched torch program on the head's ``device``, and votes are
-    counted in one pass: the same training rows, seeds and learning rule as fitting the
-    models one by one, so the same models up to floating-point rounding and the same
-    certificates. ``heads_`` holds the stacked models, ``estimators_`` the usual
-    per-model view; ``n_jobs`` is not used on that path. Any other estimator (a
-    ``LinearHead`` subclass included) is trained model by model through joblib.
+    **One model at a time.** DPA's guarantee needs each base model to be a function of
+    its own partition only, down to the last bit: poisoning one partition must leave
+    every other model unchanged. The base models are therefore always trained one by
+    one (through joblib); the vectorised :class:`~sklearn_certify.ensembles.LinearHead`
+    trainer, which pads all partitions to the largest one, is used by
+    :class:`BaggingCertifiedClassifier` only. ``heads_`` is always None. For torch
+    bases on CUDA, use ``torch.use_deterministic_algorithms(True)`` so that training is
+    deterministic.
+
+    **Labels.** With 1-D multi-class targets the label space is ``np.unique(y)`` of the
+    training set, and the fallback votes below depend on its size: the certificate then
+    assumes the attack neither removes the last example of a class nor adds a new
+    class. Pass a 2-D indicator matrix (fixed columns) when that cannot be assumed.
 
     **Empty partitions.** A partition with no training example gets a base model that
     votes, for every input, for the fixed labels ``(j * k_base + i) % n_classes``,
@@ -317,23 +320,20 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         sizes = np.bincount(partitions, minlength=n_parts)
         groups = np.split(order, np.cumsum(sizes)[:-1])
 
+        # One model per partition, each a function of its own partition only. The
+        # vectorised LinearHead trainer is not used here: it pads partitions to the
+        # largest one, so float rounding in a model would depend on the other
+        # partitions' sizes, which DPA's guarantee does not allow.
         self.heads_ = None
-        if is_vectorizable(estimator):
-            # All partitions' models at once, exactly as the loop below would train
-            # them (seed j for partition j); see sklearn_certify.ensembles._vectorized.
-            self.heads_, models = fit_base_models(
-                estimator, X, Y, groups, np.arange(n_parts),
-                [fallback_labels(j, self.k_base, n_classes) for j in range(n_parts)])
-        else:
-            chunks = split_tasks(n_parts, self.n_jobs)
-            parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-                delayed(_fit_partition_models)(
-                    estimator, [(j, X[groups[j]], Y[groups[j]]) for j in chunk],
-                    self.k_base, n_classes,
-                )
-                for chunk in chunks
+        chunks = split_tasks(n_parts, self.n_jobs)
+        parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
+            delayed(_fit_partition_models)(
+                estimator, [(j, X[groups[j]], Y[groups[j]]) for j in chunk],
+                self.k_base, n_classes,
             )
-            models = [model for part in parts for model in part]
+            for chunk in chunks
+        )
+        models = [model for part in parts for model in part]
         self._check_fitted_models(models)
         self.estimators_ = models
         self.partitions_ = partitions

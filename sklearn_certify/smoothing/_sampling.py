@@ -169,7 +169,8 @@ def _check_width(width: int, n_classes: int) -> None:
 # --------------------------------------------------------------------------- torch path
 def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, bar):
     module, device = torch_module_and_device(model)
-    dtype = _module_dtype(module)
+    module_dtype = _module_dtype(module)
+    dtype = _sampling_dtype(X, module_dtype)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed)
     chunk = max(1, (batch_size * _BATCHES_PER_CHUNK) // n_draws)
@@ -185,7 +186,7 @@ def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
                 noisy = torch.randn((stop - start, *x.shape[1:]), generator=generator,
                                     device=device, dtype=dtype).mul_(sigma)
                 _add_inputs_(noisy, x, start, n_draws)
-                scores = _module_scores(module, noisy, n_classes)
+                scores = _module_scores(module, noisy.to(module_dtype), n_classes)
                 labels = _torch_top_k(scores, k_prime)
                 cells = (owner[:, None] * n_classes + labels).reshape(-1)
                 flat_counts.index_add_(0, cells, ones[:len(cells)])
@@ -230,6 +231,21 @@ def module_input(model, X, device, dtype) -> torch.Tensor:
             and math.prod(x.shape[1:]) == math.prod(shape)):
         x = x.reshape(len(x), *shape)
     return x
+
+
+def _sampling_dtype(X, module_dtype: torch.dtype) -> torch.dtype:
+    """The dtype inputs and noise are added in: X's own float dtype, the module's, and
+    at least float32, whichever is widest.
+
+    The noise must be added to the input the radius refers to, before any rounding to
+    the module's dtype: the base classifier is then "round, then the module", a fixed
+    function of ``x + noise``. Rounding ``x`` first (to float16, say) would let a
+    perturbation of norm R move the rounded input by more than R.
+    """
+    x_dtype = torch.as_tensor(X[:0]).dtype
+    if not x_dtype.is_floating_point:
+        x_dtype = torch.float32
+    return torch.promote_types(torch.promote_types(x_dtype, module_dtype), torch.float32)
 
 
 def _torch_top_k(scores: torch.Tensor, k_prime: int) -> torch.Tensor:
