@@ -24,8 +24,8 @@ enforced here:
 from __future__ import annotations
 
 import sys
-import threading
 import warnings
+from contextlib import nullcontext
 from numbers import Integral
 
 import numpy as np
@@ -42,6 +42,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._base import CertifiedClassifierMixin
 from .._scores import has_score_method, label_scores, top_k_indicator
 from .._targets import encode_fit_targets
+from .._torch_seed import seeded_torch
 from .._validation import ATTACKS, check_choice, check_int, check_X
 
 __all__ = [
@@ -273,44 +274,14 @@ def _uses_torch(estimator) -> bool:
     )
 
 
-# Serialises seeded torch training between threads (threading backend), since the
-# seeded generator is torch's global one.
-_TORCH_LOCK = threading.Lock()
+def _seeded_torch(seed, estimator):
+    """For torch models, train with torch's global generators seeded (and restored after).
 
-
-class _seeded_torch:
-    """Context manager: for torch models, train with torch's global generator seeded.
-
-    The caller's generator state is restored afterwards (``torch.random.fork_rng``),
-    and seeded trainings in different threads of one process do not interleave.
     Does nothing for other estimators, or when ``seed`` is None.
     """
-
-    def __init__(self, seed, estimator):
-        self.seed = seed
-        self.estimator = estimator
-        self._fork = None
-
-    def __enter__(self):
-        torch = sys.modules.get("torch")
-        if self.seed is None or torch is None or not _uses_torch(self.estimator):
-            return self
-        _TORCH_LOCK.acquire()
-        # torch.manual_seed also seeds every CUDA device: fork (save and restore) those
-        # generators too, so the caller's CUDA random state is left untouched.
-        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        self._fork = torch.random.fork_rng(devices=cuda)
-        self._fork.__enter__()
-        torch.manual_seed(int(self.seed))
-        return self
-
-    def __exit__(self, *exc):
-        if self._fork is None:
-            return False
-        try:
-            return self._fork.__exit__(*exc)
-        finally:
-            _TORCH_LOCK.release()
+    if seed is None or "torch" not in sys.modules or not _uses_torch(estimator):
+        return nullcontext()
+    return seeded_torch(seed)
 
 
 def fit_base_model(estimator, X, Y, *, seed: int, empty_labels) -> _ConstantAwareMultiLabel:

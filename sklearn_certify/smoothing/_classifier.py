@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from numbers import Integral, Real
 
 import numpy as np
@@ -18,6 +18,7 @@ from skorch.callbacks import Callback
 
 from .._base import CertifiedClassifierMixin
 from .._targets import encode_fit_targets
+from .._torch_seed import seeded_torch
 from .._validation import check_alpha, check_choice
 from ..certificates._gaussian import GAUSSIAN_METHODS
 from ._sampling import (
@@ -282,7 +283,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                        else Y_matrix.astype(np.float32))
         if not torch.is_tensor(X):
             X = np.asarray(X, dtype=np.float32)
-        context = nullcontext() if seed is None else _seeded_torch(seed, net.device)
+        context = nullcontext() if seed is None else seeded_torch(seed)
         with context:
             return net.fit(X, targets)
 
@@ -382,25 +383,6 @@ def _check_scores_width(model, X_head, n_classes: int) -> None:
             _module_scores(module, x, n_classes)
     else:
         _estimator_scores(model, np.asarray(X_head), n_classes)
-
-
-@contextmanager
-def _seeded_torch(seed: int, device):
-    """Seed torch's CPU generator (and the net's CUDA device's) inside a fork.
-
-    The global generators are restored on exit, so fitting with a ``random_state``
-    leaves the user's torch RNG state untouched.
-    """
-    device = torch.device(device if device is not None else "cpu")
-    cuda = []
-    if device.type == "cuda":
-        cuda = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=cuda):
-        torch.default_generator.manual_seed(seed)
-        for index in cuda:
-            with torch.cuda.device(index):
-                torch.cuda.manual_seed(seed)
-        yield
 
 
 class TrainingNoise(Callback):
