@@ -36,6 +36,30 @@ class CertifiedClassifierMixin(ClassifierMixin):
     def _certificate_spec(self, **options) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _check_input_shape(self, X, *, reset: bool) -> None:
+        """Record (``reset``, at fit) or check the shape of one input, ``X.shape[1:]``.
+
+        Sets ``input_shape_`` and, for flat inputs, ``n_features_in_``.
+        """
+        shape = tuple(int(s) for s in X.shape[1:])
+        if reset:
+            self.input_shape_ = shape
+            if len(shape) == 1:
+                self.n_features_in_ = shape[0]
+            elif hasattr(self, "n_features_in_"):
+                del self.n_features_in_
+            return
+        if shape != self.input_shape_:
+            if len(shape) == 1 and len(self.input_shape_) == 1:
+                raise ValueError(
+                    f"X has {shape[0]} features, but {type(self).__name__} is expecting "
+                    f"{self.input_shape_[0]} features as input."
+                )
+            raise ValueError(
+                f"X has inputs of shape {shape}, but {type(self).__name__} was fitted on "
+                f"inputs of shape {self.input_shape_}."
+            )
+
     def _encoded_targets(self, Y) -> np.ndarray:
         classes = self.classes_ if self.multiclass_ else None
         return encode_targets(Y, classes, self.n_classes_)

@@ -7,8 +7,10 @@ message that names the parameter and what it expected.
 from __future__ import annotations
 
 import numbers
+import re
 
 import numpy as np
+from sklearn.utils import check_array
 
 ATTACKS = ("modification", "addition", "deletion")
 
@@ -163,17 +165,24 @@ def check_radius(radius, *, integer: bool = False) -> tuple[np.ndarray, bool]:
     return arr, scalar
 
 
-def check_X(X, name: str = "X") -> np.ndarray:
-    """A numeric array with at least 2 dimensions and no NaN or inf."""
-    X = np.asarray(X)
-    if X.ndim < 2:
+def check_inputs(X, *, ensure_min_samples: int = 0) -> np.ndarray:
+    """Inputs as a dense numeric array of at least 2 dimensions, with no NaN or inf.
+
+    Goes through :func:`sklearn.utils.check_array` (``allow_nd=True``): sparse, complex,
+    non-finite or non-numeric data are rejected with scikit-learn's messages, prefixed
+    with "Invalid X" where they do not name X. Inputs of any shape must hold at least
+    one feature.
+    """
+    try:
+        X = check_array(X, dtype="numeric", allow_nd=True,
+                        ensure_min_samples=ensure_min_samples, input_name="X")
+    except (TypeError, ValueError) as exc:
+        if re.search(r"\bX\b", str(exc)):
+            raise
+        raise type(exc)(f"Invalid X: {exc}") from None
+    if X.ndim > 2 and int(np.prod(X.shape[1:])) == 0:
         raise ValueError(
-            f"{name} must have at least 2 dimensions (n_inputs, n_features...), got shape "
-            f"{X.shape}. Reshape your data with X.reshape(-1, 1) for a single feature or "
-            "X.reshape(1, -1) for a single sample."
+            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is "
+            "required."
         )
-    if not np.issubdtype(X.dtype, np.number) or X.dtype == bool:
-        raise TypeError(f"{name} must be numeric, got dtype {X.dtype}.")
-    if X.size and not np.all(np.isfinite(X)):
-        raise ValueError(f"{name} contains NaN or inf.")
     return X

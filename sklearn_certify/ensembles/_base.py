@@ -29,7 +29,6 @@ from contextlib import nullcontext
 from numbers import Integral
 
 import numpy as np
-import scipy.sparse as sp
 from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import DataConversionWarning
@@ -43,7 +42,7 @@ from .._base import CertifiedClassifierMixin
 from .._scores import has_score_method, label_scores, top_k_indicator
 from .._targets import encode_fit_targets
 from .._torch_seed import seeded_torch
-from .._validation import ATTACKS, check_choice, check_int, check_X
+from .._validation import ATTACKS, check_choice, check_inputs, check_int
 
 __all__ = [
     "MAX_INT",
@@ -99,30 +98,6 @@ def set_random_states(estimator, random_state) -> None:
     }
     if to_set:
         estimator.set_params(**to_set)
-
-
-def _check_input(X) -> np.ndarray:
-    """Dense numeric inputs with at least 2 dimensions and at least one feature."""
-    if sp.issparse(X):
-        raise TypeError(
-            "Sparse data was passed for X, but dense data is required. Use '.toarray()' "
-            "to convert to a dense numpy array."
-        )
-    X = np.asarray(X)
-    if X.dtype == object:
-        try:
-            X = X.astype(np.float64)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"X must be numeric, got dtype object ({exc}).") from None
-    if X.dtype.kind == "c":
-        raise ValueError("Complex data not supported.")
-    X = check_X(X)
-    if X.ndim >= 2 and int(np.prod(X.shape[1:])) == 0:
-        raise ValueError(
-            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is "
-            "required."
-        )
-    return X
 
 
 class _ConstantAwareMultiLabel(BaseEstimator):
@@ -358,7 +333,7 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
-        X = _check_input(X)
+        X = check_inputs(X)
         if X.shape[0] == 0:
             raise ValueError("X has 0 samples; at least one training example is needed.")
         Y, classes = encode_fit_targets(y)
@@ -367,11 +342,7 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
         if Y.shape[0] != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {Y.shape[0]}.")
         self._check_k(Y.shape[1])
-        self.input_shape_ = tuple(X.shape[1:])
-        if X.ndim == 2:
-            self.n_features_in_ = X.shape[1]
-        elif hasattr(self, "n_features_in_"):
-            del self.n_features_in_
+        self._check_input_shape(X, reset=True)
         return X, Y, classes
 
     def _check_fitted_models(self, models) -> None:
@@ -398,17 +369,8 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
 
     def _check_predict_X(self, X) -> np.ndarray:
         check_is_fitted(self)
-        X = _check_input(X)
-        if tuple(X.shape[1:]) != self.input_shape_:
-            if X.ndim == 2 and len(self.input_shape_) == 1:
-                raise ValueError(
-                    f"X has {X.shape[1]} features, but {type(self).__name__} is "
-                    f"expecting {self.input_shape_[0]} features as input."
-                )
-            raise ValueError(
-                f"X has inputs of shape {tuple(X.shape[1:])}, but {type(self).__name__} "
-                f"was fitted on inputs of shape {self.input_shape_}."
-            )
+        X = check_inputs(X)
+        self._check_input_shape(X, reset=False)
         return X
 
     def _label_counts(self, X):

@@ -42,11 +42,10 @@ from joblib import Parallel, delayed
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._validation import check_choice, check_label_matrix
+from .._validation import check_choice, check_inputs, check_label_matrix
 from ..certificates._dpa import DPA_METHODS
 from ._base import (
     BaseCertifiedEnsemble,
-    _check_input,
     fallback_labels,
     fit_base_model,
     split_tasks,
@@ -81,7 +80,7 @@ def example_digests(X, y) -> list[bytes]:
     list of bytes
         ``n`` digests of 32 bytes.
     """
-    X = _check_input(X)
+    X = check_inputs(X)
     n = X.shape[0]
     x_rows = np.ascontiguousarray(X.reshape(n, -1), dtype="<f8") + 0.0  # -0.0 -> 0.0
     y_arr = np.asarray(y)

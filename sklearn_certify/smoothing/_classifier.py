@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from contextlib import nullcontext
 from numbers import Integral, Real
 
@@ -12,14 +11,14 @@ from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from skorch.callbacks import Callback
 
 from .._base import CertifiedClassifierMixin
 from .._targets import encode_fit_targets
 from .._torch_seed import seeded_torch
-from .._validation import check_alpha, check_choice
+from .._validation import check_alpha, check_choice, check_inputs
 from ..certificates._gaussian import GAUSSIAN_METHODS
 from ._sampling import (
     _estimator_scores,
@@ -291,10 +290,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     def _check_input(self, X, *, reset: bool):
         """X as a dense numeric array (a torch tensor is kept where it is), shape-checked.
 
-        Arrays go through :func:`sklearn.utils.check_array` (``allow_nd=True``): sparse,
-        complex, non-finite or non-numeric data are rejected with scikit-learn's
-        messages (prefixed with "Invalid X" where they do not name X). ``fit`` needs at
-        least one input; prediction accepts none.
+        Arrays go through :func:`sklearn_certify._validation.check_inputs`. ``fit``
+        needs at least one input; prediction accepts none.
         """
         if torch.is_tensor(X):
             if X.ndim < 2:
@@ -303,30 +300,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                     f"{tuple(X.shape)}. Reshape your data."
                 )
         else:
-            try:
-                X = check_array(X, dtype="numeric", allow_nd=True,
-                                ensure_min_samples=int(reset), input_name="X")
-            except (TypeError, ValueError) as exc:
-                if re.search(r"\bX\b", str(exc)):
-                    raise
-                raise type(exc)(f"Invalid X: {exc}") from None
-        shape = tuple(int(s) for s in X.shape[1:])
-        if reset:
-            self.input_shape_ = shape
-            if len(shape) == 1:
-                self.n_features_in_ = shape[0]
-            elif hasattr(self, "n_features_in_"):
-                del self.n_features_in_
-        elif shape != self.input_shape_:
-            if len(shape) == 1 and len(self.input_shape_) == 1:
-                raise ValueError(
-                    f"X has {shape[0]} features, but {type(self).__name__} is expecting "
-                    f"{self.input_shape_[0]} features as input."
-                )
-            raise ValueError(
-                f"X has inputs of shape {shape}, but {type(self).__name__} was fitted on "
-                f"inputs of shape {self.input_shape_}."
-            )
+            X = check_inputs(X, ensure_min_samples=int(reset))
+        self._check_input_shape(X, reset=reset)
         return X
 
     def _label_counts(self, X) -> tuple[np.ndarray, int]:
