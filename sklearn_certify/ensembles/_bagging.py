@@ -21,6 +21,7 @@ from ._base import (
     split_tasks,
 )
 from ._vectorized import fit_base_models, is_vectorizable
+from ._vectorized_net import check_replication, fit_net_base_models, net_blocker
 
 __all__ = ["BaggingCertifiedClassifier"]
 
@@ -251,6 +252,14 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
                 np.stack([subsample_indices(s, n_train, max_samples) for s in seeds]),
                 seeds, [fallback_labels(i, self.k_base, n_classes)
                         for i in range(self.n_estimators)])
+        elif net_blocker(estimator, X) is None and check_replication():
+            # MultiLabelNet heads: all at once, reproducing skorch's one-by-one training
+            # (sklearn_certify.ensembles._vectorized_net).
+            self.heads_, models = fit_net_base_models(
+                estimator, X, Y,
+                np.stack([subsample_indices(s, n_train, max_samples) for s in seeds]),
+                seeds, [fallback_labels(i, self.k_base, n_classes)
+                        for i in range(self.n_estimators)], verbose=self.verbose)
         else:
             chunks = split_tasks(self.n_estimators, self.n_jobs)
             parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
@@ -260,7 +269,8 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
                 for chunk in chunks
             )
             models = [model for part in parts for model in part]
-        self._check_fitted_models(models)
+        if self.heads_ is None:  # the vectorised paths have no per-model failures
+            self._check_fitted_models(models)
         self.estimators_ = models
         self.seeds_ = seeds
         self.n_train_ = n_train

@@ -166,11 +166,11 @@ def _forward_shared(params, X: torch.Tensor) -> torch.Tensor:
     """
     W = params[0]
     n_models, n_features, width = W.shape
-    first = X @ W.permute(1, 0, 2).reshape(n_features, n_models * width)
-    first = first.reshape(len(X), n_models, width).transpose(0, 1) + params[1]
-    if len(params) == 2:
-        return first
-    return torch.baddbmm(params[3], torch.relu(first), params[2])
+    out = X @ W.permute(1, 0, 2).reshape(n_features, n_models * width)
+    out = out.reshape(len(X), n_models, width).transpose(0, 1) + params[1]
+    for layer in range(1, len(params) // 2):
+        out = torch.baddbmm(params[2 * layer + 1], torch.relu(out), params[2 * layer])
+    return out
 
 
 def _index_block(index_sets, models) -> tuple[np.ndarray, np.ndarray]:
@@ -410,23 +410,29 @@ def _top_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- ensemble
 class LinearHeadEnsemble:
-    """N fitted heads, stored stacked on one device; made by :func:`fit_linear_heads`.
+    """N fitted heads, stored stacked on one device.
+
+    Made by :func:`fit_linear_heads` (``LinearHead`` models) and by the vectorised
+    training of ``MultiLabelNet`` base models
+    (:mod:`sklearn_certify.ensembles._vectorized_net`).
 
     Attributes
     ----------
     params_ : list of torch.Tensor
         ``[W, b]`` with W (N, d, c), b (N, 1, c) for linear heads, or
-        ``[W1, b1, W2, b2]`` (W1 (N, d, h), b1 (N, 1, h), W2 (N, h, c), b2 (N, 1, c))
-        for MLP heads; on ``device_``.
+        ``[W1, b1, W2, b2, ...]`` (W1 (N, d, h1), b1 (N, 1, h1), ..., the last layer
+        (N, h, c) and (N, 1, c)) for MLP heads, ReLU between layers; on ``device_``.
     constant_scores_ : torch.Tensor of shape (N, c)
         NaN for trained label columns, ``+inf``/``-inf`` for fixed ones (constant in
         the model's rows, or every column of a model without rows).
     seeds_ : ndarray of int64, shape (N,)
-        Initialisation seed of each model (``LinearHead(random_state=seeds_[i])``).
+        Initialisation seed of each model (``LinearHead(random_state=seeds_[i])``, or
+        the torch seed of a ``MultiLabelNet``).
     sizes_ : ndarray of int64, shape (N,)
         Number of training rows of each model.
     n_features_in_, n_classes_ : int
-    hidden : int or None
+    hidden : int, tuple of int or None
+        Hidden width of ``LinearHead`` models; the hidden widths of nets.
     device_ : torch.device
     """
 
@@ -453,7 +459,7 @@ class LinearHeadEnsemble:
     def _input_chunk(self, n_inputs: int, batch_size) -> int:
         if batch_size is not None:
             return max(1, int(batch_size))
-        width = max(self.n_classes_, self.hidden or 0)
+        width = max(p.shape[-1] for p in self.params_[0::2])
         return max(1, min(n_inputs, (2**23) // max(1, len(self) * width)))
 
     def decision_function(self, X, *, as_tensor: bool = False):
