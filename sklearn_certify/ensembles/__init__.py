@@ -7,11 +7,13 @@
 
 Base models are trained through joblib, so any joblib backend (loky, threading, Dask)
 spreads the training over local cores or a cluster. With a :class:`LinearHead` base
-(a linear or one-hidden-layer head, the PoisoningGuard protocol over frozen features)
-the bagging ensemble instead trains all base models at once as one batched torch
-program, on the head's device: the same models as training them one by one, up to
-float rounding. DPA always trains its models one by one (its guarantee needs each
-model to depend on its own partition only, bit for bit).
+(a linear or one-hidden-layer head, the PoisoningGuard protocol over frozen features),
+or a :class:`~sklearn_certify.nets.MultiLabelNet` with an MLP or linear module, the
+bagging ensemble instead trains all base models at once as one batched torch program,
+on the model's device: the same models as training them one by one, up to float
+rounding (see ``BaggingCertifiedClassifier``'s Notes for the exact conditions). DPA
+always trains its models one by one (its guarantee needs each model to depend on its
+own partition only, bit for bit).
 """
 
 from ._bagging import BaggingCertifiedClassifier

@@ -204,8 +204,8 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
     **One model at a time.** DPA's guarantee needs each base model to be a function of
     its own partition only, down to the last bit: poisoning one partition must leave
     every other model unchanged. The base models are therefore always trained one by
-    one (through joblib); the vectorised :class:`~sklearn_certify.ensembles.LinearHead`
-    trainer, which pads all partitions to the largest one, is used by
+    one (through joblib); the vectorised trainers (``LinearHead`` and ``MultiLabelNet``
+    heads), which batch models of different partitions together, are used by
     :class:`BaggingCertifiedClassifier` only. ``heads_`` is always None. For torch
     bases on CUDA, use ``torch.use_deterministic_algorithms(True)`` so that training is
     deterministic.

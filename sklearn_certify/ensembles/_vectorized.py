@@ -36,11 +36,12 @@ a head fitted on those columns alone).
 Used by the ensembles
 ---------------------
 :func:`is_vectorizable` says whether a base estimator can take this path (a
-:class:`LinearHead`, exactly that class) and :func:`fit_base_models` trains a whole
-ensemble's base models here, with the seeds, subsamples and empty-set fallbacks that
-``sklearn_certify.ensembles._base.fit_base_model`` would use one model at a time, and
-returns the stacked heads (for fast vote counting) and the per-model fitted wrappers
-(``estimators_``).
+:class:`LinearHead`, exactly that class; ``MultiLabelNet`` heads have their own
+trainer, :mod:`sklearn_certify.ensembles._vectorized_net`) and
+:func:`fit_base_models` trains a whole ensemble's base models here, with the seeds,
+subsamples and empty-set fallbacks that ``sklearn_certify.ensembles._base.fit_base_model``
+would use one model at a time, and returns the stacked heads (for fast vote counting)
+and the per-model fitted wrappers (``estimators_``).
 
 Example
 -------

@@ -41,6 +41,24 @@ one.
 :func:`net_blocker` lists the conditions. What cannot be reproduced is trained one by
 one: training noise (``noise_sigma > 0``), dropout, callbacks, a validation split,
 custom data loading, non-element-wise optimisers, other modules or criteria.
+
+Example
+-------
+>>> import numpy as np
+>>> from sklearn_certify import BaggingCertifiedClassifier
+>>> from sklearn_certify.nets import MLPModule, MultiLabelNet
+>>> rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(300, 8)).astype(np.float32)
+>>> Y = (X[:, :4] > 0).astype(int)
+>>> head = MultiLabelNet(MLPModule, module__hidden=(), max_epochs=5, lr=0.01)
+>>> clf = BaggingCertifiedClassifier(head, n_estimators=50, max_samples=60, k=2,
+...                                  random_state=0).fit(X, Y)
+>>> clf.heads_ is not None  # trained vectorised
+True
+>>> type(clf.estimators_[7].estimator_).__name__  # a fitted skorch net, built on access
+'MultiLabelNet'
+>>> net_blocker(MultiLabelNet(MLPModule, noise_sigma=0.25), X)
+'noise_sigma > 0 (training noise)'
 """
 
 from __future__ import annotations
