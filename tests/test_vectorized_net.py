@@ -274,3 +274,53 @@ def test_cuda_nets_match_cpu_nets(data):  # pragma: no cover - no GPU in CI
     gpu, _ = train_nets(X, Y, rows, net_recipe(_net(device="cuda"), X), [1, 2, 3, 4, 5])
     for a, b in zip(cpu, gpu):
         torch.testing.assert_close(a, b.cpu(), rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- DPA
+def _force_generic_dpa(monkeypatch):
+    from sklearn_certify.ensembles import _dpa
+
+    monkeypatch.setattr(_dpa, "net_blocker", lambda estimator, X: "forced")
+
+
+def test_dpa_trains_nets_without_skorch_with_the_same_models(data, monkeypatch):
+    from sklearn_certify import DPACertifiedClassifier
+
+    X, Y, _ = data
+    net = _net(module__hidden=(3,))
+    fast = DPACertifiedClassifier(net, n_partitions=150, k_base=2, k=2).fit(X, Y)
+    assert fast.heads_ is not None
+    assert (fast.partition_sizes_ == 0).any()  # 120 examples, 150 partitions
+    _force_generic_dpa(monkeypatch)
+    slow = DPACertifiedClassifier(net, n_partitions=150, k_base=2, k=2).fit(X, Y)
+    assert slow.heads_ is None
+    np.testing.assert_array_equal(fast._label_counts(X)[0], slow._label_counts(X)[0])
+    for j in (int(np.argmax(fast.partition_sizes_)), int(np.argmin(fast.partition_sizes_))):
+        a, b = fast.estimators_[j], slow.estimators_[j]
+        assert a.n_samples_fit_ == b.n_samples_fit_
+        np.testing.assert_array_equal(a.constant_scores_, b.constant_scores_)
+        assert (a.estimator_ is None) == (b.estimator_ is None)
+        np.testing.assert_allclose(a.decision_function(X), b.decision_function(X),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_dpa_nets_depend_only_on_their_own_partition_bit_for_bit(data):
+    """Adding examples leaves every untouched partition's net bitwise identical."""
+    from sklearn_certify import DPACertifiedClassifier
+
+    X, Y, _ = data
+    net = _net(module__hidden=(4,))
+    clean = DPACertifiedClassifier(net, n_partitions=20, k=2).fit(X, Y)
+    rng = np.random.default_rng(5)
+    X_add = rng.normal(size=(15, N_FEATURES)).astype(np.float32)
+    Y_add = (rng.random((15, N_CLASSES)) < 0.5).astype(np.int64)
+    poisoned = DPACertifiedClassifier(net, n_partitions=20, k=2, n_jobs=2).fit(
+        np.vstack([X, X_add]), np.vstack([Y, Y_add]))
+    touched = set(poisoned.partitions_[N_TRAIN:].tolist())
+    assert 0 < len(touched) < 20
+    untouched = sorted(set(range(20)) - touched)
+    for a, b in zip(clean.heads_.params_, poisoned.heads_.params_):
+        assert torch.equal(a[untouched], b[untouched])
+    torch.testing.assert_close(clean.heads_.constant_scores_[untouched],
+                               poisoned.heads_.constant_scores_[untouched],
+                               rtol=0, atol=0, equal_nan=True)

@@ -50,6 +50,14 @@ from ._base import (
     fit_base_model,
     split_tasks,
 )
+from ._vectorized_net import (
+    check_replication,
+    net_blocker,
+    net_recipe,
+    stack_partition_nets,
+    train_partition_nets,
+    wrapper_seeds,
+)
 
 __all__ = ["DPACertifiedClassifier", "example_digests", "hash_partitions"]
 
@@ -174,12 +182,13 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
 
     Attributes
     ----------
-    estimators_ : list of base models, length n_partitions
+    estimators_ : sequence of base models, length n_partitions
         The model of partition j at position j: its ``estimator_`` is the fitted clone
         of ``estimator`` (None for an empty partition or when every label column of the
         partition was constant), ``columns_`` the label columns it was fitted on.
-    heads_ : None
-        Always None: DPA trains its base models one at a time (see Notes).
+    heads_ : LinearHeadEnsemble or None
+        The fitted ``MultiLabelNet`` heads stacked for vote counting, when they were
+        trained without skorch (see Notes); else None.
     partitions_ : ndarray of int, shape (n_train,)
         Partition of each training example.
     partition_sizes_ : ndarray of int, shape (n_partitions,)
@@ -204,11 +213,15 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
     **One model at a time.** DPA's guarantee needs each base model to be a function of
     its own partition only, down to the last bit: poisoning one partition must leave
     every other model unchanged. The base models are therefore always trained one by
-    one (through joblib); the vectorised trainers (``LinearHead`` and ``MultiLabelNet``
-    heads), which batch models of different partitions together, are used by
-    :class:`BaggingCertifiedClassifier` only. ``heads_`` is always None. For torch
-    bases on CUDA, use ``torch.use_deterministic_algorithms(True)`` so that training is
-    deterministic.
+    one (through joblib); the vectorised trainers, which batch models of different
+    partitions together, are used by :class:`BaggingCertifiedClassifier` only. A
+    :class:`~sklearn_certify.nets.MultiLabelNet` base that bagging would vectorise (see
+    its Notes) is trained here one net at a time by the same replica of skorch's
+    training, without skorch's per-batch overhead: the same models as skorch's fits up
+    to float rounding, each computed from its own partition only. ``heads_`` then
+    stacks them for vote counting and ``estimators_`` builds each fitted skorch net on
+    first access. For torch bases on CUDA, use
+    ``torch.use_deterministic_algorithms(True)`` so that training is deterministic.
 
     **Labels.** With 1-D multi-class targets the label space is ``np.unique(y)`` of the
     training set, and the fallback votes below depend on its size: the certificate then
@@ -320,20 +333,35 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         groups = np.split(order, np.cumsum(sizes)[:-1])
 
         # One model per partition, each a function of its own partition only. The
-        # vectorised LinearHead trainer is not used here: it pads partitions to the
-        # largest one, so float rounding in a model would depend on the other
-        # partitions' sizes, which DPA's guarantee does not allow.
+        # vectorised trainers are not used here: batching models of several partitions
+        # would let the other partitions' sizes change a model's float rounding, which
+        # DPA's guarantee does not allow. MultiLabelNet heads are trained one at a time
+        # without skorch's per-batch overhead (same models as skorch's fits).
         self.heads_ = None
         chunks = split_tasks(n_parts, self.n_jobs)
-        parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-            delayed(_fit_partition_models)(
-                estimator, [(j, X[groups[j]], Y[groups[j]]) for j in chunk],
-                self.k_base, n_classes,
+        empty_labels = [fallback_labels(j, self.k_base, n_classes) for j in range(n_parts)]
+        if net_blocker(estimator, X) is None and check_replication():
+            recipe = net_recipe(estimator, X)
+            seeds = wrapper_seeds(range(n_parts))
+            parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
+                delayed(train_partition_nets)(
+                    [X[groups[j]] for j in chunk], [Y[groups[j]] for j in chunk], recipe,
+                    [seeds[j] for j in chunk], [empty_labels[j] for j in chunk])
+                for chunk in chunks
             )
-            for chunk in chunks
-        )
-        models = [model for part in parts for model in part]
-        self._check_fitted_models(models)
+            self.heads_, models = stack_partition_nets(
+                estimator, [net for part in parts for net in part], recipe, seeds,
+                empty_labels, sizes=sizes, input_shape=X.shape[1:], n_classes=n_classes)
+        else:
+            parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
+                delayed(_fit_partition_models)(
+                    estimator, [(j, X[groups[j]], Y[groups[j]]) for j in chunk],
+                    self.k_base, n_classes,
+                )
+                for chunk in chunks
+            )
+            models = [model for part in parts for model in part]
+            self._check_fitted_models(models)
         self.estimators_ = models
         self.partitions_ = partitions
         self.partition_sizes_ = sizes

@@ -78,7 +78,7 @@ from ..nets import AsymmetricLoss, MLPModule, MultiLabelNet, _as_tuple
 from ._vectorized import LinearHeadEnsemble, _as_features, _loss_grad
 
 __all__ = ["NetRecipe", "net_blocker", "net_recipe", "replication_is_exact",
-           "fit_net_base_models"]
+           "fit_net_base_models", "train_partition_nets", "stack_partition_nets"]
 
 #: Optimisers whose update of a tensor entry depends on that entry's own gradient
 #: history only (and on scalar hyper-parameters and the step count).
@@ -409,7 +409,7 @@ def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None,
 
 
 # ------------------------------------------------------------ ensemble hook-up
-def _wrapper_seeds(seeds) -> list[int]:
+def wrapper_seeds(seeds) -> list[int]:
     """The torch seed ``fit_base_model`` gives each base model (no random_state params)."""
     return [int(np.random.RandomState(int(seed)).randint(_MAX_INT)) for seed in seeds]
 
@@ -428,26 +428,79 @@ def fit_net_base_models(estimator, X, Y, rows, seeds, empty_labels, *, verbose=0
         The per-model fitted wrappers (``estimators_``), built on first access.
     """
     recipe = net_recipe(estimator, X)
-    wrapper_seeds = _wrapper_seeds(seeds)
+    torch_seeds = wrapper_seeds(seeds)
     bar = None
     if verbose:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(rows), unit="model", desc="training base models")
     try:
-        params, constant = train_nets(X, Y, rows, recipe, wrapper_seeds,
+        params, constant = train_nets(X, Y, rows, recipe, torch_seeds,
                                       progress=None if bar is None else bar.update)
     finally:
         if bar is not None:
             bar.close()
     n_features = int(np.prod(np.shape(X)[1:]))
     heads = LinearHeadEnsemble(
-        params, constant, np.asarray(wrapper_seeds, dtype=np.int64),
+        params, constant, np.asarray(torch_seeds, dtype=np.int64),
         np.full(len(rows), np.shape(rows)[1], dtype=np.int64), hidden=recipe.hidden,
         n_features=n_features, n_classes=int(np.shape(Y)[1]), device=recipe.device)
-    models = LazyNetModels(estimator, heads, wrapper_seeds, empty_labels,
+    models = LazyNetModels(estimator, heads, torch_seeds, empty_labels,
                            input_shape=tuple(int(s) for s in np.shape(X)[1:]))
     return heads, models
+
+
+def train_partition_nets(X_parts, Y_parts, recipe: NetRecipe, seeds, empty_labels):
+    """DPA partitions' nets, **one at a time**, each as skorch would train it.
+
+    Net j is trained alone (a block of one) on ``X_parts[j], Y_parts[j]``, so every
+    tensor shape and every operation in its training depends on its own partition only
+    -- DPA's guarantee needs that bit for bit, and batching nets of several partitions
+    would let the others' sizes change float rounding (for instance, which elements of
+    a batched tensor go through torch's vectorised or scalar loops). This skips skorch's
+    per-batch overhead and keeps the exact replication of its training; it runs inside
+    one joblib task per chunk of partitions.
+
+    Returns
+    -------
+    list of (params, constant_scores)
+        Per partition: natural-layout parameters of one net (leading axis 1, on the CPU)
+        and its constant scores (1, c); an empty partition gets zero weights and
+        ``+inf`` for its ``empty_labels``, ``-inf`` elsewhere.
+    """
+    out = []
+    for X_j, Y_j, seed, empty in zip(X_parts, Y_parts, seeds, empty_labels):
+        n_rows, n_classes = np.shape(Y_j)
+        if n_rows:
+            params, constant = train_nets(X_j, Y_j, np.arange(n_rows)[None], recipe, [seed],
+                                          models_per_block=1)
+        else:
+            n_features = int(np.prod(np.shape(X_j)[1:]))
+            widths = [n_features, *recipe.hidden, n_classes]
+            params = []
+            for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+                params += [torch.zeros(1, fan_in, fan_out), torch.zeros(1, 1, fan_out)]
+            constant = torch.full((1, n_classes), -math.inf)
+            constant[0, torch.as_tensor(np.asarray(empty, dtype=np.int64))] = math.inf
+        out.append(([p.cpu() for p in params], constant.cpu()))
+    return out
+
+
+def stack_partition_nets(estimator, parts, recipe, seeds, empty_labels, *, sizes,
+                         input_shape, n_classes):
+    """``heads_`` and the lazy ``estimators_`` from :func:`train_partition_nets`' output.
+
+    Stacking fitted nets only serves vote counting, whose shapes do not depend on the
+    training data, so a net's scores stay a function of its own partition.
+    """
+    params = [torch.cat(layer).to(recipe.device) for layer in zip(*(p for p, _ in parts))]
+    constant = torch.cat([c for _, c in parts]).to(recipe.device)
+    heads = LinearHeadEnsemble(
+        params, constant, np.asarray(seeds, dtype=np.int64), np.asarray(sizes, np.int64),
+        hidden=recipe.hidden, n_features=int(np.prod(input_shape)), n_classes=n_classes,
+        device=recipe.device)
+    return heads, LazyNetModels(estimator, heads, seeds, empty_labels,
+                                input_shape=tuple(input_shape))
 
 
 class LazyNetModels(Sequence):
