@@ -99,7 +99,8 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         Seeds the subsamples and the base models' own randomness: one seed per base
         model is drawn up front, as in :class:`sklearn.ensemble.BaggingClassifier`.
     verbose : int, default=0
-        joblib's progress messages while fitting and counting.
+        joblib's progress messages while fitting and counting; with vectorised
+        ``MultiLabelNet`` training (see Notes), a progress bar over the base models.
 
     Attributes
     ----------

@@ -63,6 +63,7 @@ True
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from collections.abc import Sequence
@@ -166,7 +167,8 @@ def net_recipe(estimator, X) -> NetRecipe:
         raise ValueError(f"module parameters {sorted(module_kwargs)}")
     if module_kwargs.get("dropout", 0.0) != 0:
         raise ValueError("dropout > 0")
-    hidden = _as_tuple(module_kwargs.get("hidden", (256,)), "hidden")
+    default_hidden = inspect.signature(MLPModule).parameters["hidden"].default
+    hidden = _as_tuple(module_kwargs.get("hidden", default_hidden), "hidden")
     try:
         loss, mean_rows, mean_labels = _criterion_loss(net)
     except (TypeError, ValueError) as exc:
