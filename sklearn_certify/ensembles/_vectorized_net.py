@@ -87,10 +87,10 @@ ELEMENTWISE_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW,
                           torch.optim.RMSprop, torch.optim.Adagrad, torch.optim.Adamax,
                           torch.optim.NAdam, torch.optim.RAdam)
 _MAX_INT = np.iinfo(np.int32).max
-# Models per batched program: about this many logits per mini-batch step (the largest
-# element-wise tensors), enough to amortise the per-operation overhead on a CPU.
-_CPU_STEP_ELEMENTS = 2**18
-_GPU_STEP_ELEMENTS = 2**24
+# Models per batched program: about this many values in the largest per-step tensor,
+# enough to amortise the per-operation overhead, with bounded memory.
+_CPU_STEP_ELEMENTS = 2**20
+_GPU_STEP_ELEMENTS = 2**26
 
 
 @dataclass(frozen=True)
@@ -215,44 +215,49 @@ def net_recipe(estimator, X) -> NetRecipe:
 
 
 # --------------------------------------------------------------------- randomness
-def _initial_weights_and_orders(recipe: NetRecipe, seeds, columns, n_features: int,
-                                n_rows: int):
-    """Each net's initial weights and its per-epoch row orders, as skorch draws them.
+def _initial_weights_and_sampler_seeds(recipe: NetRecipe, seeds, columns,
+                                       n_features: int):
+    """Each net's initial weights and its per-epoch RandomSampler seeds, as skorch draws them.
 
     Net i: torch's CPU generator seeded with ``seeds[i]`` builds its module (one output
     per trained column ``columns[i]``), then each epoch draws the DataLoader iterator's
-    base seed and, when shuffling, the RandomSampler's seed for its permutation.
+    base seed and, when shuffling, the RandomSampler's seed, from which the sampler
+    takes ``torch.randperm`` with a fresh generator (see :func:`_epoch_orders`).
 
     Returns the torch-layout weights of every net (list over nets of
     ``[W1 (out, in), b1 (out,), ...]``, None for a net without trained columns) and the
-    row orders, int64 ``(n_nets, epochs, n_rows)`` (None when not shuffling).
+    sampler seeds, int64 ``(n_nets, epochs)`` (-1 for nets that are not trained; None
+    when not shuffling).
     """
     epochs = recipe.epochs
     weights = []
-    unshuffled = torch.arange(n_rows)
-    orders = []
-    # One int64 scalar and one Generator, reused: torch.empty((), int64).random_() and
-    # torch.Generator().manual_seed(s) draw and seed exactly the same, only faster.
-    draw = torch.empty((), dtype=torch.int64)
-    sampler_generator = torch.Generator()
+    sampler_seeds = np.full((len(seeds), epochs), -1, dtype=np.int64)
+    draw = torch.empty((), dtype=torch.int64)  # reused: draws like torch.empty(...).random_()
     with seeded_torch(0):  # forks torch's generators: the caller's state is untouched
-        for seed, cols in zip(seeds, columns):
+        for i, (seed, cols) in enumerate(zip(seeds, columns)):
             if len(cols) == 0:
                 weights.append(None)
-                orders.append(unshuffled.expand(epochs, n_rows))
                 continue
             torch.default_generator.manual_seed(int(seed))
             module = MLPModule(n_features=n_features, n_classes=len(cols),
                                **recipe.module_kwargs)
             weights.append([p.detach() for p in module.parameters()])
-            own = []
-            for _ in range(epochs):
+            for epoch in range(epochs):
                 draw.random_()  # the DataLoader iterator's base seed
-                if recipe.shuffle:  # RandomSampler: a seed, then a permutation
-                    sampler_generator.manual_seed(int(draw.random_().item()))
-                    own.append(torch.randperm(n_rows, generator=sampler_generator))
-            orders.append(torch.stack(own) if own else unshuffled.expand(epochs, n_rows))
-    return weights, (torch.stack(orders) if recipe.shuffle else None)
+                if recipe.shuffle:  # RandomSampler's seed
+                    sampler_seeds[i, epoch] = int(draw.random_().item())
+    return weights, (sampler_seeds if recipe.shuffle else None)
+
+
+def _epoch_orders(sampler_seeds, n_rows: int) -> torch.Tensor:
+    """Row positions (n_nets, n_rows) in batch order for one epoch: RandomSampler's
+    ``torch.randperm(n_rows, generator=torch.Generator().manual_seed(seed))`` (one
+    Generator reused, reseeded: the same permutation)."""
+    generator = torch.Generator()
+    return torch.stack([
+        torch.randperm(n_rows, generator=generator.manual_seed(int(seed))) if seed >= 0
+        else torch.arange(n_rows)
+        for seed in sampler_seeds])
 
 
 def _stack_initial_weights(weights, columns, recipe, n_features, n_classes):
@@ -304,11 +309,11 @@ def _gradients(params, Xb, Yb, weight, loss):
     return grads
 
 
-def _train_block(X, Y, rows, fitted, params, orders, recipe):
+def _train_block(X, Y, rows, fitted, params, sampler_seeds, recipe):
     """Train one block of stacked nets in place.
 
     ``rows`` (n, m) training rows of each net, ``fitted`` (n, c) bool trained columns,
-    ``orders`` (n, epochs, m) positions in ``rows`` in batch order (None: in order).
+    ``sampler_seeds`` (n, epochs) the seeds of each epoch's row order (None: in order).
     """
     n_nets, n_rows = rows.shape
     batch = n_rows if recipe.batch_size == -1 else min(recipe.batch_size, n_rows)
@@ -319,7 +324,11 @@ def _train_block(X, Y, rows, fitted, params, orders, recipe):
     per_net = per_net[:, :, None]  # (n, c, 1)
     optimizer = recipe.optimizer(params, **recipe.optimizer_kwargs)
     for epoch in range(recipe.epochs):
-        order = rows if orders is None else torch.gather(rows, 1, orders[:, epoch])
+        if sampler_seeds is None:
+            order = rows
+        else:
+            positions = _epoch_orders(sampler_seeds[:, epoch], n_rows).to(rows.device)
+            order = torch.gather(rows, 1, positions)
         for start in range(0, n_rows, batch):
             index = order[:, start:start + batch]  # (n, b)
             n_batch = index.shape[1]
@@ -336,18 +345,25 @@ def _train_block(X, Y, rows, fitted, params, orders, recipe):
     return params
 
 
-def _constant_scores(Y_rows: torch.Tensor) -> torch.Tensor:
+def _constant_scores(Y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """NaN for trained columns, +inf / -inf for columns constant in a net's rows."""
-    positives = Y_rows.sum(dim=1)  # (n, c)
+    n_nets, n_rows = rows.shape
+    positives = torch.empty((n_nets, Y.shape[1]), dtype=Y.dtype, device=Y.device)
+    step = max(1, _CPU_STEP_ELEMENTS // max(1, n_rows * Y.shape[1]))
+    for first in range(0, n_nets, step):  # a bounded (step, m, c) gather at a time
+        positives[first:first + step] = Y[rows[first:first + step]].sum(dim=1)
     scores = torch.full_like(positives, float("nan"))
     scores[positives == 0] = -math.inf
-    scores[positives == Y_rows.shape[1]] = math.inf
+    scores[positives == n_rows] = math.inf
     return scores
 
 
-def _models_per_block(recipe: NetRecipe, n_rows: int, n_classes: int) -> int:
+def _models_per_block(recipe: NetRecipe, n_rows: int, n_features: int,
+                      n_classes: int) -> int:
+    """Nets per block: the largest per-step tensor (the gathered inputs or an activation,
+    ``batch x width`` per net) holds about ``_*_STEP_ELEMENTS`` values."""
     batch = n_rows if recipe.batch_size == -1 else min(recipe.batch_size, n_rows)
-    width = max(n_classes, *recipe.hidden) if recipe.hidden else n_classes
+    width = max(n_features, n_classes, *recipe.hidden)
     budget = _CPU_STEP_ELEMENTS if recipe.device.type == "cpu" else _GPU_STEP_ELEMENTS
     return max(1, budget // max(1, batch * width))
 
@@ -385,22 +401,22 @@ def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None,
     n_nets, n_rows = rows.shape
     n_features, n_classes = Xt.shape[1], Yt.shape[1]
     if models_per_block is None:
-        models_per_block = _models_per_block(recipe, n_rows, n_classes)
+        models_per_block = _models_per_block(recipe, n_rows, n_features, n_classes)
     blocks_params, blocks_scores = [], []
     for first in range(0, n_nets, int(models_per_block)):
         nets = np.arange(first, min(first + int(models_per_block), n_nets))
         rows_t = torch.as_tensor(rows[nets], device=device)
-        scores = _constant_scores(Yt[rows_t])
+        scores = _constant_scores(Yt, rows_t)
         fitted = torch.isnan(scores)
         columns = [np.flatnonzero(f) for f in fitted.cpu().numpy()]
-        weights, orders = _initial_weights_and_orders(
-            recipe, [seeds[i] for i in nets], columns, n_features, n_rows)
+        weights, sampler_seeds = _initial_weights_and_sampler_seeds(
+            recipe, [seeds[i] for i in nets], columns, n_features)
         params = [p.to(device) for p in _stack_initial_weights(
             weights, columns, recipe, n_features, n_classes)]
         if bool(fitted.any()):
             with torch.no_grad():
                 params = _train_block(Xt, Yt, rows_t, fitted, params,
-                                      None if orders is None else orders.to(device), recipe)
+                                      sampler_seeds, recipe)
         blocks_params.append([p.detach().transpose(1, 2).contiguous()
                               if p.ndim == 3 else p.detach()[:, None, :] for p in params])
         blocks_scores.append(scores)
