@@ -6,8 +6,9 @@ import threading
 from contextlib import contextmanager
 
 # Serialises seeded training between threads (joblib's threading backend): the seeded
-# generators are torch's global ones.
-_TORCH_LOCK = threading.Lock()
+# generators are torch's global ones. Re-entrant: a seeded fit may nest another (an
+# ensemble as the base model of another one).
+_TORCH_LOCK = threading.RLock()
 
 
 @contextmanager

@@ -324,3 +324,57 @@ def test_dpa_nets_depend_only_on_their_own_partition_bit_for_bit(data):
     torch.testing.assert_close(clean.heads_.constant_scores_[untouched],
                                poisoned.heads_.constant_scores_[untouched],
                                rtol=0, atol=0, equal_nan=True)
+
+
+# ------------------------------------------------------------- review follow-ups
+REJECTED = {
+    "dataset parameters": dict(dataset__length=10),
+    "differentiable": dict(optimizer__differentiable=True),
+    "capturable": dict(optimizer__capturable=True),
+    "float batch_size": dict(batch_size=16.0),
+    "float max_epochs": dict(max_epochs=2.0),
+    "batch_size None": dict(iterator_train__batch_size=None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REJECTED))
+def test_configurations_skorch_trains_differently_are_rejected(data, name):
+    X, _, _ = data
+    assert net_blocker(_net(**REJECTED[name]), X)
+
+
+def test_device_none_trains_on_the_cpu_like_skorch(data):
+    X, Y, rows = data
+    net = _net(device=None)
+    assert net_blocker(net, X) is None
+    params, _ = train_nets(X, Y, rows[:1], net_recipe(net, X), [7])
+    expected, columns = _skorch_weights(net, X[rows[0]], Y[rows[0]], 7)
+    for a, b in zip(_own_weights(params, 0, columns), expected):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=2e-6)
+
+
+def test_fitted_models_do_not_follow_later_set_params(data):
+    X, Y, _ = data
+    clf = BaggingCertifiedClassifier(_net(), n_estimators=3, max_samples=20,
+                                     random_state=0).fit(X, Y)
+    expected = clf.estimators_[0].decision_function(X)
+    clf.set_params(estimator__module__hidden=(9,), estimator__lr=123.0)
+    fresh = pickle.loads(pickle.dumps(clf))  # drops the built items
+    assert fresh.estimators_[1].estimator_.lr == 0.05
+    np.testing.assert_allclose(fresh.estimators_[0].decision_function(X), expected)
+
+
+def test_a_seeded_fit_may_nest_another(data):
+    """An ensemble as the base model of a seeded fit: the torch lock is re-entrant."""
+    import threading
+
+    X, Y, _ = data
+    inner = BaggingCertifiedClassifier(_net(), n_estimators=2, max_samples=20, k=2,
+                                       random_state=0)
+    outcome = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(_ConstantAwareMultiLabel(inner, seed=1).fit(X, Y)),
+        daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert outcome and outcome[0].estimator_.heads_ is not None

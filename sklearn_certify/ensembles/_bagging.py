@@ -142,7 +142,12 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
     models are trained at once as one batched torch program on the estimator's
     ``device``, and votes are counted in one pass, with the same training rows, seeds,
     initial weights and learning rule as fitting the models one by one: the same models
-    up to floating-point rounding, so the same certificates.
+    up to floating-point rounding. Votes then agree with one-by-one training in our
+    tests and benchmarks; unstable training (a large learning rate, many epochs) can
+    amplify rounding differences, as it amplifies a one-ulp change of the data in a
+    single skorch fit, and then a few votes may differ. Either way each base model is
+    trained on its own subsample by the stated learning rule, so the certificate holds
+    for the trained ensemble.
 
     * :class:`~sklearn_certify.ensembles.LinearHead` (exactly that class): linear or
       one-hidden-layer heads trained by full-batch Adam.

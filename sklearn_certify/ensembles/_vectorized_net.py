@@ -32,7 +32,9 @@ step for all -- and gives each net exactly what skorch would have given it:
   receive no gradient.
 
 The nets therefore end where skorch's one-by-one fits end, up to floating-point rounding
-(batched products, and the hand-written gradient instead of autograd). Because this
+(batched products, and the hand-written gradient instead of autograd); unstable training
+(large learning rates, many epochs) amplifies such differences, as it amplifies a
+one-ulp change of the data in skorch itself. Because this
 reproduces implementation details of torch's ``DataLoader``, the first use in a process
 checks it against a real skorch fit of a tiny net (:func:`replication_is_exact`); when
 they disagree (another torch or skorch version), the ensemble warns and trains one by
@@ -65,6 +67,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -137,19 +140,25 @@ def net_blocker(estimator, X) -> str | None:
       ``X``), no dropout, no ``module__n_features``/``module__n_classes``;
     * ``criterion`` the class :class:`~sklearn_certify.nets.AsymmetricLoss` or
       ``torch.nn.BCEWithLogitsLoss`` (without weights), reduction "mean" or "sum";
-    * ``optimizer`` one of ``ELEMENTWISE_OPTIMIZERS``, without ``param_groups``;
+    * ``optimizer`` one of ``ELEMENTWISE_OPTIMIZERS``, without ``param_groups``,
+      ``differentiable`` or ``capturable``, with arguments the optimiser accepts;
     * ``noise_sigma=0``, ``train_split=None``, no callbacks, no ``compile``, the
-      default dataset and ``DataLoader`` with at most ``iterator_train__shuffle`` and
-      ``iterator_train__batch_size`` set, no ``random_state`` parameters, and a device
-      that exists.
+      default dataset (no ``dataset__*``) and ``DataLoader`` with at most
+      ``iterator_train__shuffle`` and ``iterator_train__batch_size`` set, integer
+      ``batch_size`` and ``max_epochs``, no ``random_state`` parameters, and a CPU or an
+      available CUDA device (None: the CPU).
     """
     if type(estimator) is not MultiLabelNet:
         return f"{type(estimator).__name__} is not a MultiLabelNet"
     try:
         net_recipe(estimator, X)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         return str(exc)
     return None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def net_recipe(estimator, X) -> NetRecipe:
@@ -178,6 +187,9 @@ def net_recipe(estimator, X) -> NetRecipe:
     optimizer_kwargs = {"lr": net.lr, **net.get_params_for("optimizer")}
     if "param_groups" in optimizer_kwargs:
         raise ValueError("optimizer__param_groups")
+    for flag in ("differentiable", "capturable"):  # autograd through the step, CUDA graphs
+        if optimizer_kwargs.get(flag):
+            raise ValueError(f"optimizer__{flag}=True")
     try:  # invalid arguments: the one-by-one path reports them per base model
         net.optimizer([torch.zeros(1, requires_grad=True)], **optimizer_kwargs)
     except (TypeError, ValueError) as exc:
@@ -198,14 +210,21 @@ def net_recipe(estimator, X) -> NetRecipe:
     if any(key == "random_state" or key.endswith("__random_state")
            for key in net.get_params(deep=True)):
         raise ValueError("random_state parameters")
-    device = torch.device(net.device)
+    if net.get_params_for("dataset"):
+        raise ValueError("dataset parameters")
+    try:  # skorch leaves the module and the data where they are for device=None
+        device = torch.device("cpu" if net.device is None else net.device)
+    except (TypeError, RuntimeError):
+        raise ValueError(f"device {net.device!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("CUDA is not available")
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"device {device}")
-    batch_size = int(loader_kwargs.get("batch_size", net.batch_size))
-    if batch_size == 0 or batch_size < -1:
-        raise ValueError(f"batch_size {batch_size}")
+    batch_size = loader_kwargs.get("batch_size", net.batch_size)
+    if not _is_int(batch_size) or batch_size == 0 or batch_size < -1:
+        raise ValueError(f"batch_size {batch_size!r}")
+    if not _is_int(net.max_epochs):
+        raise ValueError(f"max_epochs {net.max_epochs!r}")
     return NetRecipe(
         hidden=hidden, module_kwargs=module_kwargs, loss=loss, mean_over_rows=mean_rows,
         mean_over_labels=mean_labels, optimizer=net.optimizer,
@@ -533,7 +552,7 @@ class LazyNetModels(Sequence):
     """
 
     def __init__(self, estimator, heads, seeds, empty_labels, *, input_shape):
-        self.estimator = estimator
+        self.estimator = clone(estimator)  # later set_params on the ensemble's own stay out
         self.heads = heads
         self.seeds = list(seeds)
         self.empty_labels = list(empty_labels)
