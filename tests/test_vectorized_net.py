@@ -378,3 +378,25 @@ def test_a_seeded_fit_may_nest_another(data):
     worker.start()
     worker.join(timeout=120)
     assert outcome and outcome[0].estimator_.heads_ is not None
+
+
+def test_the_probe_says_no_when_the_replica_breaks(monkeypatch):
+    """A replica that drifts from skorch (here: epochs in reverse order) or fails is
+    detected, so the ensembles fall back to one-by-one training."""
+    original = _vectorized_net._initial_weights_and_sampler_seeds
+
+    def drifted(*args, **kwargs):
+        weights, seeds = original(*args, **kwargs)
+        return weights, None if seeds is None else seeds[:, ::-1].copy()
+
+    replication_is_exact.cache_clear()
+    try:
+        monkeypatch.setattr(_vectorized_net, "_initial_weights_and_sampler_seeds", drifted)
+        assert not replication_is_exact()
+        replication_is_exact.cache_clear()
+        monkeypatch.setattr(_vectorized_net, "train_nets", None)  # raises TypeError
+        assert not replication_is_exact()
+    finally:
+        replication_is_exact.cache_clear()
+    monkeypatch.undo()
+    assert replication_is_exact()

@@ -625,12 +625,16 @@ def replication_is_exact() -> bool:
     Y[0, :2], Y[1, :2] = (0, 1), (1, 0)
     net = MultiLabelNet(MLPModule, module__hidden=(2,), max_epochs=3, batch_size=4, lr=0.05)
     seed = 12345
-    reference = _ConstantAwareMultiLabel(net, seed=seed).fit(X, Y)
-    params, _ = train_nets(X, Y, np.arange(11)[None], net_recipe(net, X), [seed])
-    own = [p[0] for p in params]
-    expected = [p.detach() for p in reference.estimator_.module_.parameters()]
-    got = [own[0].T, own[1][0], own[2].T[:2], own[3][0, :2]]
-    return all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(got, expected))
+    try:  # any failure (e.g. changed internals) means: do not rely on the replica
+        reference = _ConstantAwareMultiLabel(net, seed=seed).fit(X, Y)
+        params, _ = train_nets(X, Y, np.arange(11)[None], net_recipe(net, X), [seed])
+        own = [p[0] for p in params]
+        expected = [p.detach() for p in reference.estimator_.module_.parameters()]
+        got = [own[0].T, own[1][0], own[2].T[:2], own[3][0, :2]]
+        return all(torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+                   for a, b in zip(got, expected, strict=True))
+    except Exception:
+        return False
 
 
 def check_replication() -> bool:
