@@ -1,6 +1,6 @@
 """The sklearn-certify benchmark suite (issue 6): one command, every figure a ratio.
 
-    python bench/run_all.py            # full run (about 10 minutes on 2 CPU cores)
+    python bench/run_all.py            # full run (about 4 minutes on 2 CPU cores)
     python bench/run_all.py --quick    # smaller sizes, a couple of minutes
 
 Writes ``bench/results.json`` (every timing and setting) and ``bench/results.md`` (the
