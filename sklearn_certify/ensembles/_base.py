@@ -189,6 +189,18 @@ class _ConstantAwareMultiLabel(BaseEstimator):
         self.constant_scores_ = scores
         return self
 
+    def _set_fitted(self, constant_scores, n_samples: int, estimator_=None):
+        """The fitted state ``fit`` sets, from parts trained elsewhere (the vectorised
+        trainers): ``columns_`` are the NaN entries of ``constant_scores``, and
+        ``estimator_`` the estimator fitted on them (None if there are none)."""
+        self.constant_scores_ = np.array(constant_scores, dtype=np.float64)
+        self.n_classes_ = len(self.constant_scores_)
+        self.n_samples_fit_ = int(n_samples)
+        self.columns_ = np.flatnonzero(np.isnan(self.constant_scores_))
+        self.estimator_ = estimator_
+        self.fit_error_ = None
+        return self
+
     def decision_function(self, X) -> np.ndarray:
         """Label scores of shape (n_inputs, n_classes); constant columns are +-inf.
 

@@ -543,20 +543,14 @@ class LinearHeadEnsemble:
                 head, empty_labels=() if empty_labels is None else empty_labels[i],
                 seed=None if seeds is None else int(seeds[i]))
             columns = np.flatnonzero(np.isnan(constant[i]))
-            wrapper.n_classes_ = self.n_classes_
-            wrapper.n_samples_fit_ = int(self.sizes_[i])
-            wrapper.constant_scores_ = constant[i].copy()
-            wrapper.columns_ = columns
-            wrapper.estimator_ = None
-            wrapper.fit_error_ = None
+            fitted = None
             if columns.size:
                 fitted = clone(head)
                 own = [p[i].clone() for p in params]
                 own[-2] = own[-2][:, columns].contiguous()  # output layer: trained columns
                 own[-1] = own[-1][:, columns].contiguous()
                 fitted._set_fitted(own, n_features=self.n_features_in_)
-                wrapper.estimator_ = fitted
-            models.append(wrapper)
+            models.append(wrapper._set_fitted(constant[i], self.sizes_[i], fitted))
         return models
 
     def top_labels(self, X, k_base: int, model: int) -> np.ndarray:

@@ -70,7 +70,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -79,6 +79,7 @@ from sklearn.base import clone
 
 from .._torch_seed import seeded_torch
 from ..nets import AsymmetricLoss, MLPModule, MultiLabelNet, _as_tuple
+from ._base import MAX_INT
 from ._vectorized import LinearHeadEnsemble, _as_features, _loss_grad
 
 __all__ = ["NetRecipe", "net_blocker", "net_recipe", "replication_is_exact",
@@ -89,7 +90,6 @@ __all__ = ["NetRecipe", "net_blocker", "net_recipe", "replication_is_exact",
 ELEMENTWISE_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW,
                           torch.optim.RMSprop, torch.optim.Adagrad, torch.optim.Adamax,
                           torch.optim.NAdam, torch.optim.RAdam)
-_MAX_INT = np.iinfo(np.int32).max
 # Models per batched program: about this many values in the largest per-step tensor,
 # enough to amortise the per-operation overhead, with bounded memory.
 _CPU_STEP_ELEMENTS = 2**20
@@ -101,16 +101,16 @@ class NetRecipe:
     """Everything about a MultiLabelNet's training that the vectorised path reproduces."""
 
     hidden: tuple[int, ...]
-    module_kwargs: dict = field(hash=False)
-    loss: object = field(hash=False)  # AsymmetricLoss(reduction="none") or "bce"
-    mean_over_rows: bool = True
-    mean_over_labels: bool = False
-    optimizer: type = torch.optim.Adam
-    optimizer_kwargs: dict = field(default_factory=dict, hash=False)
-    epochs: int = 20
-    batch_size: int = 64
-    shuffle: bool = True
-    device: torch.device = torch.device("cpu")
+    module_kwargs: dict
+    loss: object  # AsymmetricLoss(reduction="none") or "bce"
+    mean_over_rows: bool
+    mean_over_labels: bool
+    optimizer: type
+    optimizer_kwargs: dict
+    epochs: int
+    batch_size: int  # -1: the whole training set in one batch
+    shuffle: bool
+    device: torch.device
 
 
 def _criterion_loss(net) -> tuple[object, bool, bool]:
@@ -364,6 +364,13 @@ def _train_block(X, Y, rows, fitted, params, sampler_seeds, recipe):
     return params
 
 
+def _natural_layout(params) -> list[torch.Tensor]:
+    """Torch-layout stacked parameters (W (n, out, in), b (n, out)) as
+    :class:`LinearHeadEnsemble` holds them: W (n, in, out), b (n, 1, out)."""
+    return [p.detach().transpose(1, 2).contiguous() if p.ndim == 3 else p.detach()[:, None, :]
+            for p in params]
+
+
 def _constant_scores(Y: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """NaN for trained columns, +inf / -inf for columns constant in a net's rows."""
     n_nets, n_rows = rows.shape
@@ -436,8 +443,7 @@ def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None,
             with torch.no_grad():
                 params = _train_block(Xt, Yt, rows_t, fitted, params,
                                       sampler_seeds, recipe)
-        blocks_params.append([p.detach().transpose(1, 2).contiguous()
-                              if p.ndim == 3 else p.detach()[:, None, :] for p in params])
+        blocks_params.append(_natural_layout(params))
         blocks_scores.append(scores)
         if progress is not None:
             progress(len(nets))
@@ -448,7 +454,7 @@ def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None,
 # ------------------------------------------------------------ ensemble hook-up
 def wrapper_seeds(seeds) -> list[int]:
     """The torch seed ``fit_base_model`` gives each base model (no random_state params)."""
-    return [int(np.random.RandomState(int(seed)).randint(_MAX_INT)) for seed in seeds]
+    return [int(np.random.RandomState(int(seed)).randint(MAX_INT)) for seed in seeds]
 
 
 def fit_net_base_models(estimator, X, Y, rows, seeds, empty_labels, *, verbose=0):
@@ -511,12 +517,9 @@ def train_partition_nets(X_parts, Y_parts, recipe: NetRecipe, seeds, empty_label
         if n_rows:
             params, constant = train_nets(X_j, Y_j, np.arange(n_rows)[None], recipe, [seed],
                                           models_per_block=1)
-        else:
-            n_features = int(np.prod(np.shape(X_j)[1:]))
-            widths = [n_features, *recipe.hidden, n_classes]
-            params = []
-            for fan_in, fan_out in zip(widths[:-1], widths[1:]):
-                params += [torch.zeros(1, fan_in, fan_out), torch.zeros(1, 1, fan_out)]
+        else:  # no rows: no net, the fixed empty-partition votes
+            params = _natural_layout(_stack_initial_weights(
+                [None], [()], recipe, int(np.prod(np.shape(X_j)[1:])), n_classes))
             constant = torch.full((1, n_classes), -math.inf)
             constant[0, torch.as_tensor(np.asarray(empty, dtype=np.int64))] = math.inf
         out.append(([p.cpu() for p in params], constant.cpu()))
@@ -581,12 +584,7 @@ class LazyNetModels(Sequence):
         columns = np.flatnonzero(np.isnan(constant))
         wrapper = _ConstantAwareMultiLabel(self.estimator, empty_labels=self.empty_labels[i],
                                            seed=self.seeds[i])
-        wrapper.n_classes_ = heads.n_classes_
-        wrapper.n_samples_fit_ = int(heads.sizes_[i])
-        wrapper.constant_scores_ = constant
-        wrapper.columns_ = columns
-        wrapper.fit_error_ = None
-        wrapper.estimator_ = None
+        net = None
         if columns.size:
             net = clone(self.estimator)
             net.input_shape_ = self.input_shape
@@ -603,8 +601,7 @@ class LazyNetModels(Sequence):
                 state[f"layers.{2 * layer}.weight"] = W
                 state[f"layers.{2 * layer}.bias"] = b
             net.module_.load_state_dict(state)
-            wrapper.estimator_ = net
-        return wrapper
+        return wrapper._set_fitted(constant, heads.sizes_[i], net)
 
 
 # ------------------------------------------------------------------ exactness probe
