@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -268,22 +269,21 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         random_state = check_random_state(self.random_state)
         seeds = random_state.randint(MAX_INT, size=self.n_estimators)
         self.heads_ = None
-        if is_vectorizable(estimator):
+        train_at_once = None
+        if is_vectorizable(estimator):  # LinearHead: sklearn_certify.ensembles._vectorized
+            train_at_once = fit_base_models
+        elif net_blocker(estimator, X) is None and check_replication():
+            # MultiLabelNet heads, reproducing skorch's one-by-one training
+            # (sklearn_certify.ensembles._vectorized_net).
+            train_at_once = partial(fit_net_base_models, verbose=self.verbose)
+        if train_at_once is not None:
             # All base models at once, exactly as the loop below would train them
-            # (same subsamples and seeds); see sklearn_certify.ensembles._vectorized.
-            self.heads_, models = fit_base_models(
+            # (same subsamples, seeds and empty-set fallbacks).
+            self.heads_, models = train_at_once(
                 estimator, X, Y,
                 np.stack([subsample_indices(s, n_train, max_samples) for s in seeds]),
                 seeds, [fallback_labels(i, self.k_base, n_classes)
                         for i in range(self.n_estimators)])
-        elif net_blocker(estimator, X) is None and check_replication():
-            # MultiLabelNet heads: all at once, reproducing skorch's one-by-one training
-            # (sklearn_certify.ensembles._vectorized_net).
-            self.heads_, models = fit_net_base_models(
-                estimator, X, Y,
-                np.stack([subsample_indices(s, n_train, max_samples) for s in seeds]),
-                seeds, [fallback_labels(i, self.k_base, n_classes)
-                        for i in range(self.n_estimators)], verbose=self.verbose)
         else:
             chunks = split_tasks(self.n_estimators, self.n_jobs)
             parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
