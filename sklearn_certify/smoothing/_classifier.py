@@ -124,7 +124,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         The fitted base model (the given module itself for a ``torch.nn.Module``).
     n_classes_ : int
         Number of labels.
-    classes_ : ndarray of shape (n_classes_,)
+    classes_ : ndarray of shape (n_classes,)
         Labels of 1-D targets, or the column indices ``0 .. n_classes_-1`` of a label
         matrix.
     multiclass_ : bool
