@@ -82,6 +82,7 @@ autodoc_default_options = {"members": True}
 autodoc_typehints = "none"  # numpydoc's Parameters sections already give the types
 autoclass_content = "class"
 autodoc_member_order = "bysource"
+toc_object_entries_show_parents = "hide"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
@@ -102,11 +103,10 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
     "ignore_pattern": r"/(_|output)",
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "gallery_order.ExampleOrder",
     "download_all_examples": False,
     "doc_module": ("sklearn_certify",),
     "backreferences_dir": "generated",
-    "reference_url": {"sklearn_certify": None},
     "remove_config_comments": True,
     "matplotlib_animations": False,
     "image_scrapers": ("matplotlib",),

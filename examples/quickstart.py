@@ -7,6 +7,8 @@ R in {0, 0.25, 0.5, 0.75, 1.0}: the certified top-k precision, recall and f1 of
 MultiGuard (Theorem 1, Eq. 8), of its first-term ablation, and of Jia et al. (2020),
 all from ONE sampling pass (``CertificationResult.recertify`` re-uses the counts).
 
+Run::
+
     python examples/quickstart.py            # the README's main command
     python examples/quickstart.py --help     # smaller or larger runs
 
