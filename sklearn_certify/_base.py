@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._scores import top_k_indicator
 from ._targets import encode_targets
-from ._validation import check_int
+from ._validation import check_int, reject_bool_params
 from .results import CertificationResult
 
 
@@ -35,6 +35,11 @@ class CertifiedClassifierMixin(ClassifierMixin):
 
     def _certificate_spec(self, **options) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _validate_params(self):
+        """scikit-learn's parameter validation, with bools refused for numeric parameters."""
+        super()._validate_params()
+        reject_bool_params(self)
 
     def _check_input_shape(self, X, *, reset: bool) -> None:
         """Record (``reset``, at fit) or check the shape of one input, ``X.shape[1:]``.
