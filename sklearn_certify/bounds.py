@@ -142,7 +142,8 @@ def _settle(tail, guess, safe, trivial, level, gap):
     if bad.any():  # the quantile failed: bisect between a safe and an unsafe point
         i = index[bad]
         good = np.where(tail(safe[i], i) <= level, safe[i], trivial)
-        unsafe = bound[i]
+        # The opposite end always fails: its tail is 1 > level.
+        unsafe = np.where(np.isfinite(guess[i]), bound[i], 1.0 - trivial)
         for _ in range(_BISECTION_STEPS):
             g, u = gap(good), gap(unsafe)
             mid_gap = np.where(g > 0, np.sqrt(g * u), u / 2)
