@@ -175,7 +175,7 @@ def test_clopper_pearson_refuses_alpha_below_its_floor():
     clopper_pearson_bounds(counts, 10, 3 * MIN_LEVEL)  # the smallest accepted
     with pytest.raises(ValueError, match=r"alpha=.*alpha must be at least 3e-300"):
         clopper_pearson_bounds(counts, 10, 2 * MIN_LEVEL)
-    # At x = n the Beta quantile gives up here; the bound is exact: level^(1/n).
+    # Exact at x = n, tiny level included: lower = level^(1/n).
     lower, _ = clopper_pearson_bounds([[5, 0, 0]], 5, 3e-200)
     assert lower[0, 0] == pytest.approx(np.exp(np.log(1e-200) / 5), rel=1e-6)
 
