@@ -237,9 +237,4 @@ def certified_scorer(metric: str = "f1", radius: float = 0.0, **certify_options)
         raise TypeError(f"radius must be a non-negative number, got {radius!r}.")
     if not np.isfinite(radius) or radius < 0:
         raise ValueError(f"radius must be a finite non-negative number, got {radius!r}.")
-    if "attack" in certify_options and radius != round(radius):
-        raise ValueError(
-            f"radius must be a whole number T of poisoned training examples with an "
-            f"attack option (attack={certify_options['attack']!r}), got {radius!r}."
-        )
     return CertifiedScorer(metric, radius, dict(certify_options))

@@ -458,8 +458,6 @@ def _grid(estimator, radius, **options):
 
 case("scorer-grid-dpa-radius=0.5", _grid(_dpa(), 0.5), "radius")
 case("scorer-grid-bagging-radius=2.5", _grid(_bagging(), 2.5), "radius")
-case("scorer-radius-fractional-with-attack",
-     lambda: certified_scorer("f1", radius=0.5, attack="deletion"), "radius")
 
 
 @pytest.mark.parametrize("thunk, exc, match", CASES)
