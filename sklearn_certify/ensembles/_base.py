@@ -225,7 +225,11 @@ class _ConstantAwareMultiLabel(BaseEstimator):
         return out
 
     def top_labels(self, X, k_base: int) -> np.ndarray:
-        """Boolean (n_inputs, n_classes): the top-k_base labels, ties to the lower index."""
+        """Boolean (n_inputs, n_classes): the top-k_base labels, ties to the lower index.
+
+        A NaN score (a broken base model) cannot be ranked and raises a ``ValueError``
+        naming the inputs and labels affected.
+        """
         scores = self.decision_function(X)
         check_no_nan_scores(scores)  # a broken base model: refused, not ranked
         return top_k_indicator(scores, k_base)
