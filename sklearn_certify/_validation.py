@@ -182,8 +182,11 @@ def check_inputs(X, *, ensure_min_samples: int = 0) -> np.ndarray:
     Goes through :func:`sklearn.utils.check_array` (``allow_nd=True``): sparse, complex,
     non-finite or non-numeric data are rejected with scikit-learn's messages, prefixed
     with "Invalid X" where they do not name X. Inputs of any shape must hold at least
-    one feature.
+    one feature. A torch tensor (on any device) is read as a numpy array: the consumers
+    of this function (scikit-learn estimators) work on the host.
     """
+    if _is_torch_tensor(X):
+        X = X.detach().cpu().numpy()
     try:
         X = check_array(X, dtype="numeric", allow_nd=True,
                         ensure_min_samples=ensure_min_samples, input_name="X")
@@ -202,6 +205,11 @@ def check_inputs(X, *, ensure_min_samples: int = 0) -> np.ndarray:
     if any(stride < 0 for stride in X.strides) or not X.dtype.isnative:
         X = np.ascontiguousarray(X, dtype=X.dtype.newbyteorder("="))
     return X
+
+
+def _is_torch_tensor(X) -> bool:
+    """Whether X is a torch tensor, without importing torch (it need not be installed)."""
+    return type(X).__module__.split(".")[0] == "torch" and hasattr(X, "detach")
 
 
 def check_tensor_inputs(X, *, ensure_min_samples: int = 0):

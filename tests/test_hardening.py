@@ -98,6 +98,14 @@ def test_nan_training_tensor_never_reaches_a_skorch_net():
     assert not hasattr(net, "module_")
 
 
+def test_ensembles_read_tensors_as_arrays():
+    Xt = torch.tensor(X, dtype=torch.float32, requires_grad=True)
+    model = DPACertifiedClassifier(n_partitions=3, k=2).fit(Xt, Y)
+    reference = DPACertifiedClassifier(n_partitions=3, k=2).fit(X.astype(np.float32), Y)
+    np.testing.assert_array_equal(model.predict_proba(Xt),
+                                  reference.predict_proba(X.astype(np.float32)))
+
+
 # ---------------------------------------------------------------------- any numpy view works
 def _views(A):
     return {

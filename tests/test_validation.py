@@ -395,6 +395,10 @@ for name, Xb in [("nan", X_T_NAN), ("inf", X_T_INF)]:
         case(f"smoothing-{method}-tensor-X-{name}",
              lambda method=method, args=args: getattr(fitted_torch(), method)(*args), r"\bX\b")
 case("smoothing-predict-tensor-X-1d", lambda: fitted_torch().predict(X_T[0]), r"\bX\b")
+for est in ("bagging", "dpa"):
+    case(f"{est}-fit-tensor-X-nan", lambda est=est: MAKERS[est]().fit(X_T_NAN, Y), r"\bX\b")
+    case(f"{est}-predict-tensor-X-inf", lambda est=est: fitted(est).predict(X_T_INF),
+         r"\bX\b")
 
 case("smoothing-fit-svc-ovo",
      lambda: _smoothing(estimator=SVC(decision_function_shape="ovo"), k=1)
