@@ -449,6 +449,14 @@ for est, params in BOOL_CASES.items():
     for param in params:
         case(f"{est}-fit-{param}=True",
              lambda est=est, param=param: MAKERS[est](**{param: True}).fit(X, Y), rf"\b{param}\b")
+case("cp-n_draws=True", lambda: clopper_pearson_bounds([[0, 1]], True, 0.1), "n_draws")
+case("cp-alpha=True", lambda: clopper_pearson_bounds([[0, 1]], 2, True), "alpha")
+case("scorer-radius=True", lambda: certified_scorer("f1", radius=True), "radius")
+for est in MAKERS:
+    case(f"{est}-certify-radius=True",
+         lambda est=est: fitted(est).certify(X[:3], Y[:3], True), "radius")
+    case(f"{est}-certify-k=True",
+         lambda est=est: fitted(est).certify(X[:3], Y[:3], 0, k=True), r"\bk\b")
 case("bagging-predict-k=True-after-set_params",
      lambda: _bagging().fit(X, Y).set_params(k=True).predict(X[:3]), r"\bk\b")
 
