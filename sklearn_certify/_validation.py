@@ -39,6 +39,25 @@ def check_alpha(alpha) -> float:
     return float(alpha)
 
 
+#: Smallest per-bound level ``alpha / n_classes`` of the Clopper-Pearson bounds: below
+#: it binomial tails approach the end of double precision (subnormal numbers), where
+#: they lose accuracy.
+MIN_LEVEL = 1e-300
+
+
+def check_alpha_level(alpha: float, n_classes: int) -> float:
+    """The per-bound level ``alpha / n_classes``, refused (naming alpha) below MIN_LEVEL."""
+    level = alpha / max(n_classes, 1)
+    if level < MIN_LEVEL:
+        raise ValueError(
+            f"alpha={alpha!r} is too small: each of the {n_classes} label bounds holds at "
+            f"level alpha / n_classes = {level:.3g}, below {MIN_LEVEL:g}, where binomial "
+            f"tails underflow double precision. alpha must be at least "
+            f"{MIN_LEVEL * n_classes:.3g} here."
+        )
+    return level
+
+
 def check_positive(value, name: str) -> float:
     """A finite real number > 0."""
     if not isinstance(value, numbers.Real) or isinstance(value, bool):

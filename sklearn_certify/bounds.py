@@ -23,13 +23,10 @@ import numpy as np
 from scipy.special import betainc, betaincc, gammaln
 from scipy.stats import beta
 
-from ._validation import check_alpha, check_counts
+from ._validation import MIN_LEVEL, check_alpha, check_alpha_level, check_counts
 
-__all__ = ["clopper_pearson_bounds"]
+__all__ = ["clopper_pearson_bounds", "MIN_LEVEL"]
 
-#: Smallest per-bound level ``alpha / n_classes`` accepted: below it binomial tails
-#: approach the end of double precision (subnormal numbers), where they lose accuracy.
-MIN_LEVEL = 1e-300
 # Every bound is settled at level * (1 - _SLACK), so that its tail stays below the level
 # even when computed by another implementation of the binomial tail (which may differ
 # in the last digits).
@@ -76,14 +73,7 @@ def clopper_pearson_bounds(
     alpha = check_alpha(alpha)
     counts, n = check_counts(counts, n_draws)
     n_classes = counts.shape[1]
-    level = alpha / max(n_classes, 1)
-    if level < MIN_LEVEL:
-        raise ValueError(
-            f"alpha={alpha!r} is too small: each of the {n_classes} label bounds holds at "
-            f"level alpha / n_classes = {level:.3g}, below {MIN_LEVEL:g}, where binomial "
-            f"tails underflow double precision. alpha must be at least "
-            f"{MIN_LEVEL * n_classes:.3g} here."
-        )
+    level = check_alpha_level(alpha, n_classes)
     n = np.broadcast_to(n, counts.shape)
     lower = np.zeros(counts.shape)
     upper = np.ones(counts.shape)
