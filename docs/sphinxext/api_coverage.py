@@ -86,6 +86,37 @@ def _check(app) -> None:
             "block): " + ", ".join(missing))
 
 
+def _data_docstring(app, what, name, obj, options, lines) -> None:
+    """Document re-exported constants by their ``#:`` comment where they are defined.
+
+    autodoc finds ``#:`` comments only in the module it documents; for a constant
+    imported from a private module it would show the docstring of its type instead.
+    """
+    text = "\n".join(lines).strip()
+    type_doc = (type(obj).__doc__ or "").strip()
+    if what != "data" or (text and not type_doc.startswith(text.splitlines()[0].strip())):
+        return
+    from sphinx.pycode import ModuleAnalyzer
+
+    attr = name.rpartition(".")[2]
+    for module_name in sorted(_all_modules()):
+        try:
+            comment = ModuleAnalyzer.for_module(module_name).find_attr_docs().get(("", attr))
+        except Exception:  # noqa: BLE001 - a module without source has no comments
+            continue
+        if comment:
+            lines[:] = [line.rstrip("\n") for line in comment]
+            return
+    lines[:] = []
+
+
+def _all_modules(package: str = PACKAGE) -> list[str]:
+    root = importlib.import_module(package)
+    return [package] + [info.name for info in
+                        pkgutil.walk_packages(root.__path__, prefix=package + ".")]
+
+
 def setup(app):
     app.connect("builder-inited", _check)
+    app.connect("autodoc-process-docstring", _data_docstring)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
