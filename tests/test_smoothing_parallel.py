@@ -157,3 +157,17 @@ def test_dask_cluster_gives_the_counts_of_one_process(data, reference):
     assert len(stream.data) == 4 and {task["worker"] for task in stream.data} == workers
     np.testing.assert_array_equal(proba, reference)
     np.testing.assert_array_equal(sizes, _clf().fit(X, Y).certify(X, Y, [0.0, 0.5]).sizes)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_devices_on_cuda_give_the_counts_of_one_gpu(data):
+    X, Y = data
+    module = _linear().cuda()
+    one = _clf(module).fit(X, Y).predict_proba(X)
+    devices = [f"cuda:{i % torch.cuda.device_count()}" for i in range(2)]
+    if torch.cuda.device_count() > 1 and (torch.cuda.get_device_name(0)
+                                          != torch.cuda.get_device_name(1)):
+        pytest.skip("GPUs of different models may draw different noise")
+    np.testing.assert_array_equal(_clf(module, devices=devices).fit(X, Y).predict_proba(X),
+                                  one)
+    assert next(module.parameters()).device.index == 0  # the module itself did not move
