@@ -49,7 +49,9 @@ def sharded_label_counts(model, X, *, seed: int, n_jobs=None, devices=None,
         the chunk in flight per worker. With a process-based backend it must pickle.
     **engine
         The other arguments of ``sample_label_counts``: ``n_classes``, ``sigma``,
-        ``k_prime``, ``n_draws``, ``batch_size``, ``verbose``.
+        ``k_prime``, ``n_draws``, ``batch_size``, ``verbose`` (shown only when the
+        sampling runs in this thread) and ``first_draw`` (every input's draws
+        ``[first_draw, first_draw + n_draws)``, as a staged run needs).
 
     Returns
     -------
