@@ -1,5 +1,7 @@
 """Sharded sampling: n_jobs (any joblib backend), devices, and the device memory bound."""
 
+import os
+
 import joblib
 import numpy as np
 import pytest
@@ -109,16 +111,16 @@ class ThreadCount(torch.nn.Module):
 def test_a_worker_process_uses_its_share_of_the_cores():
     before = torch.get_num_threads()
     try:
-        counts = _worker_counts(ThreadCount(), np.zeros((1, 2), np.float32), -1, 1,
+        counts = _worker_counts(ThreadCount(), np.zeros((1, 2), np.float32), 0, None, -1, 1,
                                 seed=0, n_classes=64, sigma=1.0, k_prime=1, n_draws=5,
                                 batch_size=5)
         assert counts[0, min(joblib.cpu_count(), 63)] == 5
     finally:
         torch.set_num_threads(before)
     # in the caller's own process (threading backend, n_jobs=1) nothing is changed
-    counts = _worker_counts(ThreadCount(), np.zeros((1, 2), np.float32), __import__(
-        "os").getpid(), 8, seed=0, n_classes=64, sigma=1.0, k_prime=1, n_draws=5,
-        batch_size=5)
+    counts = _worker_counts(ThreadCount(), np.zeros((1, 2), np.float32), 0, None,
+                            os.getpid(), 8, seed=0, n_classes=64, sigma=1.0, k_prime=1,
+                            n_draws=5, batch_size=5)
     assert counts[0, before] == 5
 
 
