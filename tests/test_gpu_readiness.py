@@ -1,0 +1,86 @@
+"""The CUDA code paths, tested on the CPU through their mechanisms.
+
+Resource errors in base models, the devices forked by seeded training, reduced-precision
+backbones, determinism settings in joblib workers, pickling of device tensors, block
+sizing by memory and the fallback to smaller blocks on out-of-memory errors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.linear_model import RidgeClassifier
+
+from sklearn_certify import BaggingCertifiedClassifier, DPACertifiedClassifier
+from sklearn_certify.datasets import make_multidigit
+from sklearn_certify.ensembles._base import _is_resource_error
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return make_multidigit(120, 10, random_state=0)
+
+
+class _FailingOnSomeData(BaseEstimator):
+    """A ridge base model whose ``fit`` raises ``error`` on about half of the training sets."""
+
+    def __init__(self, error="oom"):
+        self.error = error
+
+    def fit(self, X, Y):
+        if int(np.asarray(X).sum() * 1000) % 2:
+            raise {
+                "oom": torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+                "memory": MemoryError(),
+                "device": RuntimeError("CUDA error: device-side assert triggered"),
+                "data": ValueError("too few samples"),
+            }[self.error]
+        self.model_ = RidgeClassifier().fit(X, Y)
+        return self
+
+    def decision_function(self, X):
+        return self.model_.decision_function(X).reshape(len(X), -1)
+
+
+def _ensembles(error):
+    return [
+        DPACertifiedClassifier(_FailingOnSomeData(error), n_partitions=8),
+        BaggingCertifiedClassifier(_FailingOnSomeData(error), n_estimators=8,
+                                   max_samples=20, random_state=0),
+    ]
+
+
+@pytest.mark.parametrize("error, kind", [("oom", torch.OutOfMemoryError),
+                                         ("memory", MemoryError),
+                                         ("device", RuntimeError)])
+@pytest.mark.parametrize("which", [0, 1], ids=["dpa", "bagging"])
+def test_resource_errors_propagate_from_fit(digits, error, kind, which):
+    X, _, Y, _ = digits
+    clf = _ensembles(error)[which]
+    with pytest.raises(kind) as info:
+        clf.fit(X, Y)
+    assert any("n_jobs" in note for note in getattr(info.value, "__notes__", []))
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["dpa", "bagging"])
+def test_data_errors_still_fall_back(digits, which):
+    X, _, Y, _ = digits
+    clf = _ensembles("data")[which]
+    with pytest.warns(UserWarning, match="could not be fitted"):
+        clf.fit(X, Y)
+    failed = [m for m in clf.estimators_ if m.fit_error_ is not None]
+    assert 0 < len(failed) < len(clf.estimators_)
+    assert all(m.fit_error_.startswith("ValueError") for m in failed)
+
+
+def test_which_errors_are_resource_errors():
+    assert _is_resource_error(MemoryError())
+    assert _is_resource_error(torch.OutOfMemoryError("x"))
+    assert _is_resource_error(RuntimeError("CUDA error: an illegal memory access"))
+    assert _is_resource_error(RuntimeError("cuDNN error: CUDNN_STATUS_EXECUTION_FAILED"))
+    if hasattr(torch, "AcceleratorError"):
+        assert _is_resource_error(torch.AcceleratorError("x"))
+    assert not _is_resource_error(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not _is_resource_error(ValueError("CUDA error"))
