@@ -84,3 +84,89 @@ def test_which_errors_are_resource_errors():
         assert _is_resource_error(torch.AcceleratorError("x"))
     assert not _is_resource_error(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     assert not _is_resource_error(ValueError("CUDA error"))
+
+
+# ------------------------------------------------------- seeded training forks used devices
+def _no_cuda_allowed(monkeypatch):
+    """Pretend two GPUs exist, and fail on anything that would initialise CUDA."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("CUDA was initialised")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", forbidden)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", forbidden)
+    monkeypatch.setattr(torch.cuda, "_lazy_init", forbidden)
+    monkeypatch.setattr(torch.cuda, "current_device", forbidden)
+
+
+def _small_net(**params):
+    from sklearn_certify.nets import MLPModule, MultiLabelNet
+
+    return MultiLabelNet(MLPModule, module__hidden=(8,), max_epochs=1, batch_size=16,
+                         **params)
+
+
+def test_seeded_cpu_training_does_not_touch_cuda(digits, monkeypatch):
+    X, X_test, Y, _ = digits
+    expected = DPACertifiedClassifier(
+        _small_net(), n_partitions=3,
+    ).fit(X, Y).predict_proba(X_test)
+    _no_cuda_allowed(monkeypatch)
+    clf = DPACertifiedClassifier(_small_net(),
+                                 n_partitions=3).fit(X, Y)
+    np.testing.assert_array_equal(clf.predict_proba(X_test), expected)
+    bagging = BaggingCertifiedClassifier(
+        _small_net(), n_estimators=3,
+        max_samples=30, random_state=0)
+    bagging.fit(X, Y)  # the vectorised trainer
+    assert clf.estimators_[0].estimator_ is not None  # a skorch net built from the heads
+
+
+def test_seeded_torch_forks_and_seeds_only_the_devices_in_use(monkeypatch):
+    from contextlib import contextmanager
+
+    from sklearn_certify import _torch_seed
+
+    forked, seeded = [], {}
+
+    @contextmanager
+    def fake_fork_rng(devices):
+        forked.append(list(devices))
+        yield
+
+    class FakeGenerator:
+        def __init__(self, index):
+            self.index = index
+
+        def manual_seed(self, seed):
+            seeded[self.index] = seed
+
+    monkeypatch.setattr(torch.random, "fork_rng", fake_fork_rng)
+    monkeypatch.setattr(torch.cuda, "default_generators",
+                        (FakeGenerator(0), FakeGenerator(1), FakeGenerator(2)), raising=False)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    state = torch.get_rng_state()
+    with _torch_seed.seeded_torch(7, ["cpu", None]):
+        pass
+    with _torch_seed.seeded_torch(8, ["cuda:1", "cpu"]):
+        pass
+    with _torch_seed.seeded_torch(9, [torch.device("cuda")]):
+        pass
+    torch.set_rng_state(state)
+    assert forked == [[], [1], [2]]
+    assert seeded == {1: 8, 2: 9}
+
+
+def test_estimator_devices_reads_device_parameters(monkeypatch):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sklearn_certify._torch_seed import estimator_devices
+    from sklearn_certify.nets import MultiLabelNet
+
+    assert estimator_devices(MultiLabelNet(device="cuda:1")) == ["cuda:1"]
+    assert estimator_devices(make_pipeline(StandardScaler(), MultiLabelNet())) == ["cpu"]
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert estimator_devices(RidgeClassifier()) == ["cpu", "cuda:0", "cuda:1"]

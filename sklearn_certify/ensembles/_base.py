@@ -41,7 +41,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._base import CertifiedClassifierMixin
 from .._scores import has_score_method, label_scores, top_k_indicator
 from .._targets import encode_fit_targets
-from .._torch_seed import seeded_torch
+from .._torch_seed import estimator_devices, seeded_torch
 from .._validation import ATTACKS, check_choice, check_inputs, check_int
 
 __all__ = [
@@ -316,13 +316,14 @@ def _uses_torch(estimator) -> bool:
 
 
 def _seeded_torch(seed, estimator):
-    """For torch models, train with torch's global generators seeded (and restored after).
+    """For torch models, train with torch's generators seeded (and restored after).
 
-    Does nothing for other estimators, or when ``seed`` is None.
+    The CPU generator and those of the CUDA devices the estimator trains on (its
+    ``device`` parameters). Does nothing for other estimators, or when ``seed`` is None.
     """
     if seed is None or "torch" not in sys.modules or not _uses_torch(estimator):
         return nullcontext()
-    return seeded_torch(seed)
+    return seeded_torch(seed, estimator_devices(estimator))
 
 
 def fit_base_model(estimator, X, Y, *, seed: int, empty_labels) -> _ConstantAwareMultiLabel:

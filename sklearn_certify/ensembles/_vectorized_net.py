@@ -77,7 +77,7 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from .._torch_seed import seeded_torch
+from .._torch_seed import estimator_devices, seeded_torch
 from ..nets import AsymmetricLoss, MLPModule, MultiLabelNet, _as_tuple
 from ._base import MAX_INT
 from ._vectorized import LinearHeadEnsemble, _as_features, _loss_grad
@@ -590,7 +590,7 @@ class LazyNetModels(Sequence):
             net.input_shape_ = self.input_shape
             net.n_features_in_ = heads.n_features_in_
             net.n_classes_ = int(columns.size)
-            with seeded_torch(self.seeds[i]):
+            with seeded_torch(self.seeds[i], estimator_devices(net)):
                 net.initialize()
             params = [p[i] for p in heads.params_]
             state = {}

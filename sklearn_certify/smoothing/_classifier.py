@@ -17,7 +17,7 @@ from skorch.callbacks import Callback
 
 from .._base import CertifiedClassifierMixin
 from .._targets import encode_fit_targets
-from .._torch_seed import seeded_torch
+from .._torch_seed import estimator_devices, seeded_torch
 from .._validation import check_alpha, check_choice, check_inputs
 from ..certificates._gaussian import GAUSSIAN_METHODS
 from ._sampling import (
@@ -282,7 +282,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                        else Y_matrix.astype(np.float32))
         if not torch.is_tensor(X):
             X = np.asarray(X, dtype=np.float32)
-        context = nullcontext() if seed is None else seeded_torch(seed)
+        context = (nullcontext() if seed is None
+                   else seeded_torch(seed, estimator_devices(net)))
         with context:
             return net.fit(X, targets)
 
