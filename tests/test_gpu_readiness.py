@@ -170,3 +170,43 @@ def test_estimator_devices_reads_device_parameters(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert estimator_devices(RidgeClassifier()) == ["cpu", "cuda:0", "cuda:1"]
+
+
+# ------------------------------------------------------------ reduced-precision backbones
+def _backbone():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
+                               torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_reduced_precision_backbone_gives_float32_features(dtype):
+    from sklearn_certify.features import ImageFeatureExtractor
+
+    images = np.random.default_rng(0).random((5, 3, 12, 12), dtype=np.float32)
+    reference = ImageFeatureExtractor(_backbone(), image_size=8).fit().transform(images)
+    extractor = ImageFeatureExtractor(_backbone().to(dtype), image_size=8, batch_size=2).fit()
+    assert next(extractor.backbone_.parameters()).dtype == dtype
+    features = extractor.transform(images)
+    assert features.dtype == np.float32 and features.shape == (5, 16)
+    np.testing.assert_allclose(features, reference, rtol=0.05, atol=0.02)
+    assert not np.array_equal(features, reference)  # it did run in reduced precision
+
+
+def test_weights_are_loaded_on_the_cpu_and_moved_once(tmp_path, monkeypatch):
+    from sklearn_certify.features import ImageFeatureExtractor
+
+    path = tmp_path / "w.pt"
+    torch.save(_backbone().state_dict(), path)
+    calls = []
+    load = torch.load
+
+    def recording_load(*args, **kwargs):
+        calls.append(kwargs.get("map_location"))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
+    extractor = ImageFeatureExtractor(_backbone, image_size=8, weights=path).fit()
+    assert calls == ["cpu"]
+    mean, std = extractor._scale  # built once at fit, on the backbone's device
+    assert mean.device == extractor.device_ and tuple(std.shape) == (1, 3, 1, 1)
