@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import contextmanager
 
@@ -69,3 +70,51 @@ def seeded_torch(seed: int, devices=("cpu",)):
             for index in cuda:  # ... on the devices in use only
                 torch.cuda.default_generators[index].manual_seed(int(seed))
             yield
+
+
+def determinism_settings() -> dict:
+    """This process's torch determinism settings, to apply in joblib workers.
+
+    ``torch.use_deterministic_algorithms`` (and its ``warn_only``), cuDNN's
+    ``deterministic`` and ``benchmark`` flags belong to each process; loky and Dask
+    workers are fresh interpreters that start with torch's defaults.
+    ``CUBLAS_WORKSPACE_CONFIG`` is carried too: torch releases that check it (up to at
+    least 2.8) raise in deterministic mode on CUDA unless it is ``:4096:8`` or
+    ``:16:8`` when cuBLAS starts.
+    """
+    import torch
+
+    return {
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    }
+
+
+def _apply_determinism(settings: dict) -> None:
+    import torch
+
+    torch.use_deterministic_algorithms(settings["deterministic"],
+                                       warn_only=settings["warn_only"])
+    torch.backends.cudnn.deterministic = settings["cudnn_deterministic"]
+    torch.backends.cudnn.benchmark = settings["cudnn_benchmark"]
+    if settings["cublas_workspace_config"] is not None:  # read when cuBLAS starts
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", settings["cublas_workspace_config"])
+
+
+def run_with_determinism(settings: dict | None, func, *args, **kwargs):
+    """``func(*args, **kwargs)`` under ``settings`` (from :func:`determinism_settings`).
+
+    The process's own settings are restored afterwards (a worker may run other tasks).
+    ``settings=None`` (torch not used) runs ``func`` as is, without importing torch.
+    """
+    if settings is None:
+        return func(*args, **kwargs)
+    previous = determinism_settings()
+    _apply_determinism(settings)
+    try:
+        return func(*args, **kwargs)
+    finally:
+        _apply_determinism(previous)

@@ -210,3 +210,51 @@ def test_weights_are_loaded_on_the_cpu_and_moved_once(tmp_path, monkeypatch):
     assert calls == ["cpu"]
     mean, std = extractor._scale  # built once at fit, on the backbone's device
     assert mean.device == extractor.device_ and tuple(std.shape) == (1, 3, 1, 1)
+
+
+# ------------------------------------------------- DPA's determinism settings in workers
+class _RecordingDeterminism(BaseEstimator):
+    """A ridge base model that records torch's determinism settings when it is fitted."""
+
+    def fit(self, X, Y):
+        import os
+
+        self.settings_ = (torch.are_deterministic_algorithms_enabled(),
+                          torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+                          os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+        self.model_ = RidgeClassifier().fit(X, Y)
+        return self
+
+    def decision_function(self, X):
+        return self.model_.decision_function(X).reshape(len(X), -1)
+
+
+@pytest.mark.slow  # starts loky workers
+def test_dpa_applies_the_callers_determinism_settings_in_loky_workers(digits, monkeypatch):
+    X, _, Y, _ = digits
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        clf = DPACertifiedClassifier(_RecordingDeterminism(), n_partitions=4, n_jobs=2)
+        clf.fit(X, Y)
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1:]
+    recorded = {model.estimator_.settings_ for model in clf.estimators_}
+    assert recorded == {(True, True, False, ":4096:8")}
+
+
+def test_run_with_determinism_restores_the_workers_own_settings():
+    from sklearn_certify._torch_seed import determinism_settings, run_with_determinism
+
+    own = determinism_settings()
+    wanted = {**own, "deterministic": not own["deterministic"],
+              "cudnn_benchmark": not own["cudnn_benchmark"]}
+    seen = run_with_determinism(wanted, determinism_settings)
+    assert seen["deterministic"] is wanted["deterministic"]
+    assert seen["cudnn_benchmark"] is wanted["cudnn_benchmark"]
+    assert determinism_settings() == own
+    assert run_with_determinism(None, len, [1, 2]) == 2
