@@ -258,3 +258,98 @@ def test_run_with_determinism_restores_the_workers_own_settings():
     assert seen["cudnn_benchmark"] is wanted["cudnn_benchmark"]
     assert determinism_settings() == own
     assert run_with_determinism(None, len, [1, 2]) == 2
+
+
+# ------------------------------------------------ GPU-trained heads on a CPU-only machine
+def _saved_on(obj, device: str):
+    """A pickle round trip of ``obj`` as if it had been fitted on ``device``."""
+    import pickle
+
+    from sklearn_certify.ensembles._vectorized import LinearHead, LinearHeadEnsemble
+
+    data = pickle.dumps(obj)
+    for heads in [o for o in _walk(obj) if isinstance(o, LinearHeadEnsemble)]:
+        heads.device_ = torch.device(device)  # what a CUDA fit leaves
+    state_of = LinearHead.__getstate__
+
+    def claimed(self):
+        state = state_of(self)
+        return {**state, "params_device_": device} if "params_" in state else state
+
+    LinearHead.__getstate__ = claimed
+    try:
+        data = pickle.dumps(obj)
+    finally:
+        LinearHead.__getstate__ = state_of
+    return pickle.loads(data)
+
+
+def _walk(obj):
+    yield obj
+    heads = getattr(obj, "heads_", None)
+    if heads is not None:
+        yield heads
+    lazy = getattr(obj, "estimators_", None)
+    if hasattr(lazy, "heads"):
+        yield lazy.heads
+
+
+def test_loadable_device_falls_back_to_the_cpu_with_a_warning(monkeypatch):
+    from skorch.exceptions import DeviceWarning
+
+    from sklearn_certify._devices import loadable_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert loadable_device("cuda:1") == torch.device("cuda:1")  # restored where it was
+    assert loadable_device("cpu") == torch.device("cpu")
+    with pytest.warns(DeviceWarning, match="'cuda:2'"):
+        assert loadable_device("cuda:2") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.warns(DeviceWarning):
+        assert loadable_device("cuda") == torch.device("cpu")
+
+
+def test_heads_pickle_as_cpu_tensors(digits):
+    from sklearn_certify.ensembles._vectorized import LinearHead, fit_linear_heads
+
+    X, X_test, Y, _ = digits
+    heads = fit_linear_heads(X, Y, [np.arange(0, 60), np.arange(60, 120)], hidden=4,
+                             epochs=3, random_state=0)
+    state = heads.__getstate__()
+    assert all(p.device.type == "cpu" for p in state["params_"])
+    head = LinearHead(4, epochs=3, random_state=0).fit(X, Y)
+    state = head.__getstate__()
+    assert state["params_device_"] == "cpu"
+    assert all(p.device.type == "cpu" for p in state["params_"])
+
+
+@pytest.mark.parametrize("kind", ["linear_head", "ensemble", "net_ensemble"])
+def test_cuda_saved_heads_load_on_the_cpu(digits, kind):
+    from skorch.exceptions import DeviceWarning
+
+    from sklearn_certify.ensembles._vectorized import LinearHead
+
+    X, X_test, Y, _ = digits
+    if kind == "linear_head":
+        model = LinearHead(4, epochs=3, random_state=0).fit(X, Y)
+        expected = model.decision_function(X_test)
+    else:
+        base = LinearHead(epochs=3) if kind == "ensemble" else _small_net()
+        model = BaggingCertifiedClassifier(base, n_estimators=4, max_samples=30,
+                                           random_state=0).fit(X, Y)
+        assert model.heads_ is not None
+        if kind == "net_ensemble":
+            model.estimators_.estimator.set_params(device="cuda:0")
+        expected = model.predict_proba(X_test)
+    with pytest.warns(DeviceWarning, match="'cuda:0'"):
+        loaded = _saved_on(model, "cuda:0")
+    if kind == "linear_head":
+        assert loaded.params_[0].device.type == "cpu"
+        np.testing.assert_array_equal(loaded.decision_function(X_test), expected)
+        return
+    assert loaded.heads_.device_ == torch.device("cpu")
+    np.testing.assert_array_equal(loaded.predict_proba(X_test), expected)
+    net = loaded.estimators_[0].estimator_  # a base model built or stored on the CPU
+    assert next(iter(net.module_.parameters()) if kind == "net_ensemble"
+                else iter(net.params_)).device.type == "cpu"

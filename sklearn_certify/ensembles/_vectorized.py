@@ -76,6 +76,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .._devices import loadable_device, tensors_to
 from .._targets import encode_fit_targets
 from ..nets import AsymmetricLoss
 
@@ -451,6 +452,17 @@ class LinearHeadEnsemble:
     def __len__(self) -> int:
         return len(self.seeds_)
 
+    def __getstate__(self):
+        # CPU tensors in the pickle: loadable without the device (see _devices).
+        return {**self.__dict__, "params_": tensors_to(self.params_, "cpu"),
+                "constant_scores_": tensors_to(self.constant_scores_, "cpu")}
+
+    def __setstate__(self, state):
+        device = loadable_device(state["device_"])
+        self.__dict__.update(state, device_=device,
+                             params_=tensors_to(state["params_"], device),
+                             constant_scores_=tensors_to(state["constant_scores_"], device))
+
     def _scores(self, X: torch.Tensor, models=slice(None)) -> torch.Tensor:
         params = [p[models] for p in self.params_]
         constant = self.constant_scores_[models]
@@ -731,6 +743,13 @@ class LinearHead(ClassifierMixin, BaseEstimator):
         Seed of the hidden layer's initialisation (an int is used as the
         ``torch.Generator`` seed). Linear heads start at zero and ignore it.
 
+    Notes
+    -----
+    A pickled ``LinearHead`` (and the stacked heads of an ensemble) holds its tensors
+    as CPU tensors, so a model fitted on a GPU loads on a machine without one: the
+    tensors go back to the device they were saved from when it exists, else to the
+    CPU with a ``skorch.exceptions.DeviceWarning`` (as skorch nets do).
+
     Attributes
     ----------
     coefs_ : list of ndarray
@@ -792,6 +811,19 @@ class LinearHead(ClassifierMixin, BaseEstimator):
         self.multiclass_ = classes is not None
         self.classes_ = classes if classes is not None else np.arange(params[-1].shape[-1])
         self.n_features_in_ = n_features
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if "params_" in state:  # CPU tensors in the pickle (see _devices)
+            state = {**state, "params_": tensors_to(self.params_, "cpu"),
+                     "params_device_": str(self.params_[0].device)}
+        return state
+
+    def __setstate__(self, state):
+        if "params_" in state:
+            device = loadable_device(state.pop("params_device_", "cpu"))
+            state = {**state, "params_": tensors_to(state["params_"], device)}
+        super().__setstate__(state)
 
     def decision_function(self, X) -> np.ndarray:
         """Logits, shape (n_inputs, n_classes)."""
