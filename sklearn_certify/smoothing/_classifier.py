@@ -105,7 +105,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         sampling call draws one seed from ``check_random_state(random_state)`` (see
         :mod:`sklearn_certify.smoothing._sampling`): with an int, every call on the same
         data, ``batch_size`` and device gives the same counts, so ``predict`` and
-        ``certify`` agree. At ``fit`` a seed is drawn the same way and mixed with a
+        ``certify`` agree (on CUDA: the same GPU model, with deterministic cuDNN and
+        ``torch.backends.cudnn.benchmark = False``). At ``fit`` a seed is drawn the same way and mixed with a
         fixed tag (``numpy.random.SeedSequence``) so the training noise is a stream
         independent of the certification noise; torch-based estimators then train
         under a forked, seeded torch RNG (weights, batch order and noise reproducible;
