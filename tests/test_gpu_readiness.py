@@ -353,3 +353,26 @@ def test_cuda_saved_heads_load_on_the_cpu(digits, kind):
     net = loaded.estimators_[0].estimator_  # a base model built or stored on the CPU
     assert next(iter(net.module_.parameters()) if kind == "net_ensemble"
                 else iter(net.params_)).device.type == "cpu"
+
+
+# ------------------------------------------------------- training noise on the device
+def test_training_noise_is_drawn_on_the_nets_device():
+    from types import SimpleNamespace
+
+    from sklearn_certify.smoothing._classifier import TrainingNoise
+
+    Xi, yi = torch.zeros(4, 3), torch.zeros(4)
+    batch = [Xi, yi]
+    TrainingNoise(0.5).on_batch_begin(SimpleNamespace(device="meta"), batch, training=True)
+    assert batch[0].device.type == "meta" and batch[1] is yi  # moved, then noised there
+    assert Xi.abs().sum() == 0  # the CPU tensor was not touched
+
+    torch.manual_seed(0)
+    expected = 0.5 * torch.randn(4, 3)
+    torch.manual_seed(0)
+    batch = [torch.zeros(4, 3), yi]
+    TrainingNoise(0.5).on_batch_begin(SimpleNamespace(device="cpu"), batch, training=True)
+    torch.testing.assert_close(batch[0], expected, rtol=0, atol=0)  # CPU nets: as before
+    clean = [torch.zeros(4, 3), yi]
+    TrainingNoise(0.5).on_batch_begin(SimpleNamespace(device="meta"), clean, training=False)
+    assert clean[0].device.type == "cpu" and clean[0].abs().sum() == 0

@@ -106,11 +106,12 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         :mod:`sklearn_certify.smoothing._sampling`): with an int, every call on the same
         data, ``batch_size`` and device gives the same counts, so ``predict`` and
         ``certify`` agree (on CUDA: the same GPU model, with deterministic cuDNN and
-        ``torch.backends.cudnn.benchmark = False``). At ``fit`` a seed is drawn the same way and mixed with a
-        fixed tag (``numpy.random.SeedSequence``) so the training noise is a stream
-        independent of the certification noise; torch-based estimators then train
-        under a forked, seeded torch RNG (weights, batch order and noise reproducible;
-        the global RNG is left as it was). ``None`` leaves training to the global RNGs.
+        ``torch.backends.cudnn.benchmark = False``). At ``fit`` a seed is drawn the
+        same way and mixed with a fixed tag (``numpy.random.SeedSequence``) so the
+        training noise is a stream independent of the certification noise; torch-based
+        estimators then train under a forked, seeded torch RNG (weights, batch order and
+        noise reproducible; the global RNG is left as it was). ``None`` leaves training
+        to the global RNGs.
     verbose : int, default=0
         Progress bars over the noisy draws when > 0.
 
@@ -366,9 +367,11 @@ class TrainingNoise(Callback):
     """skorch callback: fresh ``N(0, sigma^2 I)`` noise on every training batch.
 
     Added by :class:`SmoothedMultiLabelClassifier` to skorch nets that have no noise
-    option of their own. The noise is added in place to the batch's input tensor (a
-    fresh tensor made by the data loader's collation) before skorch moves it to the
-    net's device; validation and prediction batches are left clean.
+    option of their own. The batch's input tensor (a fresh tensor made by the data
+    loader's collation) is moved to the net's device here, and the noise is drawn there
+    and added in place, so a GPU net gets GPU-drawn noise (skorch's own move is then a
+    no-op). A batch container that cannot take the moved tensor (a tuple) gets the noise
+    on the tensor's own device. Validation and prediction batches are left clean.
 
     Parameters
     ----------
@@ -389,6 +392,9 @@ class TrainingNoise(Callback):
                 f"got {type(Xi).__name__}; pass X as a float array or tensor, or set "
                 "train_noise=False."
             )
+        device = Xi.device if net.device is None else torch.device(net.device)
+        if isinstance(batch, list) and Xi.device != device:
+            batch[0] = Xi = Xi.to(device)
         Xi.add_(torch.randn_like(Xi), alpha=self.sigma)
 
 
