@@ -103,8 +103,8 @@ def _no_cuda_allowed(monkeypatch):
 def _small_net(**params):
     from sklearn_certify.nets import MLPModule, MultiLabelNet
 
-    return MultiLabelNet(MLPModule, module__hidden=(8,), max_epochs=1, batch_size=16,
-                         **params)
+    return MultiLabelNet(**{"module": MLPModule, "module__hidden": (8,), "max_epochs": 1,
+                            "batch_size": 16, **params})
 
 
 def test_seeded_cpu_training_does_not_touch_cuda(digits, monkeypatch):
@@ -376,3 +376,84 @@ def test_training_noise_is_drawn_on_the_nets_device():
     clean = [torch.zeros(4, 3), yi]
     TrainingNoise(0.5).on_batch_begin(SimpleNamespace(device="meta"), clean, training=False)
     assert clean[0].device.type == "cpu" and clean[0].abs().sum() == 0
+
+
+# ---------------------------------------------- block sizing by memory, OOM fallback
+GiB = 2**30
+
+
+def test_block_bytes_match_the_sizes_that_ran_out_of_memory():
+    from sklearn_certify.ensembles._vectorized import _auto_models_per_batch, _model_bytes
+
+    cuda = torch.device("cuda")
+    # hidden 1024 on d = 2048, 50 rows per model: 327 models per block by activations
+    # alone, about 13-14 GiB with the parameters, gradients and Adam moments
+    assert _auto_models_per_batch(cuda, 50, 1024, 2048) == 327
+    assert 12 * GiB < 327 * _model_bytes([2048, 1024, 20], 50) < 16 * GiB
+
+
+def test_gpu_blocks_are_capped_by_the_memory_budget(monkeypatch, digits):
+    from dataclasses import replace
+
+    from sklearn_certify.ensembles import _vectorized, _vectorized_net
+    from sklearn_certify.ensembles._vectorized import _model_bytes, cap_models_by_memory
+
+    monkeypatch.setattr(_vectorized, "_memory_budget",
+                        lambda device: 4 * GiB if device.type == "cuda" else None)
+    cuda = torch.device("cuda")
+    per_model = _model_bytes([2048, 1024, 20], 50)
+    n = cap_models_by_memory(327, cuda, [2048, 1024, 20], 50)
+    assert n * per_model <= 4 * GiB < (n + 1) * per_model
+    assert cap_models_by_memory(327, torch.device("cpu"), [2048, 1024, 20], 50) == 327
+    assert cap_models_by_memory(10, cuda, [10**6, 10**4, 20], 50) == 1  # at least one
+    # skorch MLP heads of 512, batches of 16: 2048 nets by activations alone
+    X, _, Y, _ = digits
+    recipe = replace(_vectorized_net.net_recipe(
+        _small_net(module__hidden=(512,), batch_size=16), X), device=cuda)
+    n_nets = _vectorized_net._models_per_block(recipe, 100, 2048, 20)
+    assert n_nets * _model_bytes([2048, 512, 20], 16) <= 4 * GiB
+    assert (n_nets + 1) * _model_bytes([2048, 512, 20], 16) > 4 * GiB
+
+
+def _oom_above(limit, train_block, size_of):
+    def train(*args, **kwargs):
+        if size_of(*args, **kwargs) > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        return train_block(*args, **kwargs)
+    return train
+
+
+def test_out_of_memory_falls_back_to_smaller_blocks(monkeypatch, digits):
+    from sklearn_certify.ensembles import _vectorized, _vectorized_net
+    from sklearn_certify.ensembles._vectorized import LinearHead, fit_linear_heads
+
+    X, X_test, Y, _ = digits
+    rows = np.random.default_rng(0).integers(0, len(X), size=(7, 30))
+    expected = fit_linear_heads(X, Y, rows, hidden=4, epochs=3, random_state=0,
+                                models_per_batch=2).vote_counts(X_test, 2)
+    bagging = BaggingCertifiedClassifier(LinearHead(4, epochs=3), n_estimators=7,
+                                         max_samples=30, random_state=0)
+    expected_bagging = bagging.fit(X, Y).predict_proba(X_test)
+    recipe = _vectorized_net.net_recipe(_small_net(), X)
+    expected_nets, _ = _vectorized_net.train_nets(X, Y, rows, recipe, list(range(7)),
+                                                  models_per_block=2)
+    sizes = []
+    monkeypatch.setattr(_vectorized, "_train_block", _oom_above(
+        2, _vectorized._train_block, lambda X, Y, rows, sizes_, *a, **k: len(sizes_)))
+    monkeypatch.setattr(_vectorized_net, "_train_block", _oom_above(
+        2, _vectorized_net._train_block,
+        lambda X, Y, rows_t, *a, **k: sizes.append(len(rows_t)) or len(rows_t)))
+
+    heads = fit_linear_heads(X, Y, rows, hidden=4, epochs=3, random_state=0,
+                             models_per_batch=8)
+    np.testing.assert_array_equal(heads.vote_counts(X_test, 2), expected)
+    np.testing.assert_array_equal(bagging.fit(X, Y).predict_proba(X_test), expected_bagging)
+    params, _ = _vectorized_net.train_nets(X, Y, rows, recipe, list(range(7)),
+                                           models_per_block=8)
+    assert sizes == [7, 4, 2, 2, 2, 1]  # halved until it fits, then the rest
+    for got, want in zip(params, expected_nets):
+        torch.testing.assert_close(got, want)
+    monkeypatch.setattr(_vectorized, "_train_block", _oom_above(  # not even one model
+        0, _vectorized._train_block, lambda *args, **kwargs: 1))
+    with pytest.raises(torch.OutOfMemoryError):
+        fit_linear_heads(X, Y, rows, epochs=1, models_per_batch=4)

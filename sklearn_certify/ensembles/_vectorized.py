@@ -89,6 +89,11 @@ _LOSSES = ("asl", "bce")
 # blocks stay in cache (the element-wise loss dominates); on a GPU large blocks fill it.
 _CPU_BLOCK = 2**16
 _GPU_BLOCK = 2**25
+# GPU blocks are also capped by memory: parameters, gradients, two Adam moments and a
+# layout copy of each, plus the step's activations, within this fraction of the free
+# device memory (see _model_bytes).
+_STATE_COPIES = 5
+_GPU_MEMORY_FRACTION = 0.5
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -208,6 +213,63 @@ def _auto_models_per_batch(device, m_max: int, width: int, n_features: int) -> i
     if device.type == "cpu":
         return max(1, _CPU_BLOCK // max(1, m_max * width))
     return max(1, _GPU_BLOCK // max(1, m_max * max(width, n_features)))
+
+
+def _model_bytes(layer_sizes: Sequence[int], rows: int) -> int:
+    """Device bytes one model of a batched block takes while training (float32).
+
+    ``layer_sizes`` is ``(d, h1, ..., c)`` and ``rows`` the rows of one step. Counted:
+    the parameters, their gradients, two optimiser moments (Adam) and one layout copy
+    (``_STATE_COPIES`` in all), then the step's gathered inputs (twice: both layouts)
+    and three tensors per layer output (pre-activation, activation, gradient).
+    """
+    params = sum((n_in + 1) * n_out for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]))
+    activations = rows * (2 * layer_sizes[0] + 3 * sum(layer_sizes[1:]))
+    return 4 * (_STATE_COPIES * params + activations)
+
+
+def _memory_budget(device: torch.device) -> int | None:
+    """Bytes a batched block may take on ``device``: a fraction of a CUDA device's free
+    memory; None (no cap) on the CPU."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free * _GPU_MEMORY_FRACTION)
+
+
+def cap_models_by_memory(n_models: int, device: torch.device, layer_sizes: Sequence[int],
+                         rows: int) -> int:
+    """``n_models`` capped so that a block fits the device's memory budget (at least 1)."""
+    budget = _memory_budget(device)
+    if budget is None:
+        return n_models
+    return max(1, min(n_models, budget // _model_bytes(layer_sizes, rows)))
+
+
+def train_in_blocks(n_models: int, models_per_block: int, train_block) -> list:
+    """``train_block(models)`` over consecutive blocks of at most ``models_per_block``.
+
+    A device out-of-memory error halves the block and trains it again (down to one
+    model, which then raises): the models do not depend on the block size (up to float
+    rounding), so running out of memory costs time, not ``fit``.
+    """
+    out_of_memory = (getattr(torch, "OutOfMemoryError", None)
+                     or torch.cuda.OutOfMemoryError)
+    results, first, size = [], 0, max(1, int(models_per_block))
+    while first < n_models:
+        models = np.arange(first, min(first + size, n_models))
+        try:
+            results.append(train_block(models))
+        except out_of_memory:
+            if len(models) == 1:
+                raise
+            size = (len(models) + 1) // 2
+        else:
+            first += len(models)
+            continue
+        if torch.cuda.is_initialized():  # outside the except: its frames are released
+            torch.cuda.empty_cache()
+    return results
 
 
 def _power(x: torch.Tensor, exponent: float) -> torch.Tensor:
@@ -383,20 +445,20 @@ def _fit_heads(X, Y, index_sets, *, hidden, loss, epochs, lr, alpha, device, see
     sizes = np.array([len(s) for s in index_sets], dtype=np.int64)
     m_max = int(sizes.max())
     if models_per_batch is None:
-        models_per_batch = _auto_models_per_batch(
-            device, m_max, max(n_classes, width or 0), n_features)
-    blocks_params, blocks_scores = [], []
-    for first in range(0, n_models, int(models_per_batch)):
-        models = np.arange(first, min(first + int(models_per_batch), n_models))
+        models_per_batch = cap_models_by_memory(
+            _auto_models_per_batch(device, m_max, max(n_classes, width or 0), n_features),
+            device, [n_features, *([width] if width else []), n_classes], m_max)
+
+    def train(models):
         rows, block_sizes = _index_block(index_sets, models)
         init = _initial_weights(seeds[models], n_features, n_classes, width)
-        params, scores = _train_block(
+        return _train_block(
             X, Y, rows, block_sizes, init, loss_fn=loss_fn, epochs=int(epochs),
             lr=float(lr), alpha=float(alpha), constant_columns=constant_columns)
-        blocks_params.append(params)
-        blocks_scores.append(scores)
-    params = [torch.cat(parts) for parts in zip(*blocks_params)]
-    return params, torch.cat(blocks_scores), sizes
+
+    blocks = train_in_blocks(n_models, models_per_batch, train)
+    params = [torch.cat(parts) for parts in zip(*(p for p, _ in blocks))]
+    return params, torch.cat([scores for _, scores in blocks]), sizes
 
 
 def _top_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -626,7 +688,9 @@ def fit_linear_heads(X, Y, index_sets, *, hidden=None, loss="asl", epochs: int =
         :class:`LinearHead` does.
     models_per_batch : int or None, default=None
         Models trained together in one batched program; None picks a block that stays
-        in cache on the CPU and fills a GPU. Results do not depend on it (up to float
+        in cache on the CPU and fills a GPU within half its free memory (parameters,
+        gradients and optimiser state counted). A GPU out-of-memory error during
+        training halves the block and retries. Results do not depend on it (up to float
         rounding).
 
     Returns
