@@ -457,3 +457,28 @@ def test_out_of_memory_falls_back_to_smaller_blocks(monkeypatch, digits):
         0, _vectorized._train_block, lambda *args, **kwargs: 1))
     with pytest.raises(torch.OutOfMemoryError):
         fit_linear_heads(X, Y, rows, epochs=1, models_per_batch=4)
+
+
+# ------------------------------------------------------ first-layer layout built once
+def test_vote_counts_builds_the_first_layer_layout_once(monkeypatch, digits):
+    import pickle
+
+    from sklearn_certify.ensembles import _vectorized
+    from sklearn_certify.ensembles._vectorized import fit_linear_heads
+
+    X, X_test, Y, _ = digits
+    rows = np.random.default_rng(0).integers(0, len(X), size=(5, 30))
+    heads = fit_linear_heads(X, Y, rows, hidden=4, epochs=3, random_state=0)
+    expected = heads.vote_counts(X_test, 2, batch_size=3)
+    assert expected.sum() == 5 * 2 * len(X_test)
+    heads = pickle.loads(pickle.dumps(heads))  # the cached matrix is not pickled
+    assert "_first_layer" not in heads.__dict__
+    calls = []
+    build = _vectorized._first_layer_matrix
+    monkeypatch.setattr(_vectorized, "_first_layer_matrix",
+                        lambda W: calls.append(W.shape) or build(W))
+    np.testing.assert_array_equal(heads.vote_counts(X_test, 2, batch_size=3), expected)
+    np.testing.assert_array_equal(heads.vote_counts(X_test, 2, batch_size=2), expected)
+    assert len(calls) == 1  # 4 + 5 chunks, one layout copy
+    per_model = [heads.top_labels(X_test, 2, i).astype(int) for i in range(5)]
+    np.testing.assert_array_equal(np.sum(per_model, axis=0), expected)

@@ -166,14 +166,20 @@ def _initial_weights(seeds, n_features: int, n_classes: int, hidden: int | None)
             torch.zeros(n_models, 1, n_classes)]
 
 
-def _forward_shared(params, X: torch.Tensor) -> torch.Tensor:
+def _first_layer_matrix(W: torch.Tensor) -> torch.Tensor:
+    """Stacked first-layer weights (N, d, width) as one (d, N * width) matrix (a copy)."""
+    n_models, n_features, width = W.shape
+    return W.permute(1, 0, 2).reshape(n_features, n_models * width)
+
+
+def _forward_shared(params, X: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
     """Logits of stacked models on the same inputs: ``X`` (b, d) -> (N, b, c).
 
-    The first layer of all models is one (b, d) x (d, N * width) product.
+    The first layer of all models is one (b, d) x (d, N * width) product; ``first`` is
+    that matrix when the caller keeps it (else it is built from ``params[0]``).
     """
-    W = params[0]
-    n_models, n_features, width = W.shape
-    out = X @ W.permute(1, 0, 2).reshape(n_features, n_models * width)
+    n_models, _, width = params[0].shape
+    out = X @ (_first_layer_matrix(params[0]) if first is None else first)
     out = out.reshape(len(X), n_models, width).transpose(0, 1) + params[1]
     for layer in range(1, len(params) // 2):
         out = torch.baddbmm(params[2 * layer + 1], torch.relu(out), params[2 * layer])
@@ -516,8 +522,10 @@ class LinearHeadEnsemble:
 
     def __getstate__(self):
         # CPU tensors in the pickle: loadable without the device (see _devices).
-        return {**self.__dict__, "params_": tensors_to(self.params_, "cpu"),
-                "constant_scores_": tensors_to(self.constant_scores_, "cpu")}
+        state = {**self.__dict__, "params_": tensors_to(self.params_, "cpu"),
+                 "constant_scores_": tensors_to(self.constant_scores_, "cpu")}
+        state.pop("_first_layer", None)
+        return state
 
     def __setstate__(self, state):
         device = loadable_device(state["device_"])
@@ -525,10 +533,21 @@ class LinearHeadEnsemble:
                              params_=tensors_to(state["params_"], device),
                              constant_scores_=tensors_to(state["constant_scores_"], device))
 
+    def _first_layer_of_all(self) -> torch.Tensor:
+        """The first-layer matrix of every model, built once per ``params_[0]``: the
+        per-chunk copy would otherwise dominate vote counting on a GPU."""
+        W = self.params_[0]
+        cached = self.__dict__.get("_first_layer")
+        if cached is None or cached[0] is not W:
+            with torch.no_grad():
+                cached = self._first_layer = (W, _first_layer_matrix(W.detach()))
+        return cached[1]
+
     def _scores(self, X: torch.Tensor, models=slice(None)) -> torch.Tensor:
         params = [p[models] for p in self.params_]
         constant = self.constant_scores_[models]
-        logits = _forward_shared(params, X)
+        every = models == slice(None)
+        logits = _forward_shared(params, X, self._first_layer_of_all() if every else None)
         return torch.where(torch.isnan(constant)[:, None, :], logits, constant[:, None, :])
 
     def _input_chunk(self, n_inputs: int, batch_size) -> int:
