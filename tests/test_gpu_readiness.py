@@ -482,3 +482,32 @@ def test_vote_counts_builds_the_first_layer_layout_once(monkeypatch, digits):
     assert len(calls) == 1  # 4 + 5 chunks, one layout copy
     per_model = [heads.top_labels(X_test, 2, i).astype(int) for i in range(5)]
     np.testing.assert_array_equal(np.sum(per_model, axis=0), expected)
+
+
+# ------------------------------------------------- DPA's LinearHead models, stacked
+@pytest.mark.parametrize("hidden", [None, 3])
+def test_dpa_stacks_fitted_linear_heads_for_vote_counting(hidden):
+    from sklearn_certify.ensembles._base import _count_votes
+    from sklearn_certify.ensembles._vectorized import LinearHead
+
+    rng = np.random.default_rng(0)
+    X, X_test = rng.normal(size=(120, 6)), rng.normal(size=(15, 6))
+    Y = np.column_stack([rng.random(120) < 0.5, rng.random(120) < 0.1,
+                         np.ones(120, bool), rng.random(120) < 0.3]).astype(int)
+    clf = DPACertifiedClassifier(LinearHead(hidden, epochs=5, random_state=0),
+                                 n_partitions=40, k_base=2).fit(X, Y)
+    models = clf.estimators_
+    assert clf.heads_ is not None and len(clf.heads_) == 40
+    kinds = {(m.estimator_ is None, getattr(m.estimator_, "multiclass_", None))
+             for m in models}
+    assert {(True, None), (False, True), (False, False)} <= kinds  # empty, 1-column, more
+    by_model = _count_votes(models, X_test, 2)
+    np.testing.assert_array_equal(clf.heads_.vote_counts(X_test, 2), by_model)
+    np.testing.assert_array_equal(np.rint(clf.predict_proba(X_test) * 40), by_model)
+    # the models themselves are those of a one-by-one fit without stacking
+    again = DPACertifiedClassifier(LinearHead(hidden, epochs=5, random_state=0),
+                                   n_partitions=40, k_base=2).fit(X, Y)
+    for a, b in zip(models, again.estimators_):
+        if a.estimator_ is not None:
+            for p, q in zip(a.estimator_.params_, b.estimator_.params_):
+                torch.testing.assert_close(p, q, rtol=0, atol=0)

@@ -52,6 +52,7 @@ from ._base import (
     fit_base_model,
     split_tasks,
 )
+from ._vectorized import stack_fitted_heads
 from ._vectorized_net import (
     check_replication,
     net_blocker,
@@ -189,8 +190,9 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         of ``estimator`` (None for an empty partition or when every label column of the
         partition was constant), ``columns_`` the label columns it was fitted on.
     heads_ : LinearHeadEnsemble or None
-        The fitted ``MultiLabelNet`` heads stacked for vote counting, when they were
-        trained without skorch (see Notes); else None.
+        The fitted base models stacked for vote counting (on their device, without
+        joblib): ``MultiLabelNet`` heads trained without skorch (see Notes), or
+        :class:`~sklearn_certify.ensembles.LinearHead` base models; else None.
     partitions_ : ndarray of int, shape (n_train,)
         Partition of each training example.
     partition_sizes_ : ndarray of int, shape (n_partitions,)
@@ -378,6 +380,9 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
             )
             models = [model for part in parts for model in part]
             self._check_fitted_models(models)
+            # LinearHead bases: vote counting runs on the stacked heads, on their device.
+            self.heads_ = stack_fitted_heads(estimator, models, n_features=int(
+                np.prod(X.shape[1:], dtype=np.int64)), n_classes=n_classes)
         self.estimators_ = models
         self.partitions_ = partitions
         self.partition_sizes_ = sizes

@@ -81,7 +81,7 @@ from .._targets import encode_fit_targets
 from ..nets import AsymmetricLoss
 
 __all__ = ["LinearHead", "LinearHeadEnsemble", "fit_base_models", "fit_linear_heads",
-           "is_vectorizable"]
+           "is_vectorizable", "stack_fitted_heads"]
 
 _MAX_SEED = np.iinfo(np.int32).max
 _LOSSES = ("asl", "bce")
@@ -796,6 +796,47 @@ def fit_base_models(estimator, X, Y, index_sets, seeds, empty_labels):
         constant_columns="inf")
     models = heads.base_models(estimator, seeds=wrapper_seeds, empty_labels=empty_labels)
     return heads, models
+
+
+def stack_fitted_heads(estimator, models, *, n_features: int,
+                       n_classes: int) -> LinearHeadEnsemble | None:
+    """Base models fitted one by one around ``LinearHead`` s, stacked for vote counting.
+
+    Nothing is trained: model i's own parameters go into the stack, on
+    ``estimator.device``, its output layer widened to every label (zero weights for
+    its fixed columns, whose ``constant_scores_`` replace the logits). A head fitted
+    on a single column (a binary classifier with two outputs) contributes the output of
+    class 1, the score its wrapper ranks. None when ``estimator`` is not a
+    :class:`LinearHead` (see :func:`is_vectorizable`).
+    """
+    if not is_vectorizable(estimator):
+        return None
+    device = _device(estimator.device)
+    width = _hidden_width(estimator.hidden)
+    sizes = [n_features, *([width] if width else []), n_classes]
+    params = [torch.zeros((len(models), *shape), device=device)
+              for n_in, n_out in zip(sizes[:-1], sizes[1:]) for shape in ((n_in, n_out),
+                                                                        (1, n_out))]
+    for i, model in enumerate(models):
+        head = model.estimator_
+        if head is None:
+            continue
+        own = [p.detach().to(device) for p in head.params_]
+        outputs = slice(None)
+        if head.multiclass_:  # one column, fitted as the classes (0, 1)
+            outputs = np.flatnonzero(np.asarray(head.classes_) == 1)[:1]
+        for layer, p in enumerate(own[:-2]):
+            params[layer][i] = p
+        columns = torch.as_tensor(model.columns_, device=device)
+        params[-2][i, :, columns] = own[-2][:, outputs]
+        params[-1][i, :, columns] = own[-1][:, outputs]
+    constant = torch.as_tensor(np.stack([m.constant_scores_ for m in models]),
+                               dtype=torch.float32, device=device)
+    seeds = np.array([m.estimator.get_params()["random_state"] or 0 for m in models],
+                     dtype=np.int64)
+    counts = np.array([m.n_samples_fit_ for m in models], dtype=np.int64)
+    return LinearHeadEnsemble(params, constant, seeds, counts, hidden=width,
+                              n_features=n_features, n_classes=n_classes, device=device)
 
 
 # ------------------------------------------------------------------------ single model
