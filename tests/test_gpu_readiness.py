@@ -511,3 +511,20 @@ def test_dpa_stacks_fitted_linear_heads_for_vote_counting(hidden):
         if a.estimator_ is not None:
             for p, q in zip(a.estimator_.params_, b.estimator_.params_):
                 torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+# -------------------------------------------------------------- bench/gpu_check.py
+def test_gpu_check_finds_the_cuda_tests_and_exits_cleanly_without_cuda(monkeypatch, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    ids = gpu_check.cuda_test_ids()
+    assert "tests/test_nets.py::test_trains_and_predicts_on_cuda" in ids
+    assert "tests/test_vectorized_net.py::test_cuda_nets_match_cpu_nets" in ids
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main([]) == 0
+    assert "no CUDA device is available" in capsys.readouterr().out
