@@ -252,9 +252,11 @@ def cap_models_by_memory(n_models: int, device: torch.device, layer_sizes: Seque
     return max(1, min(n_models, budget // _model_bytes(layer_sizes, rows)))
 
 
-def train_in_blocks(n_models: int, models_per_block: int, train_block) -> list:
-    """``train_block(models)`` over consecutive blocks of at most ``models_per_block``.
+def train_in_blocks(n_models: int, models_per_block: int, train_block):
+    """``train_block(models)`` over consecutive blocks of at most ``models_per_block``
+    models; each returns ``(params, constant_scores)`` with a leading model axis.
 
+    Returns the blocks' parameters and constant scores concatenated along that axis.
     A device out-of-memory error halves the block and trains it again (down to one
     model, which then raises): the models do not depend on the block size (up to float
     rounding), so running out of memory costs time, not ``fit``.
@@ -275,7 +277,8 @@ def train_in_blocks(n_models: int, models_per_block: int, train_block) -> list:
             continue
         if torch.cuda.is_initialized():  # outside the except: its frames are released
             torch.cuda.empty_cache()
-    return results
+    params = [torch.cat(parts) for parts in zip(*(p for p, _ in results))]
+    return params, torch.cat([scores for _, scores in results])
 
 
 def _power(x: torch.Tensor, exponent: float) -> torch.Tensor:
@@ -462,9 +465,8 @@ def _fit_heads(X, Y, index_sets, *, hidden, loss, epochs, lr, alpha, device, see
             X, Y, rows, block_sizes, init, loss_fn=loss_fn, epochs=int(epochs),
             lr=float(lr), alpha=float(alpha), constant_columns=constant_columns)
 
-    blocks = train_in_blocks(n_models, models_per_batch, train)
-    params = [torch.cat(parts) for parts in zip(*(p for p, _ in blocks))]
-    return params, torch.cat([scores for _, scores in blocks]), sizes
+    params, scores = train_in_blocks(n_models, models_per_batch, train)
+    return params, scores, sizes
 
 
 def _top_indices(scores: torch.Tensor, k: int) -> torch.Tensor:

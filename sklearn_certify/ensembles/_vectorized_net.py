@@ -455,9 +455,7 @@ def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None,
             progress(len(nets))
         return _natural_layout(params), scores
 
-    blocks = train_in_blocks(n_nets, models_per_block, train)
-    params = [torch.cat(parts) for parts in zip(*(p for p, _ in blocks))]
-    return params, torch.cat([scores for _, scores in blocks])
+    return train_in_blocks(n_nets, models_per_block, train)
 
 
 # ------------------------------------------------------------ ensemble hook-up
