@@ -271,8 +271,9 @@ def _is_resource_error(exc: BaseException) -> bool:
         return True
     message = str(exc)
     return isinstance(exc, RuntimeError) and any(
-        marker in message for marker in ("CUDA error", "CUDA out of memory",
-                                         "CUDNN_STATUS_", "CUBLAS_STATUS_")
+        marker in message for marker in ("CUDA error", "CUDA driver error",
+                                         "CUDA out of memory", "CUDNN_STATUS_",
+                                         "CUBLAS_STATUS_")
     )
 
 
