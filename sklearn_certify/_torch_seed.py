@@ -59,13 +59,18 @@ def seeded_torch(seed: int, devices=("cpu",)):
     the caller's random state is unchanged, and seeded blocks in different threads do
     not interleave. Only the CUDA devices listed are forked: a CPU block does not
     initialise CUDA, which would break fork-based joblib workers started afterwards
-    ("Cannot re-initialize CUDA in forked subprocess").
+    ("Cannot re-initialize CUDA in forked subprocess"). Other accelerators listed
+    (MPS, XPU) are seeded by ``torch.manual_seed``, without a fork.
     """
     import torch
 
     with _TORCH_LOCK:
         cuda = cuda_indices(devices)
+        others = any(device is not None and torch.device(device).type not in ("cpu", "cuda")
+                     for device in devices)
         with torch.random.fork_rng(devices=cuda):
+            if others:  # another accelerator (MPS, XPU, ...): seeded, as torch does it
+                torch.manual_seed(int(seed))
             torch.default_generator.manual_seed(int(seed))  # what torch.manual_seed does
             for index in cuda:  # ... on the devices in use only
                 torch.cuda.default_generators[index].manual_seed(int(seed))
