@@ -247,7 +247,7 @@ def check_saved_on_device(cfg, device) -> dict:
     return dict(ok=same_votes and head_diff < 1e-4 and (device.type == "cpu" or warned > 0),
                 result=("loads with CUDA hidden; " + ("identical votes" if same_votes
                                                       else "votes differ")),
-                detail=f"LinearHead logits max |diff| {head_diff:.1e}; {warned} "
+                detail=f"LinearHead logits max abs diff {head_diff:.1e}; {warned} "
                        "DeviceWarning(s); LinearHead, bagging of LinearHead, DPA of "
                        "MultiLabelNet heads")
 
@@ -321,8 +321,8 @@ def check_large_heads(cfg, device) -> dict:
         counts = heads.vote_counts(X[:200], 3)
         sync(device)
         seconds = time.perf_counter() - start
-        peak = (torch.cuda.max_memory_allocated(device) / 2**30
-                if device.type == "cuda" else float("nan"))
+        peak = (f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
+                if device.type == "cuda" else "n/a")
         auto_blocks = list(blocks)
         # the same with all models in one block, under a memory cap that cannot hold it
         blocks.clear()
@@ -347,7 +347,6 @@ def check_large_heads(cfg, device) -> dict:
     finally:
         _vectorized._train_block = train_block
     # skorch MLP heads of 512, batches of 16: the vectorised net trainer's blocks
-    net_rows = rng.integers(0, n, size=(cfg["net_models"], 64))
     from sklearn_certify.ensembles import _vectorized_net
 
     recipe = _vectorized_net.net_recipe(
@@ -359,11 +358,10 @@ def check_large_heads(cfg, device) -> dict:
         n_estimators=cfg["net_models"], max_samples=64, random_state=0).fit(X, Y)
     sync(device)
     net_seconds = time.perf_counter() - start
-    del net_rows
     per_model = _model_bytes([d, cfg["big_hidden"], c], cfg["big_rows"])
     return dict(ok=fallback_ok,
                 result=f"trained: {cfg['big_models']} heads in blocks of "
-                       f"{max(auto_blocks)}, {seconds:.1f}s, peak {peak:.1f} GiB",
+                       f"{max(auto_blocks)}, {seconds:.1f}s, peak {peak}",
                 detail=f"hidden {cfg['big_hidden']}, d={d}, {per_model / 2**20:.0f} MiB per "
                        f"model by the estimate; {forced}; MultiLabelNet 512-wide heads, "
                        f"batch 16: blocks of {per_block}, {cfg['net_models']} nets in "
