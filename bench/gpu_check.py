@@ -163,7 +163,8 @@ def check_engine(cfg, device) -> dict:
         draws = cfg["engine_inputs"] * cfg["n_draws"]
         details.append(f"{name}: {t_certify:.3f}s vs floor {t_floor:.3f}s, "
                        f"{draws / t_certify:,.0f} draws/s")
-    return dict(ok=all(r <= 1.15 for r in ratios.values()),
+    # a dry run's tiny sizes time fixed overheads: its ratios check the code, not a goal
+    return dict(ok=all(r <= 1.15 for r in ratios.values()) if device.type == "cuda" else None,
                 result=" / ".join(f"{k} {v:.2f}x the floor" for k, v in ratios.items()),
                 detail="; ".join(details) + f" ({cfg['engine_inputs']} inputs, "
                                             f"n={cfg['n_draws']}, goal <= 1.15x)")
