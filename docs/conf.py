@@ -92,7 +92,7 @@ intersphinx_mapping: dict[str, tuple[str, None]] = {}  # no network in CI
 
 myst_enable_extensions = ["dollarmath", "colon_fence"]
 myst_heading_anchors = 3
-suppress_warnings = ["myst.xref_missing"]
+suppress_warnings: list[str] = []
 
 # ----------------------------------------------------------------------- gallery
 # Only examples named plot_*.py run during the build; keep each under about 30 s.
