@@ -23,8 +23,8 @@ d. Ensembles: fitting N = 1000 bagging base models on 5,000 x 64 features, the g
    joblib path of ``BaggingCertifiedClassifier`` (one model at a time) against the
    vectorised path it takes automatically, on the same subsamples and seeds: skorch
    ``MultiLabelNet`` heads (linear and one hidden layer of 32, mini-batch Adam;
-   ``sklearn_certify.ensembles._vectorized_net``; goal: 20x), and ``LinearHead`` heads
-   (full-batch Adam; ``sklearn_certify.ensembles._vectorized``); also vote counting, and
+   ``sklearn_certify.ensembles._stacked_nets``; goal: 20x), and ``LinearHead`` heads
+   (full-batch Adam; ``sklearn_certify.ensembles._stacked_heads``); also vote counting, and
    the agreement of the two paths' votes.
 e. Scaling: certify time against the number of inputs and n_draws (log-log slope, 1 =
    linear) and peak memory against batch_size (fresh subprocess per point).
@@ -350,7 +350,7 @@ def bench_dpa_nets(net, F_tr, F_te, Y_tr, cfg: dict) -> dict:
 def bench_ensembles(cfg: dict) -> dict:
     from sklearn_certify.ensembles._bagging import subsample_indices
     from sklearn_certify.ensembles._base import MAX_INT
-    from sklearn_certify.ensembles._vectorized import (
+    from sklearn_certify.ensembles._stacked_heads import (
         LinearHead,
         fit_linear_heads,
     )

@@ -10,7 +10,7 @@ import torch
 
 from sklearn_certify._scores import top_k_indicator
 from sklearn_certify.ensembles._base import MAX_INT, _ConstantAwareMultiLabel, fit_base_model
-from sklearn_certify.ensembles._vectorized import (
+from sklearn_certify.ensembles._stacked_heads import (
     LinearHead,
     LinearHeadEnsemble,
     _asl_grad,

@@ -18,6 +18,6 @@ own partition only, bit for bit).
 
 from ._bagging import BaggingCertifiedClassifier
 from ._dpa import DPACertifiedClassifier
-from ._vectorized import LinearHead
+from ._stacked_heads import LinearHead
 
 __all__ = ["BaggingCertifiedClassifier", "DPACertifiedClassifier", "LinearHead"]

@@ -21,8 +21,9 @@ from ._base import (
     fit_base_model,
     split_tasks,
 )
-from ._vectorized import fit_base_models, is_vectorizable
-from ._vectorized_net import check_replication, fit_net_base_models, net_blocker
+from ._stacked_heads import fit_base_models
+from ._stacked_nets import fit_net_base_models
+from ._trainers import select_trainer
 
 __all__ = ["BaggingCertifiedClassifier"]
 
@@ -102,6 +103,10 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
     verbose : int, default=0
         joblib's progress messages while fitting and counting; with vectorised
         ``MultiLabelNet`` training (see Notes), a progress bar over the base models.
+    vectorize : {"auto", False}, default="auto"
+        ``"auto"``: train all base models at once as one batched torch program when the
+        base estimator allows it (see Notes); ``False``: always one by one, through
+        joblib. Both give the same models up to float rounding.
 
     Attributes
     ----------
@@ -139,7 +144,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
 
     Notes
     -----
-    **Vectorised training** (automatic). For two kinds of base estimator all base
+    **Vectorised training** (``vectorize="auto"``). For two kinds of base estimator all base
     models are trained at once as one batched torch program on the estimator's
     ``device``, and votes are counted in one pass, with the same training rows, seeds,
     initial weights and learning rule as fitting the models one by one: the same models
@@ -159,15 +164,16 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
       Adagrad, Adamax, NAdam, RAdam), ``noise_sigma=0``, ``train_split=None``, no
       callbacks and the default data loading. Each net gets skorch's initial weights,
       mini-batches and optimiser steps (see
-      :mod:`sklearn_certify.ensembles._vectorized_net`; a one-time check against a real
+      :mod:`sklearn_certify.ensembles._stacked_nets`; a one-time check against a real
       skorch fit guards this, and falls back to one-by-one training with a warning
       when it fails). ``estimators_`` then builds each fitted skorch net on first
       access (about 10 ms each), with an empty ``history_``.
 
     ``heads_`` holds the stacked models; ``n_jobs`` is not used for training on these
-    paths. Any other estimator (subclasses and other configurations included) is
-    trained model by model through joblib. With 1000 linear heads on 64 features this
-    is about 90x faster than one by one on a CPU core (README, Performance).
+    paths. Any other estimator (subclasses and other configurations included), or
+    ``vectorize=False``, is trained model by model through joblib. The batched path
+    pays off when the base models are small (linear or narrow MLP heads on a few
+    hundred features), where one-by-one training is dominated by per-step overhead.
 
     **Labels.** With 1-D multi-class targets the label space is ``np.unique(y)`` of the
     training set; the certificate then assumes the attack neither removes the last
@@ -228,6 +234,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         n_jobs: int | None = None,
         random_state=None,
         verbose: int = 0,
+        vectorize: str | bool = "auto",
     ) -> None:
         self.estimator = estimator
         self.n_estimators = n_estimators
@@ -239,6 +246,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.vectorize = vectorize
 
     def _subsample_size(self, n_train: int) -> int:
         if isinstance(self.max_samples, Integral):
@@ -269,14 +277,10 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         random_state = check_random_state(self.random_state)
         seeds = random_state.randint(MAX_INT, size=self.n_estimators)
         self.heads_ = None
-        train_at_once = None
-        if is_vectorizable(estimator):  # LinearHead: sklearn_certify.ensembles._vectorized
-            train_at_once = fit_base_models
-        elif net_blocker(estimator, X) is None and check_replication():
-            # MultiLabelNet heads, reproducing skorch's one-by-one training
-            # (sklearn_certify.ensembles._vectorized_net).
-            train_at_once = partial(fit_net_base_models, verbose=self.verbose)
-        if train_at_once is not None:
+        trainer = select_trainer(estimator, X, self.vectorize)
+        if trainer is not None:
+            train_at_once = (fit_base_models if trainer == "heads"
+                             else partial(fit_net_base_models, verbose=self.verbose))
             # All base models at once, exactly as the loop below would train them
             # (same subsamples, seeds and empty-set fallbacks).
             self.heads_, models = train_at_once(

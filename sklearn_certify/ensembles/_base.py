@@ -34,7 +34,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import DataConversionWarning
 from sklearn.linear_model import RidgeClassifier
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
@@ -321,6 +321,7 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
         "k": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [None, Integral],
         "verbose": ["verbose"],
+        "vectorize": [StrOptions({"auto"}), Options(bool, {False})],
     }
 
     def _base_estimator(self):
@@ -392,9 +393,8 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
         n_models = len(self.estimators_)
         if X.shape[0] == 0:
             return np.zeros((0, self.n_classes_), dtype=np.int64), n_models
-        heads = getattr(self, "heads_", None)
-        if heads is not None:  # vectorised LinearHead base models: all at once
-            return heads.vote_counts(X, self.k_base), n_models
+        if self.heads_ is not None:  # base models trained stacked: counted at once
+            return self.heads_.vote_counts(X, self.k_base), n_models
         chunks = split_tasks(n_models, self.n_jobs)
         parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
             delayed(_count_votes)([self.estimators_[i] for i in chunk], X, self.k_base)

@@ -50,14 +50,13 @@ from ._base import (
     fit_base_model,
     split_tasks,
 )
-from ._vectorized_net import (
-    check_replication,
-    net_blocker,
+from ._stacked_nets import (
     net_recipe,
     stack_partition_nets,
     train_partition_nets,
     wrapper_seeds,
 )
+from ._trainers import select_trainer
 
 __all__ = ["DPACertifiedClassifier", "example_digests", "hash_partitions"]
 
@@ -179,6 +178,11 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         works; the fitted models do not depend on it.
     verbose : int, default=0
         joblib's progress messages while fitting and counting.
+    vectorize : {"auto", False}, default="auto"
+        ``"auto"``: a ``MultiLabelNet`` base that the skorch replica reproduces is
+        trained by the replica, one partition at a time, and its votes are counted in
+        one stacked pass (see Notes); ``False``: every base model is fitted by its own
+        ``fit``, through joblib. Both give the same models up to float rounding.
 
     Attributes
     ----------
@@ -278,6 +282,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         method: str = "poisoningguard",
         n_jobs: int | None = None,
         verbose: int = 0,
+        vectorize: str | bool = "auto",
     ) -> None:
         self.estimator = estimator
         self.n_partitions = n_partitions
@@ -286,6 +291,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         self.method = method
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.vectorize = vectorize
 
     def partition_of(self, X, y) -> np.ndarray:
         """Partition index of each example ``(x_i, y_i)`` (see :func:`hash_partitions`).
@@ -340,7 +346,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         self.heads_ = None
         chunks = split_tasks(n_parts, self.n_jobs)
         empty_labels = [fallback_labels(j, self.k_base, n_classes) for j in range(n_parts)]
-        if net_blocker(estimator, X) is None and check_replication():
+        if select_trainer(estimator, X, self.vectorize) == "nets":
             recipe = net_recipe(estimator, X)
             seeds = wrapper_seeds(range(n_parts))
             parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(

@@ -37,7 +37,7 @@ Used by the ensembles
 ---------------------
 :func:`is_vectorizable` says whether a base estimator can take this path (a
 :class:`LinearHead`, exactly that class; ``MultiLabelNet`` heads have their own
-trainer, :mod:`sklearn_certify.ensembles._vectorized_net`) and
+trainer, :mod:`sklearn_certify.ensembles._stacked_nets`) and
 :func:`fit_base_models` trains a whole ensemble's base models here, with the seeds,
 subsamples and empty-set fallbacks that ``sklearn_certify.ensembles._base.fit_base_model``
 would use one model at a time, and returns the stacked heads (for fast vote counting)
@@ -46,7 +46,7 @@ and the per-model fitted wrappers (``estimators_``).
 Example
 -------
 >>> import numpy as np
->>> from sklearn_certify.ensembles._vectorized import LinearHead, fit_linear_heads
+>>> from sklearn_certify.ensembles._stacked_heads import LinearHead, fit_linear_heads
 >>> rng = np.random.default_rng(0)
 >>> X = rng.normal(size=(300, 8)).astype(np.float32)
 >>> Y = (X[:, :3] > 0).astype(int)
@@ -415,7 +415,7 @@ class LinearHeadEnsemble:
 
     Made by :func:`fit_linear_heads` (``LinearHead`` models) and by the vectorised
     training of ``MultiLabelNet`` base models
-    (:mod:`sklearn_certify.ensembles._vectorized_net`).
+    (:mod:`sklearn_certify.ensembles._stacked_nets`).
 
     Attributes
     ----------
@@ -710,7 +710,7 @@ class LinearHead(ClassifierMixin, BaseEstimator):
     The single-model counterpart of :func:`fit_linear_heads`: the same objective,
     initialisation and optimiser, so a bagging or DPA ensemble of ``LinearHead`` base
     models can be trained all at once, exactly (see
-    :mod:`sklearn_certify.ensembles._vectorized`). Also usable on its own, as a
+    :mod:`sklearn_certify.ensembles._stacked_heads`). Also usable on its own, as a
     deterministic multi-label linear classifier on fixed features.
 
     Parameters

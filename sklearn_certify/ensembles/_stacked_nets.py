@@ -80,7 +80,7 @@ from sklearn.base import clone
 from .._torch_seed import seeded_torch
 from ..nets import AsymmetricLoss, MLPModule, MultiLabelNet, _as_tuple
 from ._base import MAX_INT
-from ._vectorized import LinearHeadEnsemble, _as_features, _loss_grad
+from ._stacked_heads import LinearHeadEnsemble, _as_features, _loss_grad
 
 __all__ = ["NetRecipe", "net_blocker", "net_recipe", "replication_is_exact",
            "fit_net_base_models", "train_partition_nets", "stack_partition_nets"]

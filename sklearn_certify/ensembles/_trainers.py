@@ -1,0 +1,36 @@
+"""The choice between training an ensemble's base models at once or one by one.
+
+Both ensembles ask :func:`select_trainer` which trainer fits their base estimator:
+
+* ``"heads"``: a :class:`~sklearn_certify.heads.LinearHead`, trained as stacked heads
+  by full-batch Adam;
+* ``"nets"``: a :class:`~sklearn_certify.nets.MultiLabelNet` that the skorch replica
+  can reproduce (see :func:`~sklearn_certify.ensembles._stacked_nets.net_blocker`);
+* None: one base model at a time, through joblib (:func:`fit_base_model`).
+"""
+
+from __future__ import annotations
+
+from ._stacked_heads import is_vectorizable
+from ._stacked_nets import check_replication, net_blocker
+
+__all__ = ["VECTORIZE_OPTIONS", "select_trainer"]
+
+#: Values of the ensembles' ``vectorize`` parameter.
+VECTORIZE_OPTIONS = ("auto", False)
+
+
+def select_trainer(estimator, X, vectorize) -> str | None:
+    """Which vectorised trainer fits ``estimator`` on ``X``: "heads", "nets" or None.
+
+    ``vectorize=False`` always gives None (one by one). With ``"auto"`` a
+    ``MultiLabelNet`` is vectorised only when :func:`net_blocker` finds nothing and the
+    one-time replication probe passes (a warning says when it does not).
+    """
+    if vectorize is False:
+        return None
+    if is_vectorizable(estimator):
+        return "heads"
+    if net_blocker(estimator, X) is None and check_replication():
+        return "nets"
+    return None
