@@ -93,6 +93,10 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
     method : {"poisoningguard", "bagging"}, default="poisoningguard"
         Certificate used by :meth:`certify`: Theorem 1 / Eq. 4 in full, or with t
         fixed to 1 ("bagging", Jia et al. 2021 extended to top-k).
+    vectorize : {"auto", False}, default="auto"
+        ``"auto"``: train all base models at once as one batched torch program when the
+        base estimator allows it (see Notes); ``False``: always one by one, through
+        joblib. Both give the same models up to float rounding.
     n_jobs : int or None, default=None
         Number of joblib jobs for fitting and for counting votes. None means 1 unless
         in a ``joblib.parallel_backend`` context; any backend works (loky, threading,
@@ -103,10 +107,6 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
     verbose : int, default=0
         joblib's progress messages while fitting and counting; with vectorised
         ``MultiLabelNet`` training (see Notes), a progress bar over the base models.
-    vectorize : {"auto", False}, default="auto"
-        ``"auto"``: train all base models at once as one batched torch program when the
-        base estimator allows it (see Notes); ``False``: always one by one, through
-        joblib. Both give the same models up to float rounding.
 
     Attributes
     ----------
@@ -231,10 +231,10 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         k: int = 3,
         alpha: float = 0.001,
         method: str = "poisoningguard",
+        vectorize: str | bool = "auto",
         n_jobs: int | None = None,
         random_state=None,
         verbose: int = 0,
-        vectorize: str | bool = "auto",
     ) -> None:
         self.estimator = estimator
         self.n_estimators = n_estimators

@@ -173,16 +173,16 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
     method : {"poisoningguard", "dpa"}, default="poisoningguard"
         Certificate used by :meth:`certify`: Theorem 2 / Eq. 9 in full, or with t
         fixed to 1 ("dpa", Levine & Feizi 2021 extended to top-k).
-    n_jobs : int or None, default=None
-        Number of joblib jobs for fitting and for counting votes. Any joblib backend
-        works; the fitted models do not depend on it.
-    verbose : int, default=0
-        joblib's progress messages while fitting and counting.
     vectorize : {"auto", False}, default="auto"
         ``"auto"``: a ``MultiLabelNet`` base that the skorch replica reproduces is
         trained by the replica, one partition at a time, and its votes are counted in
         one stacked pass (see Notes); ``False``: every base model is fitted by its own
         ``fit``, through joblib. Both give the same models up to float rounding.
+    n_jobs : int or None, default=None
+        Number of joblib jobs for fitting and for counting votes. Any joblib backend
+        works; the fitted models do not depend on it.
+    verbose : int, default=0
+        joblib's progress messages while fitting and counting.
 
     Attributes
     ----------
@@ -280,9 +280,9 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         k_base: int = 1,
         k: int = 3,
         method: str = "poisoningguard",
+        vectorize: str | bool = "auto",
         n_jobs: int | None = None,
         verbose: int = 0,
-        vectorize: str | bool = "auto",
     ) -> None:
         self.estimator = estimator
         self.n_partitions = n_partitions
