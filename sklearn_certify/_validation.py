@@ -12,16 +12,14 @@ import re
 import numpy as np
 from sklearn.utils import check_array
 
+from ._random import is_int
+
 ATTACKS = ("modification", "addition", "deletion")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_int(value, name: str, *, low: int = 1, high: int | None = None) -> int:
     """An integer in ``[low, high]``."""
-    if not _is_int(value):
+    if not is_int(value):
         raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
     if value < low or (high is not None and value > high):
         upper = "" if high is None else f" and at most {high}"
@@ -96,7 +94,7 @@ def check_counts(counts, n_draws) -> tuple[np.ndarray, np.ndarray]:
     counts = check_count_matrix(counts)
     n = np.asarray(n_draws)
     if n.ndim == 0:
-        if not (_is_int(n_draws) or np.issubdtype(n.dtype, np.integer)):
+        if not (is_int(n_draws) or np.issubdtype(n.dtype, np.integer)):
             raise TypeError(f"n_draws must be an integer, got {n_draws!r}.")
         n = np.full((counts.shape[0], 1), int(n), dtype=np.int64)
     else:

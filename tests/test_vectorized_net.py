@@ -14,10 +14,13 @@ from skorch.callbacks import EpochScoring
 from sklearn_certify import BaggingCertifiedClassifier
 from sklearn_certify.ensembles import _stacked_nets
 from sklearn_certify.ensembles._base import _ConstantAwareMultiLabel
-from sklearn_certify.ensembles._stacked_nets import (
+from sklearn_certify.ensembles._skorch_replica import (
     ELEMENTWISE_OPTIMIZERS,
     net_blocker,
     net_recipe,
+)
+from sklearn_certify.ensembles._stacked_nets import (
+    replication_check,
     replication_is_exact,
     train_nets,
 )
@@ -235,7 +238,8 @@ def test_images_with_mlp_module_match(data):
 
 def test_falls_back_with_a_warning_when_replication_is_not_exact(data, monkeypatch):
     X, Y, _ = data
-    monkeypatch.setattr(_stacked_nets, "replication_is_exact", lambda: False)
+    monkeypatch.setattr(_stacked_nets, "replication_check",
+                        lambda: _stacked_nets.ReplicationReport(False, "test"))
     with pytest.warns(RuntimeWarning, match="one by one"):
         clf = BaggingCertifiedClassifier(_net(), n_estimators=2, max_samples=20,
                                          random_state=0).fit(X, Y)
@@ -371,21 +375,31 @@ def test_a_seeded_fit_may_nest_another(data):
 def test_the_probe_says_no_when_the_replica_breaks(monkeypatch):
     """A replica that drifts from skorch (here: epochs in reverse order) or fails is
     detected, so the ensembles fall back to one-by-one training."""
-    original = _stacked_nets._initial_weights_and_sampler_seeds
+    original = _stacked_nets.initial_weights_and_sampler_seeds
 
     def drifted(*args, **kwargs):
         weights, seeds = original(*args, **kwargs)
         return weights, None if seeds is None else seeds[:, ::-1].copy()
 
-    replication_is_exact.cache_clear()
+    replication_check.cache_clear()
     try:
-        monkeypatch.setattr(_stacked_nets, "_initial_weights_and_sampler_seeds", drifted)
+        monkeypatch.setattr(_stacked_nets, "initial_weights_and_sampler_seeds", drifted)
         assert not replication_is_exact()
-        replication_is_exact.cache_clear()
+        assert "differ from skorch's fit" in replication_check().reason
+        replication_check.cache_clear()
         monkeypatch.setattr(_stacked_nets, "train_nets", None)  # raises TypeError
-        assert not replication_is_exact()
+        report = replication_check()
+        assert not report.exact and report.reason.startswith("the replica raised TypeError")
+        replication_check.cache_clear()
+
+        def bug(*args, **kwargs):  # not an error a changed torch can cause: propagates
+            raise ZeroDivisionError("a bug in the replica")
+
+        monkeypatch.setattr(_stacked_nets, "train_nets", bug)
+        with pytest.raises(ZeroDivisionError):
+            replication_check()
     finally:
-        replication_is_exact.cache_clear()
+        replication_check.cache_clear()
     monkeypatch.undo()
     assert replication_is_exact()
 

@@ -16,8 +16,8 @@ always trains its models one by one (its guarantee needs each model to depend on
 own partition only, bit for bit).
 """
 
+from ..heads import LinearHead
 from ._bagging import BaggingCertifiedClassifier
 from ._dpa import DPACertifiedClassifier
-from ._stacked_heads import LinearHead
 
 __all__ = ["BaggingCertifiedClassifier", "DPACertifiedClassifier", "LinearHead"]

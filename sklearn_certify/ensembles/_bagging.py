@@ -12,10 +12,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .._random import SEED_HIGH
 from .._validation import check_alpha, check_choice
 from ..certificates._bagging import BAGGING_METHODS
 from ._base import (
-    MAX_INT,
     BaseCertifiedEnsemble,
     fallback_labels,
     fit_base_model,
@@ -155,7 +155,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
     trained on its own subsample by the stated learning rule, so the certificate holds
     for the trained ensemble.
 
-    * :class:`~sklearn_certify.ensembles.LinearHead` (exactly that class): linear or
+    * :class:`~sklearn_certify.heads.LinearHead` (exactly that class): linear or
       one-hidden-layer heads trained by full-batch Adam.
     * :class:`~sklearn_certify.nets.MultiLabelNet` (exactly that class) with an
       :class:`~sklearn_certify.nets.MLPModule` module (any hidden widths; or
@@ -275,7 +275,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         max_samples = self._subsample_size(n_train)
 
         random_state = check_random_state(self.random_state)
-        seeds = random_state.randint(MAX_INT, size=self.n_estimators)
+        seeds = random_state.randint(SEED_HIGH, size=self.n_estimators)
         self.heads_ = None
         trainer = select_trainer(estimator, X, self.vectorize)
         if trainer is not None:

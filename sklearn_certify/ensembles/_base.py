@@ -39,13 +39,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import CertifiedClassifierMixin
+from .._random import SEED_HIGH
 from .._scores import has_score_method, label_scores, top_k_indicator
 from .._targets import encode_fit_targets
 from .._torch_seed import seeded_torch
 from .._validation import ATTACKS, check_choice, check_inputs, check_int
 
 __all__ = [
-    "MAX_INT",
     "BaseCertifiedEnsemble",
     "_ConstantAwareMultiLabel",
     "fallback_labels",
@@ -53,8 +53,6 @@ __all__ = [
     "set_random_states",
     "split_tasks",
 ]
-
-MAX_INT = np.iinfo(np.int32).max
 
 # Tasks per joblib worker: more than one, so that progress (verbose) is visible and a
 # slow task does not hold the others up; the models do not depend on it.
@@ -92,7 +90,7 @@ def set_random_states(estimator, random_state) -> None:
     random_state = check_random_state(random_state)
     params = estimator.get_params(deep=True)
     to_set = {
-        key: int(random_state.randint(MAX_INT))
+        key: int(random_state.randint(SEED_HIGH))
         for key in sorted(params)
         if key == "random_state" or key.endswith("__random_state")
     }
@@ -281,7 +279,7 @@ def fit_base_model(estimator, X, Y, *, seed: int, empty_labels) -> _ConstantAwar
     estimator = clone(estimator)
     set_random_states(estimator, rng)
     model = _ConstantAwareMultiLabel(estimator, empty_labels=empty_labels,
-                                     seed=int(rng.randint(MAX_INT)))
+                                     seed=int(rng.randint(SEED_HIGH)))
     return model.fit(X, Y)
 
 

@@ -11,8 +11,9 @@ Both ensembles ask :func:`select_trainer` which trainer fits their base estimato
 
 from __future__ import annotations
 
+from ._skorch_replica import net_blocker
 from ._stacked_heads import is_vectorizable
-from ._stacked_nets import check_replication, net_blocker
+from ._stacked_nets import check_replication
 
 __all__ = ["VECTORIZE_OPTIONS", "select_trainer"]
 

@@ -52,11 +52,11 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
+from .._random import SEED_HIGH
 from .._scores import label_scores, top_k_indicator
 
 __all__ = ["sample_label_counts", "is_torch_model", "torch_module_and_device", "module_input"]
 
-_SEED_HIGH = 2**31 - 1
 # The torch path moves about this many batches' worth of inputs to the device at a
 # time, and copies their counts back to the host once.
 _BATCHES_PER_CHUNK = 32
@@ -90,7 +90,7 @@ def torch_module_and_device(model) -> tuple[torch.nn.Module, torch.device]:
 
 def draw_seed(random_state) -> int:
     """One integer seed from ``check_random_state(random_state)``."""
-    return int(check_random_state(random_state).randint(_SEED_HIGH))
+    return int(check_random_state(random_state).randint(SEED_HIGH))
 
 
 def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
