@@ -39,7 +39,7 @@ from .losses import AsymmetricLoss
 
 __all__ = ["LOSSES", "Adam", "as_features", "constant_scores", "elementwise_loss",
            "forward_shared", "loss_grad", "models_per_block", "natural_layout",
-           "resolve_device", "stacked_gradients", "top_indices"]
+           "resolve_device", "stacked_gradients", "top_indices", "train_in_blocks"]
 
 LOSSES = ("asl", "bce")
 
@@ -78,6 +78,20 @@ def models_per_block(device: torch.device, elements_per_model: int, *, cpu: int,
     ``gpu``) values; small blocks stay in a CPU's cache, large ones fill a GPU."""
     budget = cpu if device.type == "cpu" else gpu
     return max(1, budget // max(1, int(elements_per_model)))
+
+
+def train_in_blocks(n_models: int, models_per_block: int, train_block):
+    """``train_block(models)`` over consecutive blocks of at most ``models_per_block``
+    models; each returns ``(params, constant_scores)`` with a leading model axis.
+
+    Returns the blocks' parameters and constant scores concatenated along that axis.
+    The models do not depend on the block size (up to float rounding).
+    """
+    size = max(1, int(models_per_block))
+    blocks = [train_block(np.arange(first, min(first + size, n_models)))
+              for first in range(0, n_models, size)]
+    params = [torch.cat(parts) for parts in zip(*(p for p, _ in blocks))]
+    return params, torch.cat([scores for _, scores in blocks])
 
 
 # ----------------------------------------------------------- constant label columns

@@ -35,6 +35,7 @@ from ._stacked import (
     natural_layout,
     resolve_device,
     stacked_gradients,
+    train_in_blocks,
 )
 from ._targets import encode_fit_targets
 
@@ -168,18 +169,16 @@ def fit_heads(X, Y, index_sets, *, hidden, loss, epochs, lr, alpha, device, seed
         width_max = max(n_classes, width or 0)
         per_model = m_max * (width_max if device.type == "cpu" else max(width_max, n_features))
         models_per_batch = models_per_block(device, per_model, cpu=_CPU_BLOCK, gpu=_GPU_BLOCK)
-    blocks_params, blocks_scores = [], []
-    for first in range(0, n_models, int(models_per_batch)):
-        models = np.arange(first, min(first + int(models_per_batch), n_models))
+
+    def train(models):
         rows, block_sizes = index_block(index_sets, models)
         init = initial_weights(seeds[models], n_features, n_classes, width)
-        params, scores = _train_block(
+        return _train_block(
             X, Y, rows, block_sizes, init, loss_fn=loss_fn, epochs=int(epochs),
             lr=float(lr), alpha=float(alpha), constant_columns=constant_columns)
-        blocks_params.append(params)
-        blocks_scores.append(scores)
-    params = [torch.cat(parts) for parts in zip(*blocks_params)]
-    return params, torch.cat(blocks_scores), sizes
+
+    params, scores = train_in_blocks(n_models, models_per_batch, train)
+    return params, scores, sizes
 
 
 class LinearHead(ClassifierMixin, BaseEstimator):

@@ -60,6 +60,7 @@ from .._stacked import (
     constant_scores,
     natural_layout,
     stacked_gradients,
+    train_in_blocks,
 )
 from .._stacked import (
     models_per_block as models_per_block_for,
@@ -183,9 +184,8 @@ def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None,
         models_per_block = models_per_block_for(
             recipe.device, batch * max(n_features, n_classes, *recipe.hidden),
             cpu=_CPU_STEP_ELEMENTS, gpu=_GPU_STEP_ELEMENTS)
-    blocks_params, blocks_scores = [], []
-    for first in range(0, n_nets, int(models_per_block)):
-        nets = np.arange(first, min(first + int(models_per_block), n_nets))
+
+    def train(nets):
         rows_t = torch.as_tensor(rows[nets], device=device)
         scores = constant_scores(Yt, rows_t)
         fitted = torch.isnan(scores)
@@ -198,12 +198,11 @@ def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None,
             with torch.no_grad():
                 params = _train_block(Xt, Yt, rows_t, fitted, params,
                                       sampler_seeds, recipe)
-        blocks_params.append(natural_layout(params))
-        blocks_scores.append(scores)
         if progress is not None:
             progress(len(nets))
-    params = [torch.cat(parts) for parts in zip(*blocks_params)]
-    return params, torch.cat(blocks_scores)
+        return natural_layout(params), scores
+
+    return train_in_blocks(n_nets, models_per_block, train)
 
 
 # ------------------------------------------------------------ ensemble hook-up
