@@ -12,7 +12,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._random import SEED_HIGH
+from .._random import spawn_seeds
 from .._validation import check_alpha, check_choice
 from ..certificates._bagging import BAGGING_METHODS
 from ._base import (
@@ -34,7 +34,7 @@ def subsample_indices(seed: int, n_train: int, max_samples: int) -> np.ndarray:
     ``max_samples`` rows drawn uniformly with replacement from a stream of their own,
     ``numpy.random.default_rng(SeedSequence([seed, 1]))``: independent of the base
     model's training randomness (which ``fit_base_model`` draws from
-    ``RandomState(seed)``), as Theorem 1 assumes.
+    ``SeedSequence(seed)``), as Theorem 1 assumes.
     """
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1]))
     return rng.integers(0, n_train, max_samples)
@@ -102,8 +102,9 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         in a ``joblib.parallel_backend`` context; any backend works (loky, threading,
         Dask, ...). The fitted models do not depend on ``n_jobs`` or the backend.
     random_state : int, RandomState instance or None, default=None
-        Seeds the subsamples and the base models' own randomness: one seed per base
-        model is drawn up front, as in :class:`sklearn.ensemble.BaggingClassifier`.
+        Seeds the subsamples and the base models' own randomness: one 64-bit seed per
+        base model is derived up front by ``numpy.random.SeedSequence`` spawning, so
+        that no two base models share a seed in practice (see ``seeds_``).
     verbose : int, default=0
         joblib's progress messages while fitting and counting; with vectorised
         ``MultiLabelNet`` training (see Notes), a progress bar over the base models.
@@ -119,8 +120,11 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
     heads_ : LinearHeadEnsemble or None
         The stacked base models when they were trained vectorised (see Notes), else
         None.
-    seeds_ : ndarray of int, shape (n_estimators,)
-        Seed of each base model: its subsample and its ``random_state`` parameters.
+    seeds_ : ndarray of uint64, shape (n_estimators,)
+        Seed of each base model: its subsample and its own randomness
+        (``random_state`` parameters, torch's generator), through
+        ``numpy.random.SeedSequence``. Spawned from one ``SeedSequence`` whose entropy
+        is drawn from ``random_state``: the same ``random_state`` gives the same seeds.
     estimators_samples_ : list of ndarray of int
         Training rows (with repetition, in draw order) of each base model.
     n_train_ : int
@@ -275,7 +279,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         max_samples = self._subsample_size(n_train)
 
         random_state = check_random_state(self.random_state)
-        seeds = random_state.randint(SEED_HIGH, size=self.n_estimators)
+        seeds = spawn_seeds(random_state, self.n_estimators)
         self.heads_ = None
         trainer = select_trainer(estimator, X, self.vectorize)
         if trainer is not None:

@@ -39,7 +39,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import CertifiedClassifierMixin
-from .._random import SEED_HIGH
+from .._random import SEED_HIGH, model_random_state
 from .._scores import has_score_method, label_scores, top_k_indicator
 from .._targets import encode_fit_targets
 from .._torch_seed import seeded_torch
@@ -275,7 +275,7 @@ def fit_base_model(estimator, X, Y, *, seed: int, empty_labels) -> _ConstantAwar
     ``seed`` sets the base estimator's ``random_state`` parameters (as in scikit-learn's
     bagging) and torch's generator during training.
     """
-    rng = np.random.RandomState(seed)
+    rng = model_random_state(seed)
     estimator = clone(estimator)
     set_random_states(estimator, rng)
     model = _ConstantAwareMultiLabel(estimator, empty_labels=empty_labels,

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from .._random import SEED_HIGH
+from .._random import SEED_HIGH, model_random_state
 from .._stacked import as_features, forward_shared, resolve_device, top_indices
 from .._targets import encode_fit_targets
 from ..heads import LinearHead, fit_heads, hidden_width, model_seeds
@@ -321,7 +321,7 @@ def fit_base_models(estimator, X, Y, index_sets, seeds, empty_labels):
 
     Model i is trained on ``X[index_sets[i]], Y[index_sets[i]]`` with the randomness
     ``sklearn_certify.ensembles._base.fit_base_model(estimator, ..., seed=seeds[i],
-    empty_labels=empty_labels[i])`` gives it: ``RandomState(seeds[i])`` draws the
+    empty_labels=empty_labels[i])`` gives it: ``model_random_state(seeds[i])`` draws the
     head's ``random_state`` and then the wrapper's ``seed``. Same subsamples, same
     seeds, same learning rule (constant columns fixed at +-inf, the empty-set
     fallback), so the same models up to floating-point rounding.
@@ -349,7 +349,7 @@ def fit_base_models(estimator, X, Y, index_sets, seeds, empty_labels):
         raise TypeError(f"{type(estimator).__name__} cannot be trained as stacked heads; "
                         "only LinearHead can.")
     estimator._validate_params()
-    draws = [np.random.RandomState(int(seed)).randint(SEED_HIGH, size=2) for seed in seeds]
+    draws = [model_random_state(seed).randint(SEED_HIGH, size=2) for seed in seeds]
     head_seeds = [int(d[0]) for d in draws]
     wrapper_seeds = [int(d[1]) for d in draws]
     params = estimator.get_params()

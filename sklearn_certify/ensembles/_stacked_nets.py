@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from .._random import SEED_HIGH
+from .._random import SEED_HIGH, model_random_state
 from .._stacked import (
     as_features,
     constant_scores,
@@ -208,7 +208,7 @@ def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None,
 # ------------------------------------------------------------ ensemble hook-up
 def wrapper_seeds(seeds) -> list[int]:
     """The torch seed ``fit_base_model`` gives each base model (no random_state params)."""
-    return [int(np.random.RandomState(int(seed)).randint(SEED_HIGH)) for seed in seeds]
+    return [int(model_random_state(seed).randint(SEED_HIGH)) for seed in seeds]
 
 
 def fit_net_base_models(estimator, X, Y, rows, seeds, empty_labels, *, verbose=0):
