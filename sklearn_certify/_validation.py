@@ -1,5 +1,9 @@
 """Input validation shared by the pure functions and the estimators.
 
+Imports numpy only at module level (scikit-learn inside :func:`check_inputs`), so that
+:mod:`sklearn_certify.bounds` and :mod:`sklearn_certify.certificates` load numpy and
+scipy only.
+
 Every check raises ``ValueError`` (bad value) or ``TypeError`` (bad type) with a
 message that names the parameter and what it expected.
 """
@@ -10,7 +14,6 @@ import numbers
 import re
 
 import numpy as np
-from sklearn.utils import check_array
 
 from ._random import is_int
 
@@ -171,6 +174,10 @@ def check_inputs(X, *, ensure_min_samples: int = 0) -> np.ndarray:
     with "Invalid X" where they do not name X. Inputs of any shape must hold at least
     one feature.
     """
+    # scikit-learn is imported here, not at module level: the certificate math (which
+    # uses the other checks) loads numpy and scipy only.
+    from sklearn.utils import check_array
+
     try:
         X = check_array(X, dtype="numeric", allow_nd=True,
                         ensure_min_samples=ensure_min_samples, input_name="X")
