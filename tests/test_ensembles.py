@@ -202,8 +202,10 @@ def test_dpa_certify_equals_pure_functions(digits, fitted_dpa, attack, method):
 def test_certify_option_errors(digits):
     X_train, X_test, Y_train, Y_test = digits
     dpa = DPACertifiedClassifier(n_partitions=5).fit(X_train, Y_train)
-    with pytest.raises(TypeError, match="deterministic"):
+    with pytest.raises(TypeError, match="alpha"):  # deterministic: no alpha
         dpa.certify(X_test, Y_test, 1, alpha=0.01)
+    with pytest.raises(TypeError, match="deterministic"):
+        dpa.certify(X_test, Y_test, 1).recertify(alpha=0.01)
     with pytest.raises(TypeError, match="unexpected"):
         dpa.certify(X_test, Y_test, 1, sigma=0.5)
     with pytest.raises(ValueError, match="method"):

@@ -13,8 +13,9 @@ from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._random import spawn_seeds
-from .._validation import check_alpha, check_choice
-from ..certificates._bagging import BAGGING_METHODS
+from .._validation import check_alpha
+from ..certificates._bagging import BAGGING, BAGGING_METHODS
+from ..results import CertificationResult
 from ._base import (
     BaseCertifiedEnsemble,
     fallback_labels,
@@ -317,10 +318,45 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         return [subsample_indices(seed, self.n_train_, self.max_samples_)
                 for seed in self.seeds_]
 
-    def _certificate_spec(self, **options) -> dict:
-        method = check_choice(options.pop("method", self.method), "method", BAGGING_METHODS)
-        alpha = check_alpha(options.pop("alpha", self.alpha))
-        attack = self._pop_attack(options)
-        self._reject_unknown(options)
+    def certify(self, X, Y, radius=0, *, method: str | None = None,
+                alpha: float | None = None, attack: str = "modification",
+                k: int | None = None, label: str | None = None) -> CertificationResult:
+        """Certified intersection sizes of ``X``'s true labels against T poisoned examples.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_inputs, ...)
+        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
+            The true labels (1-D labels when ``fit`` saw 1-D targets).
+        radius : int or array-like of int, default=0
+            T, the numbers of poisoned training examples to certify against.
+        method : {"poisoningguard", "bagging"}, optional
+            Overrides the ``method`` parameter for this call.
+        alpha : float, optional
+            Overrides the ``alpha`` parameter for this call.
+        attack : {"modification", "addition", "deletion"}, default="modification"
+            How the T examples are poisoned.
+        k : int, optional
+            Overrides the ``k`` parameter for this call.
+        label : str, optional
+            Name of the result in tables and legends.
+
+        Returns
+        -------
+        CertificationResult
+
+        Notes
+        -----
+        For 1-D multi-class targets ``predict`` returns the top-1 label, while
+        ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
+        or here) for the certificate of ``predict``'s label.
+        """
+        return self._certify(X, Y, radius, k=k, label=label, method=method, alpha=alpha,
+                             attack=attack)
+
+    def _certificate_spec(self, *, method=None, alpha=None, attack="modification") -> dict:
+        method = BAGGING.check_method(self.method if method is None else method, {})
+        alpha = check_alpha(self.alpha if alpha is None else alpha)
         return dict(certificate="bagging", method=method, alpha=alpha, k_base=self.k_base,
-                    n_train=self.n_train_, max_samples=self.max_samples_, attack=attack)
+                    n_train=self.n_train_, max_samples=self.max_samples_,
+                    attack=self._check_attack(attack))

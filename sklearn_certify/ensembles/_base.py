@@ -400,10 +400,6 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
         )
         return np.sum(parts, axis=0, dtype=np.int64), n_models
 
-    def _pop_attack(self, options: dict) -> str:
-        return check_choice(options.pop("attack", "modification"), "attack", ATTACKS)
-
     @staticmethod
-    def _reject_unknown(options: dict) -> None:
-        if options:
-            raise TypeError(f"unexpected certify option(s): {sorted(options)}.")
+    def _check_attack(attack) -> str:
+        return check_choice(attack, "attack", ATTACKS)

@@ -42,8 +42,9 @@ from joblib import Parallel, delayed
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._validation import check_choice, check_inputs, check_label_matrix
-from ..certificates._dpa import DPA_METHODS
+from .._validation import check_inputs, check_label_matrix
+from ..certificates._dpa import DPA, DPA_METHODS
+from ..results import CertificationResult
 from ._base import (
     BaseCertifiedEnsemble,
     fallback_labels,
@@ -374,10 +375,42 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         self._set_targets(n_classes, classes)
         return self
 
-    def _certificate_spec(self, **options) -> dict:
-        if "alpha" in options:
-            raise TypeError("DPA certificates are deterministic and take no alpha.")
-        method = check_choice(options.pop("method", self.method), "method", DPA_METHODS)
-        attack = self._pop_attack(options)
-        self._reject_unknown(options)
-        return dict(certificate="dpa", method=method, k_base=self.k_base, attack=attack)
+    def certify(self, X, Y, radius=0, *, method: str | None = None,
+                attack: str = "modification", k: int | None = None,
+                label: str | None = None) -> CertificationResult:
+        """Certified intersection sizes of ``X``'s true labels against T poisoned examples.
+
+        Deterministic: there is no ``alpha``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_inputs, ...)
+        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
+            The true labels (1-D labels when ``fit`` saw 1-D targets).
+        radius : int or array-like of int, default=0
+            T, the numbers of poisoned training examples to certify against.
+        method : {"poisoningguard", "dpa"}, optional
+            Overrides the ``method`` parameter for this call.
+        attack : {"modification", "addition", "deletion"}, default="modification"
+            How the T examples are poisoned.
+        k : int, optional
+            Overrides the ``k`` parameter for this call.
+        label : str, optional
+            Name of the result in tables and legends.
+
+        Returns
+        -------
+        CertificationResult
+
+        Notes
+        -----
+        For 1-D multi-class targets ``predict`` returns the top-1 label, while
+        ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
+        or here) for the certificate of ``predict``'s label.
+        """
+        return self._certify(X, Y, radius, k=k, label=label, method=method, attack=attack)
+
+    def _certificate_spec(self, *, method=None, attack="modification") -> dict:
+        method = DPA.check_method(self.method if method is None else method, {})
+        return dict(certificate="dpa", method=method, k_base=self.k_base,
+                    attack=self._check_attack(attack))

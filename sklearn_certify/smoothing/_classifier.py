@@ -18,8 +18,9 @@ from skorch.callbacks import Callback
 from .._base import CertifiedClassifierMixin
 from .._targets import encode_fit_targets
 from .._torch_seed import seeded_torch
-from .._validation import check_alpha, check_choice, check_inputs
-from ..certificates._gaussian import GAUSSIAN_METHODS
+from .._validation import check_alpha, check_inputs
+from ..certificates._gaussian import GAUSSIAN, GAUSSIAN_METHODS, check_jia
+from ..results import CertificationResult
 from ._sampling import (
     _estimator_scores,
     _eval_mode,
@@ -243,10 +244,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                     f"{name}={getattr(self, name)} exceeds the number of labels "
                     f"n_classes={n_classes}; {name} must be at most {n_classes}."
                 )
-        if self.method == "jia" and self.k_prime != 1:
-            raise ValueError(
-                f"method='jia' needs k_prime == 1, got k_prime={self.k_prime}."
-            )
+        check_jia(self.method, self.k_prime)
 
     def _fit_estimator(self, X, Y, Y_matrix):
         """The fitted base model (see ``estimator`` and ``train_noise``)."""
@@ -318,18 +316,43 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         )
         return counts, self.n_draws
 
-    def _certificate_spec(self, **options) -> dict:
-        """Arguments of ``CertificationResult.from_counts``: options ``method``, ``alpha``
-        and ``label`` (legend name) override the fitted settings."""
-        method = check_choice(options.pop("method", self.method), "method", GAUSSIAN_METHODS)
-        alpha = check_alpha(options.pop("alpha", self.alpha))
-        if options:
-            raise TypeError(
-                f"unexpected certify options {sorted(options)}; {type(self).__name__}"
-                ".certify takes method, alpha, k and label."
-            )
-        if method == "jia" and self.k_prime != 1:
-            raise ValueError(f"method='jia' needs k_prime == 1, got k_prime={self.k_prime}.")
+    def certify(self, X, Y, radius=0.0, *, method: str | None = None,
+                alpha: float | None = None, k: int | None = None,
+                label: str | None = None) -> CertificationResult:
+        """Certified intersection sizes of ``X``'s true labels at each l2 radius.
+
+        Parameters
+        ----------
+        X : array-like or tensor of shape (n_inputs, ...)
+        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
+            The true labels (1-D labels when ``fit`` saw 1-D targets).
+        radius : float or array-like of float, default=0.0
+            l2 norms of the perturbations to certify against.
+        method : {"multiguard", "first-term", "jia"}, optional
+            Overrides the ``method`` parameter for this call.
+        alpha : float, optional
+            Overrides the ``alpha`` parameter for this call.
+        k : int, optional
+            Overrides the ``k`` parameter for this call.
+        label : str, optional
+            Name of the result in tables and legends.
+
+        Returns
+        -------
+        CertificationResult
+
+        Notes
+        -----
+        For 1-D multi-class targets ``predict`` returns the top-1 label, while
+        ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
+        or here) for the certificate of ``predict``'s label.
+        """
+        return self._certify(X, Y, radius, k=k, label=label, method=method, alpha=alpha)
+
+    def _certificate_spec(self, *, method=None, alpha=None) -> dict:
+        method = GAUSSIAN.check_method(self.method if method is None else method,
+                                       {"k_prime": self.k_prime})
+        alpha = check_alpha(self.alpha if alpha is None else alpha)
         return dict(certificate="gaussian", method=method, alpha=alpha,
                     k_prime=self.k_prime, sigma=float(self.sigma))
 
