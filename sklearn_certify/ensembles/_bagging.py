@@ -172,7 +172,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
       :mod:`sklearn_certify.ensembles._stacked_nets`; a one-time check against a real
       skorch fit guards this, and falls back to one-by-one training with a warning
       when it fails). ``estimators_`` then builds each fitted skorch net on first
-      access (about 10 ms each), with an empty ``history_``.
+      access, with an empty ``history_``.
 
     ``heads_`` holds the stacked models; ``n_jobs`` is not used for training on these
     paths. Any other estimator (subclasses and other configurations included), or

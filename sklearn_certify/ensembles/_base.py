@@ -63,9 +63,8 @@ def default_base_estimator():
     """The base estimator used when ``estimator=None``.
 
     ``RidgeClassifier()``: one least-squares linear scorer per label, fitted in closed
-    form on the whole indicator matrix at once, deterministic and fast (a few
-    milliseconds per base model on a few hundred examples, so thousands of base
-    models train in seconds). See ``bench/bench_bagging_fit.py`` for timings.
+    form on the whole indicator matrix at once: deterministic, and fast enough for
+    thousands of base models on training sets of a few hundred examples each.
     """
     return RidgeClassifier()
 
