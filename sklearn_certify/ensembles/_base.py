@@ -48,8 +48,10 @@ from .._validation import ATTACKS, check_choice, check_inputs, check_int
 __all__ = [
     "BaseCertifiedEnsemble",
     "_ConstantAwareMultiLabel",
+    "derived_seeds",
     "fallback_labels",
     "fit_base_model",
+    "random_state_params",
     "set_random_states",
     "split_tasks",
 ]
@@ -87,14 +89,16 @@ def set_random_states(estimator, random_state) -> None:
     ``__random_state`` (sorted by name) get integers drawn from ``random_state``.
     """
     random_state = check_random_state(random_state)
-    params = estimator.get_params(deep=True)
-    to_set = {
-        key: int(random_state.randint(SEED_HIGH))
-        for key in sorted(params)
-        if key == "random_state" or key.endswith("__random_state")
-    }
+    to_set = {key: int(random_state.randint(SEED_HIGH))
+              for key in random_state_params(estimator)}
     if to_set:
         estimator.set_params(**to_set)
+
+
+def random_state_params(estimator) -> list[str]:
+    """The parameters named ``random_state`` or ending in ``__random_state``, sorted."""
+    return [key for key in sorted(estimator.get_params(deep=True))
+            if key == "random_state" or key.endswith("__random_state")]
 
 
 class _ConstantAwareMultiLabel(BaseEstimator):
@@ -268,17 +272,34 @@ def _seeded_torch(seed, estimator):
     return seeded_torch(seed)
 
 
+def derived_seeds(seed: int, n_random_states: int) -> tuple[list[int], int]:
+    """The seeds one base model's ``seed`` gives it, as :func:`fit_base_model` uses them.
+
+    From ``model_random_state(seed)``: first one seed per ``random_state`` parameter of
+    the base estimator (sorted by name, see :func:`set_random_states`), then the seed of
+    torch's generator during training. The stacked trainers derive their seeds here too,
+    so that they make the same models.
+    """
+    rng = model_random_state(seed)
+    params = [int(rng.randint(SEED_HIGH)) for _ in range(n_random_states)]
+    return params, int(rng.randint(SEED_HIGH))
+
+
 def fit_base_model(estimator, X, Y, *, seed: int, empty_labels) -> _ConstantAwareMultiLabel:
     """Fit one base model on ``(X, Y)``, its randomness fixed by ``seed``.
 
-    ``seed`` sets the base estimator's ``random_state`` parameters (as in scikit-learn's
-    bagging) and torch's generator during training.
+    The one function that trains a base model one by one (bagging and DPA, any joblib
+    backend). ``seed`` sets the base estimator's ``random_state`` parameters (as in
+    scikit-learn's bagging) and torch's generator during training (see
+    :func:`derived_seeds`); ``empty_labels`` are the votes of a model without examples
+    (see :func:`fallback_labels`).
     """
-    rng = model_random_state(seed)
     estimator = clone(estimator)
-    set_random_states(estimator, rng)
-    model = _ConstantAwareMultiLabel(estimator, empty_labels=empty_labels,
-                                     seed=int(rng.randint(SEED_HIGH)))
+    names = random_state_params(estimator)
+    param_seeds, torch_seed = derived_seeds(seed, len(names))
+    if names:
+        estimator.set_params(**dict(zip(names, param_seeds)))
+    model = _ConstantAwareMultiLabel(estimator, empty_labels=empty_labels, seed=torch_seed)
     return model.fit(X, Y)
 
 

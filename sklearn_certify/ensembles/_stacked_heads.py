@@ -38,11 +38,10 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from .._random import SEED_HIGH, model_random_state
 from .._stacked import as_features, forward_shared, resolve_device, top_indices
 from .._targets import encode_fit_targets
 from ..heads import LinearHead, fit_heads, hidden_width, model_seeds
-from ._base import _ConstantAwareMultiLabel
+from ._base import _ConstantAwareMultiLabel, derived_seeds
 
 __all__ = ["LinearHeadEnsemble", "fit_base_models", "fit_linear_heads", "is_vectorizable"]
 
@@ -349,9 +348,9 @@ def fit_base_models(estimator, X, Y, index_sets, seeds, empty_labels):
         raise TypeError(f"{type(estimator).__name__} cannot be trained as stacked heads; "
                         "only LinearHead can.")
     estimator._validate_params()
-    draws = [model_random_state(seed).randint(SEED_HIGH, size=2) for seed in seeds]
-    head_seeds = [int(d[0]) for d in draws]
-    wrapper_seeds = [int(d[1]) for d in draws]
+    draws = [derived_seeds(seed, 1) for seed in seeds]  # LinearHead's random_state
+    head_seeds = [params[0] for params, _ in draws]
+    wrapper_seeds = [torch_seed for _, torch_seed in draws]
     params = estimator.get_params()
     heads = fit_linear_heads(
         X, Y, index_sets, hidden=params["hidden"], loss=params["loss"],

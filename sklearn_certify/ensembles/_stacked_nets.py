@@ -54,7 +54,6 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from .._random import SEED_HIGH, model_random_state
 from .._stacked import (
     as_features,
     constant_scores,
@@ -67,7 +66,7 @@ from .._stacked import (
 )
 from .._torch_seed import seeded_torch
 from ..nets import MLPModule, MultiLabelNet
-from ._base import _ConstantAwareMultiLabel
+from ._base import _ConstantAwareMultiLabel, derived_seeds
 from ._skorch_replica import (
     NetRecipe,
     epoch_orders,
@@ -208,7 +207,7 @@ def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None,
 # ------------------------------------------------------------ ensemble hook-up
 def wrapper_seeds(seeds) -> list[int]:
     """The torch seed ``fit_base_model`` gives each base model (no random_state params)."""
-    return [int(model_random_state(seed).randint(SEED_HIGH)) for seed in seeds]
+    return [derived_seeds(seed, 0)[1] for seed in seeds]
 
 
 def fit_net_base_models(estimator, X, Y, rows, seeds, empty_labels, *, verbose=0):
