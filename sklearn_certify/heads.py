@@ -102,21 +102,6 @@ def index_block(index_sets, models) -> tuple[np.ndarray, np.ndarray]:
     return block, sizes
 
 
-def _check_index_sets(index_sets, n_train: int):
-    """A 2-D int array (equal sizes) or a list of 1-D int arrays (ragged)."""
-    if isinstance(index_sets, np.ndarray) and index_sets.ndim == 2:
-        sets = index_sets.astype(np.int64, copy=False)
-        flat = sets.reshape(-1)
-    else:
-        sets = [np.asarray(s, dtype=np.int64).reshape(-1) for s in index_sets]
-        flat = np.concatenate(sets) if sets else np.zeros(0, dtype=np.int64)
-    if len(sets) == 0:
-        raise ValueError("index_sets is empty: at least one model is needed.")
-    if flat.size and (flat.min() < 0 or flat.max() >= n_train):
-        raise ValueError(f"index_sets hold row indices outside [0, {n_train}).")
-    return sets
-
-
 def _train_block(X, Y, rows, sizes, params, *, loss_fn, epochs, lr, alpha, constant_columns):
     """Train the stacked ``params`` (natural layout, see ``initial_weights``) of one block.
 

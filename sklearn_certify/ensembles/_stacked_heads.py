@@ -246,16 +246,9 @@ def fit_linear_heads(X, Y, index_sets, *, hidden=None, loss="asl", epochs: int =
         replacement), sizes may differ and be 0 (DPA partitions).
     hidden : int or None, default=None
         None: linear heads. An int: one hidden ReLU layer of that width.
-    loss : {"asl", "bce"} or callable, default="asl"
-        ``"asl"``: :class:`sklearn_certify.nets.AsymmetricLoss` with its defaults;
-        ``"bce"``: binary cross-entropy on the logits; a callable maps
-        ``(logits, targets)`` to element-wise losses of the same shape.
-    epochs : int, default=100
-        Number of full-batch Adam steps.
-    lr : float, default=0.01
-        Adam's learning rate.
-    alpha : float, default=1e-4
-        L2 penalty on the weight matrices (not the biases).
+    loss, epochs, lr, alpha :
+        As in :class:`~sklearn_certify.heads.LinearHead` (``alpha``: the L2 penalty on
+        the weight matrices, not the biases).
     device : str or torch.device, default="cpu"
         Where training and prediction run (``"auto"``: CUDA when available).
     random_state : int, RandomState, None, or sequence of N ints

@@ -21,17 +21,7 @@ from .._torch_seed import seeded_torch
 from .._validation import check_alpha, check_inputs
 from ..certificates._gaussian import GAUSSIAN, GAUSSIAN_METHODS, check_jia
 from ..results import CertificationResult
-from ._sampling import (
-    _estimator_scores,
-    _eval_mode,
-    _module_dtype,
-    _module_scores,
-    draw_seed,
-    is_torch_model,
-    module_input,
-    sample_label_counts,
-    torch_module_and_device,
-)
+from ._sampling import check_scores_width, draw_seed, sample_label_counts
 
 __all__ = ["SmoothedMultiLabelClassifier"]
 
@@ -234,7 +224,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self.classes_ = classes if self.multiclass_ else np.arange(n_classes)
         self.n_classes_ = n_classes
         self.estimator_ = self._fit_estimator(X, Y, Y_matrix)
-        _check_scores_width(self.estimator_, X[:1], n_classes)
+        check_scores_width(self.estimator_, X[:1], n_classes)
         return self
 
     def _check_label_params(self, n_classes: int) -> None:
@@ -370,17 +360,6 @@ def _noisy_copy(X: np.ndarray, sigma: float, rng: np.random.Generator) -> np.nda
     """``X + N(0, sigma^2 I)``, in X's float dtype (float64 for other dtypes)."""
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
     return X.astype(dtype) + sigma * rng.standard_normal(X.shape, dtype=dtype)
-
-
-def _check_scores_width(model, X_head, n_classes: int) -> None:
-    """Score one input and check the model gives one score per label."""
-    if is_torch_model(model):
-        module, device = torch_module_and_device(model)
-        x = module_input(model, X_head, device, _module_dtype(module))
-        with _eval_mode(module), torch.inference_mode():
-            _module_scores(module, x, n_classes)
-    else:
-        _estimator_scores(model, np.asarray(X_head), n_classes)
 
 
 class TrainingNoise(Callback):

@@ -55,7 +55,8 @@ from sklearn.utils import check_random_state
 from .._random import SEED_HIGH
 from .._scores import label_scores, top_k_indicator
 
-__all__ = ["sample_label_counts", "is_torch_model", "torch_module_and_device", "module_input"]
+__all__ = ["check_scores_width", "draw_seed", "is_torch_model", "module_input",
+           "sample_label_counts", "torch_module_and_device"]
 
 # The torch path moves about this many batches' worth of inputs to the device at a
 # time, and copies their counts back to the host once.
@@ -341,3 +342,13 @@ def _progress(total: int, verbose: int):
     return tqdm(total=total, unit="draw", unit_scale=True, desc="sampling",
                 mininterval=0.5, smoothing=0.1)
 
+
+def check_scores_width(model, X_head, n_classes: int) -> None:
+    """Score one input and check the model gives one score per label."""
+    if is_torch_model(model):
+        module, device = torch_module_and_device(model)
+        x = module_input(model, X_head, device, _module_dtype(module))
+        with _eval_mode(module), torch.inference_mode():
+            _module_scores(module, x, n_classes)
+    else:
+        _estimator_scores(model, np.asarray(X_head), n_classes)
