@@ -16,6 +16,7 @@ from sklearn_certify.ensembles import _stacked_nets
 from sklearn_certify.ensembles._base import _ConstantAwareMultiLabel
 from sklearn_certify.ensembles._skorch_replica import (
     ELEMENTWISE_OPTIMIZERS,
+    Blocker,
     net_blocker,
     net_recipe,
 )
@@ -205,7 +206,10 @@ BLOCKERS = {
 def test_what_is_not_vectorised_is_trained_one_by_one(data, name):
     X, Y, _ = data
     net = _net(**BLOCKERS[name])
-    assert net_blocker(net, X)
+    blocker = net_blocker(net, X)
+    # the record names the parameter that was set
+    assert blocker.parameter.split("__")[0] in {key.split("__")[0] for key in BLOCKERS[name]}
+    assert blocker.reason and str(blocker).startswith(blocker.parameter)
     if name in ("noise_sigma", "dropout", "callbacks", "optimizer"):
         clf = BaggingCertifiedClassifier(net, n_estimators=2, max_samples=20,
                                          random_state=0).fit(X, Y)
@@ -214,10 +218,11 @@ def test_what_is_not_vectorised_is_trained_one_by_one(data, name):
 
 def test_other_estimators_and_image_modules_are_not_vectorised(data):
     X, _, _ = data
-    assert "not a MultiLabelNet" in net_blocker(MLPModule, X)
+    assert "not a MultiLabelNet" in net_blocker(MLPModule, X).reason
     class Sub(MultiLabelNet):
         pass
-    assert "not a MultiLabelNet" in net_blocker(Sub(MLPModule), X)
+    assert net_blocker(Sub(MLPModule), X) == Blocker(
+        "estimator", "Sub is not a MultiLabelNet")
     images = np.zeros((4, 1, 8, 8), dtype=np.float32)
     assert net_blocker(MultiLabelNet(), images)  # SmallCNN
     assert net_blocker(MultiLabelNet(MLPModule), images) is None  # flattens the images

@@ -35,7 +35,7 @@ from .._random import is_int
 from .._torch_seed import seeded_torch
 from ..nets import AsymmetricLoss, MLPModule, MultiLabelNet
 
-__all__ = ["ELEMENTWISE_OPTIMIZERS", "NetRecipe", "epoch_orders",
+__all__ = ["ELEMENTWISE_OPTIMIZERS", "Blocker", "NetRecipe", "NotReplicable", "epoch_orders",
            "initial_weights_and_sampler_seeds", "net_blocker", "net_recipe"]
 
 #: Optimisers whose update of a tensor entry depends on that entry's own gradient
@@ -61,26 +61,50 @@ class NetRecipe:
     device: torch.device
 
 
+@dataclass(frozen=True)
+class Blocker:
+    """Why the replica cannot train a net: the parameter at fault and the reason."""
+
+    parameter: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.parameter}: {self.reason}"
+
+
+class NotReplicable(ValueError):
+    """Raised by :func:`net_recipe`; ``blocker`` is the :class:`Blocker`."""
+
+    def __init__(self, parameter: str, reason: str):
+        self.blocker = Blocker(parameter, reason)
+        super().__init__(str(self.blocker))
+
+
 def _criterion_loss(net) -> tuple[object, bool, bool]:
     """(element-wise loss, mean over rows, mean over labels) of the net's criterion."""
     params = net.get_params_for("criterion")
     reduction = params.get("reduction", "mean")
     if reduction not in ("mean", "sum"):
-        raise ValueError(f"criterion reduction {reduction!r}")
+        raise NotReplicable("criterion__reduction", f"{reduction!r} is not 'mean' or 'sum'")
     if net.criterion is AsymmetricLoss:
         if set(params) - {"gamma_pos", "gamma_neg", "clip", "eps", "reduction"}:
-            raise ValueError(f"criterion parameters {sorted(params)}")
-        loss = AsymmetricLoss(**{**params, "reduction": "none"})  # validates them
+            raise NotReplicable("criterion__*", f"unsupported parameters {sorted(params)}")
+        try:
+            loss = AsymmetricLoss(**{**params, "reduction": "none"})  # validates them
+        except (TypeError, ValueError) as exc:
+            raise NotReplicable("criterion__*", f"invalid parameters ({exc})") from None
         return loss, reduction == "mean", False
     if net.criterion is torch.nn.BCEWithLogitsLoss:
         if set(params) - {"reduction"}:
-            raise ValueError(f"criterion parameters {sorted(params)}")
+            raise NotReplicable("criterion__*", f"unsupported parameters {sorted(params)}")
         return "bce", reduction == "mean", reduction == "mean"
-    raise ValueError(f"criterion {net.criterion!r}")
+    raise NotReplicable("criterion", f"{net.criterion!r} is not AsymmetricLoss or "
+                        "BCEWithLogitsLoss (the class)")
 
 
-def net_blocker(estimator, X) -> str | None:
-    """Why the replica cannot train ``estimator`` on ``X`` (a reason); None if it can.
+def net_blocker(estimator, X) -> Blocker | None:
+    """Why the replica cannot train ``estimator`` on ``X`` (a :class:`Blocker`); None if
+    it can.
 
     It can when it is exactly a :class:`~sklearn_certify.nets.MultiLabelNet` with
 
@@ -96,79 +120,76 @@ def net_blocker(estimator, X) -> str | None:
       ``batch_size`` and ``max_epochs``, no ``random_state`` parameters, and a CPU or an
       available CUDA device (None: the CPU).
     """
-    if type(estimator) is not MultiLabelNet:
-        return f"{type(estimator).__name__} is not a MultiLabelNet"
     try:
         net_recipe(estimator, X)
-    except (TypeError, ValueError) as exc:
-        return str(exc)
+    except NotReplicable as exc:
+        return exc.blocker
     return None
 
 
 def net_recipe(estimator, X) -> NetRecipe:
-    """The :class:`NetRecipe` of a vectorisable MultiLabelNet; ValueError says why not."""
+    """The :class:`NetRecipe` of a MultiLabelNet the replica can train; else
+    :class:`NotReplicable` says why not."""
     from skorch.dataset import Dataset
     from torch.utils.data import DataLoader
 
     net = estimator
     if type(net) is not MultiLabelNet:
-        raise ValueError(f"{type(net).__name__} is not a MultiLabelNet")
+        raise NotReplicable("estimator", f"{type(net).__name__} is not a MultiLabelNet")
     if not (net.module is MLPModule or (net.module is None and np.ndim(X) == 2)):
-        raise ValueError("module is not MLPModule (or None with 2-D X)")
+        raise NotReplicable("module", "not MLPModule (or None with 2-D X)")
     module_kwargs = net.get_params_for("module")
     if set(module_kwargs) - {"hidden", "dropout"}:
-        raise ValueError(f"module parameters {sorted(module_kwargs)}")
+        raise NotReplicable("module__*", f"unsupported parameters {sorted(module_kwargs)}")
     if module_kwargs.get("dropout", 0.0) != 0:
-        raise ValueError("dropout > 0")
+        raise NotReplicable("module__dropout", "dropout > 0")
     default_hidden = inspect.signature(MLPModule).parameters["hidden"].default
     hidden = MLPModule.hidden_widths(module_kwargs.get("hidden", default_hidden))
-    try:
-        loss, mean_rows, mean_labels = _criterion_loss(net)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"unsupported {exc}") from None
+    loss, mean_rows, mean_labels = _criterion_loss(net)
     if net.optimizer not in ELEMENTWISE_OPTIMIZERS:
-        raise ValueError(f"optimizer {net.optimizer!r} is not element-wise")
+        raise NotReplicable("optimizer", f"{net.optimizer!r} is not element-wise")
     optimizer_kwargs = {"lr": net.lr, **net.get_params_for("optimizer")}
     if "param_groups" in optimizer_kwargs:
-        raise ValueError("optimizer__param_groups")
+        raise NotReplicable("optimizer__param_groups", "per-group settings")
     for flag in ("differentiable", "capturable"):  # autograd through the step, CUDA graphs
         if optimizer_kwargs.get(flag):
-            raise ValueError(f"optimizer__{flag}=True")
+            raise NotReplicable(f"optimizer__{flag}", "True")
     try:  # invalid arguments: the one-by-one path reports them per base model
         net.optimizer([torch.zeros(1, requires_grad=True)], **optimizer_kwargs)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"optimizer arguments ({exc})") from None
+        raise NotReplicable("optimizer__*", f"invalid arguments ({exc})") from None
     if net.noise_sigma:
-        raise ValueError("noise_sigma > 0 (training noise)")
+        raise NotReplicable("noise_sigma", "> 0 (training noise)")
     if net.train_split is not None:
-        raise ValueError("train_split is not None")
+        raise NotReplicable("train_split", "not None")
     if net.callbacks not in (None, "disable") and len(net.callbacks):
-        raise ValueError("callbacks")
+        raise NotReplicable("callbacks", "skorch callbacks run inside the training loop")
     if getattr(net, "compile", False):
-        raise ValueError("compile=True")
+        raise NotReplicable("compile", "True")
     if net.dataset is not Dataset or net.iterator_train is not DataLoader:
-        raise ValueError("custom dataset or iterator_train")
+        raise NotReplicable("dataset", "a custom dataset or iterator_train")
     loader_kwargs = net.get_params_for("iterator_train")
     if set(loader_kwargs) - {"shuffle", "batch_size"}:
-        raise ValueError(f"iterator_train parameters {sorted(loader_kwargs)}")
+        raise NotReplicable("iterator_train__*",
+                                f"unsupported parameters {sorted(loader_kwargs)}")
     if any(key == "random_state" or key.endswith("__random_state")
            for key in net.get_params(deep=True)):
-        raise ValueError("random_state parameters")
+        raise NotReplicable("random_state", "parameters named random_state")
     if net.get_params_for("dataset"):
-        raise ValueError("dataset parameters")
+        raise NotReplicable("dataset__*", "dataset parameters")
     try:  # skorch leaves the module and the data where they are for device=None
         device = torch.device("cpu" if net.device is None else net.device)
     except (TypeError, RuntimeError):
-        raise ValueError(f"device {net.device!r}") from None
+        raise NotReplicable("device", f"{net.device!r} is not a device") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA is not available")
+        raise NotReplicable("device", "CUDA is not available")
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device}")
+        raise NotReplicable("device", f"{device} is not a CPU or CUDA device")
     batch_size = loader_kwargs.get("batch_size", net.batch_size)
     if not is_int(batch_size) or batch_size == 0 or batch_size < -1:
-        raise ValueError(f"batch_size {batch_size!r}")
+        raise NotReplicable("batch_size", f"{batch_size!r} is not a positive int or -1")
     if not is_int(net.max_epochs):
-        raise ValueError(f"max_epochs {net.max_epochs!r}")
+        raise NotReplicable("max_epochs", f"{net.max_epochs!r} is not an int")
     return NetRecipe(
         hidden=hidden, module_kwargs=module_kwargs, loss=loss, mean_over_rows=mean_rows,
         mean_over_labels=mean_labels, optimizer=net.optimizer,

@@ -39,7 +39,7 @@ True
 >>> type(clf.estimators_[7].estimator_).__name__  # a fitted skorch net, built on access
 'MultiLabelNet'
 >>> net_blocker(MultiLabelNet(MLPModule, noise_sigma=0.25), X)
-'noise_sigma > 0 (training noise)'
+Blocker(parameter='noise_sigma', reason='> 0 (training noise)')
 """
 
 from __future__ import annotations
