@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from scipy.special import expit
 from skorch import NeuralNet
-from skorch.dataset import unpack_data
-from skorch.utils import to_numpy, to_tensor
+from skorch.callbacks import Callback
+from skorch.utils import to_numpy
 from torch import nn
 
 from .losses import AsymmetricLoss
 
-__all__ = ["AsymmetricLoss", "MLPModule", "SmallCNN", "MultiLabelNet"]
+__all__ = ["AsymmetricLoss", "MLPModule", "SmallCNN", "MultiLabelNet", "TrainingNoise"]
 
 def _as_tuple(value, name: str) -> tuple[int, ...]:
     if isinstance(value, numbers.Integral):
@@ -180,6 +180,45 @@ def _accepted_kwargs(factory) -> set[str]:
         return set()
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return {p.name for p in params if p.kind in kinds}
+
+
+class TrainingNoise(Callback):
+    """skorch callback: fresh ``N(0, sigma^2 I)`` noise on the inputs of every training batch.
+
+    The one training-noise mechanism: :class:`MultiLabelNet` uses it for its
+    ``noise_sigma``, and :class:`~sklearn_certify.SmoothedMultiLabelClassifier` adds it to
+    other skorch nets. The batch's input tensor is moved to the net's device and the
+    noise is drawn there (a GPU net gets GPU-drawn noise); the noisy tensor replaces the
+    input in the batch (a list, as the default collation makes) or, in a batch that
+    cannot take it (a tuple), is written into the input tensor. Validation and
+    prediction batches are left clean.
+
+    Parameters
+    ----------
+    sigma : float or None, default=None
+        Standard deviation of the noise; None uses the net's ``noise_sigma``.
+    """
+
+    def __init__(self, sigma: float | None = None):
+        self.sigma = sigma
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        sigma = getattr(net, "noise_sigma", 0.0) if self.sigma is None else self.sigma
+        if not training or not sigma:
+            return
+        Xi = batch[0]
+        if not (torch.is_tensor(Xi) and Xi.is_floating_point()):
+            raise TypeError(
+                "training noise needs floating-point tensor batches, got "
+                f"{type(Xi).__name__}; pass X as one float array or tensor."
+            )
+        device = Xi.device if net.device is None else torch.device(net.device)
+        noisy = Xi.to(device)
+        noisy = noisy + sigma * torch.randn_like(noisy)
+        if isinstance(batch, list):
+            batch[0] = noisy
+        else:
+            Xi.copy_(noisy)
 
 
 class MultiLabelNet(NeuralNet):
@@ -353,25 +392,15 @@ class MultiLabelNet(NeuralNet):
 
     # ------------------------------------------------------------------------ training
 
-    def _add_noise(self, Xi: torch.Tensor) -> torch.Tensor:
-        """Xi plus fresh N(0, noise_sigma^2) noise drawn on Xi's device."""
-        if not isinstance(Xi, torch.Tensor):
-            raise TypeError(
-                f"noise_sigma > 0 needs tensor batches, got {type(Xi).__name__}; "
-                "pass X as one array or tensor."
-            )
-        return Xi + self.noise_sigma * torch.randn_like(Xi)
-
-    def train_step_single(self, batch, **fit_params):
-        """One training step; with ``noise_sigma > 0`` the batch gets fresh Gaussian noise."""
-        if self.noise_sigma:
-            Xi, yi = unpack_data(batch)
-            Xi = self._add_noise(to_tensor(Xi, device=self.device))
-            batch = (Xi, yi)
-        return super().train_step_single(batch, **fit_params)
+    def get_default_callbacks(self):
+        """skorch's defaults and :class:`TrainingNoise` (active when ``noise_sigma > 0``)."""
+        return [*super().get_default_callbacks(), ("train_noise", TrainingNoise())]
 
     def _check_noise_sigma(self) -> None:
         sigma = self.noise_sigma
+        if sigma and self.callbacks == "disable":
+            raise ValueError("noise_sigma > 0 adds noise through a skorch callback, but the "
+                             "net has callbacks='disable'.")
         if (
             not isinstance(sigma, numbers.Real)
             or isinstance(sigma, bool)

@@ -13,13 +13,13 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
-from skorch.callbacks import Callback
 
 from .._base import CertifiedClassifierMixin
 from .._targets import encode_fit_targets
 from .._torch_seed import seeded_torch
 from .._validation import check_alpha, check_inputs
 from ..certificates._gaussian import GAUSSIAN, GAUSSIAN_METHODS, check_jia
+from ..nets import TrainingNoise
 from ..results import CertificationResult
 from ._sampling import check_scores_width, draw_seed, sample_label_counts
 
@@ -360,36 +360,6 @@ def _noisy_copy(X: np.ndarray, sigma: float, rng: np.random.Generator) -> np.nda
     """``X + N(0, sigma^2 I)``, in X's float dtype (float64 for other dtypes)."""
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
     return X.astype(dtype) + sigma * rng.standard_normal(X.shape, dtype=dtype)
-
-
-class TrainingNoise(Callback):
-    """skorch callback: fresh ``N(0, sigma^2 I)`` noise on every training batch.
-
-    Added by :class:`SmoothedMultiLabelClassifier` to skorch nets that have no noise
-    option of their own. The noise is added in place to the batch's input tensor (a
-    fresh tensor made by the data loader's collation) before skorch moves it to the
-    net's device; validation and prediction batches are left clean.
-
-    Parameters
-    ----------
-    sigma : float
-        Standard deviation of the noise.
-    """
-
-    def __init__(self, sigma: float):
-        self.sigma = sigma
-
-    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
-        if not training:
-            return
-        Xi = batch[0]
-        if not (torch.is_tensor(Xi) and Xi.is_floating_point()):
-            raise TypeError(
-                "train_noise=True needs floating-point tensor batches for a skorch net, "
-                f"got {type(Xi).__name__}; pass X as a float array or tensor, or set "
-                "train_noise=False."
-            )
-        Xi.add_(torch.randn_like(Xi), alpha=self.sigma)
 
 
 def _with_noise_callback(callbacks, sigma: float) -> list:
