@@ -302,7 +302,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
                 for chunk in chunks
             )
             models = [model for part in parts for model in part]
-        if self.heads_ is None:  # the vectorised paths have no per-model failures
+        if self.heads_ is None:  # the stacked trainers have no per-model failures
             self._check_fitted_models(models)
         self.estimators_ = models
         self.seeds_ = seeds

@@ -46,7 +46,7 @@ ELEMENTWISE_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW,
 
 @dataclass(frozen=True)
 class NetRecipe:
-    """Everything about a MultiLabelNet's training that the vectorised path reproduces."""
+    """Everything about a MultiLabelNet's training that the replica reproduces."""
 
     hidden: tuple[int, ...]
     module_kwargs: dict
