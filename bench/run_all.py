@@ -1,4 +1,4 @@
-"""The sklearn-certify benchmark suite (issue 6): one command, every figure a ratio.
+"""The sklearn-certify benchmark suite: one command, every figure a ratio.
 
     python bench/run_all.py            # full run (about 4 minutes on 2 CPU cores)
     python bench/run_all.py --quick    # smaller sizes, a couple of minutes
