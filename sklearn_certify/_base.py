@@ -15,7 +15,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._scores import top_k_indicator
 from ._targets import encode_targets
-from ._validation import check_int
+from ._validation import check_alpha_level, check_int, reject_bool_params
+from .certificates import certificate_spec
 from .results import CertificationResult
 
 
@@ -39,6 +40,11 @@ class CertifiedClassifierMixin(ClassifierMixin):
 
     def certify(self, X, Y, radius=0.0, **options) -> CertificationResult:  # pragma: no cover
         raise NotImplementedError
+
+    def _validate_params(self):
+        """scikit-learn's parameter validation, with bools refused for numeric parameters."""
+        super()._validate_params()
+        reject_bool_params(self)
 
     def _check_input_shape(self, X, *, reset: bool) -> None:
         """Record (``reset``, at fit) or check the shape of one input, ``X.shape[1:]``.
@@ -111,6 +117,9 @@ class CertifiedClassifierMixin(ClassifierMixin):
         k = self.k if k is None else k
         check_int(k, "k", low=1, high=self.n_classes_)
         spec = self._certificate_spec(**options)
+        if spec.get("alpha") is not None:  # before the costly sampling
+            bound_alpha = certificate_spec(spec["certificate"]).bound_alpha
+            check_alpha_level(bound_alpha(spec["alpha"], spec["method"]), self.n_classes_)
         if hasattr(X, "__len__") and len(X) != Y.shape[0]:  # before the costly sampling
             raise ValueError(f"X has {len(X)} inputs but Y has {Y.shape[0]} rows.")
         counts, n_draws = self._label_counts(X)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._scores import nan_scores_error
 from .losses import AsymmetricLoss
 
 __all__ = ["LOSSES", "Adam", "as_features", "constant_scores", "elementwise_loss",
@@ -270,12 +271,21 @@ def forward_shared(params, X: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def top_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
+def top_indices(scores: torch.Tensor, k: int, first: int = 0) -> torch.Tensor:
     """Indices (..., k) of the k highest scores of the last axis, ties to the lower index.
 
-    NaN scores rank below every other score (as in the ensembles' base models).
+    NaN scores (a broken model) raise :func:`~sklearn_certify._scores.nan_scores_error`,
+    as in the ensembles' other base models; ``first`` is the index of the first input.
     """
-    scores = torch.nan_to_num(scores, nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+    nan = torch.isnan(scores)
+    if bool(nan.any()):  # one check per block of scores, on the device
+        nan = nan.reshape(-1, *nan.shape[-2:])
+        models = torch.nonzero(nan.any(dim=(1, 2))).ravel().tolist()
+        raise nan_scores_error(
+            [first + i for i in torch.nonzero(nan.any(dim=(0, 2))).ravel().tolist()],
+            torch.nonzero(nan.any(dim=(0, 1))).ravel().tolist(),
+            models if scores.ndim == 3 else None,
+        )
     if k == 1:
         return scores.argmax(dim=-1, keepdim=True)
     return torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]

@@ -172,6 +172,15 @@ class CertificationResult:
                 "this result does not keep counts and labels; it cannot be re-certified."
             )
         spec = certificate_spec(self.certificate)
+        unknown = sorted(set(params) - set(self.params))
+        if unknown:
+            takes = ["radius", "k", "alpha", "method", "label",
+                     *sorted(spec.recertifiable & set(self.params))]
+            raise TypeError(
+                f"recertify got unexpected parameter(s) {unknown}; it takes "
+                f"{', '.join(takes)}. The counts, n_draws and Y are this result's own: "
+                "certify again to change them."
+            )
         spec.check_no_alpha(alpha)
         for key, value in params.items():
             # sigma, k', k_b, n and m describe how the counts were drawn: changing them

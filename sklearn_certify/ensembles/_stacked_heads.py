@@ -135,7 +135,7 @@ class LinearHeadEnsemble:
                     as_tensor: bool = False):
         """Label counts over the N heads: how many put each label in their top-k_base.
 
-        Ties break towards the lower label index, NaN scores rank last (as in the
+        Ties break towards the lower label index; NaN scores raise (as in the
         ensembles). The work runs on ``device_``, ``batch_size`` inputs at a time
         (default: a block of about 8 million scores).
 
@@ -155,7 +155,8 @@ class LinearHeadEnsemble:
         step = self._input_chunk(n_inputs, batch_size)
         with torch.inference_mode():
             for first in range(0, n_inputs, step):
-                top = top_indices(self._scores(X[first:first + step]), k_base)  # (N, b, k)
+                top = top_indices(self._scores(X[first:first + step]), k_base,
+                                  first)  # (N, b, k)
                 top = top.permute(1, 0, 2).reshape(top.shape[1], -1)
                 counts[first:first + step].scatter_add_(
                     1, top, torch.ones_like(top))

@@ -33,6 +33,10 @@ scores with a stable descending sort and keeps the first k' positions, the gener
 path uses a stable argsort of the negated scores. A model that scores every label the
 same thus always predicts labels ``0 .. k'-1``.
 
+NaN scores cannot be ranked: they mean a broken model, and raise a ``ValueError`` that
+names the inputs and labels affected (the torch path checks once per input chunk, on
+the device, and replays that chunk's draws to locate them).
+
 Seeding
 -------
 ``random_state`` goes through :func:`sklearn.utils.check_random_state`, from which one
@@ -53,7 +57,7 @@ import torch
 from sklearn.utils import check_random_state
 
 from .._random import SEED_HIGH
-from .._scores import label_scores, top_k_indicator
+from .._scores import check_no_nan_scores, label_scores, nan_scores_error, top_k_indicator
 
 __all__ = ["check_scores_width", "draw_seed", "is_torch_model", "module_input",
            "sample_label_counts", "torch_module_and_device"]
@@ -182,18 +186,44 @@ def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
             x = module_input(model, X[first:first + chunk], device, dtype)
             dev_counts = torch.zeros((len(x), n_classes), dtype=torch.int64, device=device)
             flat_counts = dev_counts.view(-1)
-            for start, stop in _batches(len(x) * n_draws, batch_size):
+            state = generator.get_state()
+            nan_seen = torch.zeros((), dtype=torch.bool, device=device)
+            batches = _noisy_scores(module, module_dtype, x, sigma, n_draws, batch_size,
+                                    generator, dtype, n_classes)
+            for start, stop, scores in batches:
+                nan_seen |= scores.isnan().any()
                 owner = torch.arange(start, stop, device=device) // n_draws
-                noisy = torch.randn((stop - start, *x.shape[1:]), generator=generator,
-                                    device=device, dtype=dtype).mul_(sigma)
-                _add_inputs_(noisy, x, start, n_draws)
-                scores = _module_scores(module, noisy.to(module_dtype), n_classes)
                 labels = _torch_top_k(scores, k_prime)
                 cells = (owner[:, None] * n_classes + labels).reshape(-1)
                 flat_counts.index_add_(0, cells, ones[:len(cells)])
                 bar.update(stop - start)
+            if nan_seen.item():  # one check per chunk; replay the chunk to say where
+                generator.set_state(state)
+                raise _locate_nan_scores(
+                    _noisy_scores(module, module_dtype, x, sigma, n_draws, batch_size,
+                                  generator, dtype, n_classes), n_draws, first)
             counts[first:first + len(x)] = dev_counts.cpu().numpy()
     return counts
+
+
+def _noisy_scores(module, module_dtype, x, sigma, n_draws, batch_size, generator, dtype,
+                  n_classes):
+    """``(start, stop, scores)`` of each batch of noisy copies of the chunk ``x``."""
+    for start, stop in _batches(len(x) * n_draws, batch_size):
+        noisy = torch.randn((stop - start, *x.shape[1:]), generator=generator,
+                            device=x.device, dtype=dtype).mul_(sigma)
+        _add_inputs_(noisy, x, start, n_draws)
+        yield start, stop, _module_scores(module, noisy.to(module_dtype), n_classes)
+
+
+def _locate_nan_scores(batches, n_draws: int, first: int) -> ValueError:
+    """The error naming the inputs and labels whose noisy copies got NaN scores."""
+    inputs, labels = set(), set()
+    for start, _, scores in batches:
+        rows, columns = torch.nonzero(scores.isnan(), as_tuple=True)
+        inputs.update((first + (start + rows) // n_draws).tolist())
+        labels.update(columns.tolist())
+    return nan_scores_error(sorted(inputs), sorted(labels))
 
 
 def _add_inputs_(noisy: torch.Tensor, x: torch.Tensor, start: int, n_draws: int) -> None:
@@ -305,6 +335,7 @@ def _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
         noise = rng.standard_normal((stop - start, *X.shape[1:]), dtype=dtype)
         scores = _estimator_scores(model, X[owner].astype(dtype, copy=False) + sigma * noise,
                                    n_classes)
+        check_no_nan_scores(scores, owner)
         hits = top_k_indicator(scores, k_prime)
         # owner is sorted: sum the hits of each run of equal owners in one call
         heads = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
