@@ -1,10 +1,12 @@
-"""Torch building blocks for multi-label base classifiers: the ASL loss and a skorch net.
+"""Torch building blocks for multi-label base classifiers: modules and a skorch net.
 
 :class:`MultiLabelNet` is the default base model of the certified classifiers. It is a
 :class:`skorch.NeuralNet` that outputs one logit per label, trains with the asymmetric
 loss (:class:`AsymmetricLoss`) used by MultiGuard, infers its input and output sizes from
 the data at ``fit``, and can add fresh Gaussian noise to every training batch, which is
-what makes randomized-smoothing certificates non-trivial.
+what makes randomized-smoothing certificates non-trivial (:class:`TrainingNoise`).
+:class:`AsymmetricLoss` lives in :mod:`sklearn_certify.losses` and is importable from
+here too.
 
 Training is random (weight initialisation, batch order, training noise) and draws from
 torch's global generator: call ``torch.manual_seed(...)`` before ``fit`` for reproducible
@@ -28,6 +30,7 @@ from torch import nn
 from .losses import AsymmetricLoss
 
 __all__ = ["AsymmetricLoss", "MLPModule", "SmallCNN", "MultiLabelNet", "TrainingNoise"]
+
 
 def _as_tuple(value, name: str) -> tuple[int, ...]:
     if isinstance(value, numbers.Integral):
