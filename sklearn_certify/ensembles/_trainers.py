@@ -5,8 +5,12 @@ Both ensembles ask :func:`select_trainer` which trainer fits their base estimato
 * ``"heads"``: a :class:`~sklearn_certify.heads.LinearHead`, trained as stacked heads
   by full-batch Adam;
 * ``"nets"``: a :class:`~sklearn_certify.nets.MultiLabelNet` that the skorch replica
-  can reproduce (see :func:`~sklearn_certify.ensembles._stacked_nets.net_blocker`);
-* None: one base model at a time, through joblib (:func:`fit_base_model`).
+  can reproduce (see :func:`~sklearn_certify.ensembles._skorch_replica.net_blocker`);
+* None: one base model at a time, through joblib
+  (:func:`~sklearn_certify.ensembles._base.fit_base_model`).
+
+Bagging trains "heads" and "nets" stacked; DPA trains "nets" one partition at a time
+by the replica and everything else through ``fit_base_model``.
 """
 
 from __future__ import annotations
@@ -15,10 +19,7 @@ from ._skorch_replica import net_blocker
 from ._stacked_heads import is_vectorizable
 from ._stacked_nets import check_replication
 
-__all__ = ["VECTORIZE_OPTIONS", "select_trainer"]
-
-#: Values of the ensembles' ``vectorize`` parameter.
-VECTORIZE_OPTIONS = ("auto", False)
+__all__ = ["select_trainer"]
 
 
 def select_trainer(estimator, X, vectorize) -> str | None:
