@@ -12,7 +12,9 @@ stacked trainers share:
   cross-entropy, or autograd through any element-wise callable);
 * the **constant-label-column rule** of the ensembles' base models, batched
   (:func:`constant_scores`);
-* **block sizing** (:func:`models_per_block`) and the layouts.
+* **block sizing** (:func:`models_per_block`, capped on a GPU by
+  :func:`cap_models_by_memory`), the block loop (:func:`train_in_blocks`, which retries
+  a block that runs out of device memory in halves) and the layouts.
 
 Layouts. *Natural*: ``W (N, in, out)``, ``b (N, 1, out)`` (inference,
 :class:`~sklearn_certify.ensembles._stacked_heads.LinearHeadEnsemble`). *Label-major*:
@@ -30,6 +32,7 @@ products.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -38,11 +41,17 @@ import torch.nn.functional as F
 from ._scores import nan_scores_error
 from .losses import AsymmetricLoss
 
-__all__ = ["LOSSES", "Adam", "as_features", "constant_scores", "elementwise_loss",
-           "forward_shared", "loss_grad", "models_per_block", "natural_layout",
-           "resolve_device", "stacked_gradients", "top_indices", "train_in_blocks"]
+__all__ = ["LOSSES", "Adam", "as_features", "cap_models_by_memory", "constant_scores",
+           "elementwise_loss", "first_layer_matrix", "forward_shared", "loss_grad",
+           "models_per_block", "natural_layout", "resolve_device", "stacked_gradients",
+           "top_indices", "train_in_blocks"]
 
 LOSSES = ("asl", "bce")
+# GPU blocks are also capped by memory: parameters, gradients, two Adam moments and a
+# layout copy of each, plus the step's activations, within this fraction of the free
+# device memory (see _model_bytes).
+_STATE_COPIES = 5
+_GPU_MEMORY_FRACTION = 0.5
 
 
 def resolve_device(device) -> torch.device:
@@ -81,18 +90,64 @@ def models_per_block(device: torch.device, elements_per_model: int, *, cpu: int,
     return max(1, budget // max(1, int(elements_per_model)))
 
 
+def _model_bytes(layer_sizes: Sequence[int], rows: int) -> int:
+    """Device bytes one model of a batched block takes while training (float32).
+
+    ``layer_sizes`` is ``(d, h1, ..., c)`` and ``rows`` the rows of one step. Counted:
+    the parameters, their gradients, two optimiser moments (Adam) and one layout copy
+    (``_STATE_COPIES`` in all), then the step's gathered inputs (twice: both layouts)
+    and three tensors per layer output (pre-activation, activation, gradient).
+    """
+    params = sum((n_in + 1) * n_out for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]))
+    activations = rows * (2 * layer_sizes[0] + 3 * sum(layer_sizes[1:]))
+    return 4 * (_STATE_COPIES * params + activations)
+
+
+def _memory_budget(device: torch.device) -> int | None:
+    """Bytes a batched block may take on ``device``: a fraction of a CUDA device's free
+    memory; None (no cap) on the CPU."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free * _GPU_MEMORY_FRACTION)
+
+
+def cap_models_by_memory(n_models: int, device: torch.device, layer_sizes: Sequence[int],
+                         rows: int) -> int:
+    """``n_models`` capped so that a block fits the device's memory budget (at least 1)."""
+    budget = _memory_budget(device)
+    if budget is None:
+        return n_models
+    return max(1, min(n_models, budget // _model_bytes(layer_sizes, rows)))
+
+
 def train_in_blocks(n_models: int, models_per_block: int, train_block):
     """``train_block(models)`` over consecutive blocks of at most ``models_per_block``
     models; each returns ``(params, constant_scores)`` with a leading model axis.
 
     Returns the blocks' parameters and constant scores concatenated along that axis.
-    The models do not depend on the block size (up to float rounding).
+    A device out-of-memory error halves the block and trains it again (down to one
+    model, which then raises): the models do not depend on the block size (up to float
+    rounding), so running out of memory costs time, not ``fit``.
     """
-    size = max(1, int(models_per_block))
-    blocks = [train_block(np.arange(first, min(first + size, n_models)))
-              for first in range(0, n_models, size)]
-    params = [torch.cat(parts) for parts in zip(*(p for p, _ in blocks))]
-    return params, torch.cat([scores for _, scores in blocks])
+    out_of_memory = (getattr(torch, "OutOfMemoryError", None)
+                     or torch.cuda.OutOfMemoryError)
+    results, first, size = [], 0, max(1, int(models_per_block))
+    while first < n_models:
+        models = np.arange(first, min(first + size, n_models))
+        try:
+            results.append(train_block(models))
+        except out_of_memory:
+            if len(models) == 1:
+                raise
+            size = (len(models) + 1) // 2
+        else:
+            first += len(models)
+            continue
+        if torch.cuda.is_initialized():  # outside the except: its frames are released
+            torch.cuda.empty_cache()
+    params = [torch.cat(parts) for parts in zip(*(p for p, _ in results))]
+    return params, torch.cat([scores for _, scores in results])
 
 
 # ----------------------------------------------------------- constant label columns
@@ -257,14 +312,20 @@ def natural_layout(params) -> list[torch.Tensor]:
     return [p.detach().transpose(1, 2).contiguous() for p in params]
 
 
-def forward_shared(params, X: torch.Tensor) -> torch.Tensor:
+def first_layer_matrix(W: torch.Tensor) -> torch.Tensor:
+    """Stacked first-layer weights (N, d, width) as one (d, N * width) matrix (a copy)."""
+    n_models, n_features, width = W.shape
+    return W.permute(1, 0, 2).reshape(n_features, n_models * width)
+
+
+def forward_shared(params, X: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
     """Logits of stacked models (natural layout) on the same inputs: (b, d) -> (N, b, c).
 
-    The first layer of all models is one (b, d) x (d, N * width) product.
+    The first layer of all models is one (b, d) x (d, N * width) product; ``first`` is
+    that matrix when the caller keeps it (else it is built from ``params[0]``).
     """
-    W = params[0]
-    n_models, n_features, width = W.shape
-    out = X @ W.permute(1, 0, 2).reshape(n_features, n_models * width)
+    n_models, _, width = params[0].shape
+    out = X @ (first_layer_matrix(params[0]) if first is None else first)
     out = out.reshape(len(X), n_models, width).transpose(0, 1) + params[1]
     for layer in range(1, len(params) // 2):
         out = torch.baddbmm(params[2 * layer + 1], torch.relu(out), params[2 * layer])

@@ -23,11 +23,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._devices import loadable_device, tensors_to
 from ._random import SEED_HIGH
 from ._stacked import (
     LOSSES,
     Adam,
     as_features,
+    cap_models_by_memory,
     constant_scores,
     elementwise_loss,
     forward_shared,
@@ -102,6 +104,13 @@ def index_block(index_sets, models) -> tuple[np.ndarray, np.ndarray]:
     return block, sizes
 
 
+def _auto_models_per_batch(device, m_max: int, width: int, n_features: int) -> int:
+    """Models per batched program: a block of about 2**16 activations on the CPU, so
+    the element-wise loss runs in cache, and of about 2**25 on a GPU."""
+    per_model = m_max * (width if device.type == "cpu" else max(width, n_features))
+    return models_per_block(device, per_model, cpu=_CPU_BLOCK, gpu=_GPU_BLOCK)
+
+
 def _train_block(X, Y, rows, sizes, params, *, loss_fn, epochs, lr, alpha, constant_columns):
     """Train the stacked ``params`` (natural layout, see ``initial_weights``) of one block.
 
@@ -151,9 +160,9 @@ def fit_heads(X, Y, index_sets, *, hidden, loss, epochs, lr, alpha, device, seed
     sizes = np.array([len(s) for s in index_sets], dtype=np.int64)
     m_max = int(sizes.max())
     if models_per_batch is None:
-        width_max = max(n_classes, width or 0)
-        per_model = m_max * (width_max if device.type == "cpu" else max(width_max, n_features))
-        models_per_batch = models_per_block(device, per_model, cpu=_CPU_BLOCK, gpu=_GPU_BLOCK)
+        models_per_batch = cap_models_by_memory(
+            _auto_models_per_batch(device, m_max, max(n_classes, width or 0), n_features),
+            device, [n_features, *([width] if width else []), n_classes], m_max)
 
     def train(models):
         rows, block_sizes = index_block(index_sets, models)
@@ -194,6 +203,13 @@ class LinearHead(ClassifierMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=None
         Seed of the hidden layer's initialisation (an int is used as the
         ``torch.Generator`` seed). Linear heads start at zero and ignore it.
+
+    Notes
+    -----
+    A pickled ``LinearHead`` (and the stacked heads of an ensemble) holds its tensors
+    as CPU tensors, so a model fitted on a GPU loads on a machine without one: the
+    tensors go back to the device they were saved from when it exists, else to the
+    CPU with a ``skorch.exceptions.DeviceWarning`` (as skorch nets do).
 
     Attributes
     ----------
@@ -256,6 +272,19 @@ class LinearHead(ClassifierMixin, BaseEstimator):
         self.multiclass_ = classes is not None
         self.classes_ = classes if classes is not None else np.arange(params[-1].shape[-1])
         self.n_features_in_ = n_features
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if "params_" in state:  # CPU tensors in the pickle (see _devices)
+            state = {**state, "params_": tensors_to(self.params_, "cpu"),
+                     "params_device_": str(self.params_[0].device)}
+        return state
+
+    def __setstate__(self, state):
+        if "params_" in state:
+            device = loadable_device(state.pop("params_device_", "cpu"))
+            state = {**state, "params_": tensors_to(state["params_"], device)}
+        super().__setstate__(state)
 
     def decision_function(self, X) -> np.ndarray:
         """Logits, shape (n_inputs, n_classes)."""

@@ -191,10 +191,11 @@ class TrainingNoise(Callback):
     The one training-noise mechanism: :class:`MultiLabelNet` uses it for its
     ``noise_sigma``, and :class:`~sklearn_certify.SmoothedMultiLabelClassifier` adds it to
     other skorch nets. The batch's input tensor is moved to the net's device and the
-    noise is drawn there (a GPU net gets GPU-drawn noise); the noisy tensor replaces the
-    input in the batch (a list, as the default collation makes) or, in a batch that
-    cannot take it (a tuple), is written into the input tensor. Validation and
-    prediction batches are left clean.
+    noise is drawn there (a GPU net gets GPU-drawn noise; skorch's own move is then a
+    no-op); the noisy tensor replaces the input in the batch (a list, as the default
+    collation makes). A batch that cannot take it (a tuple) gets the noise written into
+    its input tensor, on that tensor's device. Validation and prediction batches are
+    left clean.
 
     Parameters
     ----------
@@ -215,13 +216,12 @@ class TrainingNoise(Callback):
                 "training noise needs floating-point tensor batches, got "
                 f"{type(Xi).__name__}; pass X as one float array or tensor."
             )
-        device = Xi.device if net.device is None else torch.device(net.device)
-        noisy = Xi.to(device)
-        noisy = noisy + sigma * torch.randn_like(noisy)
         if isinstance(batch, list):
-            batch[0] = noisy
-        else:
-            Xi.copy_(noisy)
+            device = Xi.device if net.device is None else torch.device(net.device)
+            Xi = Xi.to(device)
+            batch[0] = Xi + sigma * torch.randn_like(Xi)
+        else:  # a tuple cannot take a moved tensor: noise on the tensor's own device
+            Xi.copy_(Xi + sigma * torch.randn_like(Xi))
 
 
 class MultiLabelNet(NeuralNet):

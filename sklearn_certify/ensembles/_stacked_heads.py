@@ -38,12 +38,20 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from .._stacked import as_features, forward_shared, resolve_device, top_indices
+from .._devices import loadable_device, tensors_to
+from .._stacked import (
+    as_features,
+    first_layer_matrix,
+    forward_shared,
+    resolve_device,
+    top_indices,
+)
 from .._targets import encode_fit_targets
 from ..heads import LinearHead, fit_heads, hidden_width, model_seeds
 from ._base import _ConstantAwareMultiLabel, derived_seeds
 
-__all__ = ["LinearHeadEnsemble", "fit_base_models", "fit_linear_heads", "is_vectorizable"]
+__all__ = ["LinearHeadEnsemble", "fit_base_models", "fit_linear_heads", "is_vectorizable",
+           "stack_fitted_heads"]
 
 
 def _check_index_sets(index_sets, n_train: int):
@@ -102,10 +110,34 @@ class LinearHeadEnsemble:
     def __len__(self) -> int:
         return len(self.seeds_)
 
+    def __getstate__(self):
+        # CPU tensors in the pickle: loadable without the device (see _devices).
+        state = {**self.__dict__, "params_": tensors_to(self.params_, "cpu"),
+                 "constant_scores_": tensors_to(self.constant_scores_, "cpu")}
+        state.pop("_first_layer", None)
+        return state
+
+    def __setstate__(self, state):
+        device = loadable_device(state["device_"])
+        self.__dict__.update(state, device_=device,
+                             params_=tensors_to(state["params_"], device),
+                             constant_scores_=tensors_to(state["constant_scores_"], device))
+
+    def _first_layer_of_all(self) -> torch.Tensor:
+        """The first-layer matrix of every model, built once per ``params_[0]``: the
+        per-chunk copy would otherwise dominate vote counting on a GPU."""
+        W = self.params_[0]
+        cached = self.__dict__.get("_first_layer")
+        if cached is None or cached[0] is not W:
+            with torch.no_grad():
+                cached = self._first_layer = (W, first_layer_matrix(W.detach()))
+        return cached[1]
+
     def _scores(self, X: torch.Tensor, models=slice(None)) -> torch.Tensor:
         params = [p[models] for p in self.params_]
         constant = self.constant_scores_[models]
-        logits = forward_shared(params, X)
+        every = models == slice(None)
+        logits = forward_shared(params, X, self._first_layer_of_all() if every else None)
         return torch.where(torch.isnan(constant)[:, None, :], logits, constant[:, None, :])
 
     def _input_chunk(self, n_inputs: int, batch_size) -> int:
@@ -266,7 +298,9 @@ def fit_linear_heads(X, Y, index_sets, *, hidden=None, loss="asl", epochs: int =
         :class:`LinearHead` does.
     models_per_batch : int or None, default=None
         Models trained together in one batched program; None picks a block that stays
-        in cache on the CPU and fills a GPU. Results do not depend on it (up to float
+        in cache on the CPU and fills a GPU within half its free memory (parameters,
+        gradients and optimiser state counted). A GPU out-of-memory error during
+        training halves the block and retries. Results do not depend on it (up to float
         rounding).
 
     Returns
@@ -353,3 +387,44 @@ def fit_base_models(estimator, X, Y, index_sets, seeds, empty_labels):
         constant_columns="inf")
     models = heads.base_models(estimator, seeds=wrapper_seeds, empty_labels=empty_labels)
     return heads, models
+
+
+def stack_fitted_heads(estimator, models, *, n_features: int,
+                       n_classes: int) -> LinearHeadEnsemble | None:
+    """Base models fitted one by one around ``LinearHead`` s, stacked for vote counting.
+
+    Nothing is trained: model i's own parameters go into the stack, on
+    ``estimator.device``, its output layer widened to every label (zero weights for
+    its fixed columns, whose ``constant_scores_`` replace the logits). A head fitted
+    on a single column (a binary classifier with two outputs) contributes the output of
+    class 1, the score its wrapper ranks. None when ``estimator`` is not a
+    :class:`~sklearn_certify.heads.LinearHead` (see :func:`is_vectorizable`).
+    """
+    if not is_vectorizable(estimator):
+        return None
+    device = resolve_device(estimator.device)
+    width = hidden_width(estimator.hidden)
+    sizes = [n_features, *([width] if width else []), n_classes]
+    params = [torch.zeros((len(models), *shape), device=device)
+              for n_in, n_out in zip(sizes[:-1], sizes[1:]) for shape in ((n_in, n_out),
+                                                                        (1, n_out))]
+    for i, model in enumerate(models):
+        head = model.estimator_
+        if head is None:
+            continue
+        own = [p.detach().to(device) for p in head.params_]
+        outputs = slice(None)
+        if head.multiclass_:  # one column, fitted as the classes (0, 1)
+            outputs = np.flatnonzero(np.asarray(head.classes_) == 1)[:1]
+        for layer, p in enumerate(own[:-2]):
+            params[layer][i] = p
+        columns = torch.as_tensor(model.columns_, device=device)
+        params[-2][i, :, columns] = own[-2][:, outputs]
+        params[-1][i, :, columns] = own[-1][:, outputs]
+    constant = torch.as_tensor(np.stack([m.constant_scores_ for m in models]),
+                               dtype=torch.float32, device=device)
+    seeds = np.array([m.estimator.get_params()["random_state"] or 0 for m in models],
+                     dtype=np.int64)
+    counts = np.array([m.n_samples_fit_ for m in models], dtype=np.int64)
+    return LinearHeadEnsemble(params, constant, seeds, counts, hidden=width,
+                              n_features=n_features, n_classes=n_classes, device=device)

@@ -56,6 +56,7 @@ from sklearn.base import clone
 
 from .._stacked import (
     as_features,
+    cap_models_by_memory,
     constant_scores,
     natural_layout,
     stacked_gradients,
@@ -64,7 +65,7 @@ from .._stacked import (
 from .._stacked import (
     models_per_block as models_per_block_for,
 )
-from .._torch_seed import seeded_torch
+from .._torch_seed import estimator_devices, seeded_torch
 from ..nets import MLPModule, MultiLabelNet
 from ._base import _ConstantAwareMultiLabel, derived_seeds
 from ._skorch_replica import (
@@ -110,6 +111,19 @@ def _stack_initial_weights(weights, columns, recipe, n_features, n_classes):
 
 
 # ----------------------------------------------------------------------- training
+def _models_per_block(recipe: NetRecipe, n_rows: int, n_features: int,
+                      n_classes: int) -> int:
+    """Nets per block: the largest per-step tensor (the gathered inputs or an activation,
+    ``batch x width`` per net) holds about ``_*_STEP_ELEMENTS`` values; on a GPU also
+    within its memory budget."""
+    batch = n_rows if recipe.batch_size == -1 else min(recipe.batch_size, n_rows)
+    width = max(n_features, n_classes, *recipe.hidden)
+    return cap_models_by_memory(
+        models_per_block_for(recipe.device, batch * width, cpu=_CPU_STEP_ELEMENTS,
+                             gpu=_GPU_STEP_ELEMENTS),
+        recipe.device, [n_features, *recipe.hidden, n_classes], batch)
+
+
 def _train_block(X, Y, rows, fitted, params, sampler_seeds, recipe):
     """Train one block of stacked nets in place.
 
@@ -161,7 +175,9 @@ def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None,
         The seed torch's generator gets before net i is built (the base-model wrapper's
         ``seed``).
     models_per_block : int or None
-        Nets trained together; None picks a block for the device.
+        Nets trained together; None picks a block for the device (on a GPU within half
+        its free memory, parameters, gradients and optimiser state counted). A GPU
+        out-of-memory error halves the block and retries.
     progress : callable or None
         Called with the number of nets finished after each block.
 
@@ -178,11 +194,8 @@ def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None,
     rows = np.asarray(rows, dtype=np.int64)
     n_nets, n_rows = rows.shape
     n_features, n_classes = Xt.shape[1], Yt.shape[1]
-    if models_per_block is None:  # the gathered inputs or an activation, batch x width
-        batch = n_rows if recipe.batch_size == -1 else min(recipe.batch_size, n_rows)
-        models_per_block = models_per_block_for(
-            recipe.device, batch * max(n_features, n_classes, *recipe.hidden),
-            cpu=_CPU_STEP_ELEMENTS, gpu=_GPU_STEP_ELEMENTS)
+    if models_per_block is None:
+        models_per_block = _models_per_block(recipe, n_rows, n_features, n_classes)
 
     def train(nets):
         rows_t = torch.as_tensor(rows[nets], device=device)
@@ -339,7 +352,7 @@ class LazyNetModels(Sequence):
             net.input_shape_ = self.input_shape
             net.n_features_in_ = self.heads.n_features_in_
             net.n_classes_ = int(columns.size)
-            with seeded_torch(self.seeds[i]):
+            with seeded_torch(self.seeds[i], estimator_devices(net)):
                 net.initialize()
             net.module_.load_linear_weights(
                 [(W.T, b[0]) for W, b in zip(own[0::2], own[1::2])])

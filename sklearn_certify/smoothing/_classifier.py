@@ -16,12 +16,13 @@ from skorch import NeuralNet
 
 from .._base import CertifiedClassifierMixin
 from .._targets import encode_fit_targets
-from .._torch_seed import seeded_torch
+from .._torch_seed import estimator_devices, seeded_torch
 from .._validation import check_alpha, check_inputs, check_tensor_inputs
 from ..certificates._gaussian import GAUSSIAN, GAUSSIAN_METHODS, check_jia
 from ..nets import TrainingNoise
 from ..results import CertificationResult
-from ._sampling import check_scores_width, draw_seed, sample_label_counts
+from ._parallel import sharded_label_counts
+from ._sampling import check_scores_width, draw_seed, is_torch_model
 
 __all__ = ["SmoothedMultiLabelClassifier"]
 
@@ -89,14 +90,37 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         terms only (ablation), or Jia et al. (2020), label by label (``k_prime=1``).
     batch_size : int or None, default=None
         Noisy copies per forward pass (or per call to the estimator's scoring method)
-        when sampling; ``None`` means 1000. Bounds the sampling memory. The counts
-        depend on it through the order of the draws (not their distribution).
+        when sampling; ``None`` means 1000. Bounds the sampling memory: one batch of
+        noisy copies, at most ``batch_size`` clean inputs on the device, and one block
+        of at most 512 draws of an input's noise. The counts do not depend on it.
+    n_jobs : int or None, default=None
+        Number of joblib workers sampling in parallel for ``predict``,
+        ``predict_proba``, ``certify`` and ``score``; the inputs are split into one
+        shard per worker. ``None`` means 1 unless in a :func:`joblib.parallel_config`
+        context, ``-1`` means all processors. Any joblib backend works, Dask included
+        (``with joblib.parallel_backend("dask"): clf.certify(...)``). Each worker
+        receives the model once per call and, in a separate process, runs torch on
+        its share of the cores (``cpu_count() // n_workers`` threads, at least one).
+        The counts do not depend on it. Ignored when ``devices`` is set.
+    devices : list of str or torch.device, or None, default=None
+        Devices to sample a torch base model on, e.g. ``["cuda:0", "cuda:1"]``: the
+        inputs are split into one shard per device, each sampled by a copy of the
+        module on its device, on threads of this process. ``None`` samples on the
+        model's own device. The counts are those of a single device of the same kind
+        and model (see ``random_state``).
     random_state : int, RandomState instance or None, default=None
         Controls the sampling noise and, at ``fit``, the training randomness. Each
-        sampling call draws one seed from ``check_random_state(random_state)`` (see
-        :mod:`sklearn_certify.smoothing._sampling`): with an int, every call on the same
-        data, ``batch_size`` and device gives the same counts, so ``predict`` and
-        ``certify`` agree. At ``fit`` a seed is drawn the same way and mixed with a
+        sampling call draws one seed from ``check_random_state(random_state)``. Every
+        input's noise is then its own stream, determined by that seed and the input's
+        content (its bytes, dtype and shape) alone, not by its position in X, the other
+        inputs, ``batch_size``, ``n_jobs`` or ``devices`` (see
+        :mod:`sklearn_certify.smoothing._streams`): with an int, every call gives an
+        input the same counts, so ``predict`` and ``certify`` agree, and an input
+        predicted alone gets the row it gets among others. The draws depend on the
+        random number generator of the device: CPU and CUDA generators give different
+        counts, and so may CUDA GPUs of different models (cuDNN must also be
+        deterministic, ``torch.backends.cudnn.benchmark = False``, for equal counts
+        run to run). At ``fit`` a seed is drawn the same way and mixed with a
         fixed tag (``numpy.random.SeedSequence``) so the training noise is a stream
         independent of the certification noise; torch-based estimators then train
         under a forked, seeded torch RNG (weights, batch order and noise reproducible;
@@ -132,7 +156,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     certify once and call :meth:`CertificationResult.recertify`. ``predict_proba``
     estimates ``p_i``, the probability that label i is in the base model's top-k', so
     rows sum to ``k_prime``. The counts depend on the device through its random number
-    generator; their distribution does not.
+    generator; their distribution does not. The certificate holds for each input with
+    probability at least ``1 - alpha`` over the seed, whatever the other inputs.
 
     Examples
     --------
@@ -166,6 +191,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         "train_noise": ["boolean"],
         "method": [StrOptions(set(GAUSSIAN_METHODS))],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "n_jobs": [Integral, None],
+        "devices": [list, tuple, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -173,6 +200,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     def __init__(self, estimator=None, *, sigma: float = 0.5, k_prime: int = 1, k: int = 3,
                  n_draws: int = 1000, alpha: float = 0.001, train_noise: bool = True,
                  method: str = "multiguard", batch_size: int | None = None,
+                 n_jobs: int | None = None, devices: list | None = None,
                  random_state=None, verbose: int = 0) -> None:
         self.estimator = estimator
         self.sigma = sigma
@@ -183,6 +211,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self.train_noise = train_noise
         self.method = method
         self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.devices = devices
         self.random_state = random_state
         self.verbose = verbose
 
@@ -225,6 +255,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self.n_classes_ = n_classes
         self.estimator_ = self._fit_estimator(X, Y, Y_matrix)
         check_scores_width(self.estimator_, X[:1], n_classes)
+        self._checked_devices()  # a bad device fails at fit, not at certify
         return self
 
     def _check_label_params(self, n_classes: int) -> None:
@@ -270,7 +301,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                        else Y_matrix.astype(np.float32))
         if not torch.is_tensor(X):
             X = np.asarray(X, dtype=np.float32)
-        context = nullcontext() if seed is None else seeded_torch(seed)
+        context = (nullcontext() if seed is None
+                   else seeded_torch(seed, estimator_devices(net)))
         with context:
             return net.fit(X, targets)
 
@@ -295,13 +327,31 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self._validate_params()
         self._check_label_params(self.n_classes_)
         X = self._check_input(X, reset=False)
-        counts = sample_label_counts(
-            self.estimator_, X, n_classes=self.n_classes_, sigma=self.sigma,
+        counts = sharded_label_counts(
+            self.estimator_, X, seed=draw_seed(self.random_state), n_jobs=self.n_jobs,
+            devices=self._checked_devices(), n_classes=self.n_classes_, sigma=self.sigma,
             k_prime=self.k_prime, n_draws=self.n_draws,
-            batch_size=self.batch_size or DEFAULT_BATCH_SIZE,
-            random_state=self.random_state, verbose=self.verbose,
+            batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose,
         )
         return counts, self.n_draws
+
+    def _checked_devices(self) -> list[torch.device] | None:
+        """``devices`` as torch devices; a clear error for a bad entry or a non-torch
+        base model."""
+        if self.devices is None:
+            return None
+        if len(self.devices) == 0:
+            raise ValueError("devices must list at least one device, or be None.")
+        if not is_torch_model(self.estimator_):
+            raise ValueError(
+                "devices needs a torch base model (a torch.nn.Module or a skorch net); "
+                f"got {type(self.estimator_).__name__}. Use n_jobs to parallelise it."
+            )
+        try:
+            return [torch.device(d) for d in self.devices]
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"devices={self.devices!r} holds an invalid device: {exc}") \
+                from None
 
     def certify(self, X, Y, radius=0.0, *, method: str | None = None,
                 alpha: float | None = None, k: int | None = None,

@@ -12,19 +12,23 @@ draws of input 0, then all draws of input 1, ...) and cut into consecutive batch
 of ``batch_size`` copies; a batch may hold the tail of one input's draws and the head
 of the next one's. Each batch is one forward pass, so a pass is always full whatever
 the ratio of ``batch_size`` to ``n_draws``, and memory is bounded by ``batch_size``
-copies, never by ``n_inputs * n_draws``.
+copies (plus at most one block of an input's noise, see
+:mod:`~sklearn_certify.smoothing._streams`), never by ``n_inputs * n_draws``.
 
 * **Torch path** (``torch.nn.Module``, or a fitted skorch ``NeuralNet`` through its
-  ``module_`` and ``device``): inputs are moved to the model's device a chunk at a time;
-  noise is drawn there from a ``torch.Generator`` on that device; the forward pass runs
-  under ``torch.inference_mode`` with every submodule in eval mode (each one's mode is
-  restored afterwards); top-k' and the counting (``index_add_`` of ones into the
-  flattened ``(inputs, labels)`` count table, deterministic) stay on the device.
-  Counts go to the host once per input chunk, not per batch.
+  ``module_`` and ``device``): inputs are moved to the model's device a chunk at a time
+  (at most ``batch_size`` clean inputs at once, :func:`chunk_inputs`); each input's
+  noise is drawn there from its own stream by a ``torch.Generator`` on that device;
+  the forward pass runs under ``torch.inference_mode`` with every submodule in eval
+  mode (each one's mode is restored afterwards); top-k' and the counting
+  (``index_add_`` of ones into the flattened ``(inputs, labels)`` count table,
+  deterministic) stay on the device. Counts go to the host once per input chunk, not
+  per batch.
 * **Generic path** (any estimator with ``decision_function`` or ``predict_proba``,
-  including the list-of-arrays form of multi-output classifiers): numpy noise from a
-  ``numpy.random.Generator``, scores from :func:`sklearn_certify._scores.label_scores`,
-  top-k' from :func:`sklearn_certify._scores.top_k_indicator`.
+  including the list-of-arrays form of multi-output classifiers): numpy noise from
+  each input's stream (``numpy.random.Generator``), scores from
+  :func:`sklearn_certify._scores.label_scores`, top-k' from
+  :func:`sklearn_certify._scores.top_k_indicator`.
 
 Ties
 ----
@@ -40,17 +44,21 @@ the device, and replays that chunk's draws to locate them).
 Seeding
 -------
 ``random_state`` goes through :func:`sklearn.utils.check_random_state`, from which one
-integer seed is drawn per call (``randint(2**31 - 1)``). That seed initialises the
-torch generator (``torch.Generator(device).manual_seed(seed)``) or the numpy
-generator (``numpy.random.default_rng(seed)``). The same ``random_state`` (an int, or
-a ``RandomState`` in the same state) and the same ``batch_size`` on the same device
-therefore give identical counts. Another ``batch_size`` or device draws the noise in
-another order: the counts then differ, but follow the same distribution.
+integer seed is drawn per call (``randint(2**31 - 1)``). Each input's noise is its own
+stream, determined by that seed and the input's content only
+(:mod:`~sklearn_certify.smoothing._streams`): an input's counts do not depend on its
+position in X, on the other inputs, on ``batch_size``, or on how the inputs are split
+across processes or workers. The same ``random_state`` (an int, or a ``RandomState``
+in the same state) therefore gives identical counts for equal inputs on the same kind
+of device. CPU and CUDA generators (and CUDA GPUs of different models) draw other
+values: the counts then differ, but follow the same distribution.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -58,9 +66,10 @@ from sklearn.utils import check_random_state
 
 from .._random import SEED_HIGH
 from .._scores import check_no_nan_scores, label_scores, nan_scores_error, top_k_indicator
+from ._streams import input_keys, numpy_noise, torch_noise_
 
-__all__ = ["check_scores_width", "draw_seed", "is_torch_model", "module_input",
-           "sample_label_counts", "torch_module_and_device"]
+__all__ = ["check_scores_width", "chunk_inputs", "draw_seed", "is_torch_model",
+           "module_input", "sample_label_counts", "torch_module_and_device"]
 
 # The torch path moves about this many batches' worth of inputs to the device at a
 # time, and copies their counts back to the host once.
@@ -100,7 +109,8 @@ def draw_seed(random_state) -> int:
 
 def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
                         n_draws: int, batch_size: int, random_state=None,
-                        verbose: int = 0) -> np.ndarray:
+                        verbose: int = 0, seed: int | None = None, first_draw: int = 0,
+                        device=None) -> np.ndarray:
     """Count how often each label is in the base model's top-k' under Gaussian noise.
 
     Parameters
@@ -126,6 +136,16 @@ def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
         Source of the one seed drawn per call (see the module docstring).
     verbose : int
         Show a tqdm progress bar over noisy copies when > 0.
+    seed : int or None
+        The seed itself, instead of one drawn from ``random_state`` (shards of one call
+        share their caller's seed).
+    first_draw : int
+        Index of each input's first draw in its stream: the counts are over draws
+        ``[first_draw, first_draw + n_draws)``. Counts over consecutive ranges add up
+        to the counts over their union.
+    device : str, torch.device or None
+        Run a torch model on this device (a copy of its module is moved there) instead
+        of its own.
 
     Returns
     -------
@@ -144,7 +164,8 @@ def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
     """
     if k_prime > n_classes:
         raise ValueError(f"k_prime={k_prime} exceeds the number of labels {n_classes}.")
-    seed = draw_seed(random_state)
+    if seed is None:
+        seed = draw_seed(random_state)
     if not torch.is_tensor(X):
         X = np.asarray(X)
     n_inputs = len(X)
@@ -153,9 +174,9 @@ def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
     with _progress(n_inputs * n_draws, verbose) as bar:
         if is_torch_model(model):
             return _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size,
-                                 seed, bar)
+                                 seed, first_draw, bar, device)
         return _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size,
-                             seed, bar)
+                             seed, first_draw, bar)
 
 
 def _batches(n_copies: int, batch_size: int):
@@ -172,24 +193,34 @@ def _check_width(width: int, n_classes: int) -> None:
 
 
 # --------------------------------------------------------------------------- torch path
-def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, bar):
-    module, device = torch_module_and_device(model)
+def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, first_draw,
+                  bar, device=None):
+    module, own_device = torch_module_and_device(model)
+    if device is None:
+        device = own_device
+    else:  # a copy: moving the module itself would move it under its other users
+        device = torch.device(device)
+        module = copy.deepcopy(module).to(device)
     module_dtype = _module_dtype(module)
     dtype = _sampling_dtype(X, module_dtype)
     generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    chunk = max(1, (batch_size * _BATCHES_PER_CHUNK) // n_draws)
+    chunk = chunk_inputs(batch_size, n_draws)
     counts = np.empty((len(X), n_classes), dtype=np.int64)
     ones = torch.ones(batch_size * k_prime, dtype=torch.int64, device=device)
-    with _eval_mode(module), torch.inference_mode():
+    blocks = {}  # a block split across batches is generated once
+    # the next chunk's inputs are hashed on a thread while the device samples this one
+    with _eval_mode(module), torch.inference_mode(), ThreadPoolExecutor(1) as hashing:
+        next_keys = hashing.submit(input_keys, X[:chunk])
         for first in range(0, len(X), chunk):
+            keys = next_keys.result()
+            next_keys = hashing.submit(input_keys, X[first + chunk:first + 2 * chunk])
             x = module_input(model, X[first:first + chunk], device, dtype)
             dev_counts = torch.zeros((len(x), n_classes), dtype=torch.int64, device=device)
             flat_counts = dev_counts.view(-1)
-            state = generator.get_state()
             nan_seen = torch.zeros((), dtype=torch.bool, device=device)
-            batches = _noisy_scores(module, module_dtype, x, sigma, n_draws, batch_size,
-                                    generator, dtype, n_classes)
+            stream = (keys, seed, first_draw, sigma, n_draws, batch_size, generator, dtype,
+                      n_classes)
+            batches = _noisy_scores(module, module_dtype, x, *stream, blocks)
             for start, stop, scores in batches:
                 nan_seen |= scores.isnan().any()
                 owner = torch.arange(start, stop, device=device) // n_draws
@@ -198,20 +229,35 @@ def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
                 flat_counts.index_add_(0, cells, ones[:len(cells)])
                 bar.update(stop - start)
             if nan_seen.item():  # one check per chunk; replay the chunk to say where
-                generator.set_state(state)
                 raise _locate_nan_scores(
-                    _noisy_scores(module, module_dtype, x, sigma, n_draws, batch_size,
-                                  generator, dtype, n_classes), n_draws, first)
+                    _noisy_scores(module, module_dtype, x, *stream, {}), n_draws, first)
             counts[first:first + len(x)] = dev_counts.cpu().numpy()
     return counts
 
 
-def _noisy_scores(module, module_dtype, x, sigma, n_draws, batch_size, generator, dtype,
-                  n_classes):
-    """``(start, stop, scores)`` of each batch of noisy copies of the chunk ``x``."""
+def chunk_inputs(batch_size: int, n_draws: int) -> int:
+    """Inputs moved to the device at a time: about ``_BATCHES_PER_CHUNK`` batches' worth
+    of draws, and never more inputs than ``batch_size``, so the clean inputs held on the
+    device take no more memory than one batch of noisy copies."""
+    return max(1, min(batch_size, (batch_size * _BATCHES_PER_CHUNK) // n_draws))
+
+
+def _segments(start: int, stop: int, n_draws: int):
+    """``(i, a, b)``: flat copies ``[a, b)`` of batch ``[start, stop)`` belong to input i."""
+    for i in range(start // n_draws, (stop - 1) // n_draws + 1):
+        yield i, max(start, i * n_draws), min(stop, (i + 1) * n_draws)
+
+
+def _noisy_scores(module, module_dtype, x, keys, seed, first_draw, sigma, n_draws,
+                  batch_size, generator, dtype, n_classes, blocks):
+    """``(start, stop, scores)`` of each batch of noisy copies of the chunk ``x`` (input
+    ``i`` has key ``keys[i]``); each input's noise comes from its own stream."""
     for start, stop in _batches(len(x) * n_draws, batch_size):
-        noisy = torch.randn((stop - start, *x.shape[1:]), generator=generator,
-                            device=x.device, dtype=dtype).mul_(sigma)
+        noisy = torch.empty((stop - start, *x.shape[1:]), device=x.device, dtype=dtype)
+        for i, a, b in _segments(start, stop, n_draws):
+            torch_noise_(noisy[a - start:b - start], keys[i], seed,
+                         first_draw + a - i * n_draws, generator, blocks)
+        noisy.mul_(sigma)
         _add_inputs_(noisy, x, start, n_draws)
         yield start, stop, _module_scores(module, noisy.to(module_dtype), n_classes)
 
@@ -325,14 +371,20 @@ class _eval_mode:
 
 
 # ------------------------------------------------------------------------- generic path
-def _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, bar):
+def _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, first_draw,
+                  bar):
     X = np.asarray(X)
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-    rng = np.random.default_rng(seed)
+    keys = input_keys(X)
+    blocks = {}  # a block split across batches is generated once
     counts = np.zeros((len(X), n_classes), dtype=np.int64)
     for start, stop in _batches(len(X) * n_draws, batch_size):
         owner = np.arange(start, stop) // n_draws
-        noise = rng.standard_normal((stop - start, *X.shape[1:]), dtype=dtype)
+        noise = np.concatenate([
+            numpy_noise(keys[i], seed, first_draw + a - i * n_draws,
+                        first_draw + b - i * n_draws, X.shape[1:], dtype, blocks)
+            for i, a, b in _segments(start, stop, n_draws)
+        ])
         scores = _estimator_scores(model, X[owner].astype(dtype, copy=False) + sigma * noise,
                                    n_classes)
         check_no_nan_scores(scores, owner)
