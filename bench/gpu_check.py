@@ -296,8 +296,9 @@ def check_dpa_determinism(cfg, device) -> dict:
 # ------------------------------------------------------------ 6. large-head blocks
 def check_large_heads(cfg, device) -> dict:
     from sklearn_certify import BaggingCertifiedClassifier
-    from sklearn_certify.ensembles import _vectorized
-    from sklearn_certify.ensembles._vectorized import _model_bytes, fit_linear_heads
+    from sklearn_certify import heads as _heads
+    from sklearn_certify._stacked import _model_bytes
+    from sklearn_certify.ensembles._stacked_heads import fit_linear_heads
     from sklearn_certify.nets import MLPModule
 
     rng = np.random.default_rng(0)
@@ -306,13 +307,13 @@ def check_large_heads(cfg, device) -> dict:
     Y = (rng.random((n, c)) < 0.2).astype(np.int64)
     rows = rng.integers(0, n, size=(cfg["big_models"], cfg["big_rows"]))
     blocks = []
-    train_block = _vectorized._train_block
+    train_block = _heads._train_block
 
     def recording(X_, Y_, rows_, sizes, *args, **kwargs):
         blocks.append(len(sizes))
         return train_block(X_, Y_, rows_, sizes, *args, **kwargs)
 
-    _vectorized._train_block = recording
+    _heads._train_block = recording
     try:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -346,13 +347,13 @@ def check_large_heads(cfg, device) -> dict:
                 torch.cuda.set_per_process_memory_fraction(1.0, device)
                 torch.cuda.empty_cache()
     finally:
-        _vectorized._train_block = train_block
+        _heads._train_block = train_block
     # skorch MLP heads of 512, batches of 16: the vectorised net trainer's blocks
-    from sklearn_certify.ensembles import _vectorized_net
+    from sklearn_certify.ensembles import _stacked_nets
 
-    recipe = _vectorized_net.net_recipe(
+    recipe = _stacked_nets.net_recipe(
         net(MLPModule, device, module__hidden=(512,), batch_size=16, max_epochs=1), X)
-    per_block = _vectorized_net._models_per_block(recipe, 64, d, c)
+    per_block = _stacked_nets._models_per_block(recipe, 64, d, c)
     start = time.perf_counter()
     BaggingCertifiedClassifier(
         net(MLPModule, device, module__hidden=(512,), batch_size=16, max_epochs=1),

@@ -64,13 +64,13 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
+from .._random import SEED_HIGH
 from .._scores import check_no_nan_scores, label_scores, nan_scores_error, top_k_indicator
 from ._streams import input_keys, numpy_noise, torch_noise_
 
-__all__ = ["sample_label_counts", "is_torch_model", "torch_module_and_device", "module_input",
-           "chunk_inputs"]
+__all__ = ["check_scores_width", "chunk_inputs", "draw_seed", "is_torch_model",
+           "module_input", "sample_label_counts", "torch_module_and_device"]
 
-_SEED_HIGH = 2**31 - 1
 # The torch path moves about this many batches' worth of inputs to the device at a
 # time, and copies their counts back to the host once.
 _BATCHES_PER_CHUNK = 32
@@ -104,7 +104,7 @@ def torch_module_and_device(model) -> tuple[torch.nn.Module, torch.device]:
 
 def draw_seed(random_state) -> int:
     """One integer seed from ``check_random_state(random_state)``."""
-    return int(check_random_state(random_state).randint(_SEED_HIGH))
+    return int(check_random_state(random_state).randint(SEED_HIGH))
 
 
 def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
@@ -425,3 +425,13 @@ def _progress(total: int, verbose: int):
     return tqdm(total=total, unit="draw", unit_scale=True, desc="sampling",
                 mininterval=0.5, smoothing=0.1)
 
+
+def check_scores_width(model, X_head, n_classes: int) -> None:
+    """Score one input and check the model gives one score per label."""
+    if is_torch_model(model):
+        module, device = torch_module_and_device(model)
+        x = module_input(model, X_head, device, _module_dtype(module))
+        with _eval_mode(module), torch.inference_mode():
+            _module_scores(module, x, n_classes)
+    else:
+        _estimator_scores(model, np.asarray(X_head), n_classes)
