@@ -320,6 +320,7 @@ def check_large_heads(cfg, device) -> dict:
         heads = fit_linear_heads(X, Y, rows, hidden=cfg["big_hidden"], epochs=2,
                                  device=device, random_state=0)
         counts = heads.vote_counts(X[:200], 3)
+        del heads  # its parameters would fill the capped memory below
         sync(device)
         seconds = time.perf_counter() - start
         peak = (f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB"
@@ -339,6 +340,7 @@ def check_large_heads(cfg, device) -> dict:
                                           device=device, random_state=0,
                                           models_per_batch=cfg["big_models"])
                 fallback_ok = np.array_equal(capped.vote_counts(X[:200], 3), counts)
+                del capped
                 forced = (f"one block of {cfg['big_models']} under "
                           f"{cfg['memory_fraction_gib']} GiB -> blocks {blocks[:6]}..., "
                           f"same votes: {fallback_ok}")
