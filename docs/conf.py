@@ -42,7 +42,7 @@ default_role = "literal"
 # --------------------------------------------------------------------------- user guide
 #: Every Markdown page in docs/ is a user-guide page; these come first, in this order,
 #: and any other docs/*.md follows alphabetically (see ``_user_guide_toctree``).
-NOT_USER_GUIDE = {"getting_started"}
+NOT_USER_GUIDE = {"getting_started", "development"}
 USER_GUIDE_ORDER = [
     "guarantees",
     "choosing_parameters",
@@ -129,7 +129,7 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": [],
 }
-html_sidebars = {"index": [], "getting_started": [], "changelog": []}
+html_sidebars = {"index": [], "getting_started": [], "changelog": [], "development": []}
 
 
 def setup(app):
