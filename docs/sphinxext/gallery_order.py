@@ -7,6 +7,7 @@ ORDER = [
     "plot_certified_curves.py",
     "poisoning.py",
     "poisoning_dask.py",
+    "certify_at_scale.py",
     "grid_search.py",
     "reproduce_papers.py",
 ]
