@@ -76,6 +76,10 @@ class CertificationResult:
         ``sigma``; ``k_base``, ``n_train``, ``max_samples`` and ``attack``; ...).
     label : str, optional
         Name used in legends and in :meth:`to_frame`; defaults to the method.
+    n_draws_used : array-like of int, shape (n_inputs,), optional
+        Draws (or base models) actually spent on each input: fewer than ``n_draws``
+        where sequential certification stopped early. Defaults to ``n_draws`` for
+        every input.
 
     Attributes
     ----------
@@ -94,7 +98,7 @@ class CertificationResult:
 
     def __init__(self, sizes, radius, k, n_true, *, Y=None, certificate=None, method=None,
                  counts=None, n_draws=None, alpha=None, lower=None, upper=None,
-                 params=None, label=None):
+                 params=None, label=None, n_draws_used=None):
         self.radius = np.atleast_1d(np.asarray(radius))
         sizes = np.asarray(sizes, dtype=np.int64)
         if sizes.size != len(n_true) * self.radius.size:
@@ -115,6 +119,10 @@ class CertificationResult:
         self.upper = upper
         self.params = dict(params or {})
         self.label = label
+        if n_draws_used is None and n_draws is not None:
+            n_draws_used = np.broadcast_to(n_draws, self.n_true.shape)
+        self.n_draws_used = (None if n_draws_used is None
+                             else np.array(n_draws_used, dtype=np.int64).reshape(-1))
 
     @classmethod
     def from_counts(cls, counts, Y, radius, *, certificate: str, k: int, method: str,
@@ -233,6 +241,73 @@ class CertificationResult:
     @property
     def name(self) -> str:
         return self.label or self.method or "certified"
+
+    def certified_radius(self, size: int = 1) -> np.ndarray:
+        """Per input, the largest attack at which ``size`` true labels stay certified.
+
+        For each input, the supremum of the radii at which at least ``size`` of its true
+        labels are certified (computed from this result's own bounds or vote counts,
+        not from the radii it was certified at), and 0 where even radius 0 is not
+        certified or the input has fewer than ``size`` true labels. For smoothing it is
+        an l2 radius, found by bisection on the monotone certificate to float resolution
+        (from below: the returned radius is itself certified; for ``k = k' = 1`` it is
+        Cohen et al.'s ``sigma/2 (Phi^-1(a) - Phi^-1(min(b, 1 - a)))``). For the
+        ensembles it is the largest certified T, a whole number. Inputs whose trivial
+        bound ``k - (n_classes - |L|)`` reaches ``size`` are certified at every radius:
+        ``inf``.
+
+        Parameters
+        ----------
+        size : int, default=1
+            Number of true labels that must stay in the top-k.
+
+        Returns
+        -------
+        ndarray of float, shape (n_inputs,)
+        """
+        from ._radius import certified_radius_of
+        from ._validation import check_int
+
+        size = check_int(size, "size", low=1)
+        if self.Y is None or self.certificate is None or (
+                self.counts is None if self.certificate == "dpa" else self.lower is None):
+            raise ValueError(
+                "this result does not keep its labels and bounds (or counts); its "
+                "certified radii cannot be computed."
+            )
+        return certified_radius_of(self.certificate, method=self.method, k=self.k,
+                                   params=self.params, Y=self.Y, lower=self.lower,
+                                   upper=self.upper, counts=self.counts, size=size)
+
+    def average_certified_radius(self, size: int = 1) -> float:
+        """Mean of :meth:`certified_radius` over inputs with at least one true label.
+
+        Misclassified and uncertified inputs count as 0, as in the smoothing
+        literature's average certified radius (ACR).
+        """
+        radii = self.certified_radius(size)[self.n_true > 0]
+        return float(radii.mean()) if radii.size else float("nan")
+
+    def summary(self, size: int = 1) -> pd.Series:
+        """The whole result in one line: what :meth:`to_frame` does not show per radius.
+
+        Returns
+        -------
+        pandas.Series
+            ``label``, ``method``, ``k``, ``n_inputs``, ``mean_draws_used`` (mean of
+            :attr:`n_draws_used`, NaN when unknown) and ``average_certified_radius``
+            (:meth:`average_certified_radius` at ``size``).
+        """
+        used = self.n_draws_used
+        return pd.Series({
+            "label": self.name,
+            "method": self.method,
+            "k": self.k,
+            "n_inputs": self.n_inputs,
+            "mean_draws_used": float(used.mean()) if used is not None and used.size
+            else float("nan"),
+            "average_certified_radius": self.average_certified_radius(size),
+        }, name=self.name)
 
     def to_frame(self) -> pd.DataFrame:
         """A tidy table, one row per radius.
