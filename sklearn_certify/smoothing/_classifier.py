@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from contextlib import nullcontext
 from numbers import Integral, Real
 
@@ -317,6 +318,64 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             random_state=self.random_state, verbose=self.verbose,
         )
         return counts, self.n_draws
+
+    def certify(self, X, Y, radius=0.0, **options):
+        """Certified intersection sizes of ``X``'s true labels at each l2 radius.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_inputs, ...)
+        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
+            The true labels (1-D labels when ``fit`` saw 1-D targets).
+        radius : float or array-like of float
+            l2 radii to certify.
+        **options
+            ``method``, ``k`` and ``alpha`` override the fitted settings for this call;
+            ``label`` names the result in tables and legends.
+
+        Returns
+        -------
+        CertificationResult
+
+        Warns
+        -----
+        UserWarning
+            Once, when a radius lies at or beyond
+            :func:`~sklearn_certify.bounds.max_certifiable_radius` for ``n_draws`` and
+            ``alpha``: no input can be certified there, however good the model.
+        """
+        self._warn_unreachable(radius, options)
+        return super().certify(X, Y, radius, **options)
+
+    def _warn_unreachable(self, radius, options) -> None:
+        """Warn when a requested radius is beyond what n_draws and alpha can certify."""
+        from ..bounds import draws_for_radius, max_certifiable_radius
+        from ..results import _bound_alpha
+
+        check_is_fitted(self)
+        method = options.get("method", self.method)
+        alpha = options.get("alpha", self.alpha)
+        k = options.get("k", self.k)
+        try:
+            radii = np.atleast_1d(np.asarray(radius, dtype=np.float64))
+            reach = max_certifiable_radius(self.n_draws, _bound_alpha(alpha, method),
+                                           self.sigma, self.n_classes_, k=k,
+                                           k_prime=self.k_prime)
+        except (TypeError, ValueError):
+            return  # invalid options: certify reports them
+        beyond = radii[radii >= reach]
+        if beyond.size:
+            needed = draws_for_radius(float(beyond.min()), _bound_alpha(alpha, method),
+                                      self.sigma, self.n_classes_, k=k, k_prime=self.k_prime)
+            warnings.warn(
+                f"radius {beyond.tolist()} lies at or beyond {reach:.4g}, the largest "
+                f"radius any input can be certified at with n_draws={self.n_draws} and "
+                f"alpha={alpha} (sigma={self.sigma}, k={k}, k_prime={self.k_prime}): "
+                f"nothing beyond the trivial bound is certified there. Certifying "
+                f"{float(beyond.min()):.4g} needs n_draws >= {needed} even when every "
+                "draw agrees (see sklearn_certify.bounds.draws_for_radius).",
+                UserWarning, stacklevel=3,
+            )
 
     def _certificate_spec(self, **options) -> dict:
         """Arguments of ``CertificationResult.from_counts``: options ``method``, ``alpha``
