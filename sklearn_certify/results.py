@@ -80,6 +80,10 @@ class CertificationResult:
         Draws (or base models) actually spent on each input: fewer than ``n_draws``
         where sequential certification stopped early. Defaults to ``n_draws`` for
         every input.
+    alpha_share : array-like of float, shape (n_inputs,), optional
+        Sequential certification only: the share of ``alpha`` at which each input's
+        bounds were computed (that of the stage it stopped at; see
+        ``docs/sequential.md``). None for a fixed number of draws (share 1).
 
     Attributes
     ----------
@@ -98,7 +102,7 @@ class CertificationResult:
 
     def __init__(self, sizes, radius, k, n_true, *, Y=None, certificate=None, method=None,
                  counts=None, n_draws=None, alpha=None, lower=None, upper=None,
-                 params=None, label=None, n_draws_used=None):
+                 params=None, label=None, n_draws_used=None, alpha_share=None):
         self.radius = np.atleast_1d(np.asarray(radius))
         sizes = np.asarray(sizes, dtype=np.int64)
         if sizes.size != len(n_true) * self.radius.size:
@@ -123,11 +127,14 @@ class CertificationResult:
             n_draws_used = np.broadcast_to(n_draws, self.n_true.shape)
         self.n_draws_used = (None if n_draws_used is None
                              else np.array(n_draws_used, dtype=np.int64).reshape(-1))
+        self.alpha_share = (None if alpha_share is None
+                            else np.array(alpha_share, dtype=np.float64).reshape(-1))
 
     @classmethod
     def from_counts(cls, counts, Y, radius, *, certificate: str, k: int, method: str,
                     n_draws: int | None = None, alpha: float | None = None,
-                    label: str | None = None, **params) -> CertificationResult:
+                    label: str | None = None, n_draws_used=None, alpha_share=None,
+                    **params) -> CertificationResult:
         """Certify from label counts with one of the pure certificate functions.
 
         Parameters
@@ -144,6 +151,10 @@ class CertificationResult:
         alpha : float
             Failure probability (needed by "gaussian", "bagging").
         label : str, optional
+        n_draws_used, alpha_share : array-like of shape (n_inputs,), optional
+            Sequential certification: the draws behind each row of ``counts`` and the
+            share of ``alpha`` of the stage it stopped at; the bounds are then computed
+            per input from these.
         **params
             The certificate function's remaining keyword arguments.
         """
@@ -166,13 +177,22 @@ class CertificationResult:
         if sampled:
             if n_draws is None or alpha is None:
                 raise TypeError(f"certificate {certificate!r} needs n_draws and alpha.")
-            lower, upper = clopper_pearson_bounds(counts, n_draws, _bound_alpha(alpha, method))
+            if alpha_share is None:
+                lower, upper = clopper_pearson_bounds(counts, n_draws,
+                                                      _bound_alpha(alpha, method))
+            else:
+                from ._sequential import staged_bounds
+
+                lower, upper = staged_bounds(counts, np.asarray(n_draws_used),
+                                             _bound_alpha(alpha, method),
+                                             np.asarray(alpha_share))
             sizes = function(lower, upper, Y, k=k, radius=radii, method=method, **params)
         else:
             sizes = function(counts, Y, k=k, radius=radii, method=method, **params)
         return cls(sizes, radii, k, Y.sum(axis=1), Y=Y, certificate=certificate,
                    method=method, counts=counts, n_draws=n_draws, alpha=alpha,
-                   lower=lower, upper=upper, params=params, label=label)
+                   lower=lower, upper=upper, params=params, label=label,
+                   n_draws_used=n_draws_used, alpha_share=alpha_share)
 
     def recertify(self, radius=None, *, k: int | None = None, alpha: float | None = None,
                   method: str | None = None, label: str | None = None,
@@ -216,8 +236,14 @@ class CertificationResult:
             certificate=self.certificate, k=self.k if k is None else k,
             method=self.method if method is None else method, n_draws=self.n_draws,
             alpha=self.alpha if alpha is None else alpha, label=label,
-            **{**self.params, **params},
+            **self._sequential_state(), **{**self.params, **params},
         )
+
+    def _sequential_state(self) -> dict:
+        """The per-input draws and alpha shares a sequential result's bounds need."""
+        if self.alpha_share is None:
+            return {}
+        return {"n_draws_used": self.n_draws_used, "alpha_share": self.alpha_share}
 
     @property
     def n_inputs(self) -> int:

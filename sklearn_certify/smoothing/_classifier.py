@@ -319,7 +319,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         )
         return counts, self.n_draws
 
-    def certify(self, X, Y, radius=0.0, **options):
+    def certify(self, X, Y, radius=0.0, sequential: bool = False, **options):
         """Certified intersection sizes of ``X``'s true labels at each l2 radius.
 
         Parameters
@@ -329,9 +329,20 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             The true labels (1-D labels when ``fit`` saw 1-D targets).
         radius : float or array-like of float
             l2 radii to certify.
+        sequential : bool, default=False
+            Draw in stages and stop each input as soon as its certificates at
+            ``radius`` are decided: already at ``min(k, |L|)``, or out of reach of any
+            further draws. ``n_draws`` is then the maximum per input, and alpha is split
+            over the stages so that every certificate still holds with probability at
+            least ``1 - alpha`` (``docs/sequential.md``). The result's ``n_draws_used``
+            says how many draws each input took; an input's first m draws are those a
+            fixed ``n_draws=m`` run would make.
         **options
             ``method``, ``k`` and ``alpha`` override the fitted settings for this call;
-            ``label`` names the result in tables and legends.
+            ``label`` names the result in tables and legends. With ``sequential=True``,
+            ``max_draws`` (an int above ``n_draws``) turns ``n_draws`` into a budget of
+            mean draws per input: undecided inputs may go on up to ``max_draws`` draws
+            as long as the whole call's draws stay within ``n_draws * n_inputs``.
 
         Returns
         -------
@@ -341,14 +352,71 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         -----
         UserWarning
             Once, when a radius lies at or beyond
-            :func:`~sklearn_certify.bounds.max_certifiable_radius` for ``n_draws`` and
-            ``alpha``: no input can be certified there, however good the model.
+            :func:`~sklearn_certify.bounds.max_certifiable_radius` for ``n_draws`` (or
+            ``max_draws``) and ``alpha``: no input can be certified there, however
+            good the model.
         """
-        self._warn_unreachable(radius, options)
-        return super().certify(X, Y, radius, **options)
+        from .._sequential import LAST_SHARE
 
-    def _warn_unreachable(self, radius, options) -> None:
-        """Warn when a requested radius is beyond what n_draws and alpha can certify."""
+        max_draws = options.pop("max_draws", None)
+        if not sequential and max_draws is not None:
+            raise TypeError("max_draws is an option of sequential=True certification.")
+        self._warn_unreachable(radius, options, max_draws or self.n_draws,
+                               LAST_SHARE if sequential else 1.0)
+        if not sequential:
+            return super().certify(X, Y, radius, **options)
+        return self._certify_sequential(X, Y, radius, max_draws, **options)
+
+    def _certify_sequential(self, X, Y, radius, max_draws, **options):
+        from .._sequential import sequential_gaussian_certify
+        from .._validation import check_int, check_radius
+        from ..results import CertificationResult, _bound_alpha
+
+        check_is_fitted(self)
+        self._validate_params()
+        self._check_label_params(self.n_classes_)
+        Y = self._encoded_targets(Y)
+        k = check_int(options.pop("k", self.k), "k", low=1, high=self.n_classes_)
+        label = options.pop("label", None)
+        spec = self._certificate_spec(**options)
+        if max_draws is not None:
+            max_draws = check_int(max_draws, "max_draws", low=self.n_draws)
+        radii, _ = check_radius(radius)
+        X = self._check_input(X, reset=False)
+        if len(X) != Y.shape[0]:
+            raise ValueError(f"X has {len(X)} inputs but Y has {Y.shape[0]} rows.")
+        method, alpha = spec["method"], spec["alpha"]
+        last = max_draws or self.n_draws
+        outcome = sequential_gaussian_certify(
+            self._stage_sampler(X), Y, radii, k=k, k_prime=self.k_prime, sigma=float(self.sigma),
+            alpha=_bound_alpha(alpha, method), method=method, n_draws=self.n_draws,
+            max_draws=max_draws, mean_budget=None if max_draws is None else self.n_draws)
+        return CertificationResult(
+            outcome.sizes, radii, k, Y.sum(axis=1), Y=Y, certificate="gaussian",
+            method=method, counts=outcome.counts, n_draws=last, alpha=alpha,
+            lower=outcome.lower, upper=outcome.upper,
+            params={"k_prime": self.k_prime, "sigma": float(self.sigma)}, label=label,
+            n_draws_used=outcome.n_draws_used, alpha_share=outcome.alpha_share)
+
+    def _stage_sampler(self, X):
+        """``sample(rows, start, stop)``: counts of draws ``[start, stop)`` of the inputs
+        ``X[rows]``, all from one seed drawn from ``random_state`` (so the first m draws
+        of an input are those of a fixed ``n_draws=m`` run). X is already checked."""
+        seed = draw_seed(self.random_state)
+
+        def sample(rows, start, stop):
+            subset = X[torch.from_numpy(rows)] if torch.is_tensor(X) else X[rows]
+            return sample_label_counts(
+                self.estimator_, subset, n_classes=self.n_classes_, sigma=self.sigma,
+                k_prime=self.k_prime, n_draws=int(stop - start),
+                batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose,
+                first_draw=int(start), seed=seed)
+
+        return sample
+
+    def _warn_unreachable(self, radius, options, n_draws: int, share: float = 1.0) -> None:
+        """Warn when a requested radius is beyond what n_draws and alpha can certify
+        (``share``: the part of alpha the last stage of a sequential run gets)."""
         from ..bounds import draws_for_radius, max_certifiable_radius
         from ..results import _bound_alpha
 
@@ -358,18 +426,18 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         k = options.get("k", self.k)
         try:
             radii = np.atleast_1d(np.asarray(radius, dtype=np.float64))
-            reach = max_certifiable_radius(self.n_draws, _bound_alpha(alpha, method),
-                                           self.sigma, self.n_classes_, k=k,
+            level = share * _bound_alpha(alpha, method)
+            reach = max_certifiable_radius(n_draws, level, self.sigma, self.n_classes_, k=k,
                                            k_prime=self.k_prime)
         except (TypeError, ValueError):
             return  # invalid options: certify reports them
         beyond = radii[radii >= reach]
         if beyond.size:
-            needed = draws_for_radius(float(beyond.min()), _bound_alpha(alpha, method),
-                                      self.sigma, self.n_classes_, k=k, k_prime=self.k_prime)
+            needed = draws_for_radius(float(beyond.min()), level, self.sigma,
+                                      self.n_classes_, k=k, k_prime=self.k_prime)
             warnings.warn(
                 f"radius {beyond.tolist()} lies at or beyond {reach:.4g}, the largest "
-                f"radius any input can be certified at with n_draws={self.n_draws} and "
+                f"radius any input can be certified at with n_draws={n_draws} and "
                 f"alpha={alpha} (sigma={self.sigma}, k={k}, k_prime={self.k_prime}): "
                 f"nothing beyond the trivial bound is certified there. Certifying "
                 f"{float(beyond.min()):.4g} needs n_draws >= {needed} even when every "
