@@ -21,6 +21,7 @@ from .._targets import encode_fit_targets
 from .._torch_seed import seeded_torch
 from .._validation import check_alpha, check_choice, check_inputs
 from ..certificates._gaussian import GAUSSIAN_METHODS
+from ._parallel import sharded_label_counts
 from ._sampling import (
     _estimator_scores,
     _eval_mode,
@@ -29,7 +30,6 @@ from ._sampling import (
     draw_seed,
     is_torch_model,
     module_input,
-    sample_label_counts,
     torch_module_and_device,
 )
 
@@ -99,14 +99,37 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         terms only (ablation), or Jia et al. (2020), label by label (``k_prime=1``).
     batch_size : int or None, default=None
         Noisy copies per forward pass (or per call to the estimator's scoring method)
-        when sampling; ``None`` means 1000. Bounds the sampling memory. The counts
-        depend on it through the order of the draws (not their distribution).
+        when sampling; ``None`` means 1000. Bounds the sampling memory: one batch of
+        noisy copies, at most ``batch_size`` clean inputs on the device, and one block
+        of at most 512 draws of an input's noise. The counts do not depend on it.
+    n_jobs : int or None, default=None
+        Number of joblib workers sampling in parallel for ``predict``,
+        ``predict_proba``, ``certify`` and ``score``; the inputs are split into one
+        shard per worker. ``None`` means 1 unless in a :func:`joblib.parallel_config`
+        context, ``-1`` means all processors. Any joblib backend works, Dask included
+        (``with joblib.parallel_backend("dask"): clf.certify(...)``). Each worker
+        receives the model once per call and, in a separate process, runs torch on
+        its share of the cores (``cpu_count() // n_workers`` threads, at least one).
+        The counts do not depend on it. Ignored when ``devices`` is set.
+    devices : list of str or torch.device, or None, default=None
+        Devices to sample a torch base model on, e.g. ``["cuda:0", "cuda:1"]``: the
+        inputs are split into one shard per device, each sampled by a copy of the
+        module on its device, on threads of this process. ``None`` samples on the
+        model's own device. The counts are those of a single device of the same kind
+        and model (see ``random_state``).
     random_state : int, RandomState instance or None, default=None
         Controls the sampling noise and, at ``fit``, the training randomness. Each
-        sampling call draws one seed from ``check_random_state(random_state)`` (see
-        :mod:`sklearn_certify.smoothing._sampling`): with an int, every call on the same
-        data, ``batch_size`` and device gives the same counts, so ``predict`` and
-        ``certify`` agree. At ``fit`` a seed is drawn the same way and mixed with a
+        sampling call draws one seed from ``check_random_state(random_state)``. Every
+        input's noise is then its own stream, determined by that seed and the input's
+        content (its bytes, dtype and shape) alone, not by its position in X, the other
+        inputs, ``batch_size``, ``n_jobs`` or ``devices`` (see
+        :mod:`sklearn_certify.smoothing._streams`): with an int, every call gives an
+        input the same counts, so ``predict`` and ``certify`` agree, and an input
+        predicted alone gets the row it gets among others. The draws depend on the
+        random number generator of the device: CPU and CUDA generators give different
+        counts, and so may CUDA GPUs of different models (cuDNN must also be
+        deterministic, ``torch.backends.cudnn.benchmark = False``, for equal counts
+        run to run). At ``fit`` a seed is drawn the same way and mixed with a
         fixed tag (``numpy.random.SeedSequence``) so the training noise is a stream
         independent of the certification noise; torch-based estimators then train
         under a forked, seeded torch RNG (weights, batch order and noise reproducible;
@@ -142,7 +165,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     certify once and call :meth:`CertificationResult.recertify`. ``predict_proba``
     estimates ``p_i``, the probability that label i is in the base model's top-k', so
     rows sum to ``k_prime``. The counts depend on the device through its random number
-    generator; their distribution does not.
+    generator; their distribution does not. The certificate holds for each input with
+    probability at least ``1 - alpha`` over the seed, whatever the other inputs.
 
     Examples
     --------
@@ -176,6 +200,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         "train_noise": ["boolean"],
         "method": [StrOptions(set(GAUSSIAN_METHODS))],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "n_jobs": [Integral, None],
+        "devices": [list, tuple, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -183,6 +209,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     def __init__(self, estimator=None, *, sigma: float = 0.5, k_prime: int = 1, k: int = 3,
                  n_draws: int = 1000, alpha: float = 0.001, train_noise: bool = True,
                  method: str = "multiguard", batch_size: int | None = None,
+                 n_jobs: int | None = None, devices: list | None = None,
                  random_state=None, verbose: int = 0) -> None:
         self.estimator = estimator
         self.sigma = sigma
@@ -193,6 +220,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self.train_noise = train_noise
         self.method = method
         self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.devices = devices
         self.random_state = random_state
         self.verbose = verbose
 
@@ -311,11 +340,11 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self._validate_params()
         self._check_label_params(self.n_classes_)
         X = self._check_input(X, reset=False)
-        counts = sample_label_counts(
-            self.estimator_, X, n_classes=self.n_classes_, sigma=self.sigma,
+        counts = sharded_label_counts(
+            self.estimator_, X, seed=draw_seed(self.random_state), n_jobs=self.n_jobs,
+            devices=self._checked_devices(), n_classes=self.n_classes_, sigma=self.sigma,
             k_prime=self.k_prime, n_draws=self.n_draws,
-            batch_size=self.batch_size or DEFAULT_BATCH_SIZE,
-            random_state=self.random_state, verbose=self.verbose,
+            batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose,
         )
         return counts, self.n_draws
 
@@ -388,7 +417,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         method, alpha = spec["method"], spec["alpha"]
         last = max_draws or self.n_draws
         outcome = sequential_gaussian_certify(
-            self._stage_sampler(X), Y, radii, k=k, k_prime=self.k_prime, sigma=float(self.sigma),
+            self._stage_sampler(X), Y, radii, k=k, k_prime=self.k_prime,
+            sigma=float(self.sigma),
             alpha=_bound_alpha(alpha, method), method=method, n_draws=self.n_draws,
             max_draws=max_draws, mean_budget=None if max_draws is None else self.n_draws)
         return CertificationResult(
@@ -403,14 +433,15 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         ``X[rows]``, all from one seed drawn from ``random_state`` (so the first m draws
         of an input are those of a fixed ``n_draws=m`` run). X is already checked."""
         seed = draw_seed(self.random_state)
+        devices = self._checked_devices()
 
         def sample(rows, start, stop):
             subset = X[torch.from_numpy(rows)] if torch.is_tensor(X) else X[rows]
-            return sample_label_counts(
-                self.estimator_, subset, n_classes=self.n_classes_, sigma=self.sigma,
-                k_prime=self.k_prime, n_draws=int(stop - start),
-                batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose,
-                first_draw=int(start), seed=seed)
+            return sharded_label_counts(
+                self.estimator_, subset, seed=seed, n_jobs=self.n_jobs, devices=devices,
+                n_classes=self.n_classes_, sigma=self.sigma, k_prime=self.k_prime,
+                n_draws=int(stop - start), first_draw=int(start),
+                batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose)
 
         return sample
 
@@ -444,6 +475,24 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                 "draw agrees (see sklearn_certify.bounds.draws_for_radius).",
                 UserWarning, stacklevel=3,
             )
+
+    def _checked_devices(self) -> list[torch.device] | None:
+        """``devices`` as torch devices; a clear error for a bad entry or a non-torch
+        base model."""
+        if self.devices is None:
+            return None
+        if len(self.devices) == 0:
+            raise ValueError("devices must list at least one device, or be None.")
+        if not is_torch_model(self.estimator_):
+            raise ValueError(
+                "devices needs a torch base model (a torch.nn.Module or a skorch net); "
+                f"got {type(self.estimator_).__name__}. Use n_jobs to parallelise it."
+            )
+        try:
+            return [torch.device(d) for d in self.devices]
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"devices={self.devices!r} holds an invalid device: {exc}") \
+                from None
 
     def _certificate_spec(self, **options) -> dict:
         """Arguments of ``CertificationResult.from_counts``: options ``method``, ``alpha``
