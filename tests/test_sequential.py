@@ -199,3 +199,16 @@ def test_trivially_decided_inputs_draw_nothing():
     result = CertificationResult(outcome.sizes, [0.1], 2, Y.sum(axis=1),
                                  n_draws_used=outcome.n_draws_used)
     assert result.n_draws_used.tolist()[0] == 0
+
+
+def test_sequential_shards_like_a_fixed_run(fitted):
+    from joblib import parallel_backend
+
+    clf, X, Y = fitted
+    alone = clf.certify(X, Y, [0.0, 0.25], sequential=True)
+    with parallel_backend("threading"):
+        sharded = clf.set_params(n_jobs=2).certify(X, Y, [0.0, 0.25], sequential=True)
+    clf.set_params(n_jobs=None)
+    np.testing.assert_array_equal(sharded.counts, alone.counts)
+    np.testing.assert_array_equal(sharded.n_draws_used, alone.n_draws_used)
+    np.testing.assert_array_equal(sharded.sizes, alone.sizes)
