@@ -41,6 +41,7 @@ undecided inputs that fit are allowed on, those with the largest optimistic gain
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import beta
@@ -100,17 +101,16 @@ def stage_schedule(n_draws: int, max_draws: int | None = None, *, first: int = F
     return stops, shares
 
 
+@dataclass(frozen=True)
 class SequentialOutcome:
-    """What a sequential run leaves: counts, draws and alpha share per input, bounds
-    and sizes (as :meth:`CertificationResult` needs them)."""
+    """What a sequential run leaves, per input (as a CertificationResult needs it)."""
 
-    def __init__(self, counts, n_draws_used, alpha_share, lower, upper, sizes):
-        self.counts = counts
-        self.n_draws_used = n_draws_used
-        self.alpha_share = alpha_share
-        self.lower = lower
-        self.upper = upper
-        self.sizes = sizes
+    counts: np.ndarray  #: (n_inputs, n_classes) label counts over the draws used
+    n_draws_used: np.ndarray  #: (n_inputs,) draws taken
+    alpha_share: np.ndarray  #: (n_inputs,) share of alpha of the stopping stage
+    lower: np.ndarray  #: (n_inputs, n_classes) bounds of the stopping stage
+    upper: np.ndarray
+    sizes: np.ndarray  #: (n_inputs, n_radii) certified sizes from those bounds
 
 
 def staged_bounds(counts, n_draws_used, alpha, alpha_share):

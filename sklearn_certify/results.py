@@ -216,6 +216,13 @@ class CertificationResult:
         Returns
         -------
         CertificationResult
+
+        Notes
+        -----
+        A sequential result's bounds are recomputed per input from its counts,
+        ``n_draws_used`` and ``alpha_share``: a new ``alpha`` is split over the stages
+        with the same shares, so the certificates keep their ``1 - alpha`` guarantee
+        (``docs/sequential.md``).
         """
         if self.counts is None or self.Y is None or self.certificate is None:
             raise ValueError(
@@ -346,8 +353,7 @@ class CertificationResult:
         from ._validation import check_int
 
         size = check_int(size, "size", low=1)
-        if self.Y is None or self.certificate is None or (
-                self.counts is None if self.certificate == "dpa" else self.lower is None):
+        if not self._has_radius_inputs():
             raise ValueError(
                 "this result does not keep its labels and bounds (or counts); its "
                 "certified radii cannot be computed."
@@ -355,6 +361,12 @@ class CertificationResult:
         return certified_radius_of(self.certificate, method=self.method, k=self.k,
                                    params=self.params, Y=self.Y, lower=self.lower,
                                    upper=self.upper, counts=self.counts, size=size)
+
+    def _has_radius_inputs(self) -> bool:
+        """Whether the labels and the bounds (or DPA's counts) behind the sizes are kept."""
+        if self.Y is None or self.certificate is None:
+            return False
+        return (self.counts if self.certificate == "dpa" else self.lower) is not None
 
     def average_certified_radius(self, size: int = 1) -> float:
         """Mean of :meth:`certified_radius` over inputs with at least one true label.
@@ -373,9 +385,12 @@ class CertificationResult:
         pandas.Series
             ``label``, ``method``, ``k``, ``n_inputs``, ``mean_draws_used`` (mean of
             :attr:`n_draws_used`, NaN when unknown) and ``average_certified_radius``
-            (:meth:`average_certified_radius` at ``size``).
+            (:meth:`average_certified_radius` at ``size``; NaN when the result keeps
+            no bounds to compute it from).
         """
         used = self.n_draws_used
+        acr = self.average_certified_radius(size) if self._has_radius_inputs() \
+            else float("nan")
         return pd.Series({
             "label": self.name,
             "method": self.method,
@@ -383,7 +398,7 @@ class CertificationResult:
             "n_inputs": self.n_inputs,
             "mean_draws_used": float(used.mean()) if used is not None and used.size
             else float("nan"),
-            "average_certified_radius": self.average_certified_radius(size),
+            "average_certified_radius": acr,
         }, name=self.name)
 
     def to_frame(self) -> pd.DataFrame:

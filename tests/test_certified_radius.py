@@ -159,3 +159,4 @@ def test_summary_and_errors():
     with pytest.raises(ValueError, match="certified radii cannot be computed"):
         bare.certified_radius()
     assert bare.n_draws_used is None
+    assert np.isnan(bare.summary()["average_certified_radius"])
