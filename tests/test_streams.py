@@ -142,3 +142,10 @@ def test_cuda_streams_are_prefix_stable_and_ignore_batching(X):
     for batch_size in (7, 1000):
         np.testing.assert_array_equal(_counts(model, X, batch_size=batch_size), ref)
     np.testing.assert_array_equal(_counts(model, torch.from_numpy(X).cuda()), ref)
+
+
+def test_large_inputs_hashed_on_threads_get_the_same_keys():
+    X = np.random.RandomState(0).rand(4, 700_000).astype(np.float32)  # over 8 MiB
+    X[2] = X[0]
+    keys = input_keys(X)
+    assert keys == [input_keys(X[[i]])[0] for i in range(4)] and keys[0] == keys[2]

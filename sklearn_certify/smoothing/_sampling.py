@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import copy
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -202,9 +203,12 @@ def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
     chunk = chunk_inputs(batch_size, n_draws)
     counts = np.empty((len(X), n_classes), dtype=np.int64)
     ones = torch.ones(batch_size * k_prime, dtype=torch.int64, device=device)
-    with _eval_mode(module), torch.inference_mode():
+    # the next chunk's inputs are hashed on a thread while the device samples this one
+    with _eval_mode(module), torch.inference_mode(), ThreadPoolExecutor(1) as hashing:
+        next_keys = hashing.submit(input_keys, X[:chunk])
         for first in range(0, len(X), chunk):
-            keys = input_keys(X[first:first + chunk])
+            keys = next_keys.result()
+            next_keys = hashing.submit(input_keys, X[first + chunk:first + 2 * chunk])
             x = module_input(model, X[first:first + chunk], device, dtype)
             dev_counts = torch.zeros((len(x), n_classes), dtype=torch.int64, device=device)
             flat_counts = dev_counts.view(-1)

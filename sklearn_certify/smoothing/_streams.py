@@ -46,7 +46,9 @@ False``), since the forward pass must not change with the batch it runs in.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -58,6 +60,8 @@ __all__ = ["BLOCK_MAX", "BLOCK_MIN", "block_bounds", "input_keys", "block_seed",
 BLOCK_MIN = 16
 #: Size of every block from draw ``BLOCK_MAX`` on.
 BLOCK_MAX = 512
+# input_keys hashes on one more thread per this many bytes of X
+_BYTES_PER_THREAD = 4 << 20
 
 
 def block_bounds(start: int, stop: int) -> Iterator[tuple[int, int, int]]:
@@ -96,7 +100,8 @@ def input_keys(X) -> list[bytes]:
     """One 16-byte blake2b digest per input: its dtype, shape and bytes.
 
     ``X`` is an array or a tensor (on any device; a tensor is hashed from a host copy).
-    Equal inputs (same values, dtype and shape) get equal keys wherever they sit.
+    Equal inputs (same values, dtype and shape) get equal keys wherever they sit. Large
+    inputs are hashed on several threads (hashlib releases the GIL).
     """
     if torch.is_tensor(X):
         X = X.detach()
@@ -112,12 +117,17 @@ def input_keys(X) -> list[bytes]:
     X = np.ascontiguousarray(X)
     if header is None:
         header = f"{X.dtype.str}{tuple(X.shape[1:])}".encode()
-    keys = []
-    for row in X:
+
+    def digest(row: np.ndarray) -> bytes:
         h = hashlib.blake2b(header, digest_size=16)
         h.update(row.data if row.ndim else row.tobytes())
-        keys.append(h.digest())
-    return keys
+        return h.digest()
+
+    threads = min(len(X), os.cpu_count() or 1, X.nbytes // _BYTES_PER_THREAD)
+    if threads > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(digest, X))
+    return [digest(row) for row in X]
 
 
 def block_seed(seed: int, key: bytes, block: int) -> int:
