@@ -151,6 +151,11 @@ def draws_for_radius(radius: float, alpha: float, sigma: float, n_classes: int, 
     -------
     int
 
+    Raises
+    ------
+    ValueError
+        If more than 2**53 draws would be needed.
+
     Examples
     --------
     >>> draws_for_radius(0.5, 0.001, 0.5, 10)
@@ -165,8 +170,15 @@ def draws_for_radius(radius: float, alpha: float, sigma: float, n_classes: int, 
 
     if np.isinf(max_certifiable_radius(1, alpha, sigma, n_classes, k=k, k_prime=k_prime)):
         return 1
+    unreachable = ValueError(
+        f"radius={radius} cannot be certified with any practical number of draws "
+        f"(sigma={sigma}, alpha={alpha}, n_classes={n_classes}, k={k}, k_prime={k_prime})."
+    )
     if k == 1 and k_prime == 1:
-        guess = int(np.floor(np.log(alpha / n_classes) / np.log(ndtr(radius / sigma)))) + 1
+        log_phi = np.log(ndtr(radius / sigma))
+        if log_phi == 0.0 or np.log(alpha / n_classes) / log_phi > 2.0**53:
+            raise unreachable
+        guess = int(np.floor(np.log(alpha / n_classes) / log_phi)) + 1
         # guard the float edge: step to the exact smallest n
         n = max(guess - 1, 1)
         while not reaches(n):
@@ -178,10 +190,7 @@ def draws_for_radius(radius: float, alpha: float, sigma: float, n_classes: int, 
     while not reaches(hi):
         lo, hi = hi, 2 * hi
         if hi > 2**53:
-            raise ValueError(
-                f"radius={radius} cannot be certified with any practical number of draws "
-                f"(sigma={sigma}, alpha={alpha})."
-            )
+            raise unreachable
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if reaches(mid) else (mid, hi)

@@ -92,6 +92,9 @@ def test_planner_arguments_are_checked():
         max_certifiable_radius(10, 0.01, 1.0, 5, k=6)
     with pytest.raises(ValueError, match="radius"):
         draws_for_radius(-1.0, 0.01, 1.0, 5)
+    for k in (1, 2):
+        with pytest.raises(ValueError, match="practical number of draws"):
+            draws_for_radius(40.0, 0.01, 1.0, 5, k=k)
 
 
 def test_planner_does_not_import_torch():
@@ -116,7 +119,9 @@ def test_certify_warns_once_beyond_the_reach():
         clf.certify(X_test, Y_test, radius=[0.0, 0.1])
         assert not caught
         result = clf.certify(X_test, Y_test, radius=[0.0, reach, reach + 1, reach + 2])
-    assert len(caught) == 1
+        assert len(caught) == 1
+        clf.certify(X_test, Y_test, radius=[0.0, 50.0])  # out of any reach: still a warning
+    assert len(caught) == 2 and "No practical n_draws" in str(caught[1].message)
     message = str(caught[0].message)
     assert "n_draws=50" in message and "alpha=0.001" in message
     assert np.all(result.sizes[:, 1:] == 0)

@@ -464,15 +464,19 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             return  # invalid options: certify reports them
         beyond = radii[radii >= reach]
         if beyond.size:
-            needed = draws_for_radius(float(beyond.min()), level, self.sigma,
-                                      self.n_classes_, k=k, k_prime=self.k_prime)
+            try:
+                needed = draws_for_radius(float(beyond.min()), level, self.sigma,
+                                          self.n_classes_, k=k, k_prime=self.k_prime)
+                hint = (f"Certifying {float(beyond.min()):.4g} needs n_draws >= {needed} "
+                        "even when every draw agrees")
+            except ValueError:
+                hint = f"No practical n_draws certifies {float(beyond.min()):.4g}"
             warnings.warn(
                 f"radius {beyond.tolist()} lies at or beyond {reach:.4g}, the largest "
                 f"radius any input can be certified at with n_draws={n_draws} and "
                 f"alpha={alpha} (sigma={self.sigma}, k={k}, k_prime={self.k_prime}): "
-                f"nothing beyond the trivial bound is certified there. Certifying "
-                f"{float(beyond.min()):.4g} needs n_draws >= {needed} even when every "
-                "draw agrees (see sklearn_certify.bounds.draws_for_radius).",
+                f"nothing beyond the trivial bound is certified there. {hint} (see "
+                "sklearn_certify.bounds.draws_for_radius).",
                 UserWarning, stacklevel=3,
             )
 
