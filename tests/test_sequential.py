@@ -212,3 +212,14 @@ def test_sequential_shards_like_a_fixed_run(fitted):
     np.testing.assert_array_equal(sharded.counts, alone.counts)
     np.testing.assert_array_equal(sharded.n_draws_used, alone.n_draws_used)
     np.testing.assert_array_equal(sharded.sizes, alone.sizes)
+
+
+def test_jia_sequential_bounds_are_taken_at_half_alpha(fitted):
+    clf, X, Y = fitted
+    result = clf.certify(X, Y, [0.0, 0.1], sequential=True, method="jia")
+    lower, upper = staged_bounds(result.counts, result.n_draws_used, 0.01 / 2,
+                                 result.alpha_share)
+    np.testing.assert_array_equal(lower, result.lower)
+    np.testing.assert_array_equal(result.recertify(method="jia").sizes, result.sizes)
+    multiguard = result.recertify(method="multiguard")
+    assert np.all(multiguard.lower >= result.lower)  # alpha, not alpha / 2, for Eq. 8
