@@ -1,5 +1,7 @@
 """Sharded sampling: n_jobs (any joblib backend), devices, and the device memory bound."""
 
+import os
+
 import joblib
 import numpy as np
 import pytest
@@ -79,13 +81,16 @@ def test_devices_split_the_inputs_over_module_copies(data, reference):
 def test_bad_devices_are_clear_errors(data, devices, match):
     X, Y = data
     with pytest.raises(ValueError, match=match):
-        _clf(devices=devices).fit(X, Y).predict(X)
+        _clf(devices=devices).fit(X, Y)
 
 
 def test_devices_need_a_torch_model(data):
     X, Y = data
     with pytest.raises(ValueError, match="devices needs a torch base model"):
-        _clf(RidgeClassifier(), devices=["cpu"]).fit(X, Y).predict(X)
+        _clf(RidgeClassifier(), devices=["cpu"]).fit(X, Y)
+    clf = _clf(RidgeClassifier()).fit(X, Y).set_params(devices=["cpu"])
+    with pytest.raises(ValueError, match="devices needs a torch base model"):
+        clf.predict(X)
 
 
 def test_draw_ranges_add_up(data):
@@ -109,16 +114,16 @@ class ThreadCount(torch.nn.Module):
 def test_a_worker_process_uses_its_share_of_the_cores():
     before = torch.get_num_threads()
     try:
-        counts = _worker_counts(ThreadCount(), np.zeros((1, 2), np.float32), -1, 1,
+        counts = _worker_counts(ThreadCount(), np.zeros((1, 2), np.float32), 0, None, -1, 1,
                                 seed=0, n_classes=64, sigma=1.0, k_prime=1, n_draws=5,
                                 batch_size=5)
         assert counts[0, min(joblib.cpu_count(), 63)] == 5
     finally:
         torch.set_num_threads(before)
     # in the caller's own process (threading backend, n_jobs=1) nothing is changed
-    counts = _worker_counts(ThreadCount(), np.zeros((1, 2), np.float32), __import__(
-        "os").getpid(), 8, seed=0, n_classes=64, sigma=1.0, k_prime=1, n_draws=5,
-        batch_size=5)
+    counts = _worker_counts(ThreadCount(), np.zeros((1, 2), np.float32), 0, None,
+                            os.getpid(), 8, seed=0, n_classes=64, sigma=1.0, k_prime=1,
+                            n_draws=5, batch_size=5)
     assert counts[0, before] == 5
 
 
