@@ -336,9 +336,10 @@ class CertificationResult:
         an l2 radius, found by bisection on the monotone certificate to float resolution
         (from below: the returned radius is itself certified; for ``k = k' = 1`` it is
         Cohen et al.'s ``sigma/2 (Phi^-1(a) - Phi^-1(min(b, 1 - a)))``). For the
-        ensembles it is the largest certified T, a whole number. Inputs whose trivial
-        bound ``k - (n_classes - |L|)`` reaches ``size`` are certified at every radius:
-        ``inf``.
+        ensembles it is the largest certified T, a whole number (0 both for an input
+        certified at T = 0 only and for one not certified at all: the certificate at
+        radius 0 tells them apart). Inputs whose trivial bound ``k - (n_classes - |L|)``
+        reaches ``size`` are certified at every radius: ``inf``.
 
         Parameters
         ----------
