@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from contextlib import nullcontext
 from numbers import Integral, Real
 
@@ -335,6 +336,151 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         )
         return counts, self.n_draws
 
+    def certify(self, X, Y, radius=0.0, sequential: bool = False, *,
+                method: str | None = None, alpha: float | None = None, k: int | None = None,
+                label: str | None = None, max_draws: int | None = None) -> CertificationResult:
+        """Certified intersection sizes of ``X``'s true labels at each l2 radius.
+
+        Parameters
+        ----------
+        X : array-like or tensor of shape (n_inputs, ...)
+        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
+            The true labels (1-D labels when ``fit`` saw 1-D targets).
+        radius : float or array-like of float, default=0.0
+            l2 norms of the perturbations to certify against.
+        sequential : bool, default=False
+            Draw in stages and stop each input as soon as its certificates at
+            ``radius`` are decided: already at ``min(k, |L|)``, or out of reach of any
+            further draws. ``n_draws`` is then the maximum per input, and alpha is split
+            over the stages so that every certificate still holds with probability at
+            least ``1 - alpha`` (``docs/sequential.md``). The result's ``n_draws_used``
+            says how many draws each input took; an input's first m draws are those a
+            fixed ``n_draws=m`` run would make.
+        method : {"multiguard", "first-term", "jia"}, optional
+            Overrides the ``method`` parameter for this call.
+        alpha : float, optional
+            Overrides the ``alpha`` parameter for this call.
+        k : int, optional
+            Overrides the ``k`` parameter for this call.
+        label : str, optional
+            Name of the result in tables and legends.
+        max_draws : int, optional
+            With ``sequential=True`` only: an int above ``n_draws`` that turns
+            ``n_draws`` into a budget of mean draws per input. Undecided inputs may go
+            on up to ``max_draws`` draws as long as the whole call's draws stay within
+            ``n_draws * n_inputs``.
+
+        Returns
+        -------
+        CertificationResult
+
+        Warns
+        -----
+        UserWarning
+            Once, when a radius lies at or beyond
+            :func:`~sklearn_certify.bounds.max_certifiable_radius` for ``n_draws`` (or
+            ``max_draws``) and ``alpha``: no input can be certified there, however
+            good the model.
+
+        Notes
+        -----
+        For 1-D multi-class targets ``predict`` returns the top-1 label, while
+        ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
+        or here) for the certificate of ``predict``'s label.
+        """
+        from .._sequential import LAST_SHARE
+
+        if not sequential and max_draws is not None:
+            raise TypeError("max_draws is an option of sequential=True certification.")
+        self._warn_unreachable(radius, method, alpha, k, max_draws or self.n_draws,
+                               LAST_SHARE if sequential else 1.0)
+        if not sequential:
+            return self._certify(X, Y, radius, k=k, label=label, method=method, alpha=alpha)
+        return self._certify_sequential(X, Y, radius, max_draws, k=k, label=label,
+                                        method=method, alpha=alpha)
+
+    def _certify_sequential(self, X, Y, radius, max_draws, *, k, label, method, alpha):
+        from .._sequential import sequential_gaussian_certify
+        from .._validation import check_int, check_radius
+
+        check_is_fitted(self)
+        self._validate_params()
+        self._check_label_params(self.n_classes_)
+        Y = self._encoded_targets(Y)
+        k = check_int(self.k if k is None else k, "k", low=1, high=self.n_classes_)
+        spec = self._certificate_spec(method=method, alpha=alpha)
+        if max_draws is not None:
+            max_draws = check_int(max_draws, "max_draws", low=self.n_draws)
+        radii, _ = check_radius(radius)
+        X = self._check_input(X, reset=False)
+        if len(X) != Y.shape[0]:
+            raise ValueError(f"X has {len(X)} inputs but Y has {Y.shape[0]} rows.")
+        method, alpha = spec["method"], spec["alpha"]
+        last = max_draws or self.n_draws
+        outcome = sequential_gaussian_certify(
+            self._stage_sampler(X), Y, radii, k=k, k_prime=self.k_prime,
+            sigma=float(self.sigma), alpha=GAUSSIAN.bound_alpha(alpha, method),
+            method=method, n_draws=self.n_draws, max_draws=max_draws,
+            mean_budget=None if max_draws is None else self.n_draws)
+        return CertificationResult(
+            outcome.sizes, radii, k, Y.sum(axis=1), Y=Y, certificate="gaussian",
+            method=method, counts=outcome.counts, n_draws=last, alpha=alpha,
+            lower=outcome.lower, upper=outcome.upper,
+            params={"k_prime": self.k_prime, "sigma": float(self.sigma)}, label=label,
+            n_draws_used=outcome.n_draws_used, alpha_share=outcome.alpha_share)
+
+    def _stage_sampler(self, X):
+        """``sample(rows, start, stop)``: counts of draws ``[start, stop)`` of the inputs
+        ``X[rows]``, all from one seed drawn from ``random_state`` (so the first m draws
+        of an input are those of a fixed ``n_draws=m`` run). X is already checked."""
+        seed = draw_seed(self.random_state)
+        devices = self._checked_devices()
+
+        def sample(rows, start, stop):
+            subset = X[torch.from_numpy(rows)] if torch.is_tensor(X) else X[rows]
+            return sharded_label_counts(
+                self.estimator_, subset, seed=seed, n_jobs=self.n_jobs, devices=devices,
+                n_classes=self.n_classes_, sigma=self.sigma, k_prime=self.k_prime,
+                n_draws=int(stop - start), first_draw=int(start),
+                batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose)
+
+        return sample
+
+    def _warn_unreachable(self, radius, method, alpha, k, n_draws: int,
+                          share: float = 1.0) -> None:
+        """Warn when a requested radius is beyond what n_draws and alpha can certify
+        (``share``: the part of alpha the last stage of a sequential run gets)."""
+        from ..bounds import draws_for_radius, max_certifiable_radius
+
+        check_is_fitted(self)
+        method = self.method if method is None else method
+        alpha = self.alpha if alpha is None else alpha
+        k = self.k if k is None else k
+        try:
+            radii = np.atleast_1d(np.asarray(radius, dtype=np.float64))
+            level = share * GAUSSIAN.bound_alpha(alpha, method)
+            reach = max_certifiable_radius(n_draws, level, self.sigma, self.n_classes_, k=k,
+                                           k_prime=self.k_prime)
+        except (TypeError, ValueError):
+            return  # invalid options: certify reports them
+        beyond = radii[radii >= reach]
+        if beyond.size:
+            try:
+                needed = draws_for_radius(float(beyond.min()), level, self.sigma,
+                                          self.n_classes_, k=k, k_prime=self.k_prime)
+                hint = (f"Certifying {float(beyond.min()):.4g} needs n_draws >= {needed} "
+                        "even when every draw agrees")
+            except ValueError:
+                hint = f"No practical n_draws certifies {float(beyond.min()):.4g}"
+            warnings.warn(
+                f"radius {beyond.tolist()} lies at or beyond {reach:.4g}, the largest "
+                f"radius any input can be certified at with n_draws={n_draws} and "
+                f"alpha={alpha} (sigma={self.sigma}, k={k}, k_prime={self.k_prime}): "
+                f"nothing beyond the trivial bound is certified there. {hint} (see "
+                "sklearn_certify.bounds.draws_for_radius).",
+                UserWarning, stacklevel=3,
+            )
+
     def _checked_devices(self) -> list[torch.device] | None:
         """``devices`` as torch devices; a clear error for a bad entry or a non-torch
         base model."""
@@ -352,39 +498,6 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         except (RuntimeError, TypeError) as exc:
             raise ValueError(f"devices={self.devices!r} holds an invalid device: {exc}") \
                 from None
-
-    def certify(self, X, Y, radius=0.0, *, method: str | None = None,
-                alpha: float | None = None, k: int | None = None,
-                label: str | None = None) -> CertificationResult:
-        """Certified intersection sizes of ``X``'s true labels at each l2 radius.
-
-        Parameters
-        ----------
-        X : array-like or tensor of shape (n_inputs, ...)
-        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
-            The true labels (1-D labels when ``fit`` saw 1-D targets).
-        radius : float or array-like of float, default=0.0
-            l2 norms of the perturbations to certify against.
-        method : {"multiguard", "first-term", "jia"}, optional
-            Overrides the ``method`` parameter for this call.
-        alpha : float, optional
-            Overrides the ``alpha`` parameter for this call.
-        k : int, optional
-            Overrides the ``k`` parameter for this call.
-        label : str, optional
-            Name of the result in tables and legends.
-
-        Returns
-        -------
-        CertificationResult
-
-        Notes
-        -----
-        For 1-D multi-class targets ``predict`` returns the top-1 label, while
-        ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
-        or here) for the certificate of ``predict``'s label.
-        """
-        return self._certify(X, Y, radius, k=k, label=label, method=method, alpha=alpha)
 
     def _certificate_spec(self, *, method=None, alpha=None) -> dict:
         method = GAUSSIAN.check_method(self.method if method is None else method,
