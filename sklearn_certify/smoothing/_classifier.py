@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from numbers import Integral, Real
+from os import PathLike
 
 import numpy as np
 import torch
@@ -16,6 +17,14 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback
 
 from .._base import CertifiedClassifierMixin
+from .._memory import (
+    cache_key,
+    cached_call,
+    check_cache_memory,
+    data_key,
+    model_key,
+    recent_counts,
+)
 from .._targets import encode_fit_targets
 from .._torch_seed import seeded_torch
 from .._validation import check_alpha, check_choice, check_inputs
@@ -100,6 +109,16 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         Noisy copies per forward pass (or per call to the estimator's scoring method)
         when sampling; ``None`` means 1000. Bounds the sampling memory. The counts
         depend on it through the order of the draws (not their distribution).
+    memory : None, str, path or joblib.Memory, default=None
+        Cache of fitted base models (as sklearn's Pipeline): a directory or a
+        ``joblib.Memory``. A fit whose training would be the same as a cached one (same
+        base estimator parameters, ``train_noise``, ``sigma`` when noise is added,
+        training seed and training data content) loads the cached model instead, so
+        the candidates of a search that differ only in ``k``, ``alpha``, ``method``,
+        ``n_draws``, ``k_prime`` or ``batch_size`` train once. Needs a seeded
+        ``random_state`` (nothing is cached with ``None``). Results are identical with
+        and without it. A directory that cannot be written fails at ``fit``. See
+        ``docs/model_selection.md``.
     random_state : int, RandomState instance or None, default=None
         Controls the sampling noise and, at ``fit``, the training randomness. Each
         sampling call draws one seed from ``check_random_state(random_state)`` (see
@@ -136,9 +155,14 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
     Notes
     -----
-    ``predict``, ``predict_proba``, ``certify`` and ``score`` each sample anew; to
-    certify several radii, methods, ``k`` or ``alpha`` at the cost of one sampling pass,
-    certify once and call :meth:`CertificationResult.recertify`. ``predict_proba``
+    With an int ``random_state``, the counts of the most recent calls are kept in
+    memory, keyed on the fitted model's content, the inputs' content and every
+    parameter that changes the counts (``sigma``, ``k_prime``, ``n_draws``,
+    ``batch_size``, ``random_state``, device type): ``predict``, ``predict_proba``,
+    ``certify`` and ``score`` on the same inputs, and several certified scorers of one
+    fold, sample once. Otherwise each call samples anew; to certify several radii,
+    methods, ``k`` or ``alpha`` at the cost of one sampling pass, certify once and call
+    :meth:`CertificationResult.recertify`. ``predict_proba``
     estimates ``p_i``, the probability that label i is in the base model's top-k', so
     rows sum to ``k_prime``. The counts depend on the device through its random number
     generator; their distribution does not.
@@ -175,6 +199,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         "train_noise": ["boolean"],
         "method": [StrOptions(set(GAUSSIAN_METHODS))],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "memory": [None, str, PathLike, HasMethods(["cache"])],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -182,7 +207,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     def __init__(self, estimator=None, *, sigma: float = 0.5, k_prime: int = 1, k: int = 3,
                  n_draws: int = 1000, alpha: float = 0.001, train_noise: bool = True,
                  method: str = "multiguard", batch_size: int | None = None,
-                 random_state=None, verbose: int = 0) -> None:
+                 memory=None, random_state=None, verbose: int = 0) -> None:
         self.estimator = estimator
         self.sigma = sigma
         self.k_prime = k_prime
@@ -192,6 +217,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self.train_noise = train_noise
         self.method = method
         self.batch_size = batch_size
+        self.memory = memory
         self.random_state = random_state
         self.verbose = verbose
 
@@ -217,6 +243,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
+        memory = check_cache_memory(self.memory)
         X = self._check_input(X, reset=True)
         Y_matrix, classes = encode_fit_targets(Y)
         if classes is not None:
@@ -232,7 +259,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self.multiclass_ = classes is not None
         self.classes_ = classes if self.multiclass_ else np.arange(n_classes)
         self.n_classes_ = n_classes
-        self.estimator_ = self._fit_estimator(X, Y, Y_matrix)
+        self.estimator_ = self._fit_estimator(X, Y, Y_matrix, memory)
         _check_scores_width(self.estimator_, X[:1], n_classes)
         return self
 
@@ -248,8 +275,16 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                 f"method='jia' needs k_prime == 1, got k_prime={self.k_prime}."
             )
 
-    def _fit_estimator(self, X, Y, Y_matrix):
-        """The fitted base model (see ``estimator`` and ``train_noise``)."""
+    def _fit_estimator(self, X, Y, Y_matrix, memory):
+        """The fitted base model (see ``estimator`` and ``train_noise``), from ``memory``
+        when the same training ran before.
+
+        The cache key holds everything training depends on (see
+        :data:`sklearn_certify._params.TRAINING_PARAMS`): the base estimator's class and
+        parameters, ``train_noise``, ``sigma`` when noise is added, the training seed and
+        the content of ``X`` and ``Y``. Without a seed (``random_state=None``) training
+        is not reproducible and nothing is cached.
+        """
         if isinstance(self.estimator, torch.nn.Module):
             return self.estimator
         estimator = _default_estimator() if self.estimator is None else clone(self.estimator)
@@ -257,6 +292,20 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         if self.random_state is not None:
             entropy = draw_seed(self.random_state)
             seed = int(np.random.SeedSequence([entropy, _TRAINING_STREAM]).generate_state(1)[0])
+        if seed is None:
+            return self._train(estimator, X, Y, Y_matrix, seed)
+        key = cache_key(
+            "smoothing-fit", type(estimator).__module__, type(estimator).__qualname__,
+            estimator.get_params(deep=False), bool(self.train_noise),
+            float(self.sigma) if self.train_noise else None, seed, data_key(X),
+            data_key(np.asarray(Y)),
+        )
+        return cached_call(memory, "fit", key,
+                           lambda: self._train(estimator, X, Y, Y_matrix, seed),
+                           check=lambda fitted: type(fitted) is type(estimator))
+
+    def _train(self, estimator, X, Y, Y_matrix, seed: int | None):
+        """Train ``estimator`` (a fresh clone) under ``seed``."""
         if isinstance(estimator, NeuralNet):
             return self._fit_net(estimator, X, Y, Y_matrix, seed)
         if self.train_noise:
@@ -310,13 +359,33 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self._validate_params()
         self._check_label_params(self.n_classes_)
         X = self._check_input(X, reset=False)
-        counts = sample_label_counts(
-            self.estimator_, X, n_classes=self.n_classes_, sigma=self.sigma,
-            k_prime=self.k_prime, n_draws=self.n_draws,
-            batch_size=self.batch_size or DEFAULT_BATCH_SIZE,
-            random_state=self.random_state, verbose=self.verbose,
-        )
+        key = self._counts_key(X)
+        counts = None if key is None else recent_counts.get(key)
+        if counts is None:
+            counts = sample_label_counts(
+                self.estimator_, X, n_classes=self.n_classes_, sigma=self.sigma,
+                k_prime=self.k_prime, n_draws=self.n_draws,
+                batch_size=self.batch_size or DEFAULT_BATCH_SIZE,
+                random_state=self.random_state, verbose=self.verbose,
+            )
+            if key is not None:
+                recent_counts.put(key, counts)
         return counts, self.n_draws
+
+    def _counts_key(self, X) -> str | None:
+        """Content key of the counts of ``X`` (see
+        :data:`sklearn_certify._params.SAMPLING_PARAMS`), or None when each call draws
+        fresh noise (``random_state`` None or a RandomState instance)."""
+        if not isinstance(self.random_state, Integral) or isinstance(self.random_state, bool):
+            return None
+        model = self.estimator_
+        device = (torch_module_and_device(model)[1].type if is_torch_model(model)
+                  else "numpy")
+        return cache_key(
+            "smoothing-counts", model_key(model), data_key(X), self.n_classes_,
+            float(self.sigma), self.k_prime, self.n_draws,
+            self.batch_size or DEFAULT_BATCH_SIZE, int(self.random_state), device,
+        )
 
     def _certificate_spec(self, **options) -> dict:
         """Arguments of ``CertificationResult.from_counts``: options ``method``, ``alpha``
