@@ -18,6 +18,7 @@ from sklearn_certify._memory import (
     model_key,
     recent_counts,
 )
+from sklearn_certify._params import PARAMETER_ROLES, parameter_role
 from sklearn_certify.datasets import make_multidigit
 from sklearn_certify.metrics import certified_scorer
 from sklearn_certify.nets import MultiLabelNet
@@ -160,7 +161,7 @@ def test_grid_search_with_memory_gives_bit_identical_scores(tmp_path, data, coun
     grid = {"sigma": [0.25, 0.5], "k": [1, 2], "n_draws": [20, 30]}
     scoring = {m: certified_scorer(m, radius=0.25) for m in ("f1", "precision", "recall")}
     results = {}
-    for memory in (None, joblib.Memory(tmp_path, verbose=0)):
+    for memory in (None, joblib.Memory(str(tmp_path), verbose=0)):
         recent_counts.clear()
         counters.update(fit=0, sample=0)
         search = GridSearchCV(clf.set_params(memory=memory), grid, scoring=scoring,
@@ -216,3 +217,39 @@ def test_the_counts_cache_is_never_stale(data, counters):
     clf.predict_proba(X_test)
     clf.predict_proba(X_test)
     assert counters["sample"] == 6
+
+
+# --------------------------------------------------------------- the parameter table
+ALTERNATIVES = {  # another valid value of each SmoothedMultiLabelClassifier parameter
+    "estimator": tiny_net(lr=1e-2), "sigma": 0.5, "train_noise": False, "random_state": 1,
+    "k_prime": 2, "n_draws": 25, "batch_size": 7, "k": 2, "alpha": 0.01,
+    "method": "first-term", "verbose": 0, "n_jobs": 1,
+}
+
+
+def test_every_parameter_has_one_role():
+    from sklearn_certify import BaggingCertifiedClassifier, DPACertifiedClassifier
+
+    for cls in (SmoothedMultiLabelClassifier, BaggingCertifiedClassifier,
+                DPACertifiedClassifier):
+        roles = PARAMETER_ROLES[cls.__name__]
+        names = [name for group in roles.values() for name in group]
+        assert len(names) == len(set(names))
+        assert set(cls().get_params(deep=False)) <= set(names)
+
+
+def test_the_parameter_table_is_what_smoothing_caches(tmp_path, data, counters):
+    """Changing a parameter trains again iff the table says "training", and samples
+    again iff it says "training" or "counts"."""
+    X, X_test, Y, _ = data
+    base = dict(estimator=tiny_net(), sigma=0.25, k=1, n_draws=20, random_state=0,
+                memory=tmp_path)
+    SmoothedMultiLabelClassifier(**base).fit(X, Y).predict_proba(X_test)
+    alternatives = {**ALTERNATIVES, "memory": joblib.Memory(str(tmp_path), verbose=0)}
+    for name in SmoothedMultiLabelClassifier().get_params(deep=False):
+        role = parameter_role("SmoothedMultiLabelClassifier", name)
+        before = dict(counters)
+        clf = SmoothedMultiLabelClassifier(**{**base, name: alternatives[name]}).fit(X, Y)
+        assert counters["fit"] - before["fit"] == (role == "training"), name
+        clf.set_params(memory=tmp_path).predict_proba(X_test)
+        assert counters["sample"] - before["sample"] == (role != "free"), name

@@ -280,7 +280,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         when the same training ran before.
 
         The cache key holds everything training depends on (see
-        :data:`sklearn_certify._params.TRAINING_PARAMS`): the base estimator's class and
+        :data:`sklearn_certify._params.PARAMETER_ROLES`): the base estimator's class and
         parameters, ``train_noise``, ``sigma`` when noise is added, the training seed and
         the content of ``X`` and ``Y``. Without a seed (``random_state=None``) training
         is not reproducible and nothing is cached.
@@ -374,7 +374,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
     def _counts_key(self, X) -> str | None:
         """Content key of the counts of ``X`` (see
-        :data:`sklearn_certify._params.SAMPLING_PARAMS`), or None when each call draws
+        :data:`sklearn_certify._params.PARAMETER_ROLES`), or None when each call draws
         fresh noise (``random_state`` None or a RandomState instance)."""
         if not isinstance(self.random_state, Integral) or isinstance(self.random_state, bool):
             return None
