@@ -57,15 +57,10 @@ _TOPK = ("predict is the top-k of the vote counts, not predict_proba > 0.5 "
          "(predict_proba rows sum to k', not per-label probabilities of a threshold rule)")
 _FREQ = ("predict_proba holds vote frequencies counts / n_draws, which are exactly 0 "
          "(or 1) for labels never (always) voted for; the check wants values in (0, 1)")
-_NOISE = ("Monte-Carlo noise is drawn in input-major order from one seed per call, so an "
-          "input's noisy copies depend on its position in X (the distribution does not)")
-
 INHERENT = {
     "SmoothedMultiLabelClassifier": {
         "check_classifier_multioutput": _TOPK,
         "check_classifiers_multilabel_output_format_predict_proba": _FREQ,
-        "check_methods_sample_order_invariance": _NOISE,
-        "check_methods_subset_invariance": _NOISE,
     },
     "BaggingCertifiedClassifier": {
         "check_classifier_multioutput": _TOPK,

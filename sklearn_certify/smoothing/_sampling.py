@@ -12,19 +12,23 @@ draws of input 0, then all draws of input 1, ...) and cut into consecutive batch
 of ``batch_size`` copies; a batch may hold the tail of one input's draws and the head
 of the next one's. Each batch is one forward pass, so a pass is always full whatever
 the ratio of ``batch_size`` to ``n_draws``, and memory is bounded by ``batch_size``
-copies, never by ``n_inputs * n_draws``.
+copies (plus at most one block of an input's noise, see
+:mod:`~sklearn_certify.smoothing._streams`), never by ``n_inputs * n_draws``.
 
 * **Torch path** (``torch.nn.Module``, or a fitted skorch ``NeuralNet`` through its
-  ``module_`` and ``device``): inputs are moved to the model's device a chunk at a time;
-  noise is drawn there from a ``torch.Generator`` on that device; the forward pass runs
-  under ``torch.inference_mode`` with every submodule in eval mode (each one's mode is
-  restored afterwards); top-k' and the counting (``index_add_`` of ones into the
-  flattened ``(inputs, labels)`` count table, deterministic) stay on the device.
-  Counts go to the host once per input chunk, not per batch.
+  ``module_`` and ``device``): inputs are moved to the model's device a chunk at a time
+  (at most ``batch_size`` clean inputs at once, :func:`chunk_inputs`); each input's
+  noise is drawn there from its own stream by a ``torch.Generator`` on that device;
+  the forward pass runs under ``torch.inference_mode`` with every submodule in eval
+  mode (each one's mode is restored afterwards); top-k' and the counting
+  (``index_add_`` of ones into the flattened ``(inputs, labels)`` count table,
+  deterministic) stay on the device. Counts go to the host once per input chunk, not
+  per batch.
 * **Generic path** (any estimator with ``decision_function`` or ``predict_proba``,
-  including the list-of-arrays form of multi-output classifiers): numpy noise from a
-  ``numpy.random.Generator``, scores from :func:`sklearn_certify._scores.label_scores`,
-  top-k' from :func:`sklearn_certify._scores.top_k_indicator`.
+  including the list-of-arrays form of multi-output classifiers): numpy noise from
+  each input's stream (``numpy.random.Generator``), scores from
+  :func:`sklearn_certify._scores.label_scores`, top-k' from
+  :func:`sklearn_certify._scores.top_k_indicator`.
 
 Ties
 ----
@@ -36,12 +40,14 @@ same thus always predicts labels ``0 .. k'-1``.
 Seeding
 -------
 ``random_state`` goes through :func:`sklearn.utils.check_random_state`, from which one
-integer seed is drawn per call (``randint(2**31 - 1)``). That seed initialises the
-torch generator (``torch.Generator(device).manual_seed(seed)``) or the numpy
-generator (``numpy.random.default_rng(seed)``). The same ``random_state`` (an int, or
-a ``RandomState`` in the same state) and the same ``batch_size`` on the same device
-therefore give identical counts. Another ``batch_size`` or device draws the noise in
-another order: the counts then differ, but follow the same distribution.
+integer seed is drawn per call (``randint(2**31 - 1)``). Each input's noise is its own
+stream, determined by that seed and the input's content only
+(:mod:`~sklearn_certify.smoothing._streams`): an input's counts do not depend on its
+position in X, on the other inputs, on ``batch_size``, or on how the inputs are split
+across processes or workers. The same ``random_state`` (an int, or a ``RandomState``
+in the same state) therefore gives identical counts for equal inputs on the same kind
+of device. CPU and CUDA generators (and CUDA GPUs of different models) draw other
+values: the counts then differ, but follow the same distribution.
 """
 
 from __future__ import annotations
@@ -53,8 +59,10 @@ import torch
 from sklearn.utils import check_random_state
 
 from .._scores import label_scores, top_k_indicator
+from ._streams import input_keys, numpy_noise, torch_noise_
 
-__all__ = ["sample_label_counts", "is_torch_model", "torch_module_and_device", "module_input"]
+__all__ = ["sample_label_counts", "is_torch_model", "torch_module_and_device", "module_input",
+           "chunk_inputs"]
 
 _SEED_HIGH = 2**31 - 1
 # The torch path moves about this many batches' worth of inputs to the device at a
@@ -172,19 +180,22 @@ def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
     module_dtype = _module_dtype(module)
     dtype = _sampling_dtype(X, module_dtype)
     generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    chunk = max(1, (batch_size * _BATCHES_PER_CHUNK) // n_draws)
+    chunk = chunk_inputs(batch_size, n_draws)
     counts = np.empty((len(X), n_classes), dtype=np.int64)
     ones = torch.ones(batch_size * k_prime, dtype=torch.int64, device=device)
     with _eval_mode(module), torch.inference_mode():
         for first in range(0, len(X), chunk):
+            keys = input_keys(X[first:first + chunk])
             x = module_input(model, X[first:first + chunk], device, dtype)
             dev_counts = torch.zeros((len(x), n_classes), dtype=torch.int64, device=device)
             flat_counts = dev_counts.view(-1)
             for start, stop in _batches(len(x) * n_draws, batch_size):
                 owner = torch.arange(start, stop, device=device) // n_draws
-                noisy = torch.randn((stop - start, *x.shape[1:]), generator=generator,
-                                    device=device, dtype=dtype).mul_(sigma)
+                noisy = torch.empty((stop - start, *x.shape[1:]), device=device, dtype=dtype)
+                for i, a, b in _segments(start, stop, n_draws):
+                    torch_noise_(noisy[a - start:b - start], keys[i], seed, a - i * n_draws,
+                                 generator)
+                noisy.mul_(sigma)
                 _add_inputs_(noisy, x, start, n_draws)
                 scores = _module_scores(module, noisy.to(module_dtype), n_classes)
                 labels = _torch_top_k(scores, k_prime)
@@ -193,6 +204,19 @@ def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
                 bar.update(stop - start)
             counts[first:first + len(x)] = dev_counts.cpu().numpy()
     return counts
+
+
+def chunk_inputs(batch_size: int, n_draws: int) -> int:
+    """Inputs moved to the device at a time: about ``_BATCHES_PER_CHUNK`` batches' worth
+    of draws, and never more inputs than ``batch_size``, so the clean inputs held on the
+    device take no more memory than one batch of noisy copies."""
+    return max(1, min(batch_size, (batch_size * _BATCHES_PER_CHUNK) // n_draws))
+
+
+def _segments(start: int, stop: int, n_draws: int):
+    """``(i, a, b)``: flat copies ``[a, b)`` of batch ``[start, stop)`` belong to input i."""
+    for i in range(start // n_draws, (stop - 1) // n_draws + 1):
+        yield i, max(start, i * n_draws), min(stop, (i + 1) * n_draws)
 
 
 def _add_inputs_(noisy: torch.Tensor, x: torch.Tensor, start: int, n_draws: int) -> None:
@@ -297,11 +321,14 @@ class _eval_mode:
 def _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, bar):
     X = np.asarray(X)
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-    rng = np.random.default_rng(seed)
+    keys = input_keys(X)
     counts = np.zeros((len(X), n_classes), dtype=np.int64)
     for start, stop in _batches(len(X) * n_draws, batch_size):
         owner = np.arange(start, stop) // n_draws
-        noise = rng.standard_normal((stop - start, *X.shape[1:]), dtype=dtype)
+        noise = np.concatenate([
+            numpy_noise(keys[i], seed, a - i * n_draws, b - i * n_draws, X.shape[1:], dtype)
+            for i, a, b in _segments(start, stop, n_draws)
+        ])
         scores = _estimator_scores(model, X[owner].astype(dtype, copy=False) + sigma * noise,
                                    n_classes)
         hits = top_k_indicator(scores, k_prime)

@@ -1,0 +1,178 @@
+"""Per-input noise streams: an input's noisy draws depend on the seed and on the input only.
+
+Draw ``j`` of input ``x`` is a fixed function of the call's seed (one integer drawn from
+``random_state``), the content of ``x`` and ``j``. Nothing else matters: not the
+position of ``x`` in X, not the other inputs, not ``batch_size``, not the shard, the
+process or ``n_jobs``. So an input's counts are the same whether it is sampled alone or
+among others, in any order, in one process or across many workers.
+
+Blocks
+------
+An input's draws are cut into fixed blocks: draws ``[0, 16)``, ``[16, 32)``,
+``[32, 64)``, ... doubling up to :data:`BLOCK_MAX` draws, then blocks of
+:data:`BLOCK_MAX` draws (:func:`block_bounds`). Block ``b`` of input ``x`` is generated
+whole, by one call of the random number generator, from a generator seeded with
+
+    ``blake2b(seed, key(x), b)``
+
+where ``key(x)`` is a blake2b digest of the input's bytes, dtype and shape
+(:func:`input_keys`, computed once per input). Draws ``[start, stop)`` are then cut out
+of the blocks they fall in. Generating blocks whole (never a prefix of one) is what makes
+the stream prefix-stable: torch's ``randn`` of n values is not the first n values of a
+larger ``randn``, so a draw must never depend on how many draws were asked for. In
+particular the first ``m`` draws of an input are the same whatever ``n_draws`` is, so a
+run that stops early, or resumes, sees exactly the draws a run of ``m`` draws would see.
+
+The blocks start small so that a few draws per input cost little extra noise (at most
+16 draws for ``n_draws <= 16``, less than twice ``n_draws`` up to ``BLOCK_MAX``); they
+stop growing at ``BLOCK_MAX`` so that the noise of one block bounds the memory the
+stream needs beyond one batch. There is one generator call per (input, block), never
+one per draw.
+
+Devices and generators
+----------------------
+Torch noise is drawn on the model's device by a ``torch.Generator`` of that device;
+numpy noise (estimators without a torch module) by ``numpy.random.default_rng``. The
+values depend on the generator: CPU and CUDA generators give different draws, and so
+may two CUDA GPUs of different models (CUDA's ``randn`` lays its work out by the
+number of multiprocessors). The draws also depend on the dtype the noise is drawn in
+(float32 or float64, see :func:`~sklearn_certify.smoothing._sampling.sample_label_counts`).
+Counts are then different but follow the same distribution. For bitwise equal counts
+on one GPU model, also keep cuDNN deterministic
+(``torch.backends.cudnn.deterministic = True``, ``torch.backends.cudnn.benchmark =
+False``), since the forward pass must not change with the batch it runs in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+__all__ = ["BLOCK_MAX", "BLOCK_MIN", "block_bounds", "input_keys", "block_seed",
+           "torch_noise_", "numpy_noise"]
+
+#: Size of the first two blocks of an input's draws.
+BLOCK_MIN = 16
+#: Size of every block from draw ``BLOCK_MAX`` on.
+BLOCK_MAX = 512
+
+
+def block_bounds(start: int, stop: int) -> Iterator[tuple[int, int, int]]:
+    """The blocks overlapping draws ``[start, stop)``: ``(b, block_start, block_stop)``.
+
+    Block 0 holds draws ``[0, BLOCK_MIN)``; block ``b >= 1`` holds
+    ``[BLOCK_MIN * 2**(b-1), BLOCK_MIN * 2**b)`` until the size reaches ``BLOCK_MAX``;
+    from draw ``BLOCK_MAX`` on, every block holds ``BLOCK_MAX`` draws.
+
+    >>> list(block_bounds(0, 40))
+    [(0, 0, 16), (1, 16, 32), (2, 32, 64)]
+    >>> list(block_bounds(1000, 1100))
+    [(6, 512, 1024), (7, 1024, 1536)]
+    """
+    if start >= stop:
+        return
+    n_small = (BLOCK_MAX // BLOCK_MIN).bit_length()  # blocks below draw BLOCK_MAX
+    if start < BLOCK_MAX:
+        b = (start // BLOCK_MIN).bit_length()
+    else:
+        b = n_small + (start - BLOCK_MAX) // BLOCK_MAX
+    while True:
+        if b < n_small:
+            lo = 0 if b == 0 else BLOCK_MIN << (b - 1)
+            hi = BLOCK_MIN << b
+        else:
+            lo = BLOCK_MAX * (b - n_small + 1)
+            hi = lo + BLOCK_MAX
+        if lo >= stop:
+            return
+        yield b, lo, hi
+        b += 1
+
+
+def input_keys(X) -> list[bytes]:
+    """One 16-byte blake2b digest per input: its dtype, shape and bytes.
+
+    ``X`` is an array or a tensor (on any device; a tensor is hashed from a host copy).
+    Equal inputs (same values, dtype and shape) get equal keys wherever they sit.
+    """
+    if torch.is_tensor(X):
+        X = X.detach()
+        if X.dtype == torch.bfloat16:  # numpy has no bfloat16: hash its bit pattern
+            header = f"bfloat16{tuple(X.shape[1:])}".encode()
+            X = X.cpu().view(torch.int16).numpy()
+        else:
+            X = X.cpu().numpy()
+            header = None
+    else:
+        X = np.asarray(X)
+        header = None
+    X = np.ascontiguousarray(X)
+    if header is None:
+        header = f"{X.dtype.str}{tuple(X.shape[1:])}".encode()
+    keys = []
+    for row in X:
+        h = hashlib.blake2b(header, digest_size=16)
+        h.update(row.data if row.ndim else row.tobytes())
+        keys.append(h.digest())
+    return keys
+
+
+def block_seed(seed: int, key: bytes, block: int) -> int:
+    """The 63-bit seed of block ``block`` of the input with key ``key``."""
+    h = hashlib.blake2b(seed.to_bytes(8, "little"), digest_size=8)
+    h.update(key)
+    h.update(block.to_bytes(8, "little"))
+    return int.from_bytes(h.digest(), "little") >> 1
+
+
+def torch_noise_(out: torch.Tensor, key: bytes, seed: int, start: int,
+                 generator: torch.Generator) -> torch.Tensor:
+    """Fill ``out`` with standard normal draws ``[start, start + len(out))`` of an input.
+
+    Parameters
+    ----------
+    out : torch.Tensor of shape (n, ...)
+        Contiguous tensor on the generator's device, in the dtype of the noise; one row
+        per draw.
+    key : bytes
+        The input's key (:func:`input_keys`).
+    seed : int
+        The call's seed.
+    start : int
+        Index of the first draw to produce.
+    generator : torch.Generator
+        A generator on ``out``'s device; it is reseeded for every block.
+
+    Returns
+    -------
+    out : torch.Tensor
+    """
+    stop = start + len(out)
+    for b, lo, hi in block_bounds(start, stop):
+        generator.manual_seed(block_seed(seed, key, b))
+        a, z = max(lo, start), min(hi, stop)
+        if a == lo and z == hi:  # the whole block: generate it in place
+            out[a - start:z - start].normal_(generator=generator)
+        else:
+            block = torch.empty((hi - lo, *out.shape[1:]), dtype=out.dtype,
+                                device=out.device).normal_(generator=generator)
+            out[a - start:z - start].copy_(block[a - lo:z - lo])
+    return out
+
+
+def numpy_noise(key: bytes, seed: int, start: int, stop: int, shape: tuple,
+                dtype) -> np.ndarray:
+    """Standard normal draws ``[start, stop)`` of an input, shape ``(stop - start, *shape)``.
+
+    The numpy twin of :func:`torch_noise_` (one ``numpy.random.default_rng`` per block).
+    """
+    out = np.empty((stop - start, *shape), dtype=dtype)
+    for b, lo, hi in block_bounds(start, stop):
+        rng = np.random.default_rng(block_seed(seed, key, b))
+        block = rng.standard_normal((hi - lo, *shape), dtype=dtype)
+        a, z = max(lo, start), min(hi, stop)
+        out[a - start:z - start] = block[a - lo:z - lo]
+    return out
