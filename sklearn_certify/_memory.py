@@ -37,6 +37,7 @@ __all__ = [
     "model_key",
     "cached_call",
     "recent_counts",
+    "CountsStore",
 ]
 
 #: Version of the layout of cached values; part of every key.
@@ -219,3 +220,70 @@ class _RecentCounts:
 
 #: The process's recent label counts, keyed like the persistent counts cache.
 recent_counts = _RecentCounts(_RECENT_BYTES)
+
+
+class CountsStore:
+    """Per-input label counts on disk, for one fitted model and one set of sampling
+    parameters (the ``params_key``), written a chunk of inputs at a time.
+
+    Layout: ``<location>/sklearn_certify/counts/<params_key>/<chunk>.npz``, each file an
+    ``.npz`` (no pickle) with ``keys`` (``uint8``, ``(n, 16)``: the inputs' content
+    digests) and ``counts`` (``int64``, ``(n, n_classes)``). A chunk is written to a
+    temporary file and renamed, so a process killed while writing leaves no partial
+    chunk; a reader sees whole chunks only. Rows that fail the check (shape, dtype,
+    each row summing to ``row_sum``) and files that cannot be read are ignored, so
+    their inputs are sampled again.
+
+    Parameters
+    ----------
+    location : str
+        The ``memory`` directory.
+    params_key : str
+        From :func:`cache_key`: the fitted model's content and every parameter that
+        changes counts.
+    n_classes, row_sum : int
+        Expected width of a row and its sum (``n_draws * k_prime``).
+    """
+
+    def __init__(self, location: str, params_key: str, n_classes: int, row_sum: int):
+        self.directory = os.path.join(os.fspath(location), "sklearn_certify", "counts",
+                                      params_key)
+        self.n_classes = n_classes
+        self.row_sum = row_sum
+
+    def load(self) -> dict[bytes, np.ndarray]:
+        """Every valid stored row, keyed by input digest."""
+        rows: dict[bytes, np.ndarray] = {}
+        if not os.path.isdir(self.directory):
+            return rows
+        for name in sorted(os.listdir(self.directory)):
+            if not name.endswith(".npz"):
+                continue
+            try:
+                with np.load(os.path.join(self.directory, name), allow_pickle=False) as f:
+                    keys, counts = f["keys"], f["counts"]
+            except Exception:  # damaged or foreign file: its inputs are sampled again
+                continue
+            if (keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != 16
+                    or counts.dtype != np.int64
+                    or counts.shape != (len(keys), self.n_classes)):
+                continue
+            valid = (counts.sum(axis=1) == self.row_sum) & (counts >= 0).all(axis=1)
+            for key, row in zip(keys[valid], counts[valid]):
+                rows[key.tobytes()] = row
+        return rows
+
+    def save(self, keys: list[bytes], counts: np.ndarray) -> None:
+        """Store one chunk of rows atomically."""
+        os.makedirs(self.directory, exist_ok=True)
+        key_array = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16)
+        name = joblib.hash(key_array)
+        fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, keys=key_array, counts=np.asarray(counts, dtype=np.int64))
+            os.replace(tmp, os.path.join(self.directory, name + ".npz"))
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise

@@ -24,8 +24,8 @@ PARAMETER_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
     "SmoothedMultiLabelClassifier": {
         # sigma enters training only with train_noise=True
         "training": ("estimator", "sigma", "train_noise", "random_state"),
-        "counts": ("k_prime", "n_draws", "batch_size"),
-        "free": ("k", "alpha", "method", "n_jobs", "memory", "verbose"),
+        "counts": ("k_prime", "n_draws"),
+        "free": ("k", "alpha", "method", "batch_size", "n_jobs", "memory", "verbose"),
     },
     "BaggingCertifiedClassifier": {
         "training": ("estimator", "n_estimators", "max_samples", "random_state"),

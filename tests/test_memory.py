@@ -45,7 +45,7 @@ def tiny_net(**kwargs):
 @pytest.fixture
 def counters(monkeypatch):
     """Counts of base-model trainings and sampling passes of smoothing."""
-    calls = {"fit": 0, "sample": 0}
+    calls = {"fit": 0, "sample": 0, "inputs": 0}
     train, sample = _classifier.SmoothedMultiLabelClassifier._train, \
         _classifier.sample_label_counts
 
@@ -55,6 +55,7 @@ def counters(monkeypatch):
 
     def counted_sample(*args, **kwargs):
         calls["sample"] += 1
+        calls["inputs"] += len(args[1])
         return sample(*args, **kwargs)
 
     monkeypatch.setattr(_classifier.SmoothedMultiLabelClassifier, "_train", counted_train)
@@ -163,10 +164,10 @@ def test_grid_search_with_memory_gives_bit_identical_scores(tmp_path, data, coun
     results = {}
     for memory in (None, joblib.Memory(str(tmp_path), verbose=0)):
         recent_counts.clear()
-        counters.update(fit=0, sample=0)
+        counters.update(fit=0, sample=0, inputs=0)
         search = GridSearchCV(clf.set_params(memory=memory), grid, scoring=scoring,
                               refit="f1", cv=KFold(2)).fit(X, Y)
-        results[memory is None] = (search.cv_results_, dict(counters))
+        results[memory is None] = (search.cv_results_, {k: counters[k] for k in ("fit", "sample")})
     uncached, cached = results[True][0], results[False][0]
     for name in scoring:
         for split in ("split0", "split1"):
@@ -189,7 +190,7 @@ def test_a_dict_of_scorers_samples_once_per_fold(data, counters):
                                                    method="first-term"),
                "recall_k1": certified_scorer("recall", radius=0.5, k=1, alpha=0.01)}
     scores = cross_validate(clf, X, Y, scoring=scoring, cv=KFold(3))
-    assert counters == {"fit": 3, "sample": 3}
+    assert (counters["fit"], counters["sample"]) == (3, 3)
     # each score is the one a lone scorer gives on a fresh sampling pass
     recent_counts.clear()
     lone = cross_validate(clf, X, Y, scoring=scoring["recall_k1"], cv=KFold(3))
@@ -253,3 +254,104 @@ def test_the_parameter_table_is_what_smoothing_caches(tmp_path, data, counters):
         assert counters["fit"] - before["fit"] == (role == "training"), name
         clf.set_params(memory=tmp_path).predict_proba(X_test)
         assert counters["sample"] - before["sample"] == (role != "free"), name
+
+
+# ---------------------------------------------------------------- sampled counts, disk
+KILL_SCRIPT = """
+import os, signal, sys
+import joblib
+from sklearn_certify.smoothing import _classifier
+clf, X = joblib.load(sys.argv[1])
+sample, calls = _classifier.sample_label_counts, []
+def dies_in_the_third_chunk(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return sample(*args, **kwargs)
+_classifier.sample_label_counts = dies_in_the_third_chunk
+clf.predict_proba(X)
+"""
+
+
+@pytest.fixture(scope="module")
+def smoothed(data):
+    X, _, Y, _ = data
+    return SmoothedMultiLabelClassifier(tiny_net(), sigma=0.25, k=2, n_draws=20,
+                                        batch_size=5, random_state=0).fit(X, Y)
+
+
+def uncached_counts(clf, X):
+    recent_counts.clear()
+    memory = clf.memory
+    try:
+        return clf.set_params(memory=None).predict_proba(X) * clf.n_draws
+    finally:
+        clf.set_params(memory=memory)
+        recent_counts.clear()
+
+
+def test_an_input_is_sampled_once_across_calls_orders_and_options(tmp_path, data, smoothed,
+                                                                  counters):
+    _, X_test, _, Y_test = data
+    reference = uncached_counts(smoothed, X_test)
+    clf = smoothed.set_params(memory=tmp_path)
+    counters.update(sample=0, inputs=0)
+    first = clf.certify(X_test, Y_test, 0.1)
+    assert counters["inputs"] == len(X_test)
+    assert counters["sample"] == 4  # chunks of batch_size=5 inputs
+    np.testing.assert_array_equal(first.counts, reference)
+    recent_counts.clear()
+    order = np.arange(len(X_test))[::-1]
+    again = clf.certify(X_test[order], Y_test[order], [0.0, 0.5], k=3, alpha=0.01,
+                        method="first-term")
+    np.testing.assert_array_equal(again.counts, reference[order])
+    np.testing.assert_array_equal(clf.predict_proba(X_test[:7]) * 20, reference[:7])
+    assert counters["inputs"] == len(X_test)
+    # new inputs only, each duplicate once
+    fresh = X_test[:3] + 0.5
+    counts = clf.predict_proba(np.concatenate([fresh, X_test, fresh[:1]])) * 20
+    assert counters["inputs"] == len(X_test) + 3
+    np.testing.assert_array_equal(counts[3:-1], reference)
+    np.testing.assert_array_equal(counts[-1], counts[0])
+    np.testing.assert_array_equal(counts[:3], uncached_counts(clf, fresh))
+
+
+def test_damaged_counts_are_sampled_again(tmp_path, data, smoothed, counters):
+    _, X_test, _, _ = data
+    reference = uncached_counts(smoothed, X_test)
+    clf = smoothed.set_params(memory=tmp_path)
+    clf.predict_proba(X_test)
+    chunks = sorted(glob.glob(os.path.join(tmp_path, "sklearn_certify", "counts", "*",
+                                           "*.npz")))
+    assert len(chunks) == 4
+    with open(chunks[0], "wb") as f:  # unreadable
+        f.write(b"garbage")
+    with np.load(chunks[1]) as f:  # readable, but a row that cannot be counts
+        keys, counts = f["keys"], f["counts"].copy()
+    counts[0, 0] += 1
+    np.savez(chunks[1], keys=keys, counts=counts)
+    recent_counts.clear()
+    counters.update(inputs=0)
+    np.testing.assert_array_equal(clf.predict_proba(X_test) * 20, reference)
+    assert counters["inputs"] == 5 + 1
+
+
+def test_a_killed_certify_resumes_from_the_cache(tmp_path, data, smoothed, counters):
+    import subprocess
+    import sys
+
+    _, X_test, _, Y_test = data
+    reference = uncached_counts(smoothed, X_test)
+    clf = smoothed.set_params(memory=str(tmp_path / "cache"))
+    job = tmp_path / "job.joblib"
+    joblib.dump((clf, X_test), job)
+    script = tmp_path / "certify.py"
+    script.write_text(KILL_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    done = subprocess.run([sys.executable, str(script), str(job)], env=env,
+                          capture_output=True, timeout=120)
+    assert done.returncode == -9, done.stderr.decode()[-2000:]
+    counters.update(sample=0, inputs=0)
+    result = clf.certify(X_test, Y_test, 0.25)
+    assert counters["inputs"] == len(X_test) - 10  # two chunks of 5 were finished
+    np.testing.assert_array_equal(result.counts, reference)

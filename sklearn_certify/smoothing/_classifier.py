@@ -18,6 +18,7 @@ from skorch.callbacks import Callback
 
 from .._base import CertifiedClassifierMixin
 from .._memory import (
+    CountsStore,
     cache_key,
     cached_call,
     check_cache_memory,
@@ -34,12 +35,14 @@ from ._sampling import (
     _eval_mode,
     _module_dtype,
     _module_scores,
+    chunk_inputs,
     draw_seed,
     is_torch_model,
     module_input,
     sample_label_counts,
     torch_module_and_device,
 )
+from ._streams import input_keys
 
 __all__ = ["SmoothedMultiLabelClassifier"]
 
@@ -110,15 +113,24 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         when sampling; ``None`` means 1000. Bounds the sampling memory. The counts
         depend on it through the order of the draws (not their distribution).
     memory : None, str, path or joblib.Memory, default=None
-        Cache of fitted base models (as sklearn's Pipeline): a directory or a
-        ``joblib.Memory``. A fit whose training would be the same as a cached one (same
-        base estimator parameters, ``train_noise``, ``sigma`` when noise is added,
-        training seed and training data content) loads the cached model instead, so
-        the candidates of a search that differ only in ``k``, ``alpha``, ``method``,
-        ``n_draws``, ``k_prime`` or ``batch_size`` train once. Needs a seeded
-        ``random_state`` (nothing is cached with ``None``). Results are identical with
-        and without it. A directory that cannot be written fails at ``fit``. See
-        ``docs/model_selection.md``.
+        Cache on disk (a directory or a ``joblib.Memory``, as sklearn's Pipeline), used
+        with an int ``random_state``; nothing is cached otherwise. Results are identical
+        with and without it.
+
+        * Fitted base models: a fit whose training would be the same as a cached one
+          (same base estimator parameters, ``train_noise``, ``sigma`` when noise is
+          added, training seed and training data content) loads the cached model, so
+          search candidates that differ only in ``k``, ``alpha``, ``method``,
+          ``n_draws``, ``k_prime`` or ``batch_size`` train once.
+        * Sampled counts, per input: keyed on the fitted model's content (architecture
+          and weights), the input's content, ``sigma``, ``k_prime``, ``n_draws``, the
+          seed and the device type. An input already sampled is never sampled again
+          (across calls, processes and orders of ``X``); counts are stored a chunk of
+          inputs at a time, so an interrupted call resumes, losing at most the chunk in
+          flight; another ``k``, ``alpha``, ``method`` or metric samples nothing.
+
+        A directory on shared storage serves a Dask cluster. One that cannot be written
+        fails at ``fit``. See ``docs/model_selection.md``.
     random_state : int, RandomState instance or None, default=None
         Controls the sampling noise and, at ``fit``, the training randomness. Each
         sampling call draws one seed from ``check_random_state(random_state)`` (see
@@ -156,9 +168,9 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     Notes
     -----
     With an int ``random_state``, the counts of the most recent calls are kept in
-    memory, keyed on the fitted model's content, the inputs' content and every
-    parameter that changes the counts (``sigma``, ``k_prime``, ``n_draws``,
-    ``batch_size``, ``random_state``, device type): ``predict``, ``predict_proba``,
+    memory (also without ``memory``), keyed on the fitted model's content, the inputs'
+    content and every parameter that changes the counts (``sigma``, ``k_prime``,
+    ``n_draws``, ``random_state``, device type): ``predict``, ``predict_proba``,
     ``certify`` and ``score`` on the same inputs, and several certified scorers of one
     fold, sample once. Otherwise each call samples anew; to certify several radii,
     methods, ``k`` or ``alpha`` at the cost of one sampling pass, certify once and call
@@ -354,37 +366,71 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         return X
 
     def _label_counts(self, X) -> tuple[np.ndarray, int]:
-        """Label counts of ``X`` over ``n_draws`` noisy copies; nothing is stored."""
+        """Label counts of ``X`` over ``n_draws`` noisy copies (cached, see ``memory``)."""
         check_is_fitted(self)
         self._validate_params()
         self._check_label_params(self.n_classes_)
         X = self._check_input(X, reset=False)
-        key = self._counts_key(X)
+        params_key = self._counts_params_key()
+        key = None if params_key is None else cache_key("counts", params_key, data_key(X))
         counts = None if key is None else recent_counts.get(key)
         if counts is None:
-            counts = sample_label_counts(
-                self.estimator_, X, n_classes=self.n_classes_, sigma=self.sigma,
-                k_prime=self.k_prime, n_draws=self.n_draws,
-                batch_size=self.batch_size or DEFAULT_BATCH_SIZE,
-                random_state=self.random_state, verbose=self.verbose,
-            )
+            counts = self._sample_counts(X, params_key)
             if key is not None:
                 recent_counts.put(key, counts)
         return counts, self.n_draws
 
-    def _counts_key(self, X) -> str | None:
-        """Content key of the counts of ``X`` (see
-        :data:`sklearn_certify._params.PARAMETER_ROLES`), or None when each call draws
-        fresh noise (``random_state`` None or a RandomState instance)."""
+    def _sample(self, X) -> np.ndarray:
+        return sample_label_counts(
+            self.estimator_, X, n_classes=self.n_classes_, sigma=self.sigma,
+            k_prime=self.k_prime, n_draws=self.n_draws,
+            batch_size=self.batch_size or DEFAULT_BATCH_SIZE,
+            random_state=self.random_state, verbose=self.verbose,
+        )
+
+    def _sample_counts(self, X, params_key: str | None) -> np.ndarray:
+        """Counts of ``X``; with ``memory`` and an int ``random_state``, inputs already
+        sampled (same model, parameters and content) are read from the cache and the
+        others are sampled and stored a chunk at a time, so an interrupted call loses at
+        most the chunk in flight."""
+        location = getattr(check_cache_memory(self.memory), "location", None)
+        if params_key is None or location is None or len(X) == 0:
+            return self._sample(X)
+        store = CountsStore(location, params_key, self.n_classes_,
+                            self.n_draws * self.k_prime)
+        keys = input_keys(X)
+        known = store.load()
+        counts = np.empty((len(X), self.n_classes_), dtype=np.int64)
+        todo: dict[bytes, list[int]] = {}  # digest -> positions of an unsampled input
+        for i, digest in enumerate(keys):
+            row = known.get(digest)
+            if row is None:
+                todo.setdefault(digest, []).append(i)
+            else:
+                counts[i] = row
+        first = [positions[0] for positions in todo.values()]
+        step = chunk_inputs(self.batch_size or DEFAULT_BATCH_SIZE, self.n_draws)
+        for start in range(0, len(first), step):
+            chunk = first[start:start + step]
+            sampled = self._sample(X[chunk])
+            store.save([keys[i] for i in chunk], sampled)
+            for i, row in zip(chunk, sampled):
+                counts[todo[keys[i]]] = row
+        return counts
+
+    def _counts_params_key(self) -> str | None:
+        """Key of the fitted model's content and every parameter that changes counts
+        (see :data:`sklearn_certify._params.PARAMETER_ROLES`): with an input's content
+        it determines the input's counts. None when each call draws fresh noise
+        (``random_state`` None or a RandomState instance): nothing is then cached."""
         if not isinstance(self.random_state, Integral) or isinstance(self.random_state, bool):
             return None
         model = self.estimator_
         device = (torch_module_and_device(model)[1].type if is_torch_model(model)
                   else "numpy")
         return cache_key(
-            "smoothing-counts", model_key(model), data_key(X), self.n_classes_,
-            float(self.sigma), self.k_prime, self.n_draws,
-            self.batch_size or DEFAULT_BATCH_SIZE, int(self.random_state), device,
+            "smoothing-counts", model_key(model), self.n_classes_, float(self.sigma),
+            self.k_prime, self.n_draws, draw_seed(self.random_state), device,
         )
 
     def _certificate_spec(self, **options) -> dict:
