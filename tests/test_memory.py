@@ -355,3 +355,58 @@ def test_a_killed_certify_resumes_from_the_cache(tmp_path, data, smoothed, count
     result = clf.certify(X_test, Y_test, 0.25)
     assert counters["inputs"] == len(X_test) - 10  # two chunks of 5 were finished
     np.testing.assert_array_equal(result.counts, reference)
+
+
+# ------------------------------------------------------------------------- ensembles
+@pytest.fixture
+def base_fits(monkeypatch):
+    """Count base models trained by the ensembles."""
+    from sklearn_certify.ensembles import _base
+
+    calls = {"n": 0}
+    fit = _base._ConstantAwareMultiLabel.fit
+
+    def counted(self, X, Y):
+        calls["n"] += 1
+        return fit(self, X, Y)
+
+    monkeypatch.setattr(_base._ConstantAwareMultiLabel, "fit", counted)
+    return calls
+
+
+def test_incremental_dpa_retrains_only_the_changed_partitions(tmp_path, base_fits):
+    from sklearn.datasets import make_multilabel_classification
+
+    from sklearn_certify import DPACertifiedClassifier
+
+    X, Y = make_multilabel_classification(2005 + 50, 20, n_classes=5, random_state=0)
+    X_test, X, Y = X[-50:], X[:-50], Y[:-50]
+    clf = DPACertifiedClassifier(n_partitions=100, memory=tmp_path)
+    clf.fit(X[:2000], Y[:2000])
+    assert base_fits["n"] == 100
+    base_fits["n"] = 0
+    clf.fit(X, Y)  # 5 examples added
+    assert 1 <= base_fits["n"] <= 5
+    fresh = DPACertifiedClassifier(n_partitions=100).fit(X, Y)
+    np.testing.assert_array_equal(clf.predict_proba(X_test), fresh.predict_proba(X_test))
+    np.testing.assert_array_equal(clf.predict(X_test), fresh.predict(X_test))
+    base_fits["n"] = 0
+    clf.set_params(k=1, method="dpa").fit(X[5:], Y[5:])  # 5 removed, free parameters
+    assert base_fits["n"] <= 5
+
+
+def test_bagging_reuses_models_whose_subsample_and_seed_are_unchanged(tmp_path, base_fits):
+    from sklearn.datasets import make_multilabel_classification
+
+    from sklearn_certify import BaggingCertifiedClassifier
+
+    X, Y = make_multilabel_classification(300, 10, n_classes=4, random_state=0)
+    clf = BaggingCertifiedClassifier(n_estimators=20, max_samples=30, k=2,
+                                     memory=str(tmp_path), random_state=0).fit(X, Y)
+    clf.set_params(k=1, alpha=0.01, method="bagging").fit(X, Y)
+    assert base_fits["n"] == 20
+    more = clf.set_params(n_estimators=30).fit(X, Y)  # the first 20 seeds are the same
+    assert base_fits["n"] == 30
+    fresh = BaggingCertifiedClassifier(n_estimators=30, max_samples=30, k=1,
+                                       random_state=0).fit(X, Y)
+    np.testing.assert_array_equal(more.predict_proba(X), fresh.predict_proba(X))

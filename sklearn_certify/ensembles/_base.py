@@ -27,6 +27,7 @@ import sys
 import warnings
 from contextlib import nullcontext
 from numbers import Integral
+from os import PathLike
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
@@ -39,6 +40,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import CertifiedClassifierMixin
+from .._memory import cache_key, cached_call, data_key
 from .._scores import has_score_method, label_scores, top_k_indicator
 from .._targets import encode_fit_targets
 from .._torch_seed import seeded_torch
@@ -271,18 +273,36 @@ def _seeded_torch(seed, estimator):
     return seeded_torch(seed)
 
 
-def fit_base_model(estimator, X, Y, *, seed: int, empty_labels) -> _ConstantAwareMultiLabel:
+def fit_base_model(estimator, X, Y, *, seed: int, empty_labels,
+                   memory=None) -> _ConstantAwareMultiLabel:
     """Fit one base model on ``(X, Y)``, its randomness fixed by ``seed``.
 
     ``seed`` sets the base estimator's ``random_state`` parameters (as in scikit-learn's
-    bagging) and torch's generator during training.
+    bagging) and torch's generator during training. With ``memory`` (a joblib.Memory
+    from :func:`sklearn_certify._memory.check_cache_memory`) the fitted model is cached,
+    keyed on the base estimator's class and parameters, the content of ``X`` and ``Y``
+    and ``seed``: a model trained on the same examples with the same seed is loaded,
+    not trained again.
     """
-    rng = np.random.RandomState(seed)
-    estimator = clone(estimator)
-    set_random_states(estimator, rng)
-    model = _ConstantAwareMultiLabel(estimator, empty_labels=empty_labels,
-                                     seed=int(rng.randint(MAX_INT)))
-    return model.fit(X, Y)
+
+    def train():
+        rng = np.random.RandomState(seed)
+        clone_ = clone(estimator)
+        set_random_states(clone_, rng)
+        model = _ConstantAwareMultiLabel(clone_, empty_labels=empty_labels,
+                                         seed=int(rng.randint(MAX_INT)))
+        return model.fit(X, Y)
+
+    if memory is None or len(Y) == 0:  # an empty training set trains nothing
+        return train()
+    key = cache_key("ensemble-base-model", type(estimator).__module__,
+                    type(estimator).__qualname__, estimator.get_params(deep=False),
+                    data_key(X), data_key(Y), int(seed))
+    model = cached_call(memory, "fit", key, train, check=lambda m: (
+        isinstance(m, _ConstantAwareMultiLabel) and m.n_samples_fit_ == len(Y)
+        and m.n_classes_ == np.shape(Y)[1]))
+    model.empty_labels = empty_labels  # used only without training examples
+    return model
 
 
 def split_tasks(n_items: int, n_jobs) -> list[np.ndarray]:
@@ -320,6 +340,7 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
         "k_base": [Interval(Integral, 1, None, closed="left")],
         "k": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [None, Integral],
+        "memory": [None, str, PathLike, HasMethods(["cache"])],
         "verbose": ["verbose"],
     }
 
