@@ -50,7 +50,7 @@ def counting(counts: dict, *, counts_cache: bool = True):
     """Count base-model trainings and sampling passes; optionally disable the in-process
     counts cache."""
     train, sample = _classifier.SmoothedMultiLabelClassifier._train, \
-        _classifier.sample_label_counts
+        _classifier.sharded_label_counts
     budget = _memory.recent_counts.max_bytes
 
     def counted_train(*args, **kwargs):
@@ -62,14 +62,14 @@ def counting(counts: dict, *, counts_cache: bool = True):
         return sample(*args, **kwargs)
 
     _classifier.SmoothedMultiLabelClassifier._train = counted_train
-    _classifier.sample_label_counts = counted_sample
+    _classifier.sharded_label_counts = counted_sample
     _memory.recent_counts.clear()
     _memory.recent_counts.max_bytes = budget if counts_cache else 0
     try:
         yield
     finally:
         _classifier.SmoothedMultiLabelClassifier._train = train
-        _classifier.sample_label_counts = sample
+        _classifier.sharded_label_counts = sample
         _memory.recent_counts.max_bytes = budget
         _memory.recent_counts.clear()
 

@@ -28,6 +28,10 @@ d. Ensembles: fitting N = 1000 bagging base models on 5,000 x 64 features, the g
    the agreement of the two paths' votes.
 e. Scaling: certify time against the number of inputs and n_draws (log-log slope, 1 =
    linear) and peak memory against batch_size (fresh subprocess per point).
+f. Sharding: ``SmoothedMultiLabelClassifier.certify`` throughput with ``n_jobs=2`` (two
+   loky worker processes, one torch thread each) against ``n_jobs=1`` (one thread), on
+   the small CNN; the counts of both are checked to be identical. Goal: >= 1.6x on 2
+   cores.
 
 Threads: ``--threads 1`` (default) pins torch to one thread, so the ratios compare
 single-core work and stay stable on a shared machine; ``--threads 0`` keeps torch's
@@ -526,6 +530,26 @@ def bench_scaling(cfg: dict, threads: int) -> dict:
     return out
 
 
+# -------------------------------------------------------------------------- f. sharding
+def bench_sharding(cfg: dict) -> dict:
+    n_inputs, n_draws = cfg["shard_inputs"], 1000
+    X_tr, X_te, Y_tr, Y_te = make_multidigit(2000, n_inputs, image_shape=True,
+                                             random_state=0)
+    net = train_net(SmallCNN, X_tr, Y_tr, cfg["train_epochs"])
+    clfs = {n_jobs: SmoothedMultiLabelClassifier(
+        net.module_, sigma=SIGMA, k=3, n_draws=n_draws, batch_size=1000, n_jobs=n_jobs,
+        random_state=0).fit(X_tr, Y_tr) for n_jobs in (1, 2)}
+    counts = {n: clf.certify(X_te, Y_te, 0.5).counts for n, clf in clfs.items()}  # warm-up
+    t = race({n: (lambda clf=clf: clf.certify(X_te, Y_te, radius=0.5))
+              for n, clf in clfs.items()}, cfg["repeat"])
+    out = {"n_inputs": n_inputs, "n_draws": n_draws, "threads_per_worker": 1,
+           "cores": os.cpu_count(), "n_jobs_1_s": t[1], "n_jobs_2_s": t[2],
+           "speedup": t[1] / t[2], "identical_counts": bool(np.array_equal(*counts.values()))}
+    log(f"f. certify n_jobs=1 {t[1]:.2f}s, n_jobs=2 {t[2]:.2f}s -> {out['speedup']:.2f}x "
+        f"(identical counts: {out['identical_counts']})")
+    return out
+
+
 # --------------------------------------------------------------------------- report
 def markdown(results: dict) -> str:
     hw = results["hardware"]
@@ -626,6 +650,13 @@ def markdown(results: dict) -> str:
         f"| e. peak memory (MiB) by batch_size | {by_batch} | by n_inputs at batch 1000: "
         f"{by_inputs} | x{e['memory_ratio_most_vs_fewest_inputs']:.2f} for "
         f"x{mem[-1]['n_inputs'] / mem[0]['n_inputs']:.0f} inputs | bounded by batch_size |")
+    if "sharding" in s:
+        f = s["sharding"]
+        lines.append(
+            f"| f. certify {f['n_inputs']} inputs x {f['n_draws']} draws, CNN, `n_jobs=2` "
+            f"(loky, 1 torch thread per worker) | {f['n_jobs_2_s']:.2f} s | `n_jobs=1` "
+            f"(1 thread) {f['n_jobs_1_s']:.2f} s | **{f['speedup']:.2f}x** throughput "
+            f"(identical counts: {'yes' if f['identical_counts'] else 'NO'}) | >= 1.6x |")
     if not art.get("skipped"):
         lines += ["", "Certified accuracy on digits (sigma = "
                   f"{art['sigma']}, n = {art['n']}, alpha = 0.001), ours vs ART:", "",
@@ -664,11 +695,11 @@ CONFIGS = {
                  head_epochs=100, net_epochs=20, n_generic_nets=50, n_partitions=300,
                  scale_inputs=[25, 50, 100, 200],
                  scale_draws=[250, 500, 1000, 2000], mem_batches=[250, 1000, 4000, 16000],
-                 mem_inputs=[100, 400]),
+                 mem_inputs=[100, 400], shard_inputs=200),
     "quick": dict(repeat=2, train_epochs=2, engine_inputs=50, art_inputs=50, n_models=200,
                   head_epochs=50, net_epochs=10, n_generic_nets=10, n_partitions=50,
                   scale_inputs=[10, 20, 40], scale_draws=[250, 500, 1000],
-                  mem_batches=[250, 1000, 4000], mem_inputs=[50, 200]),
+                  mem_batches=[250, 1000, 4000], mem_inputs=[50, 200], shard_inputs=40),
 }
 
 
@@ -678,7 +709,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1; 0 keeps torch's default)")
     parser.add_argument("--repeat", type=int, default=None, help="repetitions per timing")
-    parser.add_argument("--only", default="abcde", help="sections to run, e.g. 'ad'")
+    parser.add_argument("--only", default="abcdef", help="sections to run, e.g. 'ad'")
     parser.add_argument("--out", default=str(HERE), help="directory for results.*")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite results.md from an existing results.json")
@@ -700,7 +731,8 @@ def main(argv=None) -> dict:
     steps = {"a": ("engine", lambda: bench_engine(cfg)), "b": ("art", lambda: bench_art(cfg)),
              "c": ("certificates", lambda: bench_certificate_grid(cfg)),
              "d": ("ensembles", lambda: bench_ensembles(cfg)),
-             "e": ("scaling", lambda: bench_scaling(cfg, args.threads))}
+             "e": ("scaling", lambda: bench_scaling(cfg, args.threads)),
+             "f": ("sharding", lambda: bench_sharding(cfg))}
     for key, (name, fn) in steps.items():
         if key in args.only:
             section_start = time.perf_counter()

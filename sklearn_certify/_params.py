@@ -25,7 +25,10 @@ PARAMETER_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
         # sigma enters training only with train_noise=True
         "training": ("estimator", "sigma", "train_noise", "random_state"),
         "counts": ("k_prime", "n_draws"),
-        "free": ("k", "alpha", "method", "batch_size", "n_jobs", "memory", "verbose"),
+        # devices: a device of another kind (CPU, CUDA) resamples, through the key's
+        # device type
+        "free": ("k", "alpha", "method", "batch_size", "n_jobs", "devices", "memory",
+                 "verbose"),
     },
     "BaggingCertifiedClassifier": {
         "training": ("estimator", "n_estimators", "max_samples", "random_state"),

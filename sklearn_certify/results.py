@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ._result_io import load_result, save_result
 from .bounds import clopper_pearson_bounds
 from .certificates import bagging_certified_size, dpa_certified_size, gaussian_certified_size
 from .metrics import mean_certified_metric
@@ -210,6 +211,56 @@ class CertificationResult:
             alpha=self.alpha if alpha is None else alpha, label=label,
             **{**self.params, **params},
         )
+
+    def save(self, path) -> None:
+        """Write the result to a file, to certify it again elsewhere with :meth:`load`.
+
+        The file is a pickle-free ``.npz`` archive: the arrays (sizes, radii, counts,
+        true labels, bounds, draws used) and a JSON ``settings`` entry (certificate,
+        method, k, alpha, n_draws, label, the certificate's parameters and a format
+        version); see :mod:`sklearn_certify._result_io`. It is written to ``path``
+        exactly (no suffix is added), replacing any file there atomically.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Examples
+        --------
+        >>> import numpy as np, os, tempfile
+        >>> res = CertificationResult.from_counts(
+        ...     np.array([[980, 15, 5]]), np.array([[1, 0, 0]]), [0.0, 0.5],
+        ...     certificate="gaussian", k=1, method="multiguard", n_draws=1000,
+        ...     alpha=0.001, k_prime=1, sigma=0.5)
+        >>> path = os.path.join(tempfile.mkdtemp(), "result.npz")
+        >>> res.save(path)
+        >>> CertificationResult.load(path).recertify([0.75], alpha=0.01).sizes.tolist()
+        [[1]]
+        """
+        save_result(self, path)
+
+    @classmethod
+    def load(cls, path) -> CertificationResult:
+        """Read a result written by :meth:`save`.
+
+        The loaded result has the saved arrays and settings, and can be re-certified
+        (:meth:`recertify`) with other radii, k, alpha or method.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        CertificationResult
+
+        Raises
+        ------
+        ValueError
+            If the file is damaged, is not a saved result, or was written in a newer
+            format version than this library reads.
+        """
+        return load_result(cls, path)
 
     @property
     def n_inputs(self) -> int:

@@ -47,7 +47,7 @@ def counters(monkeypatch):
     """Counts of base-model trainings and sampling passes of smoothing."""
     calls = {"fit": 0, "sample": 0, "inputs": 0}
     train, sample = _classifier.SmoothedMultiLabelClassifier._train, \
-        _classifier.sample_label_counts
+        _classifier.sharded_label_counts
 
     def counted_train(*args, **kwargs):
         calls["fit"] += 1
@@ -59,7 +59,7 @@ def counters(monkeypatch):
         return sample(*args, **kwargs)
 
     monkeypatch.setattr(_classifier.SmoothedMultiLabelClassifier, "_train", counted_train)
-    monkeypatch.setattr(_classifier, "sample_label_counts", counted_sample)
+    monkeypatch.setattr(_classifier, "sharded_label_counts", counted_sample)
     return calls
 
 
@@ -224,7 +224,7 @@ def test_the_counts_cache_is_never_stale(data, counters):
 ALTERNATIVES = {  # another valid value of each SmoothedMultiLabelClassifier parameter
     "estimator": tiny_net(lr=1e-2), "sigma": 0.5, "train_noise": False, "random_state": 1,
     "k_prime": 2, "n_draws": 25, "batch_size": 7, "k": 2, "alpha": 0.01,
-    "method": "first-term", "verbose": 0, "n_jobs": 1,
+    "method": "first-term", "verbose": 0, "n_jobs": 1, "devices": ["cpu", "cpu"],
 }
 
 
@@ -262,13 +262,13 @@ import os, signal, sys
 import joblib
 from sklearn_certify.smoothing import _classifier
 clf, X = joblib.load(sys.argv[1])
-sample, calls = _classifier.sample_label_counts, []
+sample, calls = _classifier.sharded_label_counts, []
 def dies_in_the_third_chunk(*args, **kwargs):
     calls.append(1)
     if len(calls) == 3:
         os.kill(os.getpid(), signal.SIGKILL)
     return sample(*args, **kwargs)
-_classifier.sample_label_counts = dies_in_the_third_chunk
+_classifier.sharded_label_counts = dies_in_the_third_chunk
 clf.predict_proba(X)
 """
 
@@ -410,3 +410,19 @@ def test_bagging_reuses_models_whose_subsample_and_seed_are_unchanged(tmp_path, 
     fresh = BaggingCertifiedClassifier(n_estimators=30, max_samples=30, k=1,
                                        random_state=0).fit(X, Y)
     np.testing.assert_array_equal(more.predict_proba(X), fresh.predict_proba(X))
+
+
+def test_the_counts_cache_with_parallel_workers(tmp_path, data, smoothed, counters):
+    _, X_test, _, _ = data
+    reference = uncached_counts(smoothed, X_test)
+    clf = smoothed.set_params(memory=tmp_path, n_jobs=2)
+    try:
+        with joblib.parallel_config(backend="threading"):
+            counters.update(sample=0, inputs=0)
+            np.testing.assert_array_equal(clf.predict_proba(X_test) * 20, reference)
+            assert counters["sample"] == 2  # one chunk of 5 inputs per worker per call
+            recent_counts.clear()
+            np.testing.assert_array_equal(clf.predict_proba(X_test) * 20, reference)
+            assert counters["inputs"] == len(X_test)
+    finally:
+        clf.set_params(n_jobs=None)

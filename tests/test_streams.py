@@ -124,3 +124,21 @@ def test_predict_proba_of_one_input_is_its_row_of_the_batch(X, estimator):
     for i in range(len(X)):
         np.testing.assert_array_equal(clf.predict_proba(X[[i]])[0], proba[i])
     np.testing.assert_array_equal(clf.set_params(batch_size=1000).predict_proba(X), proba)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_streams_are_prefix_stable_and_ignore_batching(X):
+    key = input_keys(X[:1])[0]
+    out = torch.empty((1200, 3), device="cuda")
+    full = torch_noise_(out, key, 7, 0, torch.Generator(device="cuda")).cpu()
+    for start, stop in [(0, 10), (3, 40), (100, 700), (1000, 1200)]:
+        part = torch.empty((stop - start, 3), device="cuda")
+        got = torch_noise_(part, key, 7, start, torch.Generator(device="cuda")).cpu()
+        np.testing.assert_array_equal(got.numpy(), full[start:stop].numpy())
+    model = _linear().cuda()
+    ref = _counts(model, X)
+    np.testing.assert_array_equal(_counts(model, X[::-1].copy()), ref[::-1])
+    np.testing.assert_array_equal(_counts(model, X[2:5]), ref[2:5])
+    for batch_size in (7, 1000):
+        np.testing.assert_array_equal(_counts(model, X, batch_size=batch_size), ref)
+    np.testing.assert_array_equal(_counts(model, torch.from_numpy(X).cuda()), ref)

@@ -8,6 +8,7 @@ from os import PathLike
 
 import numpy as np
 import torch
+from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -30,6 +31,7 @@ from .._targets import encode_fit_targets
 from .._torch_seed import seeded_torch
 from .._validation import check_alpha, check_choice, check_inputs
 from ..certificates._gaussian import GAUSSIAN_METHODS
+from ._parallel import sharded_label_counts
 from ._sampling import (
     _estimator_scores,
     _eval_mode,
@@ -39,7 +41,6 @@ from ._sampling import (
     draw_seed,
     is_torch_model,
     module_input,
-    sample_label_counts,
     torch_module_and_device,
 )
 from ._streams import input_keys
@@ -110,8 +111,24 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         terms only (ablation), or Jia et al. (2020), label by label (``k_prime=1``).
     batch_size : int or None, default=None
         Noisy copies per forward pass (or per call to the estimator's scoring method)
-        when sampling; ``None`` means 1000. Bounds the sampling memory. The counts
-        depend on it through the order of the draws (not their distribution).
+        when sampling; ``None`` means 1000. Bounds the sampling memory: one batch of
+        noisy copies, at most ``batch_size`` clean inputs on the device, and one block
+        of at most 512 draws of an input's noise. The counts do not depend on it.
+    n_jobs : int or None, default=None
+        Number of joblib workers sampling in parallel for ``predict``,
+        ``predict_proba``, ``certify`` and ``score``; the inputs are split into one
+        shard per worker. ``None`` means 1 unless in a :func:`joblib.parallel_config`
+        context, ``-1`` means all processors. Any joblib backend works, Dask included
+        (``with joblib.parallel_backend("dask"): clf.certify(...)``). Each worker
+        receives the model once per call and, in a separate process, runs torch on
+        its share of the cores (``cpu_count() // n_workers`` threads, at least one).
+        The counts do not depend on it. Ignored when ``devices`` is set.
+    devices : list of str or torch.device, or None, default=None
+        Devices to sample a torch base model on, e.g. ``["cuda:0", "cuda:1"]``: the
+        inputs are split into one shard per device, each sampled by a copy of the
+        module on its device, on threads of this process. ``None`` samples on the
+        model's own device. The counts are those of a single device of the same kind
+        and model (see ``random_state``).
     memory : None, str, path or joblib.Memory, default=None
         Cache on disk (a directory or a ``joblib.Memory``, as sklearn's Pipeline), used
         with an int ``random_state``; nothing is cached otherwise. Results are identical
@@ -133,10 +150,17 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         fails at ``fit``. See ``docs/model_selection.md``.
     random_state : int, RandomState instance or None, default=None
         Controls the sampling noise and, at ``fit``, the training randomness. Each
-        sampling call draws one seed from ``check_random_state(random_state)`` (see
-        :mod:`sklearn_certify.smoothing._sampling`): with an int, every call on the same
-        data, ``batch_size`` and device gives the same counts, so ``predict`` and
-        ``certify`` agree. At ``fit`` a seed is drawn the same way and mixed with a
+        sampling call draws one seed from ``check_random_state(random_state)``. Every
+        input's noise is then its own stream, determined by that seed and the input's
+        content (its bytes, dtype and shape) alone, not by its position in X, the other
+        inputs, ``batch_size``, ``n_jobs`` or ``devices`` (see
+        :mod:`sklearn_certify.smoothing._streams`): with an int, every call gives an
+        input the same counts, so ``predict`` and ``certify`` agree, and an input
+        predicted alone gets the row it gets among others. The draws depend on the
+        random number generator of the device: CPU and CUDA generators give different
+        counts, and so may CUDA GPUs of different models (cuDNN must also be
+        deterministic, ``torch.backends.cudnn.benchmark = False``, for equal counts
+        run to run). At ``fit`` a seed is drawn the same way and mixed with a
         fixed tag (``numpy.random.SeedSequence``) so the training noise is a stream
         independent of the certification noise; torch-based estimators then train
         under a forked, seeded torch RNG (weights, batch order and noise reproducible;
@@ -177,7 +201,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     :meth:`CertificationResult.recertify`. ``predict_proba``
     estimates ``p_i``, the probability that label i is in the base model's top-k', so
     rows sum to ``k_prime``. The counts depend on the device through its random number
-    generator; their distribution does not.
+    generator; their distribution does not. The certificate holds for each input with
+    probability at least ``1 - alpha`` over the seed, whatever the other inputs.
 
     Examples
     --------
@@ -211,6 +236,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         "train_noise": ["boolean"],
         "method": [StrOptions(set(GAUSSIAN_METHODS))],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "n_jobs": [Integral, None],
+        "devices": [list, tuple, None],
         "memory": [None, str, PathLike, HasMethods(["cache"])],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -219,6 +246,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     def __init__(self, estimator=None, *, sigma: float = 0.5, k_prime: int = 1, k: int = 3,
                  n_draws: int = 1000, alpha: float = 0.001, train_noise: bool = True,
                  method: str = "multiguard", batch_size: int | None = None,
+                 n_jobs: int | None = None, devices: list | None = None,
                  memory=None, random_state=None, verbose: int = 0) -> None:
         self.estimator = estimator
         self.sigma = sigma
@@ -229,6 +257,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self.train_noise = train_noise
         self.method = method
         self.batch_size = batch_size
+        self.n_jobs = n_jobs
+        self.devices = devices
         self.memory = memory
         self.random_state = random_state
         self.verbose = verbose
@@ -371,31 +401,32 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self._validate_params()
         self._check_label_params(self.n_classes_)
         X = self._check_input(X, reset=False)
-        params_key = self._counts_params_key()
+        seed = draw_seed(self.random_state)
+        params_key = self._counts_params_key(seed)
         key = None if params_key is None else cache_key("counts", params_key, data_key(X))
         counts = None if key is None else recent_counts.get(key)
         if counts is None:
-            counts = self._sample_counts(X, params_key)
+            counts = self._sample_counts(X, seed, params_key)
             if key is not None:
                 recent_counts.put(key, counts)
         return counts, self.n_draws
 
-    def _sample(self, X) -> np.ndarray:
-        return sample_label_counts(
-            self.estimator_, X, n_classes=self.n_classes_, sigma=self.sigma,
+    def _sample(self, X, seed: int) -> np.ndarray:
+        return sharded_label_counts(
+            self.estimator_, X, seed=seed, n_jobs=self.n_jobs,
+            devices=self._checked_devices(), n_classes=self.n_classes_, sigma=self.sigma,
             k_prime=self.k_prime, n_draws=self.n_draws,
-            batch_size=self.batch_size or DEFAULT_BATCH_SIZE,
-            random_state=self.random_state, verbose=self.verbose,
+            batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose,
         )
 
-    def _sample_counts(self, X, params_key: str | None) -> np.ndarray:
+    def _sample_counts(self, X, seed: int, params_key: str | None) -> np.ndarray:
         """Counts of ``X``; with ``memory`` and an int ``random_state``, inputs already
         sampled (same model, parameters and content) are read from the cache and the
         others are sampled and stored a chunk at a time, so an interrupted call loses at
         most the chunk in flight."""
         location = getattr(check_cache_memory(self.memory), "location", None)
         if params_key is None or location is None or len(X) == 0:
-            return self._sample(X)
+            return self._sample(X, seed)
         store = CountsStore(location, params_key, self.n_classes_,
                             self.n_draws * self.k_prime)
         keys = input_keys(X)
@@ -409,16 +440,19 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             else:
                 counts[i] = row
         first = [positions[0] for positions in todo.values()]
-        step = chunk_inputs(self.batch_size or DEFAULT_BATCH_SIZE, self.n_draws)
+        # about one engine chunk per worker (or device) per call: an interrupted call
+        # loses at most the chunk each worker has in flight
+        workers = len(self.devices) if self.devices else effective_n_jobs(self.n_jobs)
+        step = workers * chunk_inputs(self.batch_size or DEFAULT_BATCH_SIZE, self.n_draws)
         for start in range(0, len(first), step):
             chunk = first[start:start + step]
-            sampled = self._sample(X[chunk])
+            sampled = self._sample(X[chunk], seed)
             store.save([keys[i] for i in chunk], sampled)
             for i, row in zip(chunk, sampled):
                 counts[todo[keys[i]]] = row
         return counts
 
-    def _counts_params_key(self) -> str | None:
+    def _counts_params_key(self, seed: int) -> str | None:
         """Key of the fitted model's content and every parameter that changes counts
         (see :data:`sklearn_certify._params.PARAMETER_ROLES`): with an input's content
         it determines the input's counts. None when each call draws fresh noise
@@ -426,12 +460,34 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         if not isinstance(self.random_state, Integral) or isinstance(self.random_state, bool):
             return None
         model = self.estimator_
-        device = (torch_module_and_device(model)[1].type if is_torch_model(model)
-                  else "numpy")
+        if self.devices:
+            devices = tuple(sorted({d.type for d in self._checked_devices()}))
+        elif is_torch_model(model):
+            devices = (torch_module_and_device(model)[1].type,)
+        else:
+            devices = ("numpy",)
         return cache_key(
             "smoothing-counts", model_key(model), self.n_classes_, float(self.sigma),
-            self.k_prime, self.n_draws, draw_seed(self.random_state), device,
+            self.k_prime, self.n_draws, seed, devices,
         )
+
+    def _checked_devices(self) -> list[torch.device] | None:
+        """``devices`` as torch devices; a clear error for a bad entry or a non-torch
+        base model."""
+        if self.devices is None:
+            return None
+        if len(self.devices) == 0:
+            raise ValueError("devices must list at least one device, or be None.")
+        if not is_torch_model(self.estimator_):
+            raise ValueError(
+                "devices needs a torch base model (a torch.nn.Module or a skorch net); "
+                f"got {type(self.estimator_).__name__}. Use n_jobs to parallelise it."
+            )
+        try:
+            return [torch.device(d) for d in self.devices]
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"devices={self.devices!r} holds an invalid device: {exc}") \
+                from None
 
     def _certificate_spec(self, **options) -> dict:
         """Arguments of ``CertificationResult.from_counts``: options ``method``, ``alpha``

@@ -52,6 +52,7 @@ values: the counts then differ, but follow the same distribution.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -103,7 +104,8 @@ def draw_seed(random_state) -> int:
 
 def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
                         n_draws: int, batch_size: int, random_state=None,
-                        verbose: int = 0) -> np.ndarray:
+                        verbose: int = 0, seed: int | None = None, first_draw: int = 0,
+                        device=None) -> np.ndarray:
     """Count how often each label is in the base model's top-k' under Gaussian noise.
 
     Parameters
@@ -129,6 +131,16 @@ def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
         Source of the one seed drawn per call (see the module docstring).
     verbose : int
         Show a tqdm progress bar over noisy copies when > 0.
+    seed : int or None
+        The seed itself, instead of one drawn from ``random_state`` (shards of one call
+        share their caller's seed).
+    first_draw : int
+        Index of each input's first draw in its stream: the counts are over draws
+        ``[first_draw, first_draw + n_draws)``. Counts over consecutive ranges add up
+        to the counts over their union.
+    device : str, torch.device or None
+        Run a torch model on this device (a copy of its module is moved there) instead
+        of its own.
 
     Returns
     -------
@@ -147,7 +159,8 @@ def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
     """
     if k_prime > n_classes:
         raise ValueError(f"k_prime={k_prime} exceeds the number of labels {n_classes}.")
-    seed = draw_seed(random_state)
+    if seed is None:
+        seed = draw_seed(random_state)
     if not torch.is_tensor(X):
         X = np.asarray(X)
     n_inputs = len(X)
@@ -156,9 +169,9 @@ def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
     with _progress(n_inputs * n_draws, verbose) as bar:
         if is_torch_model(model):
             return _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size,
-                                 seed, bar)
+                                 seed, first_draw, bar, device)
         return _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size,
-                             seed, bar)
+                             seed, first_draw, bar)
 
 
 def _batches(n_copies: int, batch_size: int):
@@ -175,8 +188,14 @@ def _check_width(width: int, n_classes: int) -> None:
 
 
 # --------------------------------------------------------------------------- torch path
-def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, bar):
-    module, device = torch_module_and_device(model)
+def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, first_draw,
+                  bar, device=None):
+    module, own_device = torch_module_and_device(model)
+    if device is None:
+        device = own_device
+    else:  # a copy: moving the module itself would move it under its other users
+        device = torch.device(device)
+        module = copy.deepcopy(module).to(device)
     module_dtype = _module_dtype(module)
     dtype = _sampling_dtype(X, module_dtype)
     generator = torch.Generator(device=device)
@@ -193,8 +212,8 @@ def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
                 owner = torch.arange(start, stop, device=device) // n_draws
                 noisy = torch.empty((stop - start, *x.shape[1:]), device=device, dtype=dtype)
                 for i, a, b in _segments(start, stop, n_draws):
-                    torch_noise_(noisy[a - start:b - start], keys[i], seed, a - i * n_draws,
-                                 generator)
+                    torch_noise_(noisy[a - start:b - start], keys[i], seed,
+                                 first_draw + a - i * n_draws, generator)
                 noisy.mul_(sigma)
                 _add_inputs_(noisy, x, start, n_draws)
                 scores = _module_scores(module, noisy.to(module_dtype), n_classes)
@@ -318,7 +337,8 @@ class _eval_mode:
 
 
 # ------------------------------------------------------------------------- generic path
-def _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, bar):
+def _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, first_draw,
+                  bar):
     X = np.asarray(X)
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
     keys = input_keys(X)
@@ -326,7 +346,8 @@ def _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
     for start, stop in _batches(len(X) * n_draws, batch_size):
         owner = np.arange(start, stop) // n_draws
         noise = np.concatenate([
-            numpy_noise(keys[i], seed, a - i * n_draws, b - i * n_draws, X.shape[1:], dtype)
+            numpy_noise(keys[i], seed, first_draw + a - i * n_draws,
+                        first_draw + b - i * n_draws, X.shape[1:], dtype)
             for i, a, b in _segments(start, stop, n_draws)
         ])
         scores = _estimator_scores(model, X[owner].astype(dtype, copy=False) + sigma * noise,

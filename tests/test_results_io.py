@@ -1,0 +1,122 @@
+"""CertificationResult.save / load: a pickle-free, versioned file."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from sklearn_certify import CertificationResult
+from sklearn_certify._result_io import FORMAT_VERSION
+
+from .test_results import _bagging, _dpa, _gaussian
+
+_ARRAYS = ("sizes", "radius", "n_true", "Y", "counts", "lower", "upper")
+
+
+def _assert_same(a, b):
+    for name in _ARRAYS:
+        x, y = getattr(a, name), getattr(b, name)
+        if x is None:
+            assert y is None
+        else:
+            np.testing.assert_array_equal(x, y)
+            assert np.asarray(x).dtype == np.asarray(y).dtype
+    for name in ("k", "certificate", "method", "n_draws", "alpha", "params", "label"):
+        assert getattr(a, name) == getattr(b, name)
+
+
+@pytest.mark.parametrize("make, recertify", [
+    (_gaussian, dict(radius=[0.0, 0.3, 0.7], k=3, alpha=0.05, method="first-term")),
+    (_bagging, dict(radius=[0, 3], k=1, alpha=0.1, attack="deletion")),
+    (_dpa, dict(radius=[0, 2, 4], k=3, method="dpa")),
+], ids=["gaussian", "bagging", "dpa"])
+def test_a_loaded_result_is_the_saved_one_and_recertifies_alike(tmp_path, make, recertify):
+    result = make(label="run 1")[0]
+    path = tmp_path / "result.cert"  # any name: no suffix is added
+    result.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["result.cert"]
+    loaded = CertificationResult.load(str(path))
+    _assert_same(loaded, result)
+    _assert_same(loaded.recertify(**recertify), result.recertify(**recertify))
+    np.testing.assert_array_equal(loaded.f1(), result.f1())
+
+
+def test_the_file_is_plain_arrays_and_json(tmp_path):
+    result = _gaussian()[0]
+    result.save(tmp_path / "r.npz")
+    with np.load(tmp_path / "r.npz", allow_pickle=False) as archive:
+        assert set(archive.files) == {"settings", *_ARRAYS}
+        settings = json.loads(str(archive["settings"]))
+    assert settings["format"] == "sklearn-certify/CertificationResult"
+    assert settings["format_version"] == FORMAT_VERSION
+    assert settings["params"] == {"k_prime": 1, "sigma": 0.5}
+    assert (settings["k"], settings["alpha"], settings["method"]) == (2, 0.01, "multiguard")
+
+
+def test_draws_used_per_input_are_kept(tmp_path):
+    result = _gaussian()[0]
+    result.n_draws_used = np.arange(len(result.sizes), dtype=np.int64) + 100
+    result.save(tmp_path / "r.npz")
+    np.testing.assert_array_equal(CertificationResult.load(tmp_path / "r.npz").n_draws_used,
+                                  result.n_draws_used)
+
+
+def test_a_result_without_counts_round_trips(tmp_path):
+    result = CertificationResult([[1, 0]], [0.0, 1.0], 1, [1])
+    result.save(tmp_path / "r.npz")
+    _assert_same(CertificationResult.load(tmp_path / "r.npz"), result)
+
+
+def _rewrite(path, **changes):
+    """Rewrite a saved file with some settings or arrays changed (None: removed)."""
+    with np.load(path, allow_pickle=False) as archive:
+        data = {name: archive[name] for name in archive.files}
+    settings = json.loads(str(data["settings"]))
+    for key, value in changes.items():
+        if key in data and key != "settings":
+            if value is None:
+                del data[key]
+            else:
+                data[key] = value
+        else:
+            settings[key] = value
+    data["settings"] = np.array(json.dumps(settings))
+    with open(path, "wb") as file:
+        np.savez(file, **data)
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(format_version=FORMAT_VERSION + 1), "newer|format version 2.*Upgrade"),
+    (dict(format_version="1"), "invalid format_version"),
+    (dict(format="something else"), "not a CertificationResult file"),
+    (dict(sizes=None), r"arrays \['sizes'\] are missing"),
+    (dict(counts=np.zeros((3, 4), int)), "damaged.*counts"),
+    (dict(k=None), "damaged"),
+])
+def test_newer_or_damaged_files_are_clear_errors(tmp_path, changes, match):
+    path = tmp_path / "r.npz"
+    _gaussian()[0].save(path)
+    _rewrite(path, **changes)
+    with pytest.raises(ValueError, match=match):
+        CertificationResult.load(path)
+
+
+def test_truncated_or_foreign_files_are_clear_errors(tmp_path):
+    path = tmp_path / "r.npz"
+    _gaussian()[0].save(path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match="not a readable CertificationResult file"):
+        CertificationResult.load(path)
+    path.write_text("hello")
+    with pytest.raises(ValueError, match="not a readable CertificationResult file"):
+        CertificationResult.load(path)
+    np.savez(path, x=np.zeros(3))  # an npz, but not a result
+    with pytest.raises(ValueError, match="not a readable CertificationResult file"):
+        CertificationResult.load(path)
+    with zipfile.ZipFile(path, "w") as archive:  # a pickled array is never unpickled
+        archive.writestr("settings.npy", b"")
+    with pytest.raises(ValueError, match="not a readable"):
+        CertificationResult.load(path)
+    with pytest.raises(FileNotFoundError):
+        CertificationResult.load(tmp_path / "missing.npz")
