@@ -401,32 +401,33 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self._validate_params()
         self._check_label_params(self.n_classes_)
         X = self._check_input(X, reset=False)
+        devices = self._checked_devices()  # a bad value fails even when counts are cached
         seed = draw_seed(self.random_state)
-        params_key = self._counts_params_key(seed)
+        params_key = self._counts_params_key(seed, devices)
         key = None if params_key is None else cache_key("counts", params_key, data_key(X))
         counts = None if key is None else recent_counts.get(key)
         if counts is None:
-            counts = self._sample_counts(X, seed, params_key)
+            counts = self._sample_counts(X, seed, devices, params_key)
             if key is not None:
                 recent_counts.put(key, counts)
         return counts, self.n_draws
 
-    def _sample(self, X, seed: int) -> np.ndarray:
+    def _sample(self, X, seed: int, devices) -> np.ndarray:
         return sharded_label_counts(
             self.estimator_, X, seed=seed, n_jobs=self.n_jobs,
-            devices=self._checked_devices(), n_classes=self.n_classes_, sigma=self.sigma,
+            devices=devices, n_classes=self.n_classes_, sigma=self.sigma,
             k_prime=self.k_prime, n_draws=self.n_draws,
             batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose,
         )
 
-    def _sample_counts(self, X, seed: int, params_key: str | None) -> np.ndarray:
+    def _sample_counts(self, X, seed: int, devices, params_key: str | None) -> np.ndarray:
         """Counts of ``X``; with ``memory`` and an int ``random_state``, inputs already
         sampled (same model, parameters and content) are read from the cache and the
         others are sampled and stored a chunk at a time, so an interrupted call loses at
         most the chunk in flight."""
         location = getattr(check_cache_memory(self.memory), "location", None)
         if params_key is None or location is None or len(X) == 0:
-            return self._sample(X, seed)
+            return self._sample(X, seed, devices)
         store = CountsStore(location, params_key, self.n_classes_,
                             self.n_draws * self.k_prime)
         keys = input_keys(X)
@@ -442,17 +443,17 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         first = [positions[0] for positions in todo.values()]
         # about one engine chunk per worker (or device) per call: an interrupted call
         # loses at most the chunk each worker has in flight
-        workers = len(self.devices) if self.devices else effective_n_jobs(self.n_jobs)
+        workers = len(devices) if devices else effective_n_jobs(self.n_jobs)
         step = workers * chunk_inputs(self.batch_size or DEFAULT_BATCH_SIZE, self.n_draws)
         for start in range(0, len(first), step):
             chunk = first[start:start + step]
-            sampled = self._sample(X[chunk], seed)
+            sampled = self._sample(X[chunk], seed, devices)
             store.save([keys[i] for i in chunk], sampled)
             for i, row in zip(chunk, sampled):
                 counts[todo[keys[i]]] = row
         return counts
 
-    def _counts_params_key(self, seed: int) -> str | None:
+    def _counts_params_key(self, seed: int, devices) -> str | None:
         """Key of the fitted model's content and every parameter that changes counts
         (see :data:`sklearn_certify._params.PARAMETER_ROLES`): with an input's content
         it determines the input's counts. None when each call draws fresh noise
@@ -460,15 +461,15 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         if not isinstance(self.random_state, Integral) or isinstance(self.random_state, bool):
             return None
         model = self.estimator_
-        if self.devices:
-            devices = tuple(sorted({d.type for d in self._checked_devices()}))
+        if devices:
+            kinds = tuple(sorted({d.type for d in devices}))
         elif is_torch_model(model):
-            devices = (torch_module_and_device(model)[1].type,)
+            kinds = (torch_module_and_device(model)[1].type,)
         else:
-            devices = ("numpy",)
+            kinds = ("numpy",)
         return cache_key(
             "smoothing-counts", model_key(model), self.n_classes_, float(self.sigma),
-            self.k_prime, self.n_draws, seed, devices,
+            self.k_prime, self.n_draws, seed, kinds,
         )
 
     def _checked_devices(self) -> list[torch.device] | None:
