@@ -5,7 +5,9 @@ Two caches share the keys built here:
 * the ``memory`` cache of the estimators (``None``, a path or a ``joblib.Memory``, as
   in sklearn's Pipeline): entries live in a ``joblib.Memory`` store and survive the
   process, so a cache directory on shared storage serves a whole Dask cluster;
-* an in-process cache of the most recent label counts (:func:`recent_counts`), always
+* per-input sampled counts on disk (:class:`CountsStore`, under the same ``memory``
+  directory), written a chunk of inputs at a time so an interrupted run resumes;
+* an in-process cache of the most recent label counts (:data:`recent_counts`), always
   on, so that several scorers of one fitted estimator on one fold sample once.
 
 Keys are hashes of *content*, never of object identity: the data's bytes, dtype and
