@@ -1,5 +1,7 @@
 """Sharded sampling: n_jobs (any joblib backend), devices, and the device memory bound."""
 
+import os
+
 import joblib
 import numpy as np
 import pytest
@@ -110,16 +112,16 @@ class ThreadCount(torch.nn.Module):
 def test_a_worker_process_uses_its_share_of_the_cores():
     before = torch.get_num_threads()
     try:
-        counts = _worker_counts(ThreadCount(), np.zeros((1, 2), np.float32), -1, 1,
+        counts = _worker_counts(ThreadCount(), np.zeros((1, 2), np.float32), 0, None, -1, 1,
                                 seed=0, n_classes=64, sigma=1.0, k_prime=1, n_draws=5,
                                 batch_size=5)
         assert counts[0, min(joblib.cpu_count(), 63)] == 5
     finally:
         torch.set_num_threads(before)
     # in the caller's own process (threading backend, n_jobs=1) nothing is changed
-    counts = _worker_counts(ThreadCount(), np.zeros((1, 2), np.float32), __import__(
-        "os").getpid(), 8, seed=0, n_classes=64, sigma=1.0, k_prime=1, n_draws=5,
-        batch_size=5)
+    counts = _worker_counts(ThreadCount(), np.zeros((1, 2), np.float32), 0, None,
+                            os.getpid(), 8, seed=0, n_classes=64, sigma=1.0, k_prime=1,
+                            n_draws=5, batch_size=5)
     assert counts[0, before] == 5
 
 
@@ -174,3 +176,23 @@ def test_devices_on_cuda_give_the_counts_of_one_gpu(data):
     np.testing.assert_array_equal(_clf(module, devices=devices).fit(X, Y).predict_proba(X),
                                   one)
     assert next(module.parameters()).device.index == 0  # the module itself did not move
+
+
+@pytest.mark.parametrize("layout", [dict(), dict(n_jobs=2), dict(devices=["cpu", "cpu"])],
+                         ids=["one", "n_jobs", "devices"])
+def test_each_chunk_is_reported_where_it_is_sampled(data, layout):
+    from sklearn_certify.smoothing._parallel import sharded_label_counts
+
+    X, _ = data
+    reported = {}
+    kwargs = dict(n_classes=N_CLASSES, sigma=1.0, k_prime=1, n_draws=40, batch_size=4)
+    with joblib.parallel_backend("threading"):
+        counts = sharded_label_counts(
+            _linear(), X, seed=3, on_chunk=lambda a, b, c: reported.update({(a, b): c}),
+            **layout, **kwargs)
+    np.testing.assert_array_equal(counts, sample_label_counts(_linear(), X, seed=3, **kwargs))
+    ranges = sorted(reported)
+    assert max(b - a for a, b in ranges) == 3  # chunk_inputs(4, 40)
+    assert [a for a, _ in ranges] == [0] + [b for _, b in ranges[:-1]]
+    assert ranges[-1][1] == len(X)
+    np.testing.assert_array_equal(np.concatenate([reported[r] for r in ranges]), counts)

@@ -142,3 +142,26 @@ def test_cuda_streams_are_prefix_stable_and_ignore_batching(X):
     for batch_size in (7, 1000):
         np.testing.assert_array_equal(_counts(model, X, batch_size=batch_size), ref)
     np.testing.assert_array_equal(_counts(model, torch.from_numpy(X).cuda()), ref)
+
+
+def test_large_inputs_hashed_on_threads_get_the_same_keys():
+    X = np.random.RandomState(0).rand(4, 700_000).astype(np.float32)  # over 8 MiB
+    X[2] = X[0]
+    keys = input_keys(X)
+    assert keys == [input_keys(X[[i]])[0] for i in range(4)] and keys[0] == keys[2]
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["torch", "generic"])
+def test_small_batches_generate_each_block_once(monkeypatch, generic):
+    from sklearn_certify.smoothing import _streams
+
+    seeded = []
+    original = _streams.block_seed
+    monkeypatch.setattr(_streams, "block_seed",
+                        lambda *args: seeded.append(args[2]) or original(*args))
+    model = TorchAdapter(_linear()) if generic else _linear()
+    X = np.zeros((2, N_FEATURES), np.float32)
+    X[1] = 1.0
+    small = _counts(model, X, n_draws=1000, batch_size=10)
+    assert sorted(seeded) == sorted(2 * list(range(7)))  # blocks 0..6 of each input
+    np.testing.assert_array_equal(small, _counts(model, X, n_draws=1000, batch_size=1000))

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import copy
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -202,9 +203,13 @@ def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
     chunk = chunk_inputs(batch_size, n_draws)
     counts = np.empty((len(X), n_classes), dtype=np.int64)
     ones = torch.ones(batch_size * k_prime, dtype=torch.int64, device=device)
-    with _eval_mode(module), torch.inference_mode():
+    blocks = {}  # a block split across batches is generated once
+    # the next chunk's inputs are hashed on a thread while the device samples this one
+    with _eval_mode(module), torch.inference_mode(), ThreadPoolExecutor(1) as hashing:
+        next_keys = hashing.submit(input_keys, X[:chunk])
         for first in range(0, len(X), chunk):
-            keys = input_keys(X[first:first + chunk])
+            keys = next_keys.result()
+            next_keys = hashing.submit(input_keys, X[first + chunk:first + 2 * chunk])
             x = module_input(model, X[first:first + chunk], device, dtype)
             dev_counts = torch.zeros((len(x), n_classes), dtype=torch.int64, device=device)
             flat_counts = dev_counts.view(-1)
@@ -213,7 +218,7 @@ def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
                 noisy = torch.empty((stop - start, *x.shape[1:]), device=device, dtype=dtype)
                 for i, a, b in _segments(start, stop, n_draws):
                     torch_noise_(noisy[a - start:b - start], keys[i], seed,
-                                 first_draw + a - i * n_draws, generator)
+                                 first_draw + a - i * n_draws, generator, blocks)
                 noisy.mul_(sigma)
                 _add_inputs_(noisy, x, start, n_draws)
                 scores = _module_scores(module, noisy.to(module_dtype), n_classes)
@@ -342,12 +347,13 @@ def _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
     X = np.asarray(X)
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
     keys = input_keys(X)
+    blocks = {}  # a block split across batches is generated once
     counts = np.zeros((len(X), n_classes), dtype=np.int64)
     for start, stop in _batches(len(X) * n_draws, batch_size):
         owner = np.arange(start, stop) // n_draws
         noise = np.concatenate([
             numpy_noise(keys[i], seed, first_draw + a - i * n_draws,
-                        first_draw + b - i * n_draws, X.shape[1:], dtype)
+                        first_draw + b - i * n_draws, X.shape[1:], dtype, blocks)
             for i, a, b in _segments(start, stop, n_draws)
         ])
         scores = _estimator_scores(model, X[owner].astype(dtype, copy=False) + sigma * noise,

@@ -26,7 +26,8 @@ run that stops early, or resumes, sees exactly the draws a run of ``m`` draws wo
 The blocks start small so that a few draws per input cost little extra noise (at most
 16 draws for ``n_draws <= 16``, less than twice ``n_draws`` up to ``BLOCK_MAX``); they
 stop growing at ``BLOCK_MAX`` so that the noise of one block bounds the memory the
-stream needs beyond one batch. There is one generator call per (input, block), never
+stream needs beyond one batch. A block split across batches is generated once and kept
+until the batches have used it. There is one generator call per (input, block), never
 one per draw.
 
 Devices and generators
@@ -46,7 +47,9 @@ False``), since the forward pass must not change with the batch it runs in.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -58,6 +61,8 @@ __all__ = ["BLOCK_MAX", "BLOCK_MIN", "block_bounds", "input_keys", "block_seed",
 BLOCK_MIN = 16
 #: Size of every block from draw ``BLOCK_MAX`` on.
 BLOCK_MAX = 512
+# input_keys hashes on one more thread per this many bytes of X
+_BYTES_PER_THREAD = 4 << 20
 
 
 def block_bounds(start: int, stop: int) -> Iterator[tuple[int, int, int]]:
@@ -96,7 +101,8 @@ def input_keys(X) -> list[bytes]:
     """One 16-byte blake2b digest per input: its dtype, shape and bytes.
 
     ``X`` is an array or a tensor (on any device; a tensor is hashed from a host copy).
-    Equal inputs (same values, dtype and shape) get equal keys wherever they sit.
+    Equal inputs (same values, dtype and shape) get equal keys wherever they sit. Large
+    inputs are hashed on several threads (hashlib releases the GIL).
     """
     if torch.is_tensor(X):
         X = X.detach()
@@ -112,12 +118,17 @@ def input_keys(X) -> list[bytes]:
     X = np.ascontiguousarray(X)
     if header is None:
         header = f"{X.dtype.str}{tuple(X.shape[1:])}".encode()
-    keys = []
-    for row in X:
+
+    def digest(row: np.ndarray) -> bytes:
         h = hashlib.blake2b(header, digest_size=16)
         h.update(row.data if row.ndim else row.tobytes())
-        keys.append(h.digest())
-    return keys
+        return h.digest()
+
+    threads = min(len(X), os.cpu_count() or 1, X.nbytes // _BYTES_PER_THREAD)
+    if threads > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(digest, X))
+    return [digest(row) for row in X]
 
 
 def block_seed(seed: int, key: bytes, block: int) -> int:
@@ -129,7 +140,7 @@ def block_seed(seed: int, key: bytes, block: int) -> int:
 
 
 def torch_noise_(out: torch.Tensor, key: bytes, seed: int, start: int,
-                 generator: torch.Generator) -> torch.Tensor:
+                 generator: torch.Generator, cache: dict | None = None) -> torch.Tensor:
     """Fill ``out`` with standard normal draws ``[start, start + len(out))`` of an input.
 
     Parameters
@@ -145,6 +156,10 @@ def torch_noise_(out: torch.Tensor, key: bytes, seed: int, start: int,
         Index of the first draw to produce.
     generator : torch.Generator
         A generator on ``out``'s device; it is reseeded for every block.
+    cache : dict or None
+        Keeps the last block of which only a part was used, so that consecutive
+        calls (batches smaller than a block) generate each block once. Pass the same
+        empty dict to the calls of one sampling pass.
 
     Returns
     -------
@@ -152,27 +167,45 @@ def torch_noise_(out: torch.Tensor, key: bytes, seed: int, start: int,
     """
     stop = start + len(out)
     for b, lo, hi in block_bounds(start, stop):
-        generator.manual_seed(block_seed(seed, key, b))
         a, z = max(lo, start), min(hi, stop)
         if a == lo and z == hi:  # the whole block: generate it in place
+            generator.manual_seed(block_seed(seed, key, b))
             out[a - start:z - start].normal_(generator=generator)
-        else:
+            continue
+        block = _recall(cache, (seed, key, b))
+        if block is None:
+            generator.manual_seed(block_seed(seed, key, b))
             block = torch.empty((hi - lo, *out.shape[1:]), dtype=out.dtype,
                                 device=out.device).normal_(generator=generator)
-            out[a - start:z - start].copy_(block[a - lo:z - lo])
+            _remember(cache, (seed, key, b), block)
+        out[a - start:z - start].copy_(block[a - lo:z - lo])
     return out
 
 
 def numpy_noise(key: bytes, seed: int, start: int, stop: int, shape: tuple,
-                dtype) -> np.ndarray:
+                dtype, cache: dict | None = None) -> np.ndarray:
     """Standard normal draws ``[start, stop)`` of an input, shape ``(stop - start, *shape)``.
 
     The numpy twin of :func:`torch_noise_` (one ``numpy.random.default_rng`` per block).
     """
     out = np.empty((stop - start, *shape), dtype=dtype)
     for b, lo, hi in block_bounds(start, stop):
-        rng = np.random.default_rng(block_seed(seed, key, b))
-        block = rng.standard_normal((hi - lo, *shape), dtype=dtype)
+        block = _recall(cache, (seed, key, b))
+        if block is None:
+            rng = np.random.default_rng(block_seed(seed, key, b))
+            block = rng.standard_normal((hi - lo, *shape), dtype=dtype)
+            _remember(cache, (seed, key, b), block)
         a, z = max(lo, start), min(hi, stop)
         out[a - start:z - start] = block[a - lo:z - lo]
     return out
+
+
+def _recall(cache: dict | None, name: tuple):
+    return None if cache is None else cache.get(name)
+
+
+def _remember(cache: dict | None, name: tuple, block) -> None:
+    """Keep ``block`` as the cache's only entry."""
+    if cache is not None:
+        cache.clear()
+        cache[name] = block
