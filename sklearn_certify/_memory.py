@@ -289,3 +289,17 @@ class CountsStore:
             if os.path.exists(tmp):
                 os.remove(tmp)
             raise
+
+    def writer(self, keys: list[bytes]) -> _ChunkWriter:
+        """A picklable ``on_chunk(start, stop, counts)`` that stores the counts of the
+        inputs ``keys[start:stop]`` (for a sampling run over inputs with these keys)."""
+        return _ChunkWriter(self, keys)
+
+
+class _ChunkWriter:
+    def __init__(self, store: CountsStore, keys: list[bytes]):
+        self.store = store
+        self.keys = keys
+
+    def __call__(self, start: int, stop: int, counts: np.ndarray) -> None:
+        self.store.save(self.keys[start:stop], counts)

@@ -260,15 +260,15 @@ def test_the_parameter_table_is_what_smoothing_caches(tmp_path, data, counters):
 KILL_SCRIPT = """
 import os, signal, sys
 import joblib
-from sklearn_certify.smoothing import _classifier
+from sklearn_certify.smoothing import _parallel
 clf, X = joblib.load(sys.argv[1])
-sample, calls = _classifier.sharded_label_counts, []
+sample, calls = _parallel.sample_label_counts, []
 def dies_in_the_third_chunk(*args, **kwargs):
     calls.append(1)
     if len(calls) == 3:
         os.kill(os.getpid(), signal.SIGKILL)
     return sample(*args, **kwargs)
-_classifier.sharded_label_counts = dies_in_the_third_chunk
+_parallel.sample_label_counts = dies_in_the_third_chunk
 clf.predict_proba(X)
 """
 
@@ -278,6 +278,10 @@ def smoothed(data):
     X, _, Y, _ = data
     return SmoothedMultiLabelClassifier(tiny_net(), sigma=0.25, k=2, n_draws=20,
                                         batch_size=5, random_state=0).fit(X, Y)
+
+
+def chunk_files(location):
+    return sorted(glob.glob(os.path.join(location, "sklearn_certify", "counts", "*", "*.npz")))
 
 
 def uncached_counts(clf, X):
@@ -298,7 +302,7 @@ def test_an_input_is_sampled_once_across_calls_orders_and_options(tmp_path, data
     counters.update(sample=0, inputs=0)
     first = clf.certify(X_test, Y_test, 0.1)
     assert counters["inputs"] == len(X_test)
-    assert counters["sample"] == 4  # chunks of batch_size=5 inputs
+    assert len(chunk_files(tmp_path)) == 4  # stored in chunks of batch_size=5 inputs
     np.testing.assert_array_equal(first.counts, reference)
     recent_counts.clear()
     order = np.arange(len(X_test))[::-1]
@@ -321,8 +325,7 @@ def test_damaged_counts_are_sampled_again(tmp_path, data, smoothed, counters):
     reference = uncached_counts(smoothed, X_test)
     clf = smoothed.set_params(memory=tmp_path)
     clf.predict_proba(X_test)
-    chunks = sorted(glob.glob(os.path.join(tmp_path, "sklearn_certify", "counts", "*",
-                                           "*.npz")))
+    chunks = chunk_files(tmp_path)
     assert len(chunks) == 4
     with open(chunks[0], "wb") as f:  # unreadable
         f.write(b"garbage")
@@ -420,7 +423,7 @@ def test_the_counts_cache_with_parallel_workers(tmp_path, data, smoothed, counte
         with joblib.parallel_config(backend="threading"):
             counters.update(sample=0, inputs=0)
             np.testing.assert_array_equal(clf.predict_proba(X_test) * 20, reference)
-            assert counters["sample"] == 2  # one chunk of 5 inputs per worker per call
+            assert len(chunk_files(tmp_path)) == 4  # each worker: 2 chunks of 5
             recent_counts.clear()
             np.testing.assert_array_equal(clf.predict_proba(X_test) * 20, reference)
             assert counters["inputs"] == len(X_test)

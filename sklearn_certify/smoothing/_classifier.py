@@ -8,7 +8,6 @@ from os import PathLike
 
 import numpy as np
 import torch
-from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -37,7 +36,6 @@ from ._sampling import (
     _eval_mode,
     _module_dtype,
     _module_scores,
-    chunk_inputs,
     draw_seed,
     is_torch_model,
     module_input,
@@ -412,19 +410,19 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                 recent_counts.put(key, counts)
         return counts, self.n_draws
 
-    def _sample(self, X, seed: int, devices) -> np.ndarray:
+    def _sample(self, X, seed: int, devices, on_chunk=None) -> np.ndarray:
         return sharded_label_counts(
             self.estimator_, X, seed=seed, n_jobs=self.n_jobs,
-            devices=devices, n_classes=self.n_classes_, sigma=self.sigma,
-            k_prime=self.k_prime, n_draws=self.n_draws,
+            devices=devices, on_chunk=on_chunk, n_classes=self.n_classes_,
+            sigma=self.sigma, k_prime=self.k_prime, n_draws=self.n_draws,
             batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose,
         )
 
     def _sample_counts(self, X, seed: int, devices, params_key: str | None) -> np.ndarray:
         """Counts of ``X``; with ``memory`` and an int ``random_state``, inputs already
         sampled (same model, parameters and content) are read from the cache and the
-        others are sampled and stored a chunk at a time, so an interrupted call loses at
-        most the chunk in flight."""
+        others are sampled, each worker storing its counts a chunk at a time as they
+        come, so an interrupted call loses at most the chunk in flight per worker."""
         location = getattr(check_cache_memory(self.memory), "location", None)
         if params_key is None or location is None or len(X) == 0:
             return self._sample(X, seed, devices)
@@ -440,17 +438,12 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                 todo.setdefault(digest, []).append(i)
             else:
                 counts[i] = row
-        first = [positions[0] for positions in todo.values()]
-        # about one engine chunk per worker (or device) per call: an interrupted call
-        # loses at most the chunk each worker has in flight
-        workers = len(devices) if devices else effective_n_jobs(self.n_jobs)
-        step = workers * chunk_inputs(self.batch_size or DEFAULT_BATCH_SIZE, self.n_draws)
-        for start in range(0, len(first), step):
-            chunk = first[start:start + step]
-            sampled = self._sample(X[chunk], seed, devices)
-            store.save([keys[i] for i in chunk], sampled)
-            for i, row in zip(chunk, sampled):
-                counts[todo[keys[i]]] = row
+        if todo:
+            first = [positions[0] for positions in todo.values()]
+            sampled = self._sample(X[first], seed, devices,
+                                   on_chunk=store.writer([keys[i] for i in first]))
+            for digest, row in zip(todo, sampled):
+                counts[todo[digest]] = row
         return counts
 
     def _counts_params_key(self, seed: int, devices) -> str | None:
