@@ -123,8 +123,9 @@ def model_key(model) -> str:
     """Content hash of a fitted model: what it computes, not which object it is.
 
     A torch module (or a skorch net's ``module_``) is hashed by its class, its printed
-    architecture and its ``state_dict`` tensors (on the host); a skorch net adds its own
-    class and the input shape it reshapes to. Other estimators are hashed by their
+    architecture and all its parameters and buffers (non-persistent ones included, on
+    the host); a skorch net adds its own class and the input shape it reshapes to.
+    Forward hooks and Python attributes outside those are not part of the key. Other estimators are hashed by their
     pickled content (``joblib.hash``).
     """
     import torch
@@ -140,7 +141,7 @@ def model_key(model) -> str:
     state = {
         name: (str(tensor.dtype), tuple(tensor.shape),
                tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
-        for name, tensor in module.state_dict().items()
+        for name, tensor in [*module.named_parameters(), *module.named_buffers()]
     }
     architecture = (type(module).__module__, type(module).__qualname__, repr(module))
     return joblib.hash((architecture, extra, state))
