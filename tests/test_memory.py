@@ -75,6 +75,10 @@ def test_keys_hash_content_not_identity():
     c = torch.nn.Sequential(torch.nn.Linear(3, 2))
     c[0].load_state_dict(a.state_dict())
     assert model_key(a) != model_key(c)
+    a.register_buffer("scale", torch.ones(2), persistent=False)  # not in state_dict
+    before = model_key(a)
+    a.scale[0] = 2.0
+    assert model_key(a) != before
     x = np.arange(6.0).reshape(2, 3)
     assert data_key(x) == data_key(x.copy()) == data_key(torch.from_numpy(x))
     assert data_key(x) != data_key(x.astype(np.float32))
