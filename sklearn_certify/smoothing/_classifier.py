@@ -301,6 +301,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self.n_classes_ = n_classes
         self.estimator_ = self._fit_estimator(X, Y, Y_matrix, memory)
         _check_scores_width(self.estimator_, X[:1], n_classes)
+        self._checked_devices()  # a bad device fails at fit, not at certify
         return self
 
     def _check_label_params(self, n_classes: int) -> None:
