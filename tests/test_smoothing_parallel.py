@@ -82,13 +82,16 @@ def test_devices_split_the_inputs_over_module_copies(data, reference):
 def test_bad_devices_are_clear_errors(data, devices, match):
     X, Y = data
     with pytest.raises(ValueError, match=match):
-        _clf(devices=devices).fit(X, Y).predict(X)
+        _clf(devices=devices).fit(X, Y)
 
 
 def test_devices_need_a_torch_model(data):
     X, Y = data
     with pytest.raises(ValueError, match="devices needs a torch base model"):
-        _clf(RidgeClassifier(), devices=["cpu"]).fit(X, Y).predict(X)
+        _clf(RidgeClassifier(), devices=["cpu"]).fit(X, Y)
+    clf = _clf(RidgeClassifier()).fit(X, Y).set_params(devices=["cpu"])
+    with pytest.raises(ValueError, match="devices needs a torch base model"):
+        clf.predict(X)
 
 
 def test_draw_ranges_add_up(data):
