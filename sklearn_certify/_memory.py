@@ -125,8 +125,8 @@ def model_key(model) -> str:
     A torch module (or a skorch net's ``module_``) is hashed by its class, its printed
     architecture and all its parameters and buffers (non-persistent ones included, on
     the host); a skorch net adds its own class and the input shape it reshapes to.
-    Forward hooks and Python attributes outside those are not part of the key. Other estimators are hashed by their
-    pickled content (``joblib.hash``).
+    Forward hooks and Python attributes outside those are not part of the key. Other
+    estimators are hashed by their pickled content (``joblib.hash``).
     """
     import torch
 
