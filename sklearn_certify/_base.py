@@ -15,8 +15,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._scores import top_k_indicator
 from ._targets import encode_targets
-from ._validation import check_int
-from .results import CertificationResult
+from ._validation import check_alpha_level, check_int, reject_bool_params
+from .results import CertificationResult, _bound_alpha
 
 
 class CertifiedClassifierMixin(ClassifierMixin):
@@ -35,6 +35,11 @@ class CertifiedClassifierMixin(ClassifierMixin):
 
     def _certificate_spec(self, **options) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _validate_params(self):
+        """scikit-learn's parameter validation, with bools refused for numeric parameters."""
+        super()._validate_params()
+        reject_bool_params(self)
 
     def _check_input_shape(self, X, *, reset: bool) -> None:
         """Record (``reset``, at fit) or check the shape of one input, ``X.shape[1:]``.
@@ -130,6 +135,8 @@ class CertifiedClassifierMixin(ClassifierMixin):
         label = options.pop("label", None)
         check_int(k, "k", low=1, high=self.n_classes_)
         spec = self._certificate_spec(**options)
+        if spec.get("alpha") is not None:  # before the costly sampling
+            check_alpha_level(_bound_alpha(spec["alpha"], spec["method"]), self.n_classes_)
         if hasattr(X, "__len__") and len(X) != Y.shape[0]:  # before the costly sampling
             raise ValueError(f"X has {len(X)} inputs but Y has {Y.shape[0]} rows.")
         counts, n_draws = self._label_counts(X)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["label_scores", "top_k_indicator", "has_score_method"]
+__all__ = ["label_scores", "top_k_indicator", "has_score_method", "check_no_nan_scores",
+           "nan_scores_error"]
 
 
 def has_score_method(estimator) -> bool:
@@ -28,6 +29,49 @@ def _positive_column(proba: np.ndarray, classes) -> np.ndarray:
     return np.zeros(proba.shape[0], dtype=np.float64)
 
 
+def _check_not_one_vs_one(estimator) -> None:
+    """Refuse one-vs-one decision functions: one column per pair of classes, not per class.
+
+    With 3 classes they even have the right width, and would be misread as class scores.
+    """
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    classes = getattr(final, "classes_", None)
+    if (getattr(final, "decision_function_shape", None) == "ovo" and classes is not None
+            and len(classes) > 2):
+        raise ValueError(
+            f"{type(final).__name__}(decision_function_shape='ovo') scores pairs of classes "
+            "(one column per pair), not each class; set decision_function_shape='ovr' (the "
+            "default), which gives one score per class."
+        )
+
+
+def _shown(values) -> str:
+    values = [int(v) for v in values]
+    return f"{values[:10]}{' ...' if len(values) > 10 else ''}"
+
+
+def nan_scores_error(inputs, labels, models=None) -> ValueError:
+    """The error for NaN scores of a base model: which inputs, labels (and models)."""
+    who = "the base model" if models is None else f"base model(s) {_shown(models)}"
+    return ValueError(
+        f"{who} returned NaN scores, first for input(s) {_shown(inputs)} at label(s) "
+        f"{_shown(labels)}. A NaN score cannot be ranked: it means a broken model (e.g. "
+        "trained on NaN or inf values, or diverged). Check or refit the base estimator."
+    )
+
+
+def check_no_nan_scores(scores: np.ndarray, inputs=None) -> None:
+    """Raise :func:`nan_scores_error` if a score matrix (n_rows, n_classes) holds NaN.
+
+    ``inputs`` maps each row to the index of its input (default: the row index).
+    """
+    nan = np.isnan(scores)
+    if nan.any():
+        rows = np.flatnonzero(nan.any(axis=1))
+        inputs = rows if inputs is None else np.unique(np.asarray(inputs)[rows])
+        raise nan_scores_error(inputs, np.flatnonzero(nan.any(axis=0)))
+
+
 def label_scores(estimator, X) -> np.ndarray:
     """Per-label scores of shape (n_inputs, n_classes), higher meaning more likely.
 
@@ -37,6 +81,7 @@ def label_scores(estimator, X) -> np.ndarray:
     the probability of each label being present.
     """
     if hasattr(estimator, "decision_function"):
+        _check_not_one_vs_one(estimator)
         scores = estimator.decision_function(X)
         if isinstance(scores, list):
             scores = np.column_stack(scores)

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 from sklearn.exceptions import DataConversionWarning
 
-from ._validation import check_label_matrix
+from ._validation import check_label_matrix, check_not_sparse
 
 __all__ = ["encode_fit_targets", "encode_targets"]
 
@@ -19,11 +19,12 @@ def encode_fit_targets(y) -> tuple[np.ndarray, np.ndarray | None]:
     (``classes_`` is None). A 1-D ``y`` holds multi-class labels: it is one-hot encoded
     over ``classes_ = np.unique(y)``.
     """
+    check_not_sparse(y, "Y")
     y_arr = _ravel_column(np.asarray(y))
     if y_arr.ndim == 1:
         if y_arr.size and y_arr.dtype.kind == "f" and not np.all(np.isfinite(y_arr)):
             raise ValueError("y contains NaN or inf.")
-        classes = np.unique(y_arr)
+        classes = _unique_labels(y_arr)
         if classes.size < 2:
             raise ValueError(
                 f"y has {classes.size} class(es); at least 2 are needed to classify."
@@ -36,6 +37,7 @@ def encode_fit_targets(y) -> tuple[np.ndarray, np.ndarray | None]:
 
 def encode_targets(y, classes, n_classes: int) -> np.ndarray:
     """Targets given to ``certify``/``score``, encoded like those seen at ``fit``."""
+    check_not_sparse(y, "Y")
     y_arr = np.asarray(y)
     if classes is not None:
         y_arr = _ravel_column(y_arr)
@@ -52,6 +54,18 @@ def encode_targets(y, classes, n_classes: int) -> np.ndarray:
             f"pass Y with shape (n_inputs, {n_classes})."
         )
     return check_label_matrix(y_arr, "Y", n_classes=n_classes).astype(np.int64)
+
+
+def _unique_labels(y: np.ndarray) -> np.ndarray:
+    """The sorted distinct labels of 1-D ``y``; labels that cannot be ordered are refused."""
+    try:
+        return np.unique(y)
+    except TypeError:
+        kinds = sorted({type(label).__name__ for label in y})
+        raise TypeError(
+            f"y mixes labels of types {kinds}, which cannot be sorted into classes_; 1-D "
+            "labels must be all numbers or all strings."
+        ) from None
 
 
 def _ravel_column(y: np.ndarray) -> np.ndarray:

@@ -10,6 +10,7 @@ import numbers
 import re
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils import check_array
 
 ATTACKS = ("modification", "addition", "deletion")
@@ -38,6 +39,25 @@ def check_alpha(alpha) -> float:
     return float(alpha)
 
 
+#: Smallest per-bound level ``alpha / n_classes`` of the Clopper-Pearson bounds: below
+#: it binomial tails approach the end of double precision (subnormal numbers), where
+#: they lose accuracy.
+MIN_LEVEL = 1e-300
+
+
+def check_alpha_level(alpha: float, n_classes: int) -> float:
+    """The per-bound level ``alpha / n_classes``, refused (naming alpha) below MIN_LEVEL."""
+    level = alpha / max(n_classes, 1)
+    if level < MIN_LEVEL:
+        raise ValueError(
+            f"alpha={alpha!r} is too small: each of the {n_classes} label bounds holds at "
+            f"level alpha / n_classes = {level:.3g}, below {MIN_LEVEL:g}, where binomial "
+            f"tails underflow double precision. alpha must be at least "
+            f"{MIN_LEVEL * n_classes:.3g} here."
+        )
+    return level
+
+
 def check_positive(value, name: str) -> float:
     """A finite real number > 0."""
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
@@ -54,8 +74,18 @@ def check_choice(value, name: str, choices) -> str:
     return value
 
 
+def check_not_sparse(Y, name: str = "Y") -> None:
+    """Refuse a scipy sparse matrix or array, which ``np.asarray`` cannot read."""
+    if sp.issparse(Y):
+        raise TypeError(
+            f"{name} is a sparse {type(Y).__name__}; pass a dense 0/1 indicator matrix "
+            f"instead ({name}.toarray())."
+        )
+
+
 def check_label_matrix(Y, name: str = "Y", n_classes: int | None = None) -> np.ndarray:
     """A 2-D 0/1 indicator matrix, returned as bool."""
+    check_not_sparse(Y, name)
     Y = np.asarray(Y)
     if Y.ndim != 2:
         raise ValueError(
@@ -171,8 +201,11 @@ def check_inputs(X, *, ensure_min_samples: int = 0) -> np.ndarray:
     Goes through :func:`sklearn.utils.check_array` (``allow_nd=True``): sparse, complex,
     non-finite or non-numeric data are rejected with scikit-learn's messages, prefixed
     with "Invalid X" where they do not name X. Inputs of any shape must hold at least
-    one feature.
+    one feature. A torch tensor (on any device) is read as a numpy array: the consumers
+    of this function (scikit-learn estimators) work on the host.
     """
+    if _is_torch_tensor(X):
+        X = X.detach().cpu().numpy()
     try:
         X = check_array(X, dtype="numeric", allow_nd=True,
                         ensure_min_samples=ensure_min_samples, input_name="X")
@@ -185,4 +218,53 @@ def check_inputs(X, *, ensure_min_samples: int = 0) -> np.ndarray:
             f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is "
             "required."
         )
+    # Any view a user can make must work downstream, torch included: torch cannot wrap
+    # negative strides (reversed views) or a non-native byte order. Other views
+    # (strided, Fortran-ordered) are kept as they are.
+    if any(stride < 0 for stride in X.strides) or not X.dtype.isnative:
+        X = np.ascontiguousarray(X, dtype=X.dtype.newbyteorder("="))
     return X
+
+
+def _is_torch_tensor(X) -> bool:
+    """Whether X is a torch tensor, without importing torch (it need not be installed)."""
+    return type(X).__module__.split(".")[0] == "torch" and hasattr(X, "detach")
+
+
+def check_tensor_inputs(X, *, ensure_min_samples: int = 0):
+    """A torch tensor X of at least 2 dimensions, with no NaN or inf, left where it is.
+
+    The finiteness check runs on the tensor's own device; only its one-element answer
+    reaches the host.
+    """
+    if X.ndim < 2:
+        raise ValueError(
+            f"X must have at least 2 dimensions (n_inputs, ...), got shape "
+            f"{tuple(X.shape)}. Reshape your data."
+        )
+    if len(X) < ensure_min_samples:
+        raise ValueError(
+            f"X has {len(X)} inputs, but at least {ensure_min_samples} are required."
+        )
+    if (X.is_floating_point() or X.is_complex()) and not bool(X.isfinite().all()):
+        raise ValueError("Input X contains NaN or infinity.")
+    return X
+
+
+def reject_bool_params(estimator) -> None:
+    """Refuse a bool given for a numeric parameter (scikit-learn reads True as 1).
+
+    Every parameter of ``estimator._parameter_constraints`` whose constraints accept no
+    boolean (``"boolean"``, ``"verbose"`` or ``bool``) must not be a bool.
+    """
+    for name, constraints in estimator._parameter_constraints.items():
+        value = getattr(estimator, name, None)
+        if not isinstance(value, (bool, np.bool_)):
+            continue
+        if any(c is bool or (isinstance(c, str) and c in ("boolean", "verbose"))
+               for c in constraints):
+            continue
+        raise TypeError(
+            f"The {name!r} parameter of {type(estimator).__name__} must not be a bool, "
+            f"got {value!r}: booleans are not read as numbers here."
+        )

@@ -7,16 +7,36 @@ MultiGuard Eq. (9)-(10): with ``n`` draws and ``n_i`` hits for label ``i``,
 
 each one-sided at level ``alpha / c`` so that, by Bonferroni, all ``c`` bounds of an
 input hold together with probability at least ``1 - alpha``.
+
+The Beta quantiles are only a starting point: every bound is checked against the
+binomial tail it stands for (``P(Bin(n, lower) >= n_i) <= alpha / c`` and
+``P(Bin(n, upper) <= n_i) <= alpha / c``, through the regularized incomplete beta
+function) and, where the quantile missed by rounding or gave up (tiny levels), moved
+to the safe side by bisection on that tail. Levels below ``MIN_LEVEL`` are refused.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from scipy.special import betainc, betaincc, gammaln
 from scipy.stats import beta
 
-from ._validation import check_alpha, check_counts
+from ._validation import MIN_LEVEL, check_alpha, check_alpha_level, check_counts
 
-__all__ = ["clopper_pearson_bounds"]
+__all__ = ["clopper_pearson_bounds", "MIN_LEVEL"]
+
+# Every bound is settled at level * (1 - _SLACK), so that its tail stays below the level
+# even when computed by another implementation of the binomial tail (which may differ
+# in the last digits).
+_SLACK = 1e-10
+# Relative step of every quantile towards the trivial bound (see _settle); far below
+# any meaningful change of the bound.
+_NUDGE = 1e-9
+# Halvings of a bracket (in log scale) in the bisection fallback: from any bracket
+# inside (1e-308, 1) to a relative width far below float64 resolution.
+_BISECTION_STEPS = 64
 
 
 def clopper_pearson_bounds(
@@ -33,13 +53,15 @@ def clopper_pearson_bounds(
     alpha : float in (0, 1)
         Failure probability per input. Each bound holds at level
         ``alpha / n_classes`` (Bonferroni), so that all bounds of one row hold
-        together with probability at least ``1 - alpha``.
+        together with probability at least ``1 - alpha``. ``alpha / n_classes`` must
+        be at least ``1e-300``.
 
     Returns
     -------
     lower, upper : ndarray of float, shape (n_inputs, n_classes)
         ``lower`` is 0 where ``counts == 0`` and ``upper`` is 1 where
-        ``counts == n_draws``.
+        ``counts == n_draws``. Each bound's binomial tail, computed in double
+        precision, is at most ``alpha / n_classes``.
 
     Examples
     --------
@@ -50,12 +72,74 @@ def clopper_pearson_bounds(
     """
     alpha = check_alpha(alpha)
     counts, n = check_counts(counts, n_draws)
-    level = alpha / counts.shape[1]
-    # Degenerate shapes (a == 0 or b == 0) are the closed ends of the interval and
-    # are set explicitly below; scipy returns nan there.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lower = beta.ppf(level, counts, n - counts + 1)
-        upper = beta.ppf(1.0 - level, counts + 1, n - counts)
-    lower = np.where(counts == 0, 0.0, lower)
-    upper = np.where(counts == n, 1.0, upper)
-    return lower.astype(np.float64), upper.astype(np.float64)
+    n_classes = counts.shape[1]
+    level = check_alpha_level(alpha, n_classes)
+    n = np.broadcast_to(n, counts.shape)
+    lower = np.zeros(counts.shape)
+    upper = np.ones(counts.shape)
+    hit = counts > 0
+    if hit.any():
+        lower[hit] = _lower_bound(counts[hit], n[hit], level)
+    miss = counts < n
+    if miss.any():
+        upper[miss] = _upper_bound(counts[miss], n[miss], level)
+    return lower, upper
+
+
+def _log_binom(n, x):
+    return gammaln(n + 1.0) - gammaln(x + 1.0) - gammaln(n - x + 1.0)
+
+
+def _lower_bound(x, n, level):
+    """Largest p found with ``P(Bin(n, p) >= x) <= level``, for counts ``x >= 1``."""
+    def tail(p, i):
+        return betainc(x[i], n[i] - x[i] + 1, p)
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # boost gives up at tiny levels
+        guess = beta.ppf(level, x, n - x + 1)
+    # Union bound: P(Bin(n, p) >= x) <= C(n, x) p^x, so this p is always safe.
+    safe = np.exp((np.log(level) - _log_binom(n, x)) / x)
+    return _settle(tail, guess, safe, 0.0, level, lambda p: p)
+
+
+def _upper_bound(x, n, level):
+    """Smallest p found with ``P(Bin(n, p) <= x) <= level``, for counts ``x < n``."""
+    def tail(p, i):
+        return betaincc(x[i] + 1, n[i] - x[i], p)
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        guess = beta.isf(level, x + 1, n - x)
+    # Union bound on the n - x failures: P(Bin(n, p) <= x) <= C(n, x) (1 - p)^(n - x).
+    safe = 1.0 - np.exp((np.log(level) - _log_binom(n, x)) / (n - x))
+    return _settle(tail, guess, safe, 1.0, level, lambda p: 1.0 - p)
+
+
+def _settle(tail, guess, safe, trivial, level, gap):
+    """Bounds whose tail is at most ``level``: the guess nudged, or bisected if needed.
+
+    ``tail(p, i)`` is the tail at p for the entries ``i``; ``gap(p)`` is the distance
+    from p to the trivial bound (p for a lower bound, 1 - p for an upper one), in which
+    the bisection halves brackets geometrically, since bounds span many decades.
+    """
+    level = level * (1.0 - _SLACK)
+    index = np.arange(guess.size)
+    # Step every quantile towards the trivial bound by a hair, so that rounding in the
+    # quantile cannot leave it on the wrong side of its tail.
+    bound = np.where(np.isfinite(guess), trivial + (guess - trivial) * (1.0 - _NUDGE), trivial)
+    bad = ~(tail(bound, index) <= level)
+    if bad.any():  # the quantile failed: bisect between a safe and an unsafe point
+        i = index[bad]
+        good = np.where(tail(safe[i], i) <= level, safe[i], trivial)
+        # The opposite end always fails: its tail is 1 > level.
+        unsafe = np.where(np.isfinite(guess[i]), bound[i], 1.0 - trivial)
+        for _ in range(_BISECTION_STEPS):
+            g, u = gap(good), gap(unsafe)
+            mid_gap = np.where(g > 0, np.sqrt(g * u), u / 2)
+            mid = trivial + np.where(trivial == 0.0, mid_gap, -mid_gap)
+            ok = tail(mid, i) <= level
+            good = np.where(ok, mid, good)
+            unsafe = np.where(ok, unsafe, mid)
+        bound[i] = good
+    return bound

@@ -128,6 +128,46 @@ def certified_f1_score(Y_true, sizes, k: int):
     return _score("f1", Y_true, sizes, k)
 
 
+def _counts_poisoned_examples(estimator) -> bool:
+    """Whether ``estimator`` certifies T, a count of poisoned examples (the ensembles)."""
+    from .ensembles import BaggingCertifiedClassifier, DPACertifiedClassifier
+
+    return isinstance(estimator, (BaggingCertifiedClassifier, DPACertifiedClassifier))
+
+
+class RadiusMismatch:
+    """What a certified scorer returns when its radius does not fit the estimator.
+
+    A configuration error, such as a non-integer radius for an ensemble, would fail
+    every candidate of a search. Raised inside a scorer, scikit-learn's model selection
+    (``GridSearchCV``, ``cross_validate``, ...) would turn it into ``error_score`` (NaN
+    by default) with only a warning, and rank meaningless candidates. It does, however,
+    refuse any score that is not a number, whatever ``error_score`` says: returning this
+    object (not a number) therefore stops the search with ``message``. Any numeric use
+    of the object (``float``, arithmetic, comparison, truth value) raises
+    ``ValueError(message)`` too, so it cannot pass as a score anywhere.
+
+    Parameters
+    ----------
+    message : str
+        The explanation, naming the scorer's ``radius``.
+    """
+
+    def __init__(self, message: str):
+        self.message = message
+
+    def __repr__(self) -> str:
+        return self.message
+
+    def _refuse(self, *args):
+        raise ValueError(self.message)
+
+    __float__ = __int__ = __index__ = __bool__ = _refuse
+    __lt__ = __le__ = __gt__ = __ge__ = _refuse
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _refuse
+    __truediv__ = __rtruediv__ = __neg__ = _refuse
+
+
 class CertifiedScorer:
     """Callable ``(estimator, X, Y) -> float`` made by :func:`certified_scorer`."""
 
@@ -147,6 +187,13 @@ class CertifiedScorer:
                 "make_pipeline(StandardScaler(), base)), so that it is covered by the "
                 "certificate."
             )
+        if _counts_poisoned_examples(estimator) and self.radius != round(self.radius):
+            return RadiusMismatch(
+                f"certified_scorer radius={self.radius!r} is not a whole number, but "
+                f"{type(estimator).__name__} certifies T, a number of poisoned training "
+                "examples: give the scorer an integer radius (an l2 radius such as 0.5 is "
+                "for SmoothedMultiLabelClassifier)."
+            )
         result = estimator.certify(X, Y, self.radius, **self.certify_options)
         return float(getattr(result, self.metric)()[0])
 
@@ -163,7 +210,11 @@ def certified_scorer(metric: str = "f1", radius: float = 0.0, **certify_options)
     metric : {"precision", "recall", "f1"}, default="f1"
         The certified metric, averaged over the scored inputs.
     radius : float or int, default=0.0
-        The attack size: l2 radius for smoothing, T (poisoned examples) for ensembles.
+        The attack size: l2 radius for smoothing, T (poisoned examples, a whole number)
+        for ensembles. A non-integer radius given to an ensemble stops a search such as
+        ``GridSearchCV`` with an error naming ``radius``, whatever its ``error_score``
+        (see :class:`RadiusMismatch`); other failures while scoring follow
+        ``error_score`` (NaN and a warning by default; ``error_score="raise"`` raises).
     **certify_options
         Passed to the estimator's ``certify`` (e.g. ``method="first-term"`` or
         ``attack="deletion"``).

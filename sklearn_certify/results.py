@@ -193,6 +193,15 @@ class CertificationResult:
             raise ValueError(
                 "this result does not keep counts and labels; it cannot be re-certified."
             )
+        unknown = sorted(set(params) - set(self.params))
+        if unknown:
+            takes = ["radius", "k", "alpha", "method", "label",
+                     *sorted(_RECERTIFIABLE & set(self.params))]
+            raise TypeError(
+                f"recertify got unexpected parameter(s) {unknown}; it takes "
+                f"{', '.join(takes)}. The counts, n_draws and Y are this result's own: "
+                "certify again to change them."
+            )
         if alpha is not None and self.certificate == "dpa":
             raise ValueError("DPA certificates are deterministic and take no alpha.")
         for key, value in params.items():

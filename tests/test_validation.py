@@ -1,4 +1,4 @@
-"""Issue 8, item 1: every public entry point rejects bad input with a clear error.
+"""Every public entry point rejects bad input with a clear error.
 
 One table: each row is (entry point, bad input) -> the exception types allowed and a
 regex the message must match (the parameter's name). ``ValueError`` / ``TypeError``
@@ -12,8 +12,12 @@ import functools
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import RidgeClassifier
+from sklearn.model_selection import GridSearchCV
+from sklearn.svm import SVC
 
 from sklearn_certify import (
     BaggingCertifiedClassifier,
@@ -54,9 +58,10 @@ X_INF = X.copy()
 X_INF[0, 0] = np.inf
 
 
-def _smoothing(**params):
+def _smoothing(estimator=None, **params):
     return SmoothedMultiLabelClassifier(
-        RidgeClassifier(), **{"sigma": 0.25, "k": 2, "n_draws": 16, "random_state": 0, **params}
+        RidgeClassifier() if estimator is None else estimator,
+        **{"sigma": 0.25, "k": 2, "n_draws": 16, "random_state": 0, **params}
     )
 
 
@@ -359,6 +364,112 @@ for est in MAKERS:
              "k_base", marks=())
     else:
         case(f"{est}-predict-sigma<0-after-set_params", _after_fit(sigma=-1.0), "sigma")
+
+
+# Hardening: inputs a review found mishandled (the behaviour behind each row is tested in
+# tests/test_hardening.py).
+case("cp-alpha-below-floor", lambda: clopper_pearson_bounds(CP_COUNTS, 10, 1e-300), "alpha")
+case("cp-alpha-subnormal", lambda: clopper_pearson_bounds(CP_COUNTS, 10, 5e-324), "alpha")
+for est in ("smoothing", "bagging"):
+    case(f"{est}-certify-alpha-below-floor",
+         lambda est=est: fitted(est).certify(X[:3], Y[:3], 0, alpha=1e-310), "alpha")
+    case(f"{est}-certify-alpha-param-below-floor",
+         lambda est=est: MAKERS[est](alpha=1e-305).fit(X, Y).certify(X[:3], Y[:3], 0), "alpha")
+
+X_T = torch.tensor(X, dtype=torch.float32)
+X_T_NAN = torch.tensor(X_NAN, dtype=torch.float32)
+X_T_INF = torch.tensor(X_INF, dtype=torch.float32)
+
+
+@functools.cache
+def fitted_torch():
+    torch.manual_seed(0)
+    return _smoothing(estimator=torch.nn.Linear(4, N_CLASSES)).fit(X_T, Y)
+
+
+for name, Xb in [("nan", X_T_NAN), ("inf", X_T_INF)]:
+    case(f"smoothing-fit-tensor-X-{name}",
+         lambda Xb=Xb: _smoothing(estimator=torch.nn.Linear(4, N_CLASSES)).fit(Xb, Y), r"\bX\b")
+    for method, args in [("predict", (Xb,)), ("predict_proba", (Xb,)),
+                         ("certify", (Xb, Y, 0.1)), ("score", (Xb, Y))]:
+        case(f"smoothing-{method}-tensor-X-{name}",
+             lambda method=method, args=args: getattr(fitted_torch(), method)(*args), r"\bX\b")
+case("smoothing-predict-tensor-X-1d", lambda: fitted_torch().predict(X_T[0]), r"\bX\b")
+for est in ("bagging", "dpa"):
+    case(f"{est}-fit-tensor-X-nan", lambda est=est: MAKERS[est]().fit(X_T_NAN, Y), r"\bX\b")
+    case(f"{est}-predict-tensor-X-inf", lambda est=est: fitted(est).predict(X_T_INF),
+         r"\bX\b")
+
+case("smoothing-fit-svc-ovo",
+     lambda: _smoothing(estimator=SVC(decision_function_shape="ovo"), k=1)
+     .fit(X, np.arange(len(X)) % 3), "decision_function_shape")
+
+
+class _NaNScores(RidgeClassifier):
+    def decision_function(self, X):
+        scores = super().decision_function(X)
+        scores[:, 1] = np.nan
+        return scores
+
+
+case("smoothing-predict-nan-scores",
+     lambda: _smoothing(estimator=_NaNScores(), n_draws=2).fit(X[:3], Y[:3]).predict(X),
+     r"input\(s\).*label\(s\) \[1\]")
+case("dpa-predict-nan-scores",
+     lambda: _dpa(estimator=_NaNScores()).fit(X, Y).predict(X), r"input\(s\).*label\(s\) \[1\]")
+case("bagging-predict-nan-scores",
+     lambda: _bagging(estimator=_NaNScores()).fit(X, Y).predict(X),
+     r"input\(s\).*label\(s\) \[1\]")
+
+case("smoothing-recertify-n_draws",
+     lambda: fitted("smoothing").certify(X[:3], Y[:3], 0).recertify(n_draws=5), "n_draws")
+case("smoothing-recertify-counts",
+     lambda: fitted("smoothing").certify(X[:3], Y[:3], 0).recertify(counts=np.ones((3, 3))),
+     "counts")
+case("bagging-recertify-n_draws",
+     lambda: fitted("bagging").certify(X[:3], Y[:3], 1).recertify(n_draws=5), "n_draws")
+case("dpa-recertify-counts",
+     lambda: fitted("dpa").certify(X[:3], Y[:3], 1).recertify(counts=Y[:3]), "counts")
+
+Y_MIXED = np.array([0, "a", 1] * (len(X) // 3), dtype=object)
+for est in MAKERS:
+    case(f"{est}-fit-y-mixed-int-str", lambda est=est: MAKERS[est]().fit(X, Y_MIXED), r"\by\b")
+    case(f"{est}-fit-Y-sparse", lambda est=est: MAKERS[est]().fit(X, sp.csr_matrix(Y)),
+         r"\bY\b")
+    case(f"{est}-certify-Y-sparse",
+         lambda est=est: fitted(est).certify(X[:3], sp.csr_matrix(Y[:3]), 0), r"\bY\b")
+
+BOOL_CASES = {
+    "smoothing": ["k", "k_prime", "n_draws", "sigma", "alpha", "batch_size", "random_state"],
+    "bagging": ["n_estimators", "max_samples", "k", "k_base", "alpha", "n_jobs",
+                "random_state"],
+    "dpa": ["n_partitions", "k", "k_base", "n_jobs"],
+}
+for est, params in BOOL_CASES.items():
+    for param in params:
+        case(f"{est}-fit-{param}=True",
+             lambda est=est, param=param: MAKERS[est](**{param: True}).fit(X, Y), rf"\b{param}\b")
+case("cp-n_draws=True", lambda: clopper_pearson_bounds([[0, 1]], True, 0.1), "n_draws")
+case("cp-alpha=True", lambda: clopper_pearson_bounds([[0, 1]], 2, True), "alpha")
+case("scorer-radius=True", lambda: certified_scorer("f1", radius=True), "radius")
+for est in MAKERS:
+    case(f"{est}-certify-radius=True",
+         lambda est=est: fitted(est).certify(X[:3], Y[:3], True), "radius")
+    case(f"{est}-certify-k=True",
+         lambda est=est: fitted(est).certify(X[:3], Y[:3], 0, k=True), r"\bk\b")
+case("bagging-predict-k=True-after-set_params",
+     lambda: _bagging().fit(X, Y).set_params(k=True).predict(X[:3]), r"\bk\b")
+
+
+def _grid(estimator, radius, **options):
+    def run():
+        return GridSearchCV(estimator, {"k": [1, 2]}, cv=2,
+                            scoring=certified_scorer("f1", radius=radius, **options)).fit(X, Y)
+    return run
+
+
+case("scorer-grid-dpa-radius=0.5", _grid(_dpa(), 0.5), "radius")
+case("scorer-grid-bagging-radius=2.5", _grid(_bagging(), 2.5), "radius")
 
 
 @pytest.mark.parametrize("thunk, exc, match", CASES)

@@ -41,7 +41,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._base import CertifiedClassifierMixin
 from .._memory import cache_key, cached_call, data_key
-from .._scores import has_score_method, label_scores, top_k_indicator
+from .._scores import check_no_nan_scores, has_score_method, label_scores, top_k_indicator
 from .._targets import encode_fit_targets
 from .._torch_seed import seeded_torch
 from .._validation import ATTACKS, check_choice, check_inputs, check_int
@@ -227,10 +227,13 @@ class _ConstantAwareMultiLabel(BaseEstimator):
         return out
 
     def top_labels(self, X, k_base: int) -> np.ndarray:
-        """Boolean (n_inputs, n_classes): the top-k_base labels, ties to the lower index."""
+        """Boolean (n_inputs, n_classes): the top-k_base labels, ties to the lower index.
+
+        A NaN score (a broken base model) cannot be ranked and raises a ``ValueError``
+        naming the inputs and labels affected.
+        """
         scores = self.decision_function(X)
-        # A NaN score (a broken base model) ranks below every real score.
-        np.nan_to_num(scores, copy=False, nan=-np.inf, posinf=np.inf, neginf=-np.inf)
+        check_no_nan_scores(scores)  # a broken base model: refused, not ranked
         return top_k_indicator(scores, k_base)
 
 

@@ -76,6 +76,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .._scores import nan_scores_error
 from .._targets import encode_fit_targets
 from ..nets import AsymmetricLoss
 
@@ -398,12 +399,21 @@ def _fit_heads(X, Y, index_sets, *, hidden, loss, epochs, lr, alpha, device, see
     return params, torch.cat(blocks_scores), sizes
 
 
-def _top_indices(scores: torch.Tensor, k: int) -> torch.Tensor:
+def _top_indices(scores: torch.Tensor, k: int, first: int = 0) -> torch.Tensor:
     """Indices (..., k) of the k highest scores of the last axis, ties to the lower index.
 
-    NaN scores rank below every other score (as in the ensembles' base models).
+    NaN scores (a broken model) raise :func:`~sklearn_certify._scores.nan_scores_error`,
+    as in the ensembles' other base models; ``first`` is the index of the first input.
     """
-    scores = torch.nan_to_num(scores, nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+    nan = torch.isnan(scores)
+    if bool(nan.any()):  # one check per block of scores, on the device
+        nan = nan.reshape(-1, *nan.shape[-2:])
+        models = torch.nonzero(nan.any(dim=(1, 2))).ravel().tolist()
+        raise nan_scores_error(
+            [first + i for i in torch.nonzero(nan.any(dim=(0, 2))).ravel().tolist()],
+            torch.nonzero(nan.any(dim=(0, 1))).ravel().tolist(),
+            models if scores.ndim == 3 else None,
+        )
     if k == 1:
         return scores.argmax(dim=-1, keepdim=True)
     return torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
@@ -484,7 +494,7 @@ class LinearHeadEnsemble:
                     as_tensor: bool = False):
         """Label counts over the N heads: how many put each label in their top-k_base.
 
-        Ties break towards the lower label index, NaN scores rank last (as in the
+        Ties break towards the lower label index; NaN scores raise (as in the
         ensembles). The work runs on ``device_``, ``batch_size`` inputs at a time
         (default: a block of about 8 million scores).
 
@@ -504,7 +514,7 @@ class LinearHeadEnsemble:
         step = self._input_chunk(n_inputs, batch_size)
         with torch.inference_mode():
             for first in range(0, n_inputs, step):
-                top = _top_indices(self._scores(X[first:first + step]), k_base)  # (N, b, k)
+                top = _top_indices(self._scores(X[first:first + step]), k_base, first)  # (N, b, k)
                 top = top.permute(1, 0, 2).reshape(top.shape[1], -1)
                 counts[first:first + step].scatter_add_(
                     1, top, torch.ones_like(top))

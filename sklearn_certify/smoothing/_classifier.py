@@ -28,7 +28,7 @@ from .._memory import (
 )
 from .._targets import encode_fit_targets
 from .._torch_seed import seeded_torch
-from .._validation import check_alpha, check_choice, check_inputs
+from .._validation import check_alpha, check_choice, check_inputs, check_tensor_inputs
 from ..certificates._gaussian import GAUSSIAN_METHODS
 from ._parallel import sharded_label_counts
 from ._sampling import (
@@ -380,15 +380,12 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     def _check_input(self, X, *, reset: bool):
         """X as a dense numeric array (a torch tensor is kept where it is), shape-checked.
 
-        Arrays go through :func:`sklearn_certify._validation.check_inputs`. ``fit``
-        needs at least one input; prediction accepts none.
+        Arrays go through :func:`sklearn_certify._validation.check_inputs`, tensors
+        through :func:`~sklearn_certify._validation.check_tensor_inputs` (finite, checked
+        on their device). ``fit`` needs at least one input; prediction accepts none.
         """
         if torch.is_tensor(X):
-            if X.ndim < 2:
-                raise ValueError(
-                    f"X must have at least 2 dimensions (n_inputs, ...), got shape "
-                    f"{tuple(X.shape)}. Reshape your data."
-                )
+            X = check_tensor_inputs(X)
         else:
             X = check_inputs(X, ensure_min_samples=int(reset))
         self._check_input_shape(X, reset=reset)

@@ -37,6 +37,10 @@ scores with a stable descending sort and keeps the first k' positions, the gener
 path uses a stable argsort of the negated scores. A model that scores every label the
 same thus always predicts labels ``0 .. k'-1``.
 
+NaN scores cannot be ranked: they mean a broken model, and raise a ``ValueError`` that
+names the inputs and labels affected (the torch path checks once per input chunk, on
+the device, and replays that chunk's draws to locate them).
+
 Seeding
 -------
 ``random_state`` goes through :func:`sklearn.utils.check_random_state`, from which one
@@ -60,7 +64,7 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from .._scores import label_scores, top_k_indicator
+from .._scores import check_no_nan_scores, label_scores, nan_scores_error, top_k_indicator
 from ._streams import input_keys, numpy_noise, torch_noise_
 
 __all__ = ["sample_label_counts", "is_torch_model", "torch_module_and_device", "module_input",
@@ -213,19 +217,21 @@ def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
             x = module_input(model, X[first:first + chunk], device, dtype)
             dev_counts = torch.zeros((len(x), n_classes), dtype=torch.int64, device=device)
             flat_counts = dev_counts.view(-1)
-            for start, stop in _batches(len(x) * n_draws, batch_size):
+            nan_seen = torch.zeros((), dtype=torch.bool, device=device)
+            batches = _noisy_scores(module, module_dtype, x, keys, seed, first_draw, sigma,
+                                    n_draws, batch_size, generator, blocks, dtype, n_classes)
+            for start, stop, scores in batches:
+                nan_seen |= scores.isnan().any()
                 owner = torch.arange(start, stop, device=device) // n_draws
-                noisy = torch.empty((stop - start, *x.shape[1:]), device=device, dtype=dtype)
-                for i, a, b in _segments(start, stop, n_draws):
-                    torch_noise_(noisy[a - start:b - start], keys[i], seed,
-                                 first_draw + a - i * n_draws, generator, blocks)
-                noisy.mul_(sigma)
-                _add_inputs_(noisy, x, start, n_draws)
-                scores = _module_scores(module, noisy.to(module_dtype), n_classes)
                 labels = _torch_top_k(scores, k_prime)
                 cells = (owner[:, None] * n_classes + labels).reshape(-1)
                 flat_counts.index_add_(0, cells, ones[:len(cells)])
                 bar.update(stop - start)
+            if nan_seen.item():  # one check per chunk; replay the chunk to say where
+                raise _locate_nan_scores(
+                    _noisy_scores(module, module_dtype, x, keys, seed, first_draw, sigma,
+                                  n_draws, batch_size, generator, {}, dtype, n_classes),
+                    n_draws, first)
             counts[first:first + len(x)] = dev_counts.cpu().numpy()
     return counts
 
@@ -241,6 +247,30 @@ def _segments(start: int, stop: int, n_draws: int):
     """``(i, a, b)``: flat copies ``[a, b)`` of batch ``[start, stop)`` belong to input i."""
     for i in range(start // n_draws, (stop - 1) // n_draws + 1):
         yield i, max(start, i * n_draws), min(stop, (i + 1) * n_draws)
+
+
+def _noisy_scores(module, module_dtype, x, keys, seed, first_draw, sigma, n_draws,
+                  batch_size, generator, blocks, dtype, n_classes):
+    """``(start, stop, scores)`` of each batch of noisy copies of the chunk ``x`` (its
+    inputs' keys ``keys``), each input's noise from its own stream."""
+    for start, stop in _batches(len(x) * n_draws, batch_size):
+        noisy = torch.empty((stop - start, *x.shape[1:]), device=x.device, dtype=dtype)
+        for i, a, b in _segments(start, stop, n_draws):
+            torch_noise_(noisy[a - start:b - start], keys[i], seed,
+                         first_draw + a - i * n_draws, generator, blocks)
+        noisy.mul_(sigma)
+        _add_inputs_(noisy, x, start, n_draws)
+        yield start, stop, _module_scores(module, noisy.to(module_dtype), n_classes)
+
+
+def _locate_nan_scores(batches, n_draws: int, first: int) -> ValueError:
+    """The error naming the inputs and labels whose noisy copies got NaN scores."""
+    inputs, labels = set(), set()
+    for start, _, scores in batches:
+        rows, columns = torch.nonzero(scores.isnan(), as_tuple=True)
+        inputs.update((first + (start + rows) // n_draws).tolist())
+        labels.update(columns.tolist())
+    return nan_scores_error(sorted(inputs), sorted(labels))
 
 
 def _add_inputs_(noisy: torch.Tensor, x: torch.Tensor, start: int, n_draws: int) -> None:
@@ -358,6 +388,7 @@ def _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
         ])
         scores = _estimator_scores(model, X[owner].astype(dtype, copy=False) + sigma * noise,
                                    n_classes)
+        check_no_nan_scores(scores, owner)
         hits = top_k_indicator(scores, k_prime)
         # owner is sorted: sum the hits of each run of equal owners in one call
         heads = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
