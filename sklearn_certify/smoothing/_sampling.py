@@ -218,8 +218,9 @@ def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
             dev_counts = torch.zeros((len(x), n_classes), dtype=torch.int64, device=device)
             flat_counts = dev_counts.view(-1)
             nan_seen = torch.zeros((), dtype=torch.bool, device=device)
-            batches = _noisy_scores(module, module_dtype, x, keys, seed, first_draw, sigma,
-                                    n_draws, batch_size, generator, blocks, dtype, n_classes)
+            stream = (keys, seed, first_draw, sigma, n_draws, batch_size, generator, dtype,
+                      n_classes)
+            batches = _noisy_scores(module, module_dtype, x, *stream, blocks)
             for start, stop, scores in batches:
                 nan_seen |= scores.isnan().any()
                 owner = torch.arange(start, stop, device=device) // n_draws
@@ -229,9 +230,7 @@ def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
                 bar.update(stop - start)
             if nan_seen.item():  # one check per chunk; replay the chunk to say where
                 raise _locate_nan_scores(
-                    _noisy_scores(module, module_dtype, x, keys, seed, first_draw, sigma,
-                                  n_draws, batch_size, generator, {}, dtype, n_classes),
-                    n_draws, first)
+                    _noisy_scores(module, module_dtype, x, *stream, {}), n_draws, first)
             counts[first:first + len(x)] = dev_counts.cpu().numpy()
     return counts
 
@@ -250,9 +249,9 @@ def _segments(start: int, stop: int, n_draws: int):
 
 
 def _noisy_scores(module, module_dtype, x, keys, seed, first_draw, sigma, n_draws,
-                  batch_size, generator, blocks, dtype, n_classes):
-    """``(start, stop, scores)`` of each batch of noisy copies of the chunk ``x`` (its
-    inputs' keys ``keys``), each input's noise from its own stream."""
+                  batch_size, generator, dtype, n_classes, blocks):
+    """``(start, stop, scores)`` of each batch of noisy copies of the chunk ``x`` (input
+    ``i`` has key ``keys[i]``); each input's noise comes from its own stream."""
     for start, stop in _batches(len(x) * n_draws, batch_size):
         noisy = torch.empty((stop - start, *x.shape[1:]), device=x.device, dtype=dtype)
         for i, a, b in _segments(start, stop, n_draws):
