@@ -27,10 +27,11 @@ class ImageFeatureExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
     """Features of a frozen torch backbone, computed batch by batch.
 
     Images are loaded with PIL (RGB), resized to ``image_size``, scaled to [0, 1],
-    normalised with ``mean`` and ``std`` per channel and passed through ``backbone`` in
-    evaluation mode under :func:`torch.inference_mode`; each output is flattened into
-    one feature row. Nothing is downloaded: pass a module, or a callable that builds
-    one, and optionally a file of weights.
+    normalised with ``mean`` and ``std`` per channel (in float32), cast to the dtype of
+    the backbone's parameters (so float16 and bfloat16 backbones work) and passed
+    through ``backbone`` in evaluation mode under :func:`torch.inference_mode`; each
+    output is flattened into one float32 feature row. Nothing is downloaded: pass a
+    module, or a callable that builds one, and optionally a file of weights.
 
     Parameters
     ----------
@@ -50,8 +51,8 @@ class ImageFeatureExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
         Where the backbone runs, e.g. ``"cuda"`` or ``"cuda:1"``.
     weights : str or path-like, default=None
         A file holding a ``state_dict`` for the backbone, read with
-        ``torch.load(weights, map_location=device, weights_only=True)`` and loaded
-        strictly.
+        ``torch.load(weights, map_location="cpu", weights_only=True)`` and loaded
+        strictly into the backbone before it is moved to ``device``.
     verbose : int, default=0
         Show a progress bar (tqdm) over batches when > 0.
 
@@ -142,9 +143,13 @@ class ImageFeatureExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
         if self.weights is not None:
             if not os.path.isfile(self.weights):
                 raise FileNotFoundError(f"weights file {os.fspath(self.weights)!r} not found.")
-            state = torch.load(self.weights, map_location=self.device_, weights_only=True)
+            # Loaded into the module while it is still on the CPU, then moved once.
+            state = torch.load(self.weights, map_location="cpu", weights_only=True)
             module.load_state_dict(state)
         self.backbone_ = module.to(self.device_).eval().requires_grad_(False)
+        self._input_dtype = _input_dtype(self.backbone_)
+        self._scale = (torch.tensor(self._mean, device=self.device_).view(1, 3, 1, 1),
+                       torch.tensor(self._std, device=self.device_).view(1, 3, 1, 1))
 
         blank = np.zeros((1, 3, *self.image_size_), dtype=np.float32)
         self.n_features_out_ = self._encode(blank).shape[1]
@@ -199,15 +204,24 @@ class ImageFeatureExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
                 x = F.interpolate(
                     x, size=self.image_size_, mode="bilinear", align_corners=False, antialias=True
                 )
-            mean = torch.tensor(self._mean, device=self.device_).view(1, 3, 1, 1)
-            std = torch.tensor(self._std, device=self.device_).view(1, 3, 1, 1)
-            out = self.backbone_((x - mean) / std)
+            mean, std = self._scale
+            # Normalised in float32, then cast to the backbone's own dtype (float16 and
+            # bfloat16 backbones); the features are returned as float32.
+            out = self.backbone_(((x - mean) / std).to(self._input_dtype))
             if not isinstance(out, torch.Tensor):
                 raise TypeError(
                     f"the backbone must return a tensor, got {type(out).__name__}; wrap it "
                     "so that its forward returns the features."
                 )
             return out.reshape(out.shape[0], -1).float().cpu().numpy()
+
+
+def _input_dtype(module: torch.nn.Module) -> torch.dtype:
+    """The floating dtype of the module's first floating parameter (or buffer); float32."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
 
 
 def _check_channels(values, name: str, *, positive: bool) -> tuple[float, float, float]:

@@ -43,7 +43,7 @@ from .._base import CertifiedClassifierMixin
 from .._memory import cache_key, cached_call, data_key
 from .._scores import check_no_nan_scores, has_score_method, label_scores, top_k_indicator
 from .._targets import encode_fit_targets
-from .._torch_seed import seeded_torch
+from .._torch_seed import estimator_devices, seeded_torch
 from .._validation import ATTACKS, check_choice, check_inputs, check_int
 
 __all__ = [
@@ -116,7 +116,12 @@ class _ConstantAwareMultiLabel(BaseEstimator):
     If ``estimator.fit`` raises on this training set (e.g. a tiny one), the error is
     kept in ``fit_error_`` and the non-constant labels are scored by their frequency
     in the training set instead; the ensemble warns about such models, and raises
-    when every base model failed.
+    when every base model failed. Resource errors are not failures on the data and
+    propagate (with a hint to use fewer workers or a smaller batch): host
+    ``MemoryError``, ``torch.OutOfMemoryError`` and torch's device-side errors
+    (``torch.AcceleratorError``, or a ``RuntimeError`` naming a CUDA error). Falling
+    back on them would make a model depend on the machine's memory state, not only
+    on its training data.
 
     These are deterministic learning rules that depend on the model's own training
     data only, so the certificates' assumptions are untouched. It also means the base
@@ -184,7 +189,10 @@ class _ConstantAwareMultiLabel(BaseEstimator):
                     warnings.simplefilter("ignore", DataConversionWarning)
                     estimator.fit(X, Y[:, self.columns_])
                 self.estimator_ = estimator
-            except Exception as exc:  # any failure of the base estimator on this data
+            except Exception as exc:  # any failure of the base estimator on this data ...
+                if _is_resource_error(exc):  # ... but not of the machine: see the class doc
+                    _add_resource_hint(exc)
+                    raise
                 # Fall back to this training set's label frequencies (see class doc).
                 self.fit_error_ = f"{type(exc).__name__}: {exc}"
                 scores[self.columns_] = Y[:, self.columns_].mean(axis=0)
@@ -237,6 +245,53 @@ class _ConstantAwareMultiLabel(BaseEstimator):
         return top_k_indicator(scores, k_base)
 
 
+_RESOURCE_HINT = (
+    "The base estimator ran out of a machine resource (memory or the accelerator), "
+    "which says nothing about its training data, so the ensemble does not fall back "
+    "to label frequencies. Use fewer parallel workers (n_jobs), a smaller batch size, "
+    "or a smaller model."
+)
+
+
+def _is_resource_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure of the machine rather than of the training data.
+
+    Host ``MemoryError``; ``torch.OutOfMemoryError`` (``torch.cuda.OutOfMemoryError``
+    on older torch); device-side errors: ``torch.AcceleratorError`` where torch has it,
+    else a ``RuntimeError`` whose message names a CUDA error ("CUDA error: ...",
+    "CUDA out of memory", cuDNN/cuBLAS status errors).
+    """
+    if isinstance(exc, MemoryError):
+        return True
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    kinds = tuple(
+        kind for kind in (getattr(torch, "OutOfMemoryError", None),
+                          getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None),
+                          getattr(torch, "AcceleratorError", None))
+        if isinstance(kind, type)
+    )
+    if kinds and isinstance(exc, kinds):
+        return True
+    message = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        marker in message for marker in ("CUDA error", "CUDA driver error",
+                                         "CUDA out of memory", "CUDNN_STATUS_",
+                                         "CUBLAS_STATUS_")
+    )
+
+
+def _add_resource_hint(exc: BaseException) -> None:
+    """Attach :data:`_RESOURCE_HINT` to ``exc`` (shown under its traceback)."""
+    if hasattr(exc, "add_note"):  # Python >= 3.11
+        if _RESOURCE_HINT not in getattr(exc, "__notes__", ()):
+            exc.add_note(_RESOURCE_HINT)
+    else:  # pragma: no cover - Python 3.10
+        exc.args = (f"{exc.args[0] if exc.args else ''} {_RESOURCE_HINT}".strip(),
+                    *exc.args[1:])
+
+
 def _positive_class_scores(estimator, scores: np.ndarray) -> np.ndarray:
     """Score of label presence from a single-output binary classifier's two columns.
 
@@ -267,13 +322,14 @@ def _uses_torch(estimator) -> bool:
 
 
 def _seeded_torch(seed, estimator):
-    """For torch models, train with torch's global generators seeded (and restored after).
+    """For torch models, train with torch's generators seeded (and restored after).
 
-    Does nothing for other estimators, or when ``seed`` is None.
+    The CPU generator and those of the CUDA devices the estimator trains on (its
+    ``device`` parameters). Does nothing for other estimators, or when ``seed`` is None.
     """
     if seed is None or "torch" not in sys.modules or not _uses_torch(estimator):
         return nullcontext()
-    return seeded_torch(seed)
+    return seeded_torch(seed, estimator_devices(estimator))
 
 
 def fit_base_model(estimator, X, Y, *, seed: int, empty_labels,

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import numbers
+import sys
 from numbers import Integral
 
 import numpy as np
@@ -43,6 +44,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._memory import check_cache_memory
+from .._torch_seed import determinism_settings, run_with_determinism
 from .._validation import check_choice, check_inputs, check_label_matrix
 from ..certificates._dpa import DPA_METHODS
 from ._base import (
@@ -51,6 +53,7 @@ from ._base import (
     fit_base_model,
     split_tasks,
 )
+from ._vectorized import stack_fitted_heads
 from ._vectorized_net import (
     check_replication,
     net_blocker,
@@ -199,8 +202,9 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         of ``estimator`` (None for an empty partition or when every label column of the
         partition was constant), ``columns_`` the label columns it was fitted on.
     heads_ : LinearHeadEnsemble or None
-        The fitted ``MultiLabelNet`` heads stacked for vote counting, when they were
-        trained without skorch (see Notes); else None.
+        The fitted base models stacked for vote counting (on their device, without
+        joblib): ``MultiLabelNet`` heads trained without skorch (see Notes), or
+        :class:`~sklearn_certify.ensembles.LinearHead` base models; else None.
     partitions_ : ndarray of int, shape (n_train,)
         Partition of each training example.
     partition_sizes_ : ndarray of int, shape (n_partitions,)
@@ -232,8 +236,18 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
     training, without skorch's per-batch overhead: the same models as skorch's fits up
     to float rounding, each computed from its own partition only. ``heads_`` then
     stacks them for vote counting and ``estimators_`` builds each fitted skorch net on
-    first access. For torch bases on CUDA, use
-    ``torch.use_deterministic_algorithms(True)`` so that training is deterministic.
+    first access.
+
+    **Deterministic training on CUDA.** For torch bases on CUDA, call
+    ``torch.use_deterministic_algorithms(True)`` and set
+    ``torch.backends.cudnn.deterministic = True`` and
+    ``torch.backends.cudnn.benchmark = False`` before ``fit``; these settings are
+    recorded at ``fit`` and applied in every joblib worker's training task (loky and
+    Dask workers are separate processes with torch's defaults). torch releases up to
+    at least 2.8 also need the environment variable ``CUBLAS_WORKSPACE_CONFIG=:4096:8``
+    (or ``:16:8``) set before CUDA starts: set it in the shell, or in ``os.environ``
+    before the first CUDA call (workers inherit it). Models are then reproducible on
+    the same GPU model, software versions and settings.
 
     **Labels.** With 1-D multi-class targets the label space is ``np.unique(y)`` of the
     training set, and the fallback votes below depend on its size: the certificate then
@@ -353,13 +367,16 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         # DPA's guarantee does not allow. MultiLabelNet heads are trained one at a time
         # without skorch's per-batch overhead (same models as skorch's fits).
         self.heads_ = None
+        # torch's determinism settings are per process: each task applies the caller's.
+        settings = determinism_settings() if "torch" in sys.modules else None
         chunks = split_tasks(n_parts, self.n_jobs)
         empty_labels = [fallback_labels(j, self.k_base, n_classes) for j in range(n_parts)]
         if net_blocker(estimator, X) is None and check_replication():
             recipe = net_recipe(estimator, X)
             seeds = wrapper_seeds(range(n_parts))
             parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-                delayed(train_partition_nets)(
+                delayed(run_with_determinism)(
+                    settings, train_partition_nets,
                     [X[groups[j]] for j in chunk], [Y[groups[j]] for j in chunk], recipe,
                     [seeds[j] for j in chunk], [empty_labels[j] for j in chunk])
                 for chunk in chunks
@@ -369,7 +386,8 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
                 empty_labels, sizes=sizes, input_shape=X.shape[1:], n_classes=n_classes)
         else:
             parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-                delayed(_fit_partition_models)(
+                delayed(run_with_determinism)(
+                    settings, _fit_partition_models,
                     estimator, [(j, X[groups[j]], Y[groups[j]]) for j in chunk],
                     self.k_base, n_classes, memory,
                 )
@@ -377,6 +395,9 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
             )
             models = [model for part in parts for model in part]
             self._check_fitted_models(models)
+            # LinearHead bases: vote counting runs on the stacked heads, on their device.
+            self.heads_ = stack_fitted_heads(estimator, models, n_features=int(
+                np.prod(X.shape[1:], dtype=np.int64)), n_classes=n_classes)
         self.estimators_ = models
         self.partitions_ = partitions
         self.partition_sizes_ = sizes

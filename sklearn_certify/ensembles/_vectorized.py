@@ -76,12 +76,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .._devices import loadable_device, tensors_to
 from .._scores import nan_scores_error
 from .._targets import encode_fit_targets
 from ..nets import AsymmetricLoss
 
 __all__ = ["LinearHead", "LinearHeadEnsemble", "fit_base_models", "fit_linear_heads",
-           "is_vectorizable"]
+           "is_vectorizable", "stack_fitted_heads"]
 
 _MAX_SEED = np.iinfo(np.int32).max
 _LOSSES = ("asl", "bce")
@@ -89,6 +90,11 @@ _LOSSES = ("asl", "bce")
 # blocks stay in cache (the element-wise loss dominates); on a GPU large blocks fill it.
 _CPU_BLOCK = 2**16
 _GPU_BLOCK = 2**25
+# GPU blocks are also capped by memory: parameters, gradients, two Adam moments and a
+# layout copy of each, plus the step's activations, within this fraction of the free
+# device memory (see _model_bytes).
+_STATE_COPIES = 5
+_GPU_MEMORY_FRACTION = 0.5
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -161,14 +167,20 @@ def _initial_weights(seeds, n_features: int, n_classes: int, hidden: int | None)
             torch.zeros(n_models, 1, n_classes)]
 
 
-def _forward_shared(params, X: torch.Tensor) -> torch.Tensor:
+def _first_layer_matrix(W: torch.Tensor) -> torch.Tensor:
+    """Stacked first-layer weights (N, d, width) as one (d, N * width) matrix (a copy)."""
+    n_models, n_features, width = W.shape
+    return W.permute(1, 0, 2).reshape(n_features, n_models * width)
+
+
+def _forward_shared(params, X: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
     """Logits of stacked models on the same inputs: ``X`` (b, d) -> (N, b, c).
 
-    The first layer of all models is one (b, d) x (d, N * width) product.
+    The first layer of all models is one (b, d) x (d, N * width) product; ``first`` is
+    that matrix when the caller keeps it (else it is built from ``params[0]``).
     """
-    W = params[0]
-    n_models, n_features, width = W.shape
-    out = X @ W.permute(1, 0, 2).reshape(n_features, n_models * width)
+    n_models, _, width = params[0].shape
+    out = X @ (_first_layer_matrix(params[0]) if first is None else first)
     out = out.reshape(len(X), n_models, width).transpose(0, 1) + params[1]
     for layer in range(1, len(params) // 2):
         out = torch.baddbmm(params[2 * layer + 1], torch.relu(out), params[2 * layer])
@@ -208,6 +220,66 @@ def _auto_models_per_batch(device, m_max: int, width: int, n_features: int) -> i
     if device.type == "cpu":
         return max(1, _CPU_BLOCK // max(1, m_max * width))
     return max(1, _GPU_BLOCK // max(1, m_max * max(width, n_features)))
+
+
+def _model_bytes(layer_sizes: Sequence[int], rows: int) -> int:
+    """Device bytes one model of a batched block takes while training (float32).
+
+    ``layer_sizes`` is ``(d, h1, ..., c)`` and ``rows`` the rows of one step. Counted:
+    the parameters, their gradients, two optimiser moments (Adam) and one layout copy
+    (``_STATE_COPIES`` in all), then the step's gathered inputs (twice: both layouts)
+    and three tensors per layer output (pre-activation, activation, gradient).
+    """
+    params = sum((n_in + 1) * n_out for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]))
+    activations = rows * (2 * layer_sizes[0] + 3 * sum(layer_sizes[1:]))
+    return 4 * (_STATE_COPIES * params + activations)
+
+
+def _memory_budget(device: torch.device) -> int | None:
+    """Bytes a batched block may take on ``device``: a fraction of a CUDA device's free
+    memory; None (no cap) on the CPU."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free * _GPU_MEMORY_FRACTION)
+
+
+def cap_models_by_memory(n_models: int, device: torch.device, layer_sizes: Sequence[int],
+                         rows: int) -> int:
+    """``n_models`` capped so that a block fits the device's memory budget (at least 1)."""
+    budget = _memory_budget(device)
+    if budget is None:
+        return n_models
+    return max(1, min(n_models, budget // _model_bytes(layer_sizes, rows)))
+
+
+def train_in_blocks(n_models: int, models_per_block: int, train_block):
+    """``train_block(models)`` over consecutive blocks of at most ``models_per_block``
+    models; each returns ``(params, constant_scores)`` with a leading model axis.
+
+    Returns the blocks' parameters and constant scores concatenated along that axis.
+    A device out-of-memory error halves the block and trains it again (down to one
+    model, which then raises): the models do not depend on the block size (up to float
+    rounding), so running out of memory costs time, not ``fit``.
+    """
+    out_of_memory = (getattr(torch, "OutOfMemoryError", None)
+                     or torch.cuda.OutOfMemoryError)
+    results, first, size = [], 0, max(1, int(models_per_block))
+    while first < n_models:
+        models = np.arange(first, min(first + size, n_models))
+        try:
+            results.append(train_block(models))
+        except out_of_memory:
+            if len(models) == 1:
+                raise
+            size = (len(models) + 1) // 2
+        else:
+            first += len(models)
+            continue
+        if torch.cuda.is_initialized():  # outside the except: its frames are released
+            torch.cuda.empty_cache()
+    params = [torch.cat(parts) for parts in zip(*(p for p, _ in results))]
+    return params, torch.cat([scores for _, scores in results])
 
 
 def _power(x: torch.Tensor, exponent: float) -> torch.Tensor:
@@ -383,20 +455,19 @@ def _fit_heads(X, Y, index_sets, *, hidden, loss, epochs, lr, alpha, device, see
     sizes = np.array([len(s) for s in index_sets], dtype=np.int64)
     m_max = int(sizes.max())
     if models_per_batch is None:
-        models_per_batch = _auto_models_per_batch(
-            device, m_max, max(n_classes, width or 0), n_features)
-    blocks_params, blocks_scores = [], []
-    for first in range(0, n_models, int(models_per_batch)):
-        models = np.arange(first, min(first + int(models_per_batch), n_models))
+        models_per_batch = cap_models_by_memory(
+            _auto_models_per_batch(device, m_max, max(n_classes, width or 0), n_features),
+            device, [n_features, *([width] if width else []), n_classes], m_max)
+
+    def train(models):
         rows, block_sizes = _index_block(index_sets, models)
         init = _initial_weights(seeds[models], n_features, n_classes, width)
-        params, scores = _train_block(
+        return _train_block(
             X, Y, rows, block_sizes, init, loss_fn=loss_fn, epochs=int(epochs),
             lr=float(lr), alpha=float(alpha), constant_columns=constant_columns)
-        blocks_params.append(params)
-        blocks_scores.append(scores)
-    params = [torch.cat(parts) for parts in zip(*blocks_params)]
-    return params, torch.cat(blocks_scores), sizes
+
+    params, scores = train_in_blocks(n_models, models_per_batch, train)
+    return params, scores, sizes
 
 
 def _top_indices(scores: torch.Tensor, k: int, first: int = 0) -> torch.Tensor:
@@ -461,10 +532,34 @@ class LinearHeadEnsemble:
     def __len__(self) -> int:
         return len(self.seeds_)
 
+    def __getstate__(self):
+        # CPU tensors in the pickle: loadable without the device (see _devices).
+        state = {**self.__dict__, "params_": tensors_to(self.params_, "cpu"),
+                 "constant_scores_": tensors_to(self.constant_scores_, "cpu")}
+        state.pop("_first_layer", None)
+        return state
+
+    def __setstate__(self, state):
+        device = loadable_device(state["device_"])
+        self.__dict__.update(state, device_=device,
+                             params_=tensors_to(state["params_"], device),
+                             constant_scores_=tensors_to(state["constant_scores_"], device))
+
+    def _first_layer_of_all(self) -> torch.Tensor:
+        """The first-layer matrix of every model, built once per ``params_[0]``: the
+        per-chunk copy would otherwise dominate vote counting on a GPU."""
+        W = self.params_[0]
+        cached = self.__dict__.get("_first_layer")
+        if cached is None or cached[0] is not W:
+            with torch.no_grad():
+                cached = self._first_layer = (W, _first_layer_matrix(W.detach()))
+        return cached[1]
+
     def _scores(self, X: torch.Tensor, models=slice(None)) -> torch.Tensor:
         params = [p[models] for p in self.params_]
         constant = self.constant_scores_[models]
-        logits = _forward_shared(params, X)
+        every = models == slice(None)
+        logits = _forward_shared(params, X, self._first_layer_of_all() if every else None)
         return torch.where(torch.isnan(constant)[:, None, :], logits, constant[:, None, :])
 
     def _input_chunk(self, n_inputs: int, batch_size) -> int:
@@ -624,7 +719,9 @@ def fit_linear_heads(X, Y, index_sets, *, hidden=None, loss="asl", epochs: int =
         :class:`LinearHead` does.
     models_per_batch : int or None, default=None
         Models trained together in one batched program; None picks a block that stays
-        in cache on the CPU and fills a GPU. Results do not depend on it (up to float
+        in cache on the CPU and fills a GPU within half its free memory (parameters,
+        gradients and optimiser state counted). A GPU out-of-memory error during
+        training halves the block and retries. Results do not depend on it (up to float
         rounding).
 
     Returns
@@ -713,6 +810,47 @@ def fit_base_models(estimator, X, Y, index_sets, seeds, empty_labels):
     return heads, models
 
 
+def stack_fitted_heads(estimator, models, *, n_features: int,
+                       n_classes: int) -> LinearHeadEnsemble | None:
+    """Base models fitted one by one around ``LinearHead`` s, stacked for vote counting.
+
+    Nothing is trained: model i's own parameters go into the stack, on
+    ``estimator.device``, its output layer widened to every label (zero weights for
+    its fixed columns, whose ``constant_scores_`` replace the logits). A head fitted
+    on a single column (a binary classifier with two outputs) contributes the output of
+    class 1, the score its wrapper ranks. None when ``estimator`` is not a
+    :class:`LinearHead` (see :func:`is_vectorizable`).
+    """
+    if not is_vectorizable(estimator):
+        return None
+    device = _device(estimator.device)
+    width = _hidden_width(estimator.hidden)
+    sizes = [n_features, *([width] if width else []), n_classes]
+    params = [torch.zeros((len(models), *shape), device=device)
+              for n_in, n_out in zip(sizes[:-1], sizes[1:]) for shape in ((n_in, n_out),
+                                                                        (1, n_out))]
+    for i, model in enumerate(models):
+        head = model.estimator_
+        if head is None:
+            continue
+        own = [p.detach().to(device) for p in head.params_]
+        outputs = slice(None)
+        if head.multiclass_:  # one column, fitted as the classes (0, 1)
+            outputs = np.flatnonzero(np.asarray(head.classes_) == 1)[:1]
+        for layer, p in enumerate(own[:-2]):
+            params[layer][i] = p
+        columns = torch.as_tensor(model.columns_, device=device)
+        params[-2][i, :, columns] = own[-2][:, outputs]
+        params[-1][i, :, columns] = own[-1][:, outputs]
+    constant = torch.as_tensor(np.stack([m.constant_scores_ for m in models]),
+                               dtype=torch.float32, device=device)
+    seeds = np.array([m.estimator.get_params()["random_state"] or 0 for m in models],
+                     dtype=np.int64)
+    counts = np.array([m.n_samples_fit_ for m in models], dtype=np.int64)
+    return LinearHeadEnsemble(params, constant, seeds, counts, hidden=width,
+                              n_features=n_features, n_classes=n_classes, device=device)
+
+
 # ------------------------------------------------------------------------ single model
 class LinearHead(ClassifierMixin, BaseEstimator):
     """A linear (or one-hidden-layer) multi-label head trained by full-batch Adam.
@@ -740,6 +878,13 @@ class LinearHead(ClassifierMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=None
         Seed of the hidden layer's initialisation (an int is used as the
         ``torch.Generator`` seed). Linear heads start at zero and ignore it.
+
+    Notes
+    -----
+    A pickled ``LinearHead`` (and the stacked heads of an ensemble) holds its tensors
+    as CPU tensors, so a model fitted on a GPU loads on a machine without one: the
+    tensors go back to the device they were saved from when it exists, else to the
+    CPU with a ``skorch.exceptions.DeviceWarning`` (as skorch nets do).
 
     Attributes
     ----------
@@ -802,6 +947,19 @@ class LinearHead(ClassifierMixin, BaseEstimator):
         self.multiclass_ = classes is not None
         self.classes_ = classes if classes is not None else np.arange(params[-1].shape[-1])
         self.n_features_in_ = n_features
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if "params_" in state:  # CPU tensors in the pickle (see _devices)
+            state = {**state, "params_": tensors_to(self.params_, "cpu"),
+                     "params_device_": str(self.params_[0].device)}
+        return state
+
+    def __setstate__(self, state):
+        if "params_" in state:
+            device = loadable_device(state.pop("params_device_", "cpu"))
+            state = {**state, "params_": tensors_to(state["params_"], device)}
+        super().__setstate__(state)
 
     def decision_function(self, X) -> np.ndarray:
         """Logits, shape (n_inputs, n_classes)."""

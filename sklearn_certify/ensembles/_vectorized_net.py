@@ -77,10 +77,16 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from .._torch_seed import seeded_torch
+from .._torch_seed import estimator_devices, seeded_torch
 from ..nets import AsymmetricLoss, MLPModule, MultiLabelNet, _as_tuple
 from ._base import MAX_INT
-from ._vectorized import LinearHeadEnsemble, _as_features, _loss_grad
+from ._vectorized import (
+    LinearHeadEnsemble,
+    _as_features,
+    _loss_grad,
+    cap_models_by_memory,
+    train_in_blocks,
+)
 
 __all__ = ["NetRecipe", "net_blocker", "net_recipe", "replication_is_exact",
            "fit_net_base_models", "train_partition_nets", "stack_partition_nets"]
@@ -391,7 +397,8 @@ def _models_per_block(recipe: NetRecipe, n_rows: int, n_features: int,
     batch = n_rows if recipe.batch_size == -1 else min(recipe.batch_size, n_rows)
     width = max(n_features, n_classes, *recipe.hidden)
     budget = _CPU_STEP_ELEMENTS if recipe.device.type == "cpu" else _GPU_STEP_ELEMENTS
-    return max(1, budget // max(1, batch * width))
+    return cap_models_by_memory(max(1, budget // max(1, batch * width)), recipe.device,
+                                [n_features, *recipe.hidden, n_classes], batch)
 
 
 def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None,
@@ -409,7 +416,9 @@ def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None,
         The seed torch's generator gets before net i is built (the base-model wrapper's
         ``seed``).
     models_per_block : int or None
-        Nets trained together; None picks a block for the device.
+        Nets trained together; None picks a block for the device (on a GPU within half
+        its free memory, parameters, gradients and optimiser state counted). A GPU
+        out-of-memory error halves the block and retries.
     progress : callable or None
         Called with the number of nets finished after each block.
 
@@ -428,9 +437,8 @@ def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None,
     n_features, n_classes = Xt.shape[1], Yt.shape[1]
     if models_per_block is None:
         models_per_block = _models_per_block(recipe, n_rows, n_features, n_classes)
-    blocks_params, blocks_scores = [], []
-    for first in range(0, n_nets, int(models_per_block)):
-        nets = np.arange(first, min(first + int(models_per_block), n_nets))
+
+    def train(nets):
         rows_t = torch.as_tensor(rows[nets], device=device)
         scores = _constant_scores(Yt, rows_t)
         fitted = torch.isnan(scores)
@@ -443,12 +451,11 @@ def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None,
             with torch.no_grad():
                 params = _train_block(Xt, Yt, rows_t, fitted, params,
                                       sampler_seeds, recipe)
-        blocks_params.append(_natural_layout(params))
-        blocks_scores.append(scores)
         if progress is not None:
             progress(len(nets))
-    params = [torch.cat(parts) for parts in zip(*blocks_params)]
-    return params, torch.cat(blocks_scores)
+        return _natural_layout(params), scores
+
+    return train_in_blocks(n_nets, models_per_block, train)
 
 
 # ------------------------------------------------------------ ensemble hook-up
@@ -590,7 +597,7 @@ class LazyNetModels(Sequence):
             net.input_shape_ = self.input_shape
             net.n_features_in_ = heads.n_features_in_
             net.n_classes_ = int(columns.size)
-            with seeded_torch(self.seeds[i]):
+            with seeded_torch(self.seeds[i], estimator_devices(net)):
                 net.initialize()
             params = [p[i] for p in heads.params_]
             state = {}

@@ -27,7 +27,7 @@ from .._memory import (
     recent_counts,
 )
 from .._targets import encode_fit_targets
-from .._torch_seed import seeded_torch
+from .._torch_seed import estimator_devices, seeded_torch
 from .._validation import check_alpha, check_choice, check_inputs, check_tensor_inputs
 from ..certificates._gaussian import GAUSSIAN_METHODS
 from ._parallel import sharded_label_counts
@@ -372,7 +372,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                        else Y_matrix.astype(np.float32))
         if not torch.is_tensor(X):
             X = np.asarray(X, dtype=np.float32)
-        context = nullcontext() if seed is None else seeded_torch(seed)
+        context = (nullcontext() if seed is None
+                   else seeded_torch(seed, estimator_devices(net)))
         with context:
             return net.fit(X, targets)
 
@@ -527,9 +528,11 @@ class TrainingNoise(Callback):
     """skorch callback: fresh ``N(0, sigma^2 I)`` noise on every training batch.
 
     Added by :class:`SmoothedMultiLabelClassifier` to skorch nets that have no noise
-    option of their own. The noise is added in place to the batch's input tensor (a
-    fresh tensor made by the data loader's collation) before skorch moves it to the
-    net's device; validation and prediction batches are left clean.
+    option of their own. The batch's input tensor (a fresh tensor made by the data
+    loader's collation) is moved to the net's device here, and the noise is drawn there
+    and added in place, so a GPU net gets GPU-drawn noise (skorch's own move is then a
+    no-op). A batch container that cannot take the moved tensor (a tuple) gets the noise
+    on the tensor's own device. Validation and prediction batches are left clean.
 
     Parameters
     ----------
@@ -550,6 +553,9 @@ class TrainingNoise(Callback):
                 f"got {type(Xi).__name__}; pass X as a float array or tensor, or set "
                 "train_noise=False."
             )
+        device = Xi.device if net.device is None else torch.device(net.device)
+        if isinstance(batch, list) and Xi.device != device:
+            batch[0] = Xi = Xi.to(device)
         Xi.add_(torch.randn_like(Xi), alpha=self.sigma)
 
 
