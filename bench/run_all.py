@@ -1,4 +1,4 @@
-"""The sklearn-certify benchmark suite (issue 6): one command, every figure a ratio.
+"""The sklearn-certify benchmark suite: one command, every figure a ratio.
 
     python bench/run_all.py            # full run (about 4 minutes on 2 CPU cores)
     python bench/run_all.py --quick    # smaller sizes, a couple of minutes
@@ -23,8 +23,8 @@ d. Ensembles: fitting N = 1000 bagging base models on 5,000 x 64 features, the g
    joblib path of ``BaggingCertifiedClassifier`` (one model at a time) against the
    vectorised path it takes automatically, on the same subsamples and seeds: skorch
    ``MultiLabelNet`` heads (linear and one hidden layer of 32, mini-batch Adam;
-   ``sklearn_certify.ensembles._vectorized_net``; goal: 20x), and ``LinearHead`` heads
-   (full-batch Adam; ``sklearn_certify.ensembles._vectorized``); also vote counting, and
+   ``sklearn_certify.ensembles._stacked_nets``; goal: 20x), and ``LinearHead`` heads
+   (full-batch Adam; ``sklearn_certify.ensembles._stacked_heads``); also vote counting, and
    the agreement of the two paths' votes.
 e. Scaling: certify time against the number of inputs and n_draws (log-log slope, 1 =
    linear) and peak memory against batch_size (fresh subprocess per point).
@@ -281,19 +281,13 @@ def bench_net_fit(name: str, net, F_tr, F_te, Y_tr, cfg: dict) -> dict:
     time per model is scaled to N (each model is an independent fit of the same size).
     Both paths also fit the ``n_generic``-model ensemble, whose votes are compared.
     """
-    from sklearn_certify.ensembles import _bagging
-
     N, n_generic, m = cfg["n_models"], cfg["n_generic_nets"], 500
     params = dict(max_samples=m, k_base=1, k=3, random_state=0, n_jobs=1)
-    blocker = _bagging.net_blocker
-    _bagging.net_blocker = lambda estimator, X: "forced one by one for the benchmark"
-    try:
-        start = time.perf_counter()
-        generic = BaggingCertifiedClassifier(net, n_estimators=n_generic, **params)
-        generic.fit(F_tr, Y_tr)
-        generic_s = time.perf_counter() - start
-    finally:
-        _bagging.net_blocker = blocker
+    start = time.perf_counter()
+    generic = BaggingCertifiedClassifier(net, n_estimators=n_generic, vectorize=False,
+                                         **params)
+    generic.fit(F_tr, Y_tr)
+    generic_s = time.perf_counter() - start
     assert generic.heads_ is None
     small = BaggingCertifiedClassifier(net, n_estimators=n_generic, **params).fit(F_tr, Y_tr)
     assert small.heads_ is not None
@@ -326,17 +320,10 @@ def bench_dpa_nets(net, F_tr, F_te, Y_tr, cfg: dict) -> dict:
     """DPA with MultiLabelNet heads: one net at a time without skorch (the path DPA
     takes automatically) against skorch's fits (the generic path), all partitions."""
     from sklearn_certify import DPACertifiedClassifier
-    from sklearn_certify.ensembles import _dpa
-
     params = dict(n_partitions=cfg["n_partitions"], k_base=1, k=3, n_jobs=1)
-    blocker = _dpa.net_blocker
-    _dpa.net_blocker = lambda estimator, X: "forced one by one for the benchmark"
-    try:
-        start = time.perf_counter()
-        generic = DPACertifiedClassifier(net, **params).fit(F_tr, Y_tr)
-        generic_s = time.perf_counter() - start
-    finally:
-        _dpa.net_blocker = blocker
+    start = time.perf_counter()
+    generic = DPACertifiedClassifier(net, vectorize=False, **params).fit(F_tr, Y_tr)
+    generic_s = time.perf_counter() - start
     start = time.perf_counter()
     lean = DPACertifiedClassifier(net, **params).fit(F_tr, Y_tr)
     lean_s = time.perf_counter() - start
@@ -352,12 +339,10 @@ def bench_dpa_nets(net, F_tr, F_te, Y_tr, cfg: dict) -> dict:
 
 
 def bench_ensembles(cfg: dict) -> dict:
+    from sklearn_certify._random import SEED_HIGH
     from sklearn_certify.ensembles._bagging import subsample_indices
-    from sklearn_certify.ensembles._base import MAX_INT
-    from sklearn_certify.ensembles._vectorized import (
-        LinearHead,
-        fit_linear_heads,
-    )
+    from sklearn_certify.ensembles._stacked_heads import fit_linear_heads
+    from sklearn_certify.heads import LinearHead
 
     class SequentialLinearHead(LinearHead):
         """LinearHead under another class name: the ensembles train it one model at a
@@ -373,7 +358,7 @@ def bench_ensembles(cfg: dict) -> dict:
     vectorised = BaggingCertifiedClassifier(LinearHead(**params), n_estimators=N,
                                             max_samples=m, k_base=k_base, k=3,
                                             random_state=0, n_jobs=1)
-    seeds = np.random.RandomState(0).randint(MAX_INT, size=N)
+    seeds = np.random.RandomState(0).randint(SEED_HIGH, size=N)
     holder = {}
     def fit_generic():
         holder["generic"] = generic.fit(F_tr, Y_tr)

@@ -16,15 +16,17 @@ from sklearn.utils.validation import check_is_fitted
 from ._scores import top_k_indicator
 from ._targets import encode_targets
 from ._validation import check_alpha_level, check_int, reject_bool_params
-from .results import CertificationResult, _bound_alpha
+from .certificates import certificate_spec
+from .results import CertificationResult
 
 
 class CertifiedClassifierMixin(ClassifierMixin):
     """Mixin for certified multi-label classifiers built on label counts.
 
-    Subclasses implement ``_label_counts(X) -> (counts, n_draws)`` and
+    Subclasses implement ``_label_counts(X) -> (counts, n_draws)``,
     ``_certificate_spec(**options) -> dict`` (keyword arguments of
-    :meth:`CertificationResult.from_counts` other than counts, Y, radius and k), and
+    :meth:`CertificationResult.from_counts` other than counts, Y, radius and k) and a
+    ``certify`` with their own keyword arguments that calls ``_certify``, and
     set in ``fit``: ``n_classes_``, ``classes_`` and ``multiclass_`` (whether ``fit``
     saw 1-D targets). ``classes_`` holds the labels for 1-D targets and
     ``np.arange(n_classes_)``, the column indices, for multi-label targets.
@@ -34,6 +36,9 @@ class CertifiedClassifierMixin(ClassifierMixin):
         raise NotImplementedError
 
     def _certificate_spec(self, **options) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def certify(self, X, Y, radius=0.0, **options) -> CertificationResult:  # pragma: no cover
         raise NotImplementedError
 
     def _validate_params(self):
@@ -104,39 +109,17 @@ class CertifiedClassifierMixin(ClassifierMixin):
         counts, n_draws = self._label_counts(X)
         return counts / float(n_draws)
 
-    def certify(self, X, Y, radius=0.0, **options) -> CertificationResult:
-        """Certified intersection sizes of ``X``'s true labels at each radius.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_inputs, ...)
-        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
-            The true labels (1-D labels when ``fit`` saw 1-D targets).
-        radius : float, int or array-like
-            Attack sizes to certify.
-        **options
-            ``method`` (any estimator), ``attack`` (ensembles), ``k`` and ``alpha``
-            (sampled certificates) override the fitted settings for this call;
-            ``label`` names the result in tables and legends.
-
-        Returns
-        -------
-        CertificationResult
-
-        Notes
-        -----
-        For 1-D multi-class targets ``predict`` returns the top-1 label, while
-        ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
-        or a ``certify`` option) for the certificate of ``predict``'s label.
-        """
+    def _certify(self, X, Y, radius, *, k=None, label=None, **options) -> CertificationResult:
+        """The work of every estimator's ``certify``; ``options`` go to
+        ``_certificate_spec`` (checked before the costly sampling)."""
         check_is_fitted(self)
         Y = self._encoded_targets(Y)
-        k = options.pop("k", self.k)
-        label = options.pop("label", None)
+        k = self.k if k is None else k
         check_int(k, "k", low=1, high=self.n_classes_)
         spec = self._certificate_spec(**options)
         if spec.get("alpha") is not None:  # before the costly sampling
-            check_alpha_level(_bound_alpha(spec["alpha"], spec["method"]), self.n_classes_)
+            bound_alpha = certificate_spec(spec["certificate"]).bound_alpha
+            check_alpha_level(bound_alpha(spec["alpha"], spec["method"]), self.n_classes_)
         if hasattr(X, "__len__") and len(X) != Y.shape[0]:  # before the costly sampling
             raise ValueError(f"X has {len(X)} inputs but Y has {Y.shape[0]} rows.")
         counts, n_draws = self._label_counts(X)

@@ -1,5 +1,9 @@
 """Input validation shared by the pure functions and the estimators.
 
+Imports numpy only at module level (scikit-learn inside :func:`check_inputs`), so that
+:mod:`sklearn_certify.bounds` and :mod:`sklearn_certify.certificates` load numpy and
+scipy only.
+
 Every check raises ``ValueError`` (bad value) or ``TypeError`` (bad type) with a
 message that names the parameter and what it expected.
 """
@@ -11,18 +15,15 @@ import re
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.utils import check_array
+
+from ._random import is_int
 
 ATTACKS = ("modification", "addition", "deletion")
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def check_int(value, name: str, *, low: int = 1, high: int | None = None) -> int:
     """An integer in ``[low, high]``."""
-    if not _is_int(value):
+    if not is_int(value):
         raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).")
     if value < low or (high is not None and value > high):
         upper = "" if high is None else f" and at most {high}"
@@ -126,7 +127,7 @@ def check_counts(counts, n_draws) -> tuple[np.ndarray, np.ndarray]:
     counts = check_count_matrix(counts)
     n = np.asarray(n_draws)
     if n.ndim == 0:
-        if not (_is_int(n_draws) or np.issubdtype(n.dtype, np.integer)):
+        if not (is_int(n_draws) or np.issubdtype(n.dtype, np.integer)):
             raise TypeError(f"n_draws must be an integer, got {n_draws!r}.")
         n = np.full((counts.shape[0], 1), int(n), dtype=np.int64)
     else:
@@ -204,6 +205,10 @@ def check_inputs(X, *, ensure_min_samples: int = 0) -> np.ndarray:
     one feature. A torch tensor (on any device) is read as a numpy array: the consumers
     of this function (scikit-learn estimators) work on the host.
     """
+    # scikit-learn is imported here, not at module level: the certificate math (which
+    # uses the other checks) loads numpy and scipy only.
+    from sklearn.utils import check_array
+
     if _is_torch_tensor(X):
         X = X.detach().cpu().numpy()
     try:
@@ -255,13 +260,15 @@ def reject_bool_params(estimator) -> None:
     """Refuse a bool given for a numeric parameter (scikit-learn reads True as 1).
 
     Every parameter of ``estimator._parameter_constraints`` whose constraints accept no
-    boolean (``"boolean"``, ``"verbose"`` or ``bool``) must not be a bool.
+    boolean (``"boolean"``, ``"verbose"``, ``bool`` or ``Options(bool, ...)``) must not be
+    a bool.
     """
     for name, constraints in estimator._parameter_constraints.items():
         value = getattr(estimator, name, None)
         if not isinstance(value, (bool, np.bool_)):
             continue
-        if any(c is bool or (isinstance(c, str) and c in ("boolean", "verbose"))
+        if any(c is bool or getattr(c, "type", None) is bool
+               or (isinstance(c, str) and c in ("boolean", "verbose"))
                for c in constraints):
             continue
         raise TypeError(

@@ -1,10 +1,12 @@
-"""Torch building blocks for multi-label base classifiers: the ASL loss and a skorch net.
+"""Torch building blocks for multi-label base classifiers: modules and a skorch net.
 
 :class:`MultiLabelNet` is the default base model of the certified classifiers. It is a
 :class:`skorch.NeuralNet` that outputs one logit per label, trains with the asymmetric
 loss (:class:`AsymmetricLoss`) used by MultiGuard, infers its input and output sizes from
 the data at ``fit``, and can add fresh Gaussian noise to every training batch, which is
-what makes randomized-smoothing certificates non-trivial.
+what makes randomized-smoothing certificates non-trivial (:class:`TrainingNoise`).
+:class:`AsymmetricLoss` lives in :mod:`sklearn_certify.losses` and is importable from
+here too.
 
 Training is random (weight initialisation, batch order, training noise) and draws from
 torch's global generator: call ``torch.manual_seed(...)`` before ``fit`` for reproducible
@@ -14,132 +16,20 @@ results.
 from __future__ import annotations
 
 import inspect
-import math
 import numbers
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.special import expit
 from skorch import NeuralNet
-from skorch.dataset import unpack_data
-from skorch.utils import to_numpy, to_tensor
+from skorch.callbacks import Callback
+from skorch.utils import to_numpy
 from torch import nn
 
-__all__ = ["AsymmetricLoss", "MLPModule", "SmallCNN", "MultiLabelNet"]
+from .losses import AsymmetricLoss
 
-_REDUCTIONS = ("mean", "sum", "none")
-
-
-class AsymmetricLoss(nn.Module):
-    r"""Asymmetric loss (ASL) for multi-label classification.
-
-    The loss of MultiGuard (Jia et al., 2022, Section 4.1) and Ben-Baruch / Ridnik et
-    al. (2020). With :math:`q_j = \sigma(z_j)` the predicted probability of label
-    :math:`j` and :math:`y_j \in \{0, 1\}` its target, the loss of one input is
-
-    .. math::
-
-        L = \sum_j -y_j L_{j+} - (1 - y_j) L_{j-}, \quad
-        L_{j+} = (1 - q_j)^{\gamma_+} \log q_j, \quad
-        L_{j-} = q_{j,m}^{\gamma_-} \log(1 - q_{j,m}),
-
-    where :math:`q_{j,m} = \max(q_j - m, 0)` is the shifted probability: easy
-    negatives (:math:`q_j \le m`) contribute nothing.
-
-    Parameters
-    ----------
-    gamma_pos : float, default=0.0
-        Focusing exponent :math:`\gamma_+` of the positive labels.
-    gamma_neg : float, default=4.0
-        Focusing exponent :math:`\gamma_-` of the negative labels.
-    clip : float, default=0.05
-        Probability margin :math:`m` in ``[0, 1)``.
-    eps : float, default=1e-8
-        Floor of the arguments of the logarithms and of the focusing bases, for
-        numerical stability.
-    reduction : {"mean", "sum", "none"}, default="mean"
-        ``"mean"``: mean over the batch of the per-input loss (the sum over labels),
-        unlike :class:`torch.nn.BCEWithLogitsLoss`, which averages over labels too.
-        ``"sum"``: sum over inputs and labels. ``"none"``: the element-wise terms,
-        shape ``(n_inputs, n_classes)``.
-
-    Notes
-    -----
-    With ``gamma_pos=gamma_neg=0`` and ``clip=0`` the loss is binary cross-entropy on
-    the logits (summed over labels).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from sklearn_certify.nets import AsymmetricLoss
-    >>> loss = AsymmetricLoss()
-    >>> logits = torch.tensor([[2.0, -1.0, 0.5]])
-    >>> targets = torch.tensor([[1.0, 0.0, 1.0]])
-    >>> round(float(loss(logits, targets)), 4)
-    0.6016
-    """
-
-    def __init__(
-        self,
-        gamma_pos: float = 0.0,
-        gamma_neg: float = 4.0,
-        clip: float = 0.05,
-        eps: float = 1e-8,
-        reduction: str = "mean",
-    ) -> None:
-        super().__init__()
-        if gamma_pos < 0 or gamma_neg < 0:
-            raise ValueError(
-                f"gamma_pos and gamma_neg must be >= 0, got {gamma_pos} and {gamma_neg}."
-            )
-        if not 0.0 <= clip < 1.0:
-            raise ValueError(f"clip must be in [0, 1), got {clip}.")
-        if not 0.0 < eps < 1.0:
-            raise ValueError(f"eps must be in (0, 1), got {eps}.")
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be one of {list(_REDUCTIONS)}, got {reduction!r}.")
-        self.gamma_pos = float(gamma_pos)
-        self.gamma_neg = float(gamma_neg)
-        self.clip = float(clip)
-        self.eps = float(eps)
-        self.reduction = reduction
-
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Loss of ``logits`` (n_inputs, n_classes) against 0/1 ``targets`` of the same shape."""
-        if logits.shape != targets.shape:
-            raise ValueError(
-                f"logits and targets must have the same shape, got {tuple(logits.shape)} "
-                f"and {tuple(targets.shape)}."
-            )
-        targets = targets.to(logits.dtype)
-        log_eps = math.log(self.eps)
-
-        # log q and log(1 - q) through logsigmoid: exact for large |logits|.
-        log_pos = F.logsigmoid(logits).clamp(min=log_eps)
-        prob_neg = torch.sigmoid(-logits)  # 1 - q
-        if self.clip > 0:
-            # 1 - max(q - m, 0) = min(1 - q + m, 1)
-            log_neg = torch.log((prob_neg + self.clip).clamp(max=1.0))
-        else:
-            log_neg = F.logsigmoid(-logits)
-        log_neg = log_neg.clamp(min=log_eps)
-
-        if self.gamma_pos > 0:
-            log_pos = prob_neg.clamp(min=self.eps).pow(self.gamma_pos) * log_pos
-        if self.gamma_neg > 0:
-            shifted = (1.0 - prob_neg - self.clip).clamp(min=0.0)  # max(q - m, 0)
-            # Where shifted == 0 the log term is exactly 0, so the eps floor changes no
-            # value; it only keeps pow's gradient finite for gamma_neg < 1.
-            log_neg = shifted.clamp(min=self.eps).pow(self.gamma_neg) * log_neg
-
-        loss = -(targets * log_pos + (1.0 - targets) * log_neg)
-        if self.reduction == "mean":
-            return loss.sum(dim=1).mean()
-        if self.reduction == "sum":
-            return loss.sum()
-        return loss
+__all__ = ["AsymmetricLoss", "MLPModule", "SmallCNN", "MultiLabelNet", "TrainingNoise"]
 
 
 def _as_tuple(value, name: str) -> tuple[int, ...]:
@@ -184,7 +74,7 @@ class MLPModule(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         width = int(n_features)
-        for size in _as_tuple(hidden, "hidden"):
+        for size in self.hidden_widths(hidden):
             layers += [nn.Linear(width, size), nn.ReLU()]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
@@ -194,6 +84,25 @@ class MLPModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x.flatten(1))
+
+    @staticmethod
+    def hidden_widths(hidden: int | Sequence[int]) -> tuple[int, ...]:
+        """The hidden layers' widths as a tuple (``hidden`` as the constructor takes it)."""
+        return _as_tuple(hidden, "hidden")
+
+    def linear_layers(self) -> list[nn.Linear]:
+        """The fully connected layers, from the input to the output."""
+        return [layer for layer in self.layers if isinstance(layer, nn.Linear)]
+
+    def load_linear_weights(self, weights) -> None:
+        """Copy ``[(W (out, in), b (out,)), ...]`` into :meth:`linear_layers`, in order."""
+        layers = self.linear_layers()
+        if len(weights) != len(layers):
+            raise ValueError(f"{len(weights)} (W, b) pairs for {len(layers)} layers.")
+        with torch.no_grad():
+            for layer, (W, b) in zip(layers, weights):
+                layer.weight.copy_(torch.as_tensor(W))
+                layer.bias.copy_(torch.as_tensor(b))
 
 
 class SmallCNN(nn.Module):
@@ -274,6 +183,45 @@ def _accepted_kwargs(factory) -> set[str]:
         return set()
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return {p.name for p in params if p.kind in kinds}
+
+
+class TrainingNoise(Callback):
+    """skorch callback: fresh ``N(0, sigma^2 I)`` noise on the inputs of every training batch.
+
+    The one training-noise mechanism: :class:`MultiLabelNet` uses it for its
+    ``noise_sigma``, and :class:`~sklearn_certify.SmoothedMultiLabelClassifier` adds it to
+    other skorch nets. The batch's input tensor is moved to the net's device and the
+    noise is drawn there (a GPU net gets GPU-drawn noise; skorch's own move is then a
+    no-op); the noisy tensor replaces the input in the batch (a list, as the default
+    collation makes). A batch that cannot take it (a tuple) gets the noise written into
+    its input tensor, on that tensor's device. Validation and prediction batches are
+    left clean.
+
+    Parameters
+    ----------
+    sigma : float or None, default=None
+        Standard deviation of the noise; None uses the net's ``noise_sigma``.
+    """
+
+    def __init__(self, sigma: float | None = None):
+        self.sigma = sigma
+
+    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
+        sigma = getattr(net, "noise_sigma", 0.0) if self.sigma is None else self.sigma
+        if not training or not sigma:
+            return
+        Xi = batch[0]
+        if not (torch.is_tensor(Xi) and Xi.is_floating_point()):
+            raise TypeError(
+                "training noise needs floating-point tensor batches, got "
+                f"{type(Xi).__name__}; pass X as one float array or tensor."
+            )
+        if isinstance(batch, list):
+            device = Xi.device if net.device is None else torch.device(net.device)
+            Xi = Xi.to(device)
+            batch[0] = Xi + sigma * torch.randn_like(Xi)
+        else:  # a tuple cannot take a moved tensor: noise on the tensor's own device
+            Xi.copy_(Xi + sigma * torch.randn_like(Xi))
 
 
 class MultiLabelNet(NeuralNet):
@@ -447,25 +395,15 @@ class MultiLabelNet(NeuralNet):
 
     # ------------------------------------------------------------------------ training
 
-    def _add_noise(self, Xi: torch.Tensor) -> torch.Tensor:
-        """Xi plus fresh N(0, noise_sigma^2) noise drawn on Xi's device."""
-        if not isinstance(Xi, torch.Tensor):
-            raise TypeError(
-                f"noise_sigma > 0 needs tensor batches, got {type(Xi).__name__}; "
-                "pass X as one array or tensor."
-            )
-        return Xi + self.noise_sigma * torch.randn_like(Xi)
-
-    def train_step_single(self, batch, **fit_params):
-        """One training step; with ``noise_sigma > 0`` the batch gets fresh Gaussian noise."""
-        if self.noise_sigma:
-            Xi, yi = unpack_data(batch)
-            Xi = self._add_noise(to_tensor(Xi, device=self.device))
-            batch = (Xi, yi)
-        return super().train_step_single(batch, **fit_params)
+    def get_default_callbacks(self):
+        """skorch's defaults and :class:`TrainingNoise` (active when ``noise_sigma > 0``)."""
+        return [*super().get_default_callbacks(), ("train_noise", TrainingNoise())]
 
     def _check_noise_sigma(self) -> None:
         sigma = self.noise_sigma
+        if sigma and self.callbacks == "disable":
+            raise ValueError("noise_sigma > 0 adds noise through a skorch callback, but the "
+                             "net has callbacks='disable'.")
         if (
             not isinstance(sigma, numbers.Real)
             or isinstance(sigma, bool)

@@ -15,31 +15,10 @@ import pandas as pd
 
 from ._result_io import load_result, save_result
 from .bounds import clopper_pearson_bounds
-from .certificates import bagging_certified_size, dpa_certified_size, gaussian_certified_size
+from .certificates import CERTIFICATES, certificate_spec
 from .metrics import mean_certified_metric
 
 __all__ = ["CertificationResult", "plot_certified_curves"]
-
-# certificate kind -> (certificate function, needs Clopper-Pearson bounds, parameters)
-_CERTIFICATES = {
-    "gaussian": (gaussian_certified_size, True, ("k_prime", "sigma")),
-    "bagging": (bagging_certified_size, True, ("k_base", "n_train", "max_samples", "attack")),
-    "dpa": (dpa_certified_size, False, ("k_base", "attack")),
-}
-_RADIUS_NAMES = {"gaussian": "radius", "bagging": "T", "dpa": "T"}
-_RECERTIFIABLE = {"attack"}
-
-
-def _bound_alpha(alpha: float, method: str) -> float:
-    """The alpha given to the Clopper-Pearson bounds (each at level alpha / n_classes).
-
-    MultiGuard and bagging use one bound per label (a lower bound for each true label,
-    an upper bound for each other label): c bounds, so alpha / c each holds them all
-    jointly with probability 1 - alpha. Jia et al.'s label-by-label certificate also
-    uses the upper bounds of the *other true* labels: up to 2c bounds, hence alpha / 2.
-    """
-    return alpha / 2 if method == "jia" else alpha
-
 
 class CertificationResult:
     """Certified intersection sizes of a set of inputs at one or more radii.
@@ -140,11 +119,8 @@ class CertificationResult:
         **params
             The certificate function's remaining keyword arguments.
         """
-        if certificate not in _CERTIFICATES:
-            raise ValueError(
-                f"certificate must be one of {sorted(_CERTIFICATES)}, got {certificate!r}."
-            )
-        function, sampled, names = _CERTIFICATES[certificate]
+        spec = certificate_spec(certificate)
+        names = spec.params
         missing = [name for name in names if name not in params]
         unknown = sorted(set(params) - set(names))
         if missing or unknown:
@@ -152,17 +128,20 @@ class CertificationResult:
                 f"certificate {certificate!r} needs parameters {list(names)}; "
                 f"missing {missing}, unexpected {unknown}."
             )
+        spec.check_method(method, params)
         counts = np.asarray(counts)
         Y = np.asarray(Y)
         radii = np.atleast_1d(np.asarray(radius))
         lower = upper = None
-        if sampled:
+        if spec.sampled:
             if n_draws is None or alpha is None:
                 raise TypeError(f"certificate {certificate!r} needs n_draws and alpha.")
-            lower, upper = clopper_pearson_bounds(counts, n_draws, _bound_alpha(alpha, method))
-            sizes = function(lower, upper, Y, k=k, radius=radii, method=method, **params)
+            lower, upper = clopper_pearson_bounds(counts, n_draws,
+                                                  spec.bound_alpha(alpha, method))
+            sizes = spec.function(lower, upper, Y, k=k, radius=radii, method=method, **params)
         else:
-            sizes = function(counts, Y, k=k, radius=radii, method=method, **params)
+            spec.check_no_alpha(alpha)
+            sizes = spec.function(counts, Y, k=k, radius=radii, method=method, **params)
         return cls(sizes, radii, k, Y.sum(axis=1), Y=Y, certificate=certificate,
                    method=method, counts=counts, n_draws=n_draws, alpha=alpha,
                    lower=lower, upper=upper, params=params, label=label)
@@ -193,25 +172,25 @@ class CertificationResult:
             raise ValueError(
                 "this result does not keep counts and labels; it cannot be re-certified."
             )
+        spec = certificate_spec(self.certificate)
         unknown = sorted(set(params) - set(self.params))
         if unknown:
             takes = ["radius", "k", "alpha", "method", "label",
-                     *sorted(_RECERTIFIABLE & set(self.params))]
+                     *sorted(spec.recertifiable & set(self.params))]
             raise TypeError(
                 f"recertify got unexpected parameter(s) {unknown}; it takes "
                 f"{', '.join(takes)}. The counts, n_draws and Y are this result's own: "
                 "certify again to change them."
             )
-        if alpha is not None and self.certificate == "dpa":
-            raise ValueError("DPA certificates are deterministic and take no alpha.")
+        spec.check_no_alpha(alpha)
         for key, value in params.items():
             # sigma, k', k_b, n and m describe how the counts were drawn: changing them
             # would certify a classifier other than the one that was sampled.
-            if key not in _RECERTIFIABLE and self.params.get(key, value) != value:
+            if key not in spec.recertifiable and self.params.get(key, value) != value:
                 raise ValueError(
                     f"{key} describes how the counts were sampled ({key}="
                     f"{self.params[key]!r}); certify again to change it. Only "
-                    f"{sorted(_RECERTIFIABLE)} (and radius, k, alpha, method) can change."
+                    f"{sorted(spec.recertifiable)} (and radius, k, alpha, method) can change."
                 )
         return CertificationResult.from_counts(
             self.counts, self.Y, self.radius if radius is None else radius,
@@ -294,6 +273,10 @@ class CertificationResult:
     def name(self) -> str:
         return self.label or self.method or "certified"
 
+    def _spec_radius_name(self) -> str:
+        spec = CERTIFICATES.get(self.certificate)
+        return "radius" if spec is None else spec.radius_name
+
     def to_frame(self) -> pd.DataFrame:
         """A tidy table, one row per radius.
 
@@ -301,7 +284,7 @@ class CertificationResult:
         ``precision``, ``recall``, ``f1``, and ``method``, ``k`` and ``label``.
         """
         return pd.DataFrame({
-            _RADIUS_NAMES.get(self.certificate, "radius"): self.radius,
+            self._spec_radius_name(): self.radius,
             "precision": self.precision(),
             "recall": self.recall(),
             "f1": self.f1(),
@@ -334,9 +317,9 @@ class CertificationResult:
         axes = np.asarray(ax, dtype=object).ravel()
         if axes.size != 3:
             raise ValueError(f"ax must hold 3 Axes (precision, recall, f1), got {axes.size}.")
-        xlabel = "T (poisoned training examples)" if self.certificate in ("bagging", "dpa") \
-            else "l2 radius R"
-        drawstyle = "steps-post" if self.certificate in ("bagging", "dpa") else "default"
+        poisoning = self._spec_radius_name() == "T"
+        xlabel = "T (poisoned training examples)" if poisoning else "l2 radius R"
+        drawstyle = "steps-post" if poisoning else "default"
         for panel, metric in zip(axes, ("precision", "recall", "f1")):
             panel.plot(self.radius, getattr(self, metric)(), label=label or self.name,
                        drawstyle=drawstyle, **line_kwargs)

@@ -61,10 +61,11 @@ def _votes_by_hand(clf, X):
 @pytest.mark.parametrize("cls, expected", [
     (BaggingCertifiedClassifier, dict(estimator=None, n_estimators=1000, max_samples=0.1,
                                       k_base=1, k=3, alpha=0.001, method="poisoningguard",
-                                      n_jobs=None, memory=None, random_state=None,
-                                      verbose=0)),
+                                      vectorize="auto", n_jobs=None, memory=None,
+                                      random_state=None, verbose=0)),
     (DPACertifiedClassifier, dict(estimator=None, n_partitions=300, k_base=1, k=3,
-                                  method="poisoningguard", n_jobs=None, memory=None,
+                                  method="poisoningguard", vectorize="auto", n_jobs=None,
+                                  memory=None,
                                   verbose=0)),
 ])
 def test_signature_matches_api(cls, expected):
@@ -202,8 +203,10 @@ def test_dpa_certify_equals_pure_functions(digits, fitted_dpa, attack, method):
 def test_certify_option_errors(digits):
     X_train, X_test, Y_train, Y_test = digits
     dpa = DPACertifiedClassifier(n_partitions=5).fit(X_train, Y_train)
-    with pytest.raises(TypeError, match="deterministic"):
+    with pytest.raises(TypeError, match="alpha"):  # deterministic: no alpha
         dpa.certify(X_test, Y_test, 1, alpha=0.01)
+    with pytest.raises(TypeError, match="deterministic"):
+        dpa.certify(X_test, Y_test, 1).recertify(alpha=0.01)
     with pytest.raises(TypeError, match="unexpected"):
         dpa.certify(X_test, Y_test, 1, sigma=0.5)
     with pytest.raises(ValueError, match="method"):
@@ -316,6 +319,36 @@ def test_bagging_reproducible_across_n_jobs_and_backends(digits):
                                       ref.certify(X_test, Y_test, RADII).sizes)
     other = BaggingCertifiedClassifier(**{**params, "random_state": 7}).fit(X_train, Y_train)
     assert not np.array_equal(other.seeds_, ref.seeds_)
+
+
+def test_bagging_seeds_do_not_collide_and_are_reproducible():
+    from sklearn_certify._random import spawn_seeds
+
+    seeds = spawn_seeds(np.random.RandomState(0), 100_000)
+    assert seeds.dtype == np.uint64 and len(np.unique(seeds)) == 100_000
+    # 31-bit seeds drawn by randint, the old rule, collide at this size
+    old = np.random.RandomState(0).randint(2**31 - 1, size=100_000)
+    assert len(np.unique(old)) < 100_000
+    np.testing.assert_array_equal(spawn_seeds(np.random.RandomState(0), 100_000), seeds)
+    assert (seeds >= 2**32).mean() > 0.99  # all 64 bits used
+
+
+def test_bagging_seeds_and_samples_reproducible_from_random_state():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    Y = (X[:, :3] > 0).astype(int)
+    params = dict(n_estimators=40, max_samples=15, k=2)
+    a = BaggingCertifiedClassifier(random_state=3, **params).fit(X, Y)
+    b = BaggingCertifiedClassifier(random_state=np.random.RandomState(3), **params).fit(X, Y)
+    assert len(np.unique(a.seeds_)) == 40
+    np.testing.assert_array_equal(a.seeds_, b.seeds_)
+    for rows_a, rows_b in zip(a.estimators_samples_, b.estimators_samples_, strict=True):
+        np.testing.assert_array_equal(rows_a, rows_b)
+    # the rows are the subsample of each seed's own SeedSequence stream
+    expected = np.random.default_rng(np.random.SeedSequence([int(a.seeds_[5]), 1]))
+    np.testing.assert_array_equal(a.estimators_samples_[5], expected.integers(0, 60, 15))
+    assert len({tuple(rows) for rows in a.estimators_samples_}) == 40
+    np.testing.assert_array_equal(a._label_counts(X)[0], b._label_counts(X)[0])
 
 
 def test_dpa_reproducible_across_n_jobs(digits):

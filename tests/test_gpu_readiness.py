@@ -267,7 +267,8 @@ def _saved_on(obj, device: str):
     """A pickle round trip of ``obj`` as if it had been fitted on ``device``."""
     import pickle
 
-    from sklearn_certify.ensembles._vectorized import LinearHead, LinearHeadEnsemble
+    from sklearn_certify.ensembles._stacked_heads import LinearHeadEnsemble
+    from sklearn_certify.heads import LinearHead
 
     for heads in [o for o in _walk(obj) if isinstance(o, LinearHeadEnsemble)]:
         heads.device_ = torch.device(device)  # what a CUDA fit leaves
@@ -312,7 +313,8 @@ def test_loadable_device_falls_back_to_the_cpu_with_a_warning(monkeypatch):
 
 
 def test_heads_pickle_as_cpu_tensors(digits):
-    from sklearn_certify.ensembles._vectorized import LinearHead, fit_linear_heads
+    from sklearn_certify.ensembles._stacked_heads import fit_linear_heads
+    from sklearn_certify.heads import LinearHead
 
     X, X_test, Y, _ = digits
     heads = fit_linear_heads(X, Y, [np.arange(0, 60), np.arange(60, 120)], hidden=4,
@@ -329,7 +331,7 @@ def test_heads_pickle_as_cpu_tensors(digits):
 def test_cuda_saved_heads_load_on_the_cpu(digits, kind):
     from skorch.exceptions import DeviceWarning
 
-    from sklearn_certify.ensembles._vectorized import LinearHead
+    from sklearn_certify.heads import LinearHead
 
     X, X_test, Y, _ = digits
     if kind == "linear_head":
@@ -362,7 +364,7 @@ def test_cuda_saved_heads_load_on_the_cpu(digits, kind):
 def test_training_noise_is_drawn_on_the_nets_device():
     from types import SimpleNamespace
 
-    from sklearn_certify.smoothing._classifier import TrainingNoise
+    from sklearn_certify.nets import TrainingNoise
 
     Xi, yi = torch.zeros(4, 3), torch.zeros(4)
     batch = [Xi, yi]
@@ -386,7 +388,8 @@ GiB = 2**30
 
 
 def test_block_bytes_match_the_sizes_that_ran_out_of_memory():
-    from sklearn_certify.ensembles._vectorized import _auto_models_per_batch, _model_bytes
+    from sklearn_certify._stacked import _model_bytes
+    from sklearn_certify.heads import _auto_models_per_batch
 
     cuda = torch.device("cuda")
     # hidden 1024 on d = 2048, 50 rows per model: 327 models per block by activations
@@ -398,10 +401,11 @@ def test_block_bytes_match_the_sizes_that_ran_out_of_memory():
 def test_gpu_blocks_are_capped_by_the_memory_budget(monkeypatch, digits):
     from dataclasses import replace
 
-    from sklearn_certify.ensembles import _vectorized, _vectorized_net
-    from sklearn_certify.ensembles._vectorized import _model_bytes, cap_models_by_memory
+    from sklearn_certify import _stacked
+    from sklearn_certify._stacked import _model_bytes, cap_models_by_memory
+    from sklearn_certify.ensembles import _skorch_replica, _stacked_nets
 
-    monkeypatch.setattr(_vectorized, "_memory_budget",
+    monkeypatch.setattr(_stacked, "_memory_budget",
                         lambda device: 4 * GiB if device.type == "cuda" else None)
     cuda = torch.device("cuda")
     per_model = _model_bytes([2048, 1024, 20], 50)
@@ -411,9 +415,9 @@ def test_gpu_blocks_are_capped_by_the_memory_budget(monkeypatch, digits):
     assert cap_models_by_memory(10, cuda, [10**6, 10**4, 20], 50) == 1  # at least one
     # skorch MLP heads of 512, batches of 16: 2048 nets by activations alone
     X, _, Y, _ = digits
-    recipe = replace(_vectorized_net.net_recipe(
+    recipe = replace(_skorch_replica.net_recipe(
         _small_net(module__hidden=(512,), batch_size=16), X), device=cuda)
-    n_nets = _vectorized_net._models_per_block(recipe, 100, 2048, 20)
+    n_nets = _stacked_nets._models_per_block(recipe, 100, 2048, 20)
     assert n_nets * _model_bytes([2048, 512, 20], 16) <= 4 * GiB
     assert (n_nets + 1) * _model_bytes([2048, 512, 20], 16) > 4 * GiB
 
@@ -427,8 +431,10 @@ def _oom_above(limit, train_block, size_of):
 
 
 def test_out_of_memory_falls_back_to_smaller_blocks(monkeypatch, digits):
-    from sklearn_certify.ensembles import _vectorized, _vectorized_net
-    from sklearn_certify.ensembles._vectorized import LinearHead, fit_linear_heads
+    from sklearn_certify import heads as _heads
+    from sklearn_certify.ensembles import _stacked_nets
+    from sklearn_certify.ensembles._stacked_heads import fit_linear_heads
+    from sklearn_certify.heads import LinearHead
 
     X, X_test, Y, _ = digits
     rows = np.random.default_rng(0).integers(0, len(X), size=(7, 30))
@@ -437,27 +443,27 @@ def test_out_of_memory_falls_back_to_smaller_blocks(monkeypatch, digits):
     bagging = BaggingCertifiedClassifier(LinearHead(4, epochs=3), n_estimators=7,
                                          max_samples=30, random_state=0)
     expected_bagging = bagging.fit(X, Y).predict_proba(X_test)
-    recipe = _vectorized_net.net_recipe(_small_net(), X)
-    expected_nets, _ = _vectorized_net.train_nets(X, Y, rows, recipe, list(range(7)),
+    recipe = _stacked_nets.net_recipe(_small_net(), X)
+    expected_nets, _ = _stacked_nets.train_nets(X, Y, rows, recipe, list(range(7)),
                                                   models_per_block=2)
     sizes = []
-    monkeypatch.setattr(_vectorized, "_train_block", _oom_above(
-        2, _vectorized._train_block, lambda X, Y, rows, sizes_, *a, **k: len(sizes_)))
-    monkeypatch.setattr(_vectorized_net, "_train_block", _oom_above(
-        2, _vectorized_net._train_block,
+    monkeypatch.setattr(_heads, "_train_block", _oom_above(
+        2, _heads._train_block, lambda X, Y, rows, sizes_, *a, **k: len(sizes_)))
+    monkeypatch.setattr(_stacked_nets, "_train_block", _oom_above(
+        2, _stacked_nets._train_block,
         lambda X, Y, rows_t, *a, **k: sizes.append(len(rows_t)) or len(rows_t)))
 
     heads = fit_linear_heads(X, Y, rows, hidden=4, epochs=3, random_state=0,
                              models_per_batch=8)
     np.testing.assert_array_equal(heads.vote_counts(X_test, 2), expected)
     np.testing.assert_array_equal(bagging.fit(X, Y).predict_proba(X_test), expected_bagging)
-    params, _ = _vectorized_net.train_nets(X, Y, rows, recipe, list(range(7)),
+    params, _ = _stacked_nets.train_nets(X, Y, rows, recipe, list(range(7)),
                                            models_per_block=8)
     assert sizes == [7, 4, 2, 2, 2, 1]  # halved until it fits, then the rest
     for got, want in zip(params, expected_nets):
         torch.testing.assert_close(got, want)
-    monkeypatch.setattr(_vectorized, "_train_block", _oom_above(  # not even one model
-        0, _vectorized._train_block, lambda *args, **kwargs: 1))
+    monkeypatch.setattr(_heads, "_train_block", _oom_above(  # not even one model
+        0, _heads._train_block, lambda *args, **kwargs: 1))
     with pytest.raises(torch.OutOfMemoryError):
         fit_linear_heads(X, Y, rows, epochs=1, models_per_batch=4)
 
@@ -466,8 +472,8 @@ def test_out_of_memory_falls_back_to_smaller_blocks(monkeypatch, digits):
 def test_vote_counts_builds_the_first_layer_layout_once(monkeypatch, digits):
     import pickle
 
-    from sklearn_certify.ensembles import _vectorized
-    from sklearn_certify.ensembles._vectorized import fit_linear_heads
+    from sklearn_certify.ensembles import _stacked_heads
+    from sklearn_certify.ensembles._stacked_heads import fit_linear_heads
 
     X, X_test, Y, _ = digits
     rows = np.random.default_rng(0).integers(0, len(X), size=(5, 30))
@@ -477,8 +483,8 @@ def test_vote_counts_builds_the_first_layer_layout_once(monkeypatch, digits):
     heads = pickle.loads(pickle.dumps(heads))  # the cached matrix is not pickled
     assert "_first_layer" not in heads.__dict__
     calls = []
-    build = _vectorized._first_layer_matrix
-    monkeypatch.setattr(_vectorized, "_first_layer_matrix",
+    build = _stacked_heads.first_layer_matrix
+    monkeypatch.setattr(_stacked_heads, "first_layer_matrix",
                         lambda W: calls.append(W.shape) or build(W))
     np.testing.assert_array_equal(heads.vote_counts(X_test, 2, batch_size=3), expected)
     np.testing.assert_array_equal(heads.vote_counts(X_test, 2, batch_size=2), expected)
@@ -491,7 +497,7 @@ def test_vote_counts_builds_the_first_layer_layout_once(monkeypatch, digits):
 @pytest.mark.parametrize("hidden", [None, 3])
 def test_dpa_stacks_fitted_linear_heads_for_vote_counting(hidden):
     from sklearn_certify.ensembles._base import _count_votes
-    from sklearn_certify.ensembles._vectorized import LinearHead
+    from sklearn_certify.heads import LinearHead
 
     rng = np.random.default_rng(0)
     X, X_test = rng.normal(size=(120, 6)), rng.normal(size=(15, 6))

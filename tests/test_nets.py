@@ -339,3 +339,24 @@ def test_trains_and_predicts_on_cuda(digits):
     net = MultiLabelNet(max_epochs=2, noise_sigma=0.5, device="cuda").fit(X, Y)
     assert next(net.module_.parameters()).device.type == "cuda"
     assert net.predict_proba(X).shape == (200, 10)
+
+
+def test_one_training_noise_mechanism():
+    from sklearn_certify.nets import TrainingNoise
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 6)).astype(np.float32)
+    Y = (X[:, :3] > 0).astype(np.float32)
+    params = dict(module=MLPModule, module__hidden=(4,), max_epochs=2, batch_size=16)
+    weights = []
+    for net in (MultiLabelNet(noise_sigma=0.5, **params),
+                MultiLabelNet(callbacks=[TrainingNoise(0.5)], **params),
+                MultiLabelNet(**params)):
+        torch.manual_seed(3)
+        net.fit(X, Y)
+        weights.append(torch.cat([p.detach().ravel() for p in net.module_.parameters()]))
+    assert "train_noise" in dict(net.callbacks_)
+    assert torch.equal(weights[0], weights[1])  # noise_sigma is the callback
+    assert not torch.equal(weights[0], weights[2])
+    with pytest.raises(ValueError, match="callbacks='disable'"):
+        MultiLabelNet(noise_sigma=0.5, callbacks="disable", **params).fit(X, Y)

@@ -302,7 +302,7 @@ def test_recertify_label_and_keeps_original():
 
 def test_recertify_errors():
     res, _, _ = _dpa()
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(TypeError, match="alpha"):
         res.recertify(alpha=0.01)
     bare = CertificationResult([[1]], [0.0], k=1, n_true=[1])
     with pytest.raises(ValueError, match="re-certified"):

@@ -369,7 +369,7 @@ def test_invalid_parameters(data, params):
 
 def test_certify_and_predict_errors(fitted, data):
     _, X_test, _, Y_test = data
-    with pytest.raises(TypeError, match="unexpected certify options"):
+    with pytest.raises(TypeError, match="unexpected keyword argument .attack."):
         fitted.certify(X_test, Y_test, 0.1, attack="deletion")
     with pytest.raises(ValueError, match="method"):
         fitted.certify(X_test, Y_test, 0.1, method="dpa")

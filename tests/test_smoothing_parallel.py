@@ -199,3 +199,29 @@ def test_each_chunk_is_reported_where_it_is_sampled(data, layout):
     assert [a for a, _ in ranges] == [0] + [b for _, b in ranges[:-1]]
     assert ranges[-1][1] == len(X)
     np.testing.assert_array_equal(np.concatenate([reported[r] for r in ranges]), counts)
+
+
+class NaNFor(torch.nn.Module):
+    """Scores NaN for inputs whose first feature is positive."""
+
+    def forward(self, x):
+        scores = torch.zeros(len(x), N_CLASSES)
+        scores[x[:, 0] > 100, 1] = float("nan")
+        return scores
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["torch", "generic"])
+@pytest.mark.parametrize("layout", [dict(n_jobs=3), dict(on_chunk=lambda *a: None)],
+                         ids=["shards", "chunks"])
+def test_nan_errors_name_inputs_as_the_caller_numbers_them(generic, layout):
+    from sklearn_certify.smoothing._parallel import sharded_label_counts
+
+    from .test_sampling import TorchAdapter
+
+    X = np.zeros((12, N_FEATURES), np.float32)
+    X[10, 0] = 1000.0  # input 2 of its shard (of 4) and of its chunk (of 8)
+    model = TorchAdapter(NaNFor()) if generic else NaNFor()
+    with joblib.parallel_backend("threading"), \
+            pytest.raises(ValueError, match=r"input\(s\) \[?10\b"):
+        sharded_label_counts(model, X, seed=0, n_classes=N_CLASSES, sigma=0.1, k_prime=1,
+                             n_draws=20, batch_size=8, **layout)

@@ -12,12 +12,16 @@ from sklearn.base import clone
 from skorch.callbacks import EpochScoring
 
 from sklearn_certify import BaggingCertifiedClassifier
-from sklearn_certify.ensembles import _bagging, _vectorized_net
+from sklearn_certify.ensembles import _stacked_nets
 from sklearn_certify.ensembles._base import _ConstantAwareMultiLabel
-from sklearn_certify.ensembles._vectorized_net import (
+from sklearn_certify.ensembles._skorch_replica import (
     ELEMENTWISE_OPTIMIZERS,
+    Blocker,
     net_blocker,
     net_recipe,
+)
+from sklearn_certify.ensembles._stacked_nets import (
+    replication_check,
     replication_is_exact,
     train_nets,
 )
@@ -132,11 +136,7 @@ def test_replication_probe_passes_here():
     assert replication_is_exact()
 
 
-def _force_generic(monkeypatch):
-    monkeypatch.setattr(_bagging, "net_blocker", lambda estimator, X: "forced")
-
-
-def test_bagging_trains_nets_vectorised_with_the_same_models(data, monkeypatch):
+def test_bagging_trains_nets_vectorised_with_the_same_models(data):
     X, Y, _ = data
     net = _net(module__hidden=(5,))
     params = dict(n_estimators=8, max_samples=30, k_base=2, k=2, random_state=0)
@@ -144,8 +144,7 @@ def test_bagging_trains_nets_vectorised_with_the_same_models(data, monkeypatch):
     fast = BaggingCertifiedClassifier(net, **params).fit(X, Y)
     assert torch.equal(state, torch.random.get_rng_state())  # caller's generator untouched
     assert fast.heads_ is not None
-    _force_generic(monkeypatch)
-    slow = BaggingCertifiedClassifier(net, **params).fit(X, Y)
+    slow = BaggingCertifiedClassifier(net, vectorize=False, **params).fit(X, Y)
     assert slow.heads_ is None
     np.testing.assert_array_equal(fast.seeds_, slow.seeds_)
     counts_fast, n_fast = fast._label_counts(X)
@@ -207,7 +206,10 @@ BLOCKERS = {
 def test_what_is_not_vectorised_is_trained_one_by_one(data, name):
     X, Y, _ = data
     net = _net(**BLOCKERS[name])
-    assert net_blocker(net, X)
+    blocker = net_blocker(net, X)
+    # the record names the parameter that was set
+    assert blocker.parameter.split("__")[0] in {key.split("__")[0] for key in BLOCKERS[name]}
+    assert blocker.reason and str(blocker).startswith(blocker.parameter)
     if name in ("noise_sigma", "dropout", "callbacks", "optimizer"):
         clf = BaggingCertifiedClassifier(net, n_estimators=2, max_samples=20,
                                          random_state=0).fit(X, Y)
@@ -216,32 +218,33 @@ def test_what_is_not_vectorised_is_trained_one_by_one(data, name):
 
 def test_other_estimators_and_image_modules_are_not_vectorised(data):
     X, _, _ = data
-    assert "not a MultiLabelNet" in net_blocker(MLPModule, X)
+    assert "not a MultiLabelNet" in net_blocker(MLPModule, X).reason
     class Sub(MultiLabelNet):
         pass
-    assert "not a MultiLabelNet" in net_blocker(Sub(MLPModule), X)
+    assert net_blocker(Sub(MLPModule), X) == Blocker(
+        "estimator", "Sub is not a MultiLabelNet")
     images = np.zeros((4, 1, 8, 8), dtype=np.float32)
     assert net_blocker(MultiLabelNet(), images)  # SmallCNN
     assert net_blocker(MultiLabelNet(MLPModule), images) is None  # flattens the images
     assert set(ELEMENTWISE_OPTIMIZERS) >= {torch.optim.Adam, torch.optim.SGD}
 
 
-def test_images_with_mlp_module_match(data, monkeypatch):
+def test_images_with_mlp_module_match(data):
     X, Y, _ = data
     images = np.concatenate([X, X[:, :2]], axis=1).reshape(N_TRAIN, 1, 2, 4)
     net = _net(module__hidden=(3,))
     params = dict(n_estimators=4, max_samples=25, k_base=1, k=2, random_state=3)
     fast = BaggingCertifiedClassifier(net, **params).fit(images, Y)
     assert fast.heads_ is not None
-    _force_generic(monkeypatch)
-    slow = BaggingCertifiedClassifier(net, **params).fit(images, Y)
+    slow = BaggingCertifiedClassifier(net, vectorize=False, **params).fit(images, Y)
     np.testing.assert_array_equal(fast._label_counts(images)[0],
                                   slow._label_counts(images)[0])
 
 
 def test_falls_back_with_a_warning_when_replication_is_not_exact(data, monkeypatch):
     X, Y, _ = data
-    monkeypatch.setattr(_vectorized_net, "replication_is_exact", lambda: False)
+    monkeypatch.setattr(_stacked_nets, "replication_check",
+                        lambda: _stacked_nets.ReplicationReport(False, "test"))
     with pytest.warns(RuntimeWarning, match="one by one"):
         clf = BaggingCertifiedClassifier(_net(), n_estimators=2, max_samples=20,
                                          random_state=0).fit(X, Y)
@@ -277,13 +280,7 @@ def test_cuda_nets_match_cpu_nets(data):  # pragma: no cover - no GPU in CI
 
 
 # ---------------------------------------------------------------------------- DPA
-def _force_generic_dpa(monkeypatch):
-    from sklearn_certify.ensembles import _dpa
-
-    monkeypatch.setattr(_dpa, "net_blocker", lambda estimator, X: "forced")
-
-
-def test_dpa_trains_nets_without_skorch_with_the_same_models(data, monkeypatch):
+def test_dpa_trains_nets_without_skorch_with_the_same_models(data):
     from sklearn_certify import DPACertifiedClassifier
 
     X, Y, _ = data
@@ -291,8 +288,8 @@ def test_dpa_trains_nets_without_skorch_with_the_same_models(data, monkeypatch):
     fast = DPACertifiedClassifier(net, n_partitions=150, k_base=2, k=2).fit(X, Y)
     assert fast.heads_ is not None
     assert (fast.partition_sizes_ == 0).any()  # 120 examples, 150 partitions
-    _force_generic_dpa(monkeypatch)
-    slow = DPACertifiedClassifier(net, n_partitions=150, k_base=2, k=2).fit(X, Y)
+    slow = DPACertifiedClassifier(net, n_partitions=150, k_base=2, k=2,
+                                  vectorize=False).fit(X, Y)
     assert slow.heads_ is None
     np.testing.assert_array_equal(fast._label_counts(X)[0], slow._label_counts(X)[0])
     for j in (int(np.argmax(fast.partition_sizes_)), int(np.argmin(fast.partition_sizes_))):
@@ -383,20 +380,67 @@ def test_a_seeded_fit_may_nest_another(data):
 def test_the_probe_says_no_when_the_replica_breaks(monkeypatch):
     """A replica that drifts from skorch (here: epochs in reverse order) or fails is
     detected, so the ensembles fall back to one-by-one training."""
-    original = _vectorized_net._initial_weights_and_sampler_seeds
+    original = _stacked_nets.initial_weights_and_sampler_seeds
 
     def drifted(*args, **kwargs):
         weights, seeds = original(*args, **kwargs)
         return weights, None if seeds is None else seeds[:, ::-1].copy()
 
-    replication_is_exact.cache_clear()
+    replication_check.cache_clear()
     try:
-        monkeypatch.setattr(_vectorized_net, "_initial_weights_and_sampler_seeds", drifted)
+        monkeypatch.setattr(_stacked_nets, "initial_weights_and_sampler_seeds", drifted)
         assert not replication_is_exact()
-        replication_is_exact.cache_clear()
-        monkeypatch.setattr(_vectorized_net, "train_nets", None)  # raises TypeError
-        assert not replication_is_exact()
+        assert "differ from skorch's fit" in replication_check().reason
+        replication_check.cache_clear()
+        monkeypatch.setattr(_stacked_nets, "train_nets", None)  # raises TypeError
+        report = replication_check()
+        assert not report.exact and report.reason.startswith("the replica raised TypeError")
+        replication_check.cache_clear()
+
+        def bug(*args, **kwargs):  # not an error a changed torch can cause: propagates
+            raise ZeroDivisionError("a bug in the replica")
+
+        monkeypatch.setattr(_stacked_nets, "train_nets", bug)
+        with pytest.raises(ZeroDivisionError):
+            replication_check()
     finally:
-        replication_is_exact.cache_clear()
+        replication_check.cache_clear()
     monkeypatch.undo()
     assert replication_is_exact()
+
+
+# ------------------------------------------------------------------- vectorize=False
+def _vectorize_cases():
+    from sklearn_certify import DPACertifiedClassifier
+    from sklearn_certify.ensembles import LinearHead
+
+    bagging = dict(n_estimators=12, max_samples=25, k_base=2, k=2, random_state=4)
+    return {
+        "bagging LinearHead": lambda v: BaggingCertifiedClassifier(
+            LinearHead(epochs=20, lr=0.05), vectorize=v, **bagging),
+        "bagging LinearHead MLP": lambda v: BaggingCertifiedClassifier(
+            LinearHead(hidden=4, epochs=20, lr=0.05), vectorize=v, **bagging),
+        "bagging MultiLabelNet": lambda v: BaggingCertifiedClassifier(
+            _net(module__hidden=(4,)), vectorize=v, **bagging),
+        "DPA MultiLabelNet": lambda v: DPACertifiedClassifier(
+            _net(), n_partitions=15, k_base=2, k=2, vectorize=v),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_vectorize_cases()))
+def test_vectorize_false_and_auto_give_identical_votes(data, name):
+    X, Y, _ = data
+    make = _vectorize_cases()[name]
+    auto, one_by_one = make("auto").fit(X, Y), make(False).fit(X, Y)
+    assert auto.heads_ is not None and one_by_one.heads_ is None
+    assert isinstance(one_by_one.estimators_, list)
+    np.testing.assert_array_equal(auto._label_counts(X)[0], one_by_one._label_counts(X)[0])
+    np.testing.assert_array_equal(auto.certify(X[:20], Y[:20], radius=[0, 1, 2]).sizes,
+                                  one_by_one.certify(X[:20], Y[:20], radius=[0, 1, 2]).sizes)
+
+
+@pytest.mark.parametrize("value", ["yes", True, None, 1])
+def test_vectorize_is_validated(data, value):
+    X, Y, _ = data
+    with pytest.raises(ValueError, match="vectorize"):
+        BaggingCertifiedClassifier(vectorize=value, n_estimators=2).fit(X, Y)

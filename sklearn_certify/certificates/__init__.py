@@ -8,10 +8,26 @@ Each theorem sits in its own module, with the paper's equation beside the code:
 
 All functions are vectorised over inputs and radii: a scalar ``radius`` gives sizes of
 shape ``(n_inputs,)``, a 1-D ``radius`` gives ``(n_inputs, n_radii)``.
+
+Each function sits beside its :class:`CertificateSpec` (methods, sampled or not, radius
+name, alpha rule, parameter checks); :data:`CERTIFICATES` maps certificate names to the
+specs, and :func:`certificate_spec` looks one up. Results and estimators read them.
 """
 
-from ._bagging import bagging_certified_size
-from ._dpa import dpa_certified_size
-from ._gaussian import gaussian_certified_size
+from ._bagging import BAGGING, bagging_certified_size
+from ._dpa import DPA, dpa_certified_size
+from ._gaussian import GAUSSIAN, gaussian_certified_size
+from ._spec import CertificateSpec
 
-__all__ = ["gaussian_certified_size", "bagging_certified_size", "dpa_certified_size"]
+__all__ = ["CERTIFICATES", "CertificateSpec", "bagging_certified_size", "certificate_spec",
+           "dpa_certified_size", "gaussian_certified_size"]
+
+#: Certificate name -> :class:`CertificateSpec`.
+CERTIFICATES = {spec.name: spec for spec in (GAUSSIAN, BAGGING, DPA)}
+
+
+def certificate_spec(name: str) -> CertificateSpec:
+    """The spec of the certificate called ``name`` ("gaussian", "bagging" or "dpa")."""
+    if name not in CERTIFICATES:
+        raise ValueError(f"certificate must be one of {sorted(CERTIFICATES)}, got {name!r}.")
+    return CERTIFICATES[name]

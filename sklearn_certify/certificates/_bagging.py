@@ -36,10 +36,11 @@ from ._common import (
     strictly_greater,
     window_sums,
 )
+from ._spec import CertificateSpec
 
 BAGGING_METHODS = ("poisoningguard", "bagging")
 
-__all__ = ["bagging_certified_size", "BAGGING_METHODS"]
+__all__ = ["BAGGING", "BAGGING_METHODS", "bagging_certified_size"]
 
 
 def bagging_certified_size(
@@ -210,3 +211,9 @@ def _eq4_sizes(p_sharp, p_star, Y, k, k_base, one_minus_a, one_minus_b, rho, inv
         passes = strictly_greater(left, right) & (d >= r)[:, None] & feasible[None, :]
         sizes[passes] = r
     return sizes
+
+
+BAGGING = CertificateSpec(
+    name="bagging", function=bagging_certified_size, methods=BAGGING_METHODS,
+    sampled=True, radius_name="T", params=("k_base", "n_train", "max_samples", "attack"),
+    recertifiable=frozenset({"attack"}))

@@ -30,10 +30,11 @@ from .._validation import (
     check_radius,
 )
 from ._common import check_k, finalize_sizes, sorted_true_and_other, window_sums
+from ._spec import CertificateSpec
 
 DPA_METHODS = ("poisoningguard", "dpa")
 
-__all__ = ["dpa_certified_size", "DPA_METHODS", "partitions_touched"]
+__all__ = ["DPA", "DPA_METHODS", "dpa_certified_size", "partitions_touched"]
 
 
 def partitions_touched(T: np.ndarray, attack: str) -> np.ndarray:
@@ -124,3 +125,8 @@ def _eq9_sizes(counts, Y, k, k_base, budget, *, t_fixed):
         passes = (left > right) & (d >= r)[:, None]
         sizes[passes] = r
     return sizes
+
+
+DPA = CertificateSpec(
+    name="dpa", function=dpa_certified_size, methods=DPA_METHODS, sampled=False,
+    radius_name="T", params=("k_base", "attack"), recertifiable=frozenset({"attack"}))

@@ -34,10 +34,17 @@ from ._common import (
     strictly_greater,
     window_sums,
 )
+from ._spec import CertificateSpec
 
 GAUSSIAN_METHODS = ("multiguard", "first-term", "jia")
 
-__all__ = ["gaussian_certified_size", "GAUSSIAN_METHODS"]
+__all__ = ["GAUSSIAN", "GAUSSIAN_METHODS", "check_jia", "gaussian_certified_size"]
+
+
+def check_jia(method: str, k_prime) -> None:
+    """Jia et al.'s certificate is defined for base predictions of one label only."""
+    if method == "jia" and k_prime != 1:
+        raise ValueError(f"method='jia' needs k_prime == 1, got k_prime={k_prime}.")
 
 
 def gaussian_certified_size(
@@ -99,8 +106,7 @@ def gaussian_certified_size(
     sigma = check_positive(sigma, "sigma")
     radii, scalar = check_radius(radius)
     check_choice(method, "method", GAUSSIAN_METHODS)
-    if method == "jia" and k_prime != 1:
-        raise ValueError(f"method='jia' is defined for k_prime == 1 only, got k_prime={k_prime}.")
+    check_jia(method, k_prime)
 
     shift = radii / sigma  # (n_radii,)
     if method == "jia":
@@ -201,3 +207,21 @@ def _jia_sizes(lower, upper, Y, k, shift):
         left = ndtr(ndtri(p_l)[:, None] - shift[None, :])
         certified += (strictly_greater(left, right) & (d > j)[:, None]).astype(np.int64)
     return certified
+
+
+def _gaussian_bound_alpha(alpha: float, method: str) -> float:
+    """The alpha given to the Clopper-Pearson bounds (each at level alpha / n_classes).
+
+    MultiGuard uses one bound per label (a lower bound for each true label, an upper
+    bound for each other label): c bounds, so alpha / c each holds them all jointly
+    with probability 1 - alpha. Jia et al.'s label-by-label certificate also uses the
+    upper bounds of the *other true* labels: up to 2c bounds, hence alpha / 2.
+    """
+    return alpha / 2 if method == "jia" else alpha
+
+
+GAUSSIAN = CertificateSpec(
+    name="gaussian", function=gaussian_certified_size, methods=GAUSSIAN_METHODS,
+    sampled=True, radius_name="radius", params=("k_prime", "sigma"),
+    bound_alpha=_gaussian_bound_alpha,
+    check=lambda method, params: check_jia(method, params.get("k_prime", 1)))

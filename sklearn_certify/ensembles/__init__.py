@@ -6,18 +6,21 @@
   deterministic certificate (Theorem 2, Eq. 9).
 
 Base models are trained through joblib, so any joblib backend (loky, threading, Dask)
-spreads the training over local cores or a cluster. With a :class:`LinearHead` base
-(a linear or one-hidden-layer head, the PoisoningGuard protocol over frozen features),
-or a :class:`~sklearn_certify.nets.MultiLabelNet` with an MLP or linear module, the
-bagging ensemble instead trains all base models at once as one batched torch program,
-on the model's device: the same models as training them one by one, up to float
-rounding (see ``BaggingCertifiedClassifier``'s Notes for the exact conditions). DPA
-always trains its models one by one (its guarantee needs each model to depend on its
-own partition only, bit for bit).
+spreads the training over local cores or a cluster. With ``vectorize="auto"`` (the
+default) and a :class:`~sklearn_certify.heads.LinearHead` base (a linear or
+one-hidden-layer head, the PoisoningGuard protocol over frozen features), or a
+:class:`~sklearn_certify.nets.MultiLabelNet` with an MLP or linear module, the bagging
+ensemble instead trains all base models at once as one batched torch program, on the
+model's device: the same models as training them one by one, up to float rounding (see
+``BaggingCertifiedClassifier``'s Notes for the exact conditions). DPA trains its models
+one by one (its guarantee needs each model to depend on its own partition only, bit
+for bit), such ``MultiLabelNet`` bases by the same replica of skorch's training.
+
+``LinearHead`` lives in :mod:`sklearn_certify.heads` and is also importable from here.
 """
 
+from ..heads import LinearHead
 from ._bagging import BaggingCertifiedClassifier
 from ._dpa import DPACertifiedClassifier
-from ._vectorized import LinearHead
 
 __all__ = ["BaggingCertifiedClassifier", "DPACertifiedClassifier", "LinearHead"]

@@ -13,17 +13,19 @@ from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._memory import check_cache_memory
-from .._validation import check_alpha, check_choice
-from ..certificates._bagging import BAGGING_METHODS
+from .._random import spawn_seeds
+from .._validation import check_alpha
+from ..certificates._bagging import BAGGING, BAGGING_METHODS
+from ..results import CertificationResult
 from ._base import (
-    MAX_INT,
     BaseCertifiedEnsemble,
     fallback_labels,
     fit_base_model,
     split_tasks,
 )
-from ._vectorized import fit_base_models, is_vectorizable
-from ._vectorized_net import check_replication, fit_net_base_models, net_blocker
+from ._stacked_heads import fit_base_models
+from ._stacked_nets import fit_net_base_models
+from ._trainers import select_trainer
 
 __all__ = ["BaggingCertifiedClassifier"]
 
@@ -34,7 +36,7 @@ def subsample_indices(seed: int, n_train: int, max_samples: int) -> np.ndarray:
     ``max_samples`` rows drawn uniformly with replacement from a stream of their own,
     ``numpy.random.default_rng(SeedSequence([seed, 1]))``: independent of the base
     model's training randomness (which ``fit_base_model`` draws from
-    ``RandomState(seed)``), as Theorem 1 assumes.
+    ``SeedSequence(seed)``), as Theorem 1 assumes.
     """
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1]))
     return rng.integers(0, n_train, max_samples)
@@ -94,6 +96,10 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
     method : {"poisoningguard", "bagging"}, default="poisoningguard"
         Certificate used by :meth:`certify`: Theorem 1 / Eq. 4 in full, or with t
         fixed to 1 ("bagging", Jia et al. 2021 extended to top-k).
+    vectorize : {"auto", False}, default="auto"
+        ``"auto"``: train all base models at once as one batched torch program when the
+        base estimator allows it (see Notes); ``False``: always one by one, through
+        joblib. Both give the same models up to float rounding.
     n_jobs : int or None, default=None
         Number of joblib jobs for fitting and for counting votes. None means 1 unless
         in a ``joblib.parallel_backend`` context; any backend works (loky, threading,
@@ -109,8 +115,9 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         without it. A directory that cannot be written fails at ``fit``. See
         ``docs/model_selection.md``.
     random_state : int, RandomState instance or None, default=None
-        Seeds the subsamples and the base models' own randomness: one seed per base
-        model is drawn up front, as in :class:`sklearn.ensemble.BaggingClassifier`.
+        Seeds the subsamples and the base models' own randomness: one 64-bit seed per
+        base model is derived up front by ``numpy.random.SeedSequence`` spawning, so
+        that no two base models share a seed in practice (see ``seeds_``).
     verbose : int, default=0
         joblib's progress messages while fitting and counting; with vectorised
         ``MultiLabelNet`` training (see Notes), a progress bar over the base models.
@@ -126,8 +133,11 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
     heads_ : LinearHeadEnsemble or None
         The stacked base models when they were trained vectorised (see Notes), else
         None.
-    seeds_ : ndarray of int, shape (n_estimators,)
-        Seed of each base model: its subsample and its ``random_state`` parameters.
+    seeds_ : ndarray of uint64, shape (n_estimators,)
+        Seed of each base model: its subsample and its own randomness
+        (``random_state`` parameters, torch's generator), through
+        ``numpy.random.SeedSequence``. Spawned from one ``SeedSequence`` whose entropy
+        is drawn from ``random_state``: the same ``random_state`` gives the same seeds.
     estimators_samples_ : list of ndarray of int
         Training rows (with repetition, in draw order) of each base model.
     n_train_ : int
@@ -151,7 +161,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
 
     Notes
     -----
-    **Vectorised training** (automatic). For two kinds of base estimator all base
+    **Vectorised training** (``vectorize="auto"``). For two kinds of base estimator all base
     models are trained at once as one batched torch program on the estimator's
     ``device``, and votes are counted in one pass, with the same training rows, seeds,
     initial weights and learning rule as fitting the models one by one: the same models
@@ -162,7 +172,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
     trained on its own subsample by the stated learning rule, so the certificate holds
     for the trained ensemble.
 
-    * :class:`~sklearn_certify.ensembles.LinearHead` (exactly that class): linear or
+    * :class:`~sklearn_certify.heads.LinearHead` (exactly that class): linear or
       one-hidden-layer heads trained by full-batch Adam.
     * :class:`~sklearn_certify.nets.MultiLabelNet` (exactly that class) with an
       :class:`~sklearn_certify.nets.MLPModule` module (any hidden widths; or
@@ -171,15 +181,16 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
       Adagrad, Adamax, NAdam, RAdam), ``noise_sigma=0``, ``train_split=None``, no
       callbacks and the default data loading. Each net gets skorch's initial weights,
       mini-batches and optimiser steps (see
-      :mod:`sklearn_certify.ensembles._vectorized_net`; a one-time check against a real
+      :mod:`sklearn_certify.ensembles._stacked_nets`; a one-time check against a real
       skorch fit guards this, and falls back to one-by-one training with a warning
       when it fails). ``estimators_`` then builds each fitted skorch net on first
-      access (about 10 ms each), with an empty ``history_``.
+      access, with an empty ``history_``.
 
     ``heads_`` holds the stacked models; ``n_jobs`` is not used for training on these
-    paths. Any other estimator (subclasses and other configurations included) is
-    trained model by model through joblib. With 1000 linear heads on 64 features this
-    is about 90x faster than one by one on a CPU core (README, Performance).
+    paths. Any other estimator (subclasses and other configurations included), or
+    ``vectorize=False``, is trained model by model through joblib. The batched path
+    pays off when the base models are small (linear or narrow MLP heads on a few
+    hundred features), where one-by-one training is dominated by per-step overhead.
 
     **Labels.** With 1-D multi-class targets the label space is ``np.unique(y)`` of the
     training set; the certificate then assumes the attack neither removes the last
@@ -237,6 +248,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         k: int = 3,
         alpha: float = 0.001,
         method: str = "poisoningguard",
+        vectorize: str | bool = "auto",
         n_jobs: int | None = None,
         memory=None,
         random_state=None,
@@ -253,6 +265,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         self.memory = memory
         self.random_state = random_state
         self.verbose = verbose
+        self.vectorize = vectorize
 
     def _subsample_size(self, n_train: int) -> int:
         if isinstance(self.max_samples, Integral):
@@ -282,16 +295,12 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         max_samples = self._subsample_size(n_train)
 
         random_state = check_random_state(self.random_state)
-        seeds = random_state.randint(MAX_INT, size=self.n_estimators)
+        seeds = spawn_seeds(random_state, self.n_estimators)
         self.heads_ = None
-        train_at_once = None
-        if is_vectorizable(estimator):  # LinearHead: sklearn_certify.ensembles._vectorized
-            train_at_once = fit_base_models
-        elif net_blocker(estimator, X) is None and check_replication():
-            # MultiLabelNet heads, reproducing skorch's one-by-one training
-            # (sklearn_certify.ensembles._vectorized_net).
-            train_at_once = partial(fit_net_base_models, verbose=self.verbose)
-        if train_at_once is not None:
+        trainer = select_trainer(estimator, X, self.vectorize)
+        if trainer is not None:
+            train_at_once = (fit_base_models if trainer == "heads"
+                             else partial(fit_net_base_models, verbose=self.verbose))
             # All base models at once, exactly as the loop below would train them
             # (same subsamples, seeds and empty-set fallbacks).
             self.heads_, models = train_at_once(
@@ -308,7 +317,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
                 for chunk in chunks
             )
             models = [model for part in parts for model in part]
-        if self.heads_ is None:  # the vectorised paths have no per-model failures
+        if self.heads_ is None:  # the stacked trainers have no per-model failures
             self._check_fitted_models(models)
         self.estimators_ = models
         self.seeds_ = seeds
@@ -324,10 +333,45 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         return [subsample_indices(seed, self.n_train_, self.max_samples_)
                 for seed in self.seeds_]
 
-    def _certificate_spec(self, **options) -> dict:
-        method = check_choice(options.pop("method", self.method), "method", BAGGING_METHODS)
-        alpha = check_alpha(options.pop("alpha", self.alpha))
-        attack = self._pop_attack(options)
-        self._reject_unknown(options)
+    def certify(self, X, Y, radius=0, *, method: str | None = None,
+                alpha: float | None = None, attack: str = "modification",
+                k: int | None = None, label: str | None = None) -> CertificationResult:
+        """Certified intersection sizes of ``X``'s true labels against T poisoned examples.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_inputs, ...)
+        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
+            The true labels (1-D labels when ``fit`` saw 1-D targets).
+        radius : int or array-like of int, default=0
+            T, the numbers of poisoned training examples to certify against.
+        method : {"poisoningguard", "bagging"}, optional
+            Overrides the ``method`` parameter for this call.
+        alpha : float, optional
+            Overrides the ``alpha`` parameter for this call.
+        attack : {"modification", "addition", "deletion"}, default="modification"
+            How the T examples are poisoned.
+        k : int, optional
+            Overrides the ``k`` parameter for this call.
+        label : str, optional
+            Name of the result in tables and legends.
+
+        Returns
+        -------
+        CertificationResult
+
+        Notes
+        -----
+        For 1-D multi-class targets ``predict`` returns the top-1 label, while
+        ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
+        or here) for the certificate of ``predict``'s label.
+        """
+        return self._certify(X, Y, radius, k=k, label=label, method=method, alpha=alpha,
+                             attack=attack)
+
+    def _certificate_spec(self, *, method=None, alpha=None, attack="modification") -> dict:
+        method = BAGGING.check_method(self.method if method is None else method, {})
+        alpha = check_alpha(self.alpha if alpha is None else alpha)
         return dict(certificate="bagging", method=method, alpha=alpha, k_base=self.k_base,
-                    n_train=self.n_train_, max_samples=self.max_samples_, attack=attack)
+                    n_train=self.n_train_, max_samples=self.max_samples_,
+                    attack=self._check_attack(attack))

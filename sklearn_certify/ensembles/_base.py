@@ -35,28 +35,28 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import DataConversionWarning
 from sklearn.linear_model import RidgeClassifier
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import CertifiedClassifierMixin
 from .._memory import cache_key, cached_call, data_key
+from .._random import SEED_HIGH, model_random_state
 from .._scores import check_no_nan_scores, has_score_method, label_scores, top_k_indicator
 from .._targets import encode_fit_targets
 from .._torch_seed import estimator_devices, seeded_torch
 from .._validation import ATTACKS, check_choice, check_inputs, check_int
 
 __all__ = [
-    "MAX_INT",
     "BaseCertifiedEnsemble",
     "_ConstantAwareMultiLabel",
+    "derived_seeds",
     "fallback_labels",
     "fit_base_model",
+    "random_state_params",
     "set_random_states",
     "split_tasks",
 ]
-
-MAX_INT = np.iinfo(np.int32).max
 
 # Tasks per joblib worker: more than one, so that progress (verbose) is visible and a
 # slow task does not hold the others up; the models do not depend on it.
@@ -67,9 +67,8 @@ def default_base_estimator():
     """The base estimator used when ``estimator=None``.
 
     ``RidgeClassifier()``: one least-squares linear scorer per label, fitted in closed
-    form on the whole indicator matrix at once, deterministic and fast (a few
-    milliseconds per base model on a few hundred examples, so thousands of base
-    models train in seconds). See ``bench/bench_bagging_fit.py`` for timings.
+    form on the whole indicator matrix at once: deterministic, and fast enough for
+    thousands of base models on training sets of a few hundred examples each.
     """
     return RidgeClassifier()
 
@@ -92,14 +91,16 @@ def set_random_states(estimator, random_state) -> None:
     ``__random_state`` (sorted by name) get integers drawn from ``random_state``.
     """
     random_state = check_random_state(random_state)
-    params = estimator.get_params(deep=True)
-    to_set = {
-        key: int(random_state.randint(MAX_INT))
-        for key in sorted(params)
-        if key == "random_state" or key.endswith("__random_state")
-    }
+    to_set = {key: int(random_state.randint(SEED_HIGH))
+              for key in random_state_params(estimator)}
     if to_set:
         estimator.set_params(**to_set)
+
+
+def random_state_params(estimator) -> list[str]:
+    """The parameters named ``random_state`` or ending in ``__random_state``, sorted."""
+    return [key for key in sorted(estimator.get_params(deep=True))
+            if key == "random_state" or key.endswith("__random_state")]
 
 
 class _ConstantAwareMultiLabel(BaseEstimator):
@@ -332,24 +333,41 @@ def _seeded_torch(seed, estimator):
     return seeded_torch(seed, estimator_devices(estimator))
 
 
+def derived_seeds(seed: int, n_random_states: int) -> tuple[list[int], int]:
+    """The seeds one base model's ``seed`` gives it, as :func:`fit_base_model` uses them.
+
+    From ``model_random_state(seed)``: first one seed per ``random_state`` parameter of
+    the base estimator (sorted by name, see :func:`set_random_states`), then the seed of
+    torch's generator during training. The stacked trainers derive their seeds here too,
+    so that they make the same models.
+    """
+    rng = model_random_state(seed)
+    params = [int(rng.randint(SEED_HIGH)) for _ in range(n_random_states)]
+    return params, int(rng.randint(SEED_HIGH))
+
+
 def fit_base_model(estimator, X, Y, *, seed: int, empty_labels,
                    memory=None) -> _ConstantAwareMultiLabel:
     """Fit one base model on ``(X, Y)``, its randomness fixed by ``seed``.
 
-    ``seed`` sets the base estimator's ``random_state`` parameters (as in scikit-learn's
-    bagging) and torch's generator during training. With ``memory`` (a joblib.Memory
-    from :func:`sklearn_certify._memory.check_cache_memory`) the fitted model is cached,
+    The one function that trains a base model one by one (bagging and DPA, any joblib
+    backend). ``seed`` sets the base estimator's ``random_state`` parameters (as in
+    scikit-learn's bagging) and torch's generator during training (see
+    :func:`derived_seeds`); ``empty_labels`` are the votes of a model without examples
+    (see :func:`fallback_labels`). With ``memory`` (a joblib.Memory from
+    :func:`sklearn_certify._memory.check_cache_memory`) the fitted model is cached,
     keyed on the base estimator's class and parameters, the content of ``X`` and ``Y``
     and ``seed``: a model trained on the same examples with the same seed is loaded,
     not trained again.
     """
 
     def train():
-        rng = np.random.RandomState(seed)
         clone_ = clone(estimator)
-        set_random_states(clone_, rng)
-        model = _ConstantAwareMultiLabel(clone_, empty_labels=empty_labels,
-                                         seed=int(rng.randint(MAX_INT)))
+        names = random_state_params(clone_)
+        param_seeds, torch_seed = derived_seeds(seed, len(names))
+        if names:
+            clone_.set_params(**dict(zip(names, param_seeds)))
+        model = _ConstantAwareMultiLabel(clone_, empty_labels=empty_labels, seed=torch_seed)
         return model.fit(X, Y)
 
     if memory is None or len(Y) == 0:  # an empty training set trains nothing
@@ -401,6 +419,7 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
         "n_jobs": [None, Integral],
         "memory": [None, str, PathLike, HasMethods(["cache"])],
         "verbose": ["verbose"],
+        "vectorize": [StrOptions({"auto"}), Options(bool, {False})],
     }
 
     def _base_estimator(self):
@@ -472,9 +491,8 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
         n_models = len(self.estimators_)
         if X.shape[0] == 0:
             return np.zeros((0, self.n_classes_), dtype=np.int64), n_models
-        heads = getattr(self, "heads_", None)
-        if heads is not None:  # vectorised LinearHead base models: all at once
-            return heads.vote_counts(X, self.k_base), n_models
+        if self.heads_ is not None:  # base models trained stacked: counted at once
+            return self.heads_.vote_counts(X, self.k_base), n_models
         chunks = split_tasks(n_models, self.n_jobs)
         parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
             delayed(_count_votes)([self.estimators_[i] for i in chunk], X, self.k_base)
@@ -482,10 +500,6 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
         )
         return np.sum(parts, axis=0, dtype=np.int64), n_models
 
-    def _pop_attack(self, options: dict) -> str:
-        return check_choice(options.pop("attack", "modification"), "attack", ATTACKS)
-
     @staticmethod
-    def _reject_unknown(options: dict) -> None:
-        if options:
-            raise TypeError(f"unexpected certify option(s): {sorted(options)}.")
+    def _check_attack(attack) -> str:
+        return check_choice(attack, "attack", ATTACKS)

@@ -45,23 +45,23 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._memory import check_cache_memory
 from .._torch_seed import determinism_settings, run_with_determinism
-from .._validation import check_choice, check_inputs, check_label_matrix
-from ..certificates._dpa import DPA_METHODS
+from .._validation import check_inputs, check_label_matrix
+from ..certificates._dpa import DPA, DPA_METHODS
+from ..results import CertificationResult
 from ._base import (
     BaseCertifiedEnsemble,
     fallback_labels,
     fit_base_model,
     split_tasks,
 )
-from ._vectorized import stack_fitted_heads
-from ._vectorized_net import (
-    check_replication,
-    net_blocker,
+from ._stacked_heads import stack_fitted_heads
+from ._stacked_nets import (
     net_recipe,
     stack_partition_nets,
     train_partition_nets,
     wrapper_seeds,
 )
+from ._trainers import select_trainer
 
 __all__ = ["DPACertifiedClassifier", "example_digests", "hash_partitions"]
 
@@ -179,6 +179,12 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
     method : {"poisoningguard", "dpa"}, default="poisoningguard"
         Certificate used by :meth:`certify`: Theorem 2 / Eq. 9 in full, or with t
         fixed to 1 ("dpa", Levine & Feizi 2021 extended to top-k).
+    vectorize : {"auto", False}, default="auto"
+        ``"auto"``: a ``MultiLabelNet`` base that the skorch replica reproduces is
+        trained by the replica, one partition at a time, and its votes are counted in
+        one stacked pass (see Notes), as are the votes of ``LinearHead`` bases;
+        ``False``: every base model is fitted and counted by its own methods, through
+        joblib. Both give the same models up to float rounding.
     n_jobs : int or None, default=None
         Number of joblib jobs for fitting and for counting votes. Any joblib backend
         works; the fitted models do not depend on it.
@@ -302,6 +308,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         k_base: int = 1,
         k: int = 3,
         method: str = "poisoningguard",
+        vectorize: str | bool = "auto",
         n_jobs: int | None = None,
         memory=None,
         verbose: int = 0,
@@ -314,6 +321,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         self.n_jobs = n_jobs
         self.memory = memory
         self.verbose = verbose
+        self.vectorize = vectorize
 
     def partition_of(self, X, y) -> np.ndarray:
         """Partition index of each example ``(x_i, y_i)`` (see :func:`hash_partitions`).
@@ -371,7 +379,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         settings = determinism_settings() if "torch" in sys.modules else None
         chunks = split_tasks(n_parts, self.n_jobs)
         empty_labels = [fallback_labels(j, self.k_base, n_classes) for j in range(n_parts)]
-        if net_blocker(estimator, X) is None and check_replication():
+        if select_trainer(estimator, X, self.vectorize) == "nets":
             recipe = net_recipe(estimator, X)
             seeds = wrapper_seeds(range(n_parts))
             parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
@@ -395,19 +403,53 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
             )
             models = [model for part in parts for model in part]
             self._check_fitted_models(models)
-            # LinearHead bases: vote counting runs on the stacked heads, on their device.
-            self.heads_ = stack_fitted_heads(estimator, models, n_features=int(
-                np.prod(X.shape[1:], dtype=np.int64)), n_classes=n_classes)
+            if self.vectorize == "auto":
+                # LinearHead bases: vote counting runs on the stacked heads, on their
+                # device.
+                self.heads_ = stack_fitted_heads(estimator, models, n_features=int(
+                    np.prod(X.shape[1:], dtype=np.int64)), n_classes=n_classes)
         self.estimators_ = models
         self.partitions_ = partitions
         self.partition_sizes_ = sizes
         self._set_targets(n_classes, classes)
         return self
 
-    def _certificate_spec(self, **options) -> dict:
-        if "alpha" in options:
-            raise TypeError("DPA certificates are deterministic and take no alpha.")
-        method = check_choice(options.pop("method", self.method), "method", DPA_METHODS)
-        attack = self._pop_attack(options)
-        self._reject_unknown(options)
-        return dict(certificate="dpa", method=method, k_base=self.k_base, attack=attack)
+    def certify(self, X, Y, radius=0, *, method: str | None = None,
+                attack: str = "modification", k: int | None = None,
+                label: str | None = None) -> CertificationResult:
+        """Certified intersection sizes of ``X``'s true labels against T poisoned examples.
+
+        Deterministic: there is no ``alpha``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_inputs, ...)
+        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
+            The true labels (1-D labels when ``fit`` saw 1-D targets).
+        radius : int or array-like of int, default=0
+            T, the numbers of poisoned training examples to certify against.
+        method : {"poisoningguard", "dpa"}, optional
+            Overrides the ``method`` parameter for this call.
+        attack : {"modification", "addition", "deletion"}, default="modification"
+            How the T examples are poisoned.
+        k : int, optional
+            Overrides the ``k`` parameter for this call.
+        label : str, optional
+            Name of the result in tables and legends.
+
+        Returns
+        -------
+        CertificationResult
+
+        Notes
+        -----
+        For 1-D multi-class targets ``predict`` returns the top-1 label, while
+        ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
+        or here) for the certificate of ``predict``'s label.
+        """
+        return self._certify(X, Y, radius, k=k, label=label, method=method, attack=attack)
+
+    def _certificate_spec(self, *, method=None, attack="modification") -> dict:
+        method = DPA.check_method(self.method if method is None else method, {})
+        return dict(certificate="dpa", method=method, k_base=self.k_base,
+                    attack=self._check_attack(attack))

@@ -14,7 +14,6 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
-from skorch.callbacks import Callback
 
 from .._base import CertifiedClassifierMixin
 from .._memory import (
@@ -28,17 +27,15 @@ from .._memory import (
 )
 from .._targets import encode_fit_targets
 from .._torch_seed import estimator_devices, seeded_torch
-from .._validation import check_alpha, check_choice, check_inputs, check_tensor_inputs
-from ..certificates._gaussian import GAUSSIAN_METHODS
+from .._validation import check_alpha, check_inputs, check_tensor_inputs
+from ..certificates._gaussian import GAUSSIAN, GAUSSIAN_METHODS, check_jia
+from ..nets import TrainingNoise
+from ..results import CertificationResult
 from ._parallel import sharded_label_counts
 from ._sampling import (
-    _estimator_scores,
-    _eval_mode,
-    _module_dtype,
-    _module_scores,
+    check_scores_width,
     draw_seed,
     is_torch_model,
-    module_input,
     torch_module_and_device,
 )
 from ._streams import input_keys
@@ -300,7 +297,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self.classes_ = classes if self.multiclass_ else np.arange(n_classes)
         self.n_classes_ = n_classes
         self.estimator_ = self._fit_estimator(X, Y, Y_matrix, memory)
-        _check_scores_width(self.estimator_, X[:1], n_classes)
+        check_scores_width(self.estimator_, X[:1], n_classes)
         self._checked_devices()  # a bad device fails at fit, not at certify
         return self
 
@@ -311,10 +308,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                     f"{name}={getattr(self, name)} exceeds the number of labels "
                     f"n_classes={n_classes}; {name} must be at most {n_classes}."
                 )
-        if self.method == "jia" and self.k_prime != 1:
-            raise ValueError(
-                f"method='jia' needs k_prime == 1, got k_prime={self.k_prime}."
-            )
+        check_jia(self.method, self.k_prime)
 
     def _fit_estimator(self, X, Y, Y_matrix, memory):
         """The fitted base model (see ``estimator`` and ``train_noise``), from ``memory``
@@ -482,18 +476,43 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             raise ValueError(f"devices={self.devices!r} holds an invalid device: {exc}") \
                 from None
 
-    def _certificate_spec(self, **options) -> dict:
-        """Arguments of ``CertificationResult.from_counts``: options ``method``, ``alpha``
-        and ``label`` (legend name) override the fitted settings."""
-        method = check_choice(options.pop("method", self.method), "method", GAUSSIAN_METHODS)
-        alpha = check_alpha(options.pop("alpha", self.alpha))
-        if options:
-            raise TypeError(
-                f"unexpected certify options {sorted(options)}; {type(self).__name__}"
-                ".certify takes method, alpha, k and label."
-            )
-        if method == "jia" and self.k_prime != 1:
-            raise ValueError(f"method='jia' needs k_prime == 1, got k_prime={self.k_prime}.")
+    def certify(self, X, Y, radius=0.0, *, method: str | None = None,
+                alpha: float | None = None, k: int | None = None,
+                label: str | None = None) -> CertificationResult:
+        """Certified intersection sizes of ``X``'s true labels at each l2 radius.
+
+        Parameters
+        ----------
+        X : array-like or tensor of shape (n_inputs, ...)
+        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
+            The true labels (1-D labels when ``fit`` saw 1-D targets).
+        radius : float or array-like of float, default=0.0
+            l2 norms of the perturbations to certify against.
+        method : {"multiguard", "first-term", "jia"}, optional
+            Overrides the ``method`` parameter for this call.
+        alpha : float, optional
+            Overrides the ``alpha`` parameter for this call.
+        k : int, optional
+            Overrides the ``k`` parameter for this call.
+        label : str, optional
+            Name of the result in tables and legends.
+
+        Returns
+        -------
+        CertificationResult
+
+        Notes
+        -----
+        For 1-D multi-class targets ``predict`` returns the top-1 label, while
+        ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
+        or here) for the certificate of ``predict``'s label.
+        """
+        return self._certify(X, Y, radius, k=k, label=label, method=method, alpha=alpha)
+
+    def _certificate_spec(self, *, method=None, alpha=None) -> dict:
+        method = GAUSSIAN.check_method(self.method if method is None else method,
+                                       {"k_prime": self.k_prime})
+        alpha = check_alpha(self.alpha if alpha is None else alpha)
         return dict(certificate="gaussian", method=method, alpha=alpha,
                     k_prime=self.k_prime, sigma=float(self.sigma))
 
@@ -511,52 +530,6 @@ def _noisy_copy(X: np.ndarray, sigma: float, rng: np.random.Generator) -> np.nda
     """``X + N(0, sigma^2 I)``, in X's float dtype (float64 for other dtypes)."""
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
     return X.astype(dtype) + sigma * rng.standard_normal(X.shape, dtype=dtype)
-
-
-def _check_scores_width(model, X_head, n_classes: int) -> None:
-    """Score one input and check the model gives one score per label."""
-    if is_torch_model(model):
-        module, device = torch_module_and_device(model)
-        x = module_input(model, X_head, device, _module_dtype(module))
-        with _eval_mode(module), torch.inference_mode():
-            _module_scores(module, x, n_classes)
-    else:
-        _estimator_scores(model, np.asarray(X_head), n_classes)
-
-
-class TrainingNoise(Callback):
-    """skorch callback: fresh ``N(0, sigma^2 I)`` noise on every training batch.
-
-    Added by :class:`SmoothedMultiLabelClassifier` to skorch nets that have no noise
-    option of their own. The batch's input tensor (a fresh tensor made by the data
-    loader's collation) is moved to the net's device here, and the noise is drawn there
-    and added in place, so a GPU net gets GPU-drawn noise (skorch's own move is then a
-    no-op). A batch container that cannot take the moved tensor (a tuple) gets the noise
-    on the tensor's own device. Validation and prediction batches are left clean.
-
-    Parameters
-    ----------
-    sigma : float
-        Standard deviation of the noise.
-    """
-
-    def __init__(self, sigma: float):
-        self.sigma = sigma
-
-    def on_batch_begin(self, net, batch=None, training=False, **kwargs):
-        if not training:
-            return
-        Xi = batch[0]
-        if not (torch.is_tensor(Xi) and Xi.is_floating_point()):
-            raise TypeError(
-                "train_noise=True needs floating-point tensor batches for a skorch net, "
-                f"got {type(Xi).__name__}; pass X as a float array or tensor, or set "
-                "train_noise=False."
-            )
-        device = Xi.device if net.device is None else torch.device(net.device)
-        if isinstance(batch, list) and Xi.device != device:
-            batch[0] = Xi = Xi.to(device)
-        Xi.add_(torch.randn_like(Xi), alpha=self.sigma)
 
 
 def _with_noise_callback(callbacks, sigma: float) -> list:

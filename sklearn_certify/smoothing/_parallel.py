@@ -102,11 +102,12 @@ def _shard_counts(model, X, offset: int, on_chunk, **kwargs) -> np.ndarray:
     """Counts of the shard ``X`` (inputs ``offset ...`` of the call), reported chunk by
     chunk to ``on_chunk`` when given."""
     if on_chunk is None:
-        return sample_label_counts(model, X, **kwargs)
+        return sample_label_counts(model, X, input_offset=offset, **kwargs)
     step = chunk_inputs(kwargs["batch_size"], kwargs["n_draws"])
     parts = []
     for start in range(0, len(X), step):
-        counts = sample_label_counts(model, X[start:start + step], **kwargs)
+        counts = sample_label_counts(model, X[start:start + step],
+                                     input_offset=offset + start, **kwargs)
         on_chunk(offset + start, offset + start + len(counts), counts)
         parts.append(counts)
     return _concatenate(parts, kwargs["n_classes"])

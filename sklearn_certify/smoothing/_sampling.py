@@ -64,13 +64,13 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
+from .._random import SEED_HIGH
 from .._scores import check_no_nan_scores, label_scores, nan_scores_error, top_k_indicator
 from ._streams import input_keys, numpy_noise, torch_noise_
 
-__all__ = ["sample_label_counts", "is_torch_model", "torch_module_and_device", "module_input",
-           "chunk_inputs"]
+__all__ = ["check_scores_width", "chunk_inputs", "draw_seed", "is_torch_model",
+           "module_input", "sample_label_counts", "torch_module_and_device"]
 
-_SEED_HIGH = 2**31 - 1
 # The torch path moves about this many batches' worth of inputs to the device at a
 # time, and copies their counts back to the host once.
 _BATCHES_PER_CHUNK = 32
@@ -104,13 +104,13 @@ def torch_module_and_device(model) -> tuple[torch.nn.Module, torch.device]:
 
 def draw_seed(random_state) -> int:
     """One integer seed from ``check_random_state(random_state)``."""
-    return int(check_random_state(random_state).randint(_SEED_HIGH))
+    return int(check_random_state(random_state).randint(SEED_HIGH))
 
 
 def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
                         n_draws: int, batch_size: int, random_state=None,
                         verbose: int = 0, seed: int | None = None, first_draw: int = 0,
-                        device=None) -> np.ndarray:
+                        device=None, input_offset: int = 0) -> np.ndarray:
     """Count how often each label is in the base model's top-k' under Gaussian noise.
 
     Parameters
@@ -146,6 +146,9 @@ def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
     device : str, torch.device or None
         Run a torch model on this device (a copy of its module is moved there) instead
         of its own.
+    input_offset : int
+        Index of ``X[0]`` among the caller's inputs, so that an error naming inputs
+        (NaN scores) names them as the caller knows them when ``X`` is a shard.
 
     Returns
     -------
@@ -174,9 +177,9 @@ def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
     with _progress(n_inputs * n_draws, verbose) as bar:
         if is_torch_model(model):
             return _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size,
-                                 seed, first_draw, bar, device)
+                                 seed, first_draw, bar, device, input_offset)
         return _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size,
-                             seed, first_draw, bar)
+                             seed, first_draw, bar, input_offset)
 
 
 def _batches(n_copies: int, batch_size: int):
@@ -194,7 +197,7 @@ def _check_width(width: int, n_classes: int) -> None:
 
 # --------------------------------------------------------------------------- torch path
 def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, first_draw,
-                  bar, device=None):
+                  bar, device=None, input_offset=0):
     module, own_device = torch_module_and_device(model)
     if device is None:
         device = own_device
@@ -230,7 +233,8 @@ def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
                 bar.update(stop - start)
             if nan_seen.item():  # one check per chunk; replay the chunk to say where
                 raise _locate_nan_scores(
-                    _noisy_scores(module, module_dtype, x, *stream, {}), n_draws, first)
+                    _noisy_scores(module, module_dtype, x, *stream, {}), n_draws,
+                    input_offset + first)
             counts[first:first + len(x)] = dev_counts.cpu().numpy()
     return counts
 
@@ -372,7 +376,7 @@ class _eval_mode:
 
 # ------------------------------------------------------------------------- generic path
 def _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, first_draw,
-                  bar):
+                  bar, input_offset=0):
     X = np.asarray(X)
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
     keys = input_keys(X)
@@ -387,7 +391,7 @@ def _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
         ])
         scores = _estimator_scores(model, X[owner].astype(dtype, copy=False) + sigma * noise,
                                    n_classes)
-        check_no_nan_scores(scores, owner)
+        check_no_nan_scores(scores, input_offset + owner)
         hits = top_k_indicator(scores, k_prime)
         # owner is sorted: sum the hits of each run of equal owners in one call
         heads = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
@@ -425,3 +429,13 @@ def _progress(total: int, verbose: int):
     return tqdm(total=total, unit="draw", unit_scale=True, desc="sampling",
                 mininterval=0.5, smoothing=0.1)
 
+
+def check_scores_width(model, X_head, n_classes: int) -> None:
+    """Score one input and check the model gives one score per label."""
+    if is_torch_model(model):
+        module, device = torch_module_and_device(model)
+        x = module_input(model, X_head, device, _module_dtype(module))
+        with _eval_mode(module), torch.inference_mode():
+            _module_scores(module, x, n_classes)
+    else:
+        _estimator_scores(model, np.asarray(X_head), n_classes)
