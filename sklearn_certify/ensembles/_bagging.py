@@ -110,9 +110,10 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         content and its seed (with the base estimator's parameters), so a refit that
         gives a model the same subsample and seed (another ``k``, ``alpha``,
         ``method``, or more ``n_estimators`` with the same ``random_state``) loads it.
-        The batched trainers (``LinearHead`` and ``MultiLabelNet`` heads) train all
-        models in one program and cache nothing. Results are identical with and
-        without it. A directory that cannot be written fails at ``fit``. See
+        The stacked trainers (``LinearHead`` and ``MultiLabelNet`` heads with
+        ``vectorize="auto"``) train all models in one program and cache nothing; with
+        ``vectorize=False`` they are trained, and cached, one by one. Results are
+        identical with and without it. A directory that cannot be written fails at ``fit``. See
         ``docs/model_selection.md``.
     random_state : int, RandomState instance or None, default=None
         Seeds the subsamples and the base models' own randomness: one 64-bit seed per

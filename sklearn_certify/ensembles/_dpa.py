@@ -195,7 +195,8 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         partition index), with the base estimator's parameters. Refitting after adding,
         removing or changing a few training examples then trains only the partitions
         whose content changed, and the ensemble equals a fresh fit. ``MultiLabelNet``
-        heads, trained by a dedicated one-net-at-a-time trainer, are not cached.
+        heads trained by the stacked net trainer (``vectorize="auto"``) are not cached;
+        with ``vectorize=False`` they are.
         A directory that cannot be written fails at ``fit``. See
         ``docs/model_selection.md``.
     verbose : int, default=0
