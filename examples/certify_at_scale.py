@@ -63,7 +63,7 @@ def main() -> None:
     torch.set_num_threads(1)
     X_train, X_test, Y_train, Y_test = make_multidigit(10000, 500, image_shape=True,
                                                        random_state=0)
-    net = MultiLabelNet(max_epochs=3, batch_size=128, lr=2e-3)
+    net = MultiLabelNet(max_epochs=10, batch_size=128, lr=2e-3)
     with tempfile.TemporaryDirectory() as cache:
         clf = SmoothedMultiLabelClassifier(net, sigma=0.5, k=3, n_draws=N_DRAWS,
                                            alpha=0.001, n_jobs=2, memory=cache,

@@ -17,7 +17,7 @@ nor sampling) reuse the base model trained for their ``sigma`` and fold. With an
 ``random_state`` the three scorers of a fold share one sampling pass either way. Both
 searches give the same scores. See ``docs/model_selection.md``.
 
-Run: ``python examples/grid_search.py`` (about a minute on 2 CPU cores).
+Run: ``python examples/grid_search.py`` (well under a minute on 2 CPU cores).
 """
 
 from __future__ import annotations
