@@ -7,7 +7,8 @@ Arrays
     ``sizes`` (int64, n_inputs x n_radii), ``radius`` (n_radii,), ``n_true`` (int64,
     n_inputs) and, when the result has them, ``Y`` (n_inputs x n_classes), ``counts``
     (n_inputs x n_classes), ``lower`` and ``upper`` (float, n_inputs x n_classes) and
-    ``n_draws_used`` (int64, n_inputs).
+    ``n_draws_used`` (int64, n_inputs) and, for sequential certification,
+    ``alpha_share`` (float, n_inputs: the share of alpha behind each input's bounds).
 ``settings``
     A 0-d unicode array holding a JSON object: ``format`` (always
     ``"sklearn-certify/CertificationResult"``), ``format_version`` (an int, see
@@ -34,7 +35,7 @@ __all__ = ["FORMAT_VERSION", "save_result", "load_result"]
 FORMAT_VERSION = 1
 _FORMAT = "sklearn-certify/CertificationResult"
 _REQUIRED = ("sizes", "radius", "n_true")
-_OPTIONAL = ("Y", "counts", "lower", "upper", "n_draws_used")
+_OPTIONAL = ("Y", "counts", "lower", "upper", "n_draws_used", "alpha_share")
 
 
 def save_result(result, path) -> None:
@@ -112,6 +113,8 @@ def load_result(cls, path):
     _check_shapes(result, data, path)
     if "n_draws_used" in data:
         result.n_draws_used = data["n_draws_used"].astype(np.int64)
+    if "alpha_share" in data:
+        result.alpha_share = data["alpha_share"].astype(np.float64)
     return result
 
 

@@ -224,6 +224,14 @@ def certified_scorer(metric: str = "f1", radius: float = 0.0, **certify_options)
     CertifiedScorer
         A picklable callable ``(estimator, X, Y) -> float``; higher is better.
 
+    Notes
+    -----
+    A dict of certified scorers (any metrics, radii, methods, ``k`` or ``alpha``) on a
+    :class:`~sklearn_certify.SmoothedMultiLabelClassifier` with an int ``random_state``
+    samples once per fitted estimator and fold: the estimator keeps its recent label
+    counts keyed on its fitted model's content, the inputs' content and the sampling
+    parameters, and every scorer certifies from them. See ``docs/model_selection.md``.
+
     Examples
     --------
     >>> from sklearn.model_selection import GridSearchCV

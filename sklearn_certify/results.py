@@ -56,6 +56,14 @@ class CertificationResult:
         ``sigma``; ``k_base``, ``n_train``, ``max_samples`` and ``attack``; ...).
     label : str, optional
         Name used in legends and in :meth:`to_frame`; defaults to the method.
+    n_draws_used : array-like of int, shape (n_inputs,), optional
+        Draws (or base models) actually spent on each input: fewer than ``n_draws``
+        where sequential certification stopped early. Defaults to ``n_draws`` for
+        every input.
+    alpha_share : array-like of float, shape (n_inputs,), optional
+        Sequential certification only: the share of ``alpha`` at which each input's
+        bounds were computed (that of the stage it stopped at; see
+        ``docs/sequential.md``). None for a fixed number of draws (share 1).
 
     Attributes
     ----------
@@ -74,7 +82,7 @@ class CertificationResult:
 
     def __init__(self, sizes, radius, k, n_true, *, Y=None, certificate=None, method=None,
                  counts=None, n_draws=None, alpha=None, lower=None, upper=None,
-                 params=None, label=None):
+                 params=None, label=None, n_draws_used=None, alpha_share=None):
         self.radius = np.atleast_1d(np.asarray(radius))
         sizes = np.asarray(sizes, dtype=np.int64)
         if sizes.size != len(n_true) * self.radius.size:
@@ -95,11 +103,18 @@ class CertificationResult:
         self.upper = upper
         self.params = dict(params or {})
         self.label = label
+        if n_draws_used is None and n_draws is not None:
+            n_draws_used = np.broadcast_to(n_draws, self.n_true.shape)
+        self.n_draws_used = (None if n_draws_used is None
+                             else np.array(n_draws_used, dtype=np.int64).reshape(-1))
+        self.alpha_share = (None if alpha_share is None
+                            else np.array(alpha_share, dtype=np.float64).reshape(-1))
 
     @classmethod
     def from_counts(cls, counts, Y, radius, *, certificate: str, k: int, method: str,
                     n_draws: int | None = None, alpha: float | None = None,
-                    label: str | None = None, **params) -> CertificationResult:
+                    label: str | None = None, n_draws_used=None, alpha_share=None,
+                    **params) -> CertificationResult:
         """Certify from label counts with one of the pure certificate functions.
 
         Parameters
@@ -116,6 +131,10 @@ class CertificationResult:
         alpha : float
             Failure probability (needed by "gaussian", "bagging").
         label : str, optional
+        n_draws_used, alpha_share : array-like of shape (n_inputs,), optional
+            Sequential certification: the draws behind each row of ``counts`` and the
+            share of ``alpha`` of the stage it stopped at; the bounds are then computed
+            per input from these.
         **params
             The certificate function's remaining keyword arguments.
         """
@@ -136,15 +155,23 @@ class CertificationResult:
         if spec.sampled:
             if n_draws is None or alpha is None:
                 raise TypeError(f"certificate {certificate!r} needs n_draws and alpha.")
-            lower, upper = clopper_pearson_bounds(counts, n_draws,
-                                                  spec.bound_alpha(alpha, method))
+            if alpha_share is None:
+                lower, upper = clopper_pearson_bounds(counts, n_draws,
+                                                      spec.bound_alpha(alpha, method))
+            else:
+                from ._sequential import staged_bounds
+
+                lower, upper = staged_bounds(counts, np.asarray(n_draws_used),
+                                             spec.bound_alpha(alpha, method),
+                                             np.asarray(alpha_share))
             sizes = spec.function(lower, upper, Y, k=k, radius=radii, method=method, **params)
         else:
             spec.check_no_alpha(alpha)
             sizes = spec.function(counts, Y, k=k, radius=radii, method=method, **params)
         return cls(sizes, radii, k, Y.sum(axis=1), Y=Y, certificate=certificate,
                    method=method, counts=counts, n_draws=n_draws, alpha=alpha,
-                   lower=lower, upper=upper, params=params, label=label)
+                   lower=lower, upper=upper, params=params, label=label,
+                   n_draws_used=n_draws_used, alpha_share=alpha_share)
 
     def recertify(self, radius=None, *, k: int | None = None, alpha: float | None = None,
                   method: str | None = None, label: str | None = None,
@@ -167,6 +194,13 @@ class CertificationResult:
         Returns
         -------
         CertificationResult
+
+        Notes
+        -----
+        A sequential result's bounds are recomputed per input from its counts,
+        ``n_draws_used`` and ``alpha_share``: a new ``alpha`` is split over the stages
+        with the same shares, so the certificates keep their ``1 - alpha`` guarantee
+        (``docs/sequential.md``).
         """
         if self.counts is None or self.Y is None or self.certificate is None:
             raise ValueError(
@@ -197,8 +231,14 @@ class CertificationResult:
             certificate=self.certificate, k=self.k if k is None else k,
             method=self.method if method is None else method, n_draws=self.n_draws,
             alpha=self.alpha if alpha is None else alpha, label=label,
-            **{**self.params, **params},
+            **self._sequential_state(), **{**self.params, **params},
         )
+
+    def _sequential_state(self) -> dict:
+        """The per-input draws and alpha shares a sequential result's bounds need."""
+        if self.alpha_share is None:
+            return {}
+        return {"n_draws_used": self.n_draws_used, "alpha_share": self.alpha_share}
 
     def save(self, path) -> None:
         """Write the result to a file, to certify it again elsewhere with :meth:`load`.
@@ -272,6 +312,83 @@ class CertificationResult:
     @property
     def name(self) -> str:
         return self.label or self.method or "certified"
+
+    def certified_radius(self, size: int = 1) -> np.ndarray:
+        """Per input, the largest attack at which ``size`` true labels stay certified.
+
+        For each input, the supremum of the radii at which at least ``size`` of its true
+        labels are certified (computed from this result's own bounds or vote counts,
+        not from the radii it was certified at), and 0 where even radius 0 is not
+        certified or the input has fewer than ``size`` true labels. For smoothing it is
+        an l2 radius, found by bisection on the monotone certificate to float resolution
+        (from below: the returned radius is itself certified; for ``k = k' = 1`` it is
+        Cohen et al.'s ``sigma/2 (Phi^-1(a) - Phi^-1(min(b, 1 - a)))``). For the
+        ensembles it is the largest certified T, a whole number (0 both for an input
+        certified at T = 0 only and for one not certified at all: the certificate at
+        radius 0 tells them apart). Inputs whose trivial bound ``k - (n_classes - |L|)``
+        reaches ``size`` are certified at every radius: ``inf``.
+
+        Parameters
+        ----------
+        size : int, default=1
+            Number of true labels that must stay in the top-k.
+
+        Returns
+        -------
+        ndarray of float, shape (n_inputs,)
+        """
+        from ._radius import certified_radius_of
+        from ._validation import check_int
+
+        size = check_int(size, "size", low=1)
+        if not self._has_radius_inputs():
+            raise ValueError(
+                "this result does not keep its labels and bounds (or counts); its "
+                "certified radii cannot be computed."
+            )
+        return certified_radius_of(self.certificate, method=self.method, k=self.k,
+                                   params=self.params, Y=self.Y, lower=self.lower,
+                                   upper=self.upper, counts=self.counts, size=size)
+
+    def _has_radius_inputs(self) -> bool:
+        """Whether the labels and the bounds (or DPA's counts) behind the sizes are kept."""
+        spec = CERTIFICATES.get(self.certificate)
+        if self.Y is None or spec is None:
+            return False
+        return (self.lower if spec.sampled else self.counts) is not None
+
+    def average_certified_radius(self, size: int = 1) -> float:
+        """Mean of :meth:`certified_radius` over inputs with at least one true label.
+
+        Misclassified and uncertified inputs count as 0, as in the smoothing
+        literature's average certified radius (ACR).
+        """
+        radii = self.certified_radius(size)[self.n_true > 0]
+        return float(radii.mean()) if radii.size else float("nan")
+
+    def summary(self, size: int = 1) -> pd.Series:
+        """The whole result in one line: what :meth:`to_frame` does not show per radius.
+
+        Returns
+        -------
+        pandas.Series
+            ``label``, ``method``, ``k``, ``n_inputs``, ``mean_draws_used`` (mean of
+            :attr:`n_draws_used`, NaN when unknown) and ``average_certified_radius``
+            (:meth:`average_certified_radius` at ``size``; NaN when the result keeps
+            no bounds to compute it from).
+        """
+        used = self.n_draws_used
+        acr = self.average_certified_radius(size) if self._has_radius_inputs() \
+            else float("nan")
+        return pd.Series({
+            "label": self.name,
+            "method": self.method,
+            "k": self.k,
+            "n_inputs": self.n_inputs,
+            "mean_draws_used": float(used.mean()) if used is not None and used.size
+            else float("nan"),
+            "average_certified_radius": acr,
+        }, name=self.name)
 
     def _spec_radius_name(self) -> str:
         spec = CERTIFICATES.get(self.certificate)

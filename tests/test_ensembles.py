@@ -61,10 +61,11 @@ def _votes_by_hand(clf, X):
 @pytest.mark.parametrize("cls, expected", [
     (BaggingCertifiedClassifier, dict(estimator=None, n_estimators=1000, max_samples=0.1,
                                       k_base=1, k=3, alpha=0.001, method="poisoningguard",
-                                      vectorize="auto", n_jobs=None, random_state=None,
-                                      verbose=0)),
+                                      vectorize="auto", n_jobs=None, memory=None,
+                                      random_state=None, verbose=0)),
     (DPACertifiedClassifier, dict(estimator=None, n_partitions=300, k_base=1, k=3,
                                   method="poisoningguard", vectorize="auto", n_jobs=None,
+                                  memory=None,
                                   verbose=0)),
 ])
 def test_signature_matches_api(cls, expected):

@@ -11,7 +11,7 @@ from sklearn_certify._result_io import FORMAT_VERSION
 
 from .test_results import _bagging, _dpa, _gaussian
 
-_ARRAYS = ("sizes", "radius", "n_true", "Y", "counts", "lower", "upper")
+_ARRAYS = ("sizes", "radius", "n_true", "Y", "counts", "lower", "upper", "n_draws_used")
 
 
 def _assert_same(a, b):
@@ -120,3 +120,19 @@ def test_truncated_or_foreign_files_are_clear_errors(tmp_path):
         CertificationResult.load(path)
     with pytest.raises(FileNotFoundError):
         CertificationResult.load(tmp_path / "missing.npz")
+
+
+def test_a_sequential_result_round_trips_with_its_alpha_shares(tmp_path):
+    result = _gaussian()[0]
+    n = len(result.sizes)
+    sequential = CertificationResult.from_counts(
+        result.counts, result.Y, result.radius, certificate="gaussian", k=2,
+        method="multiguard", n_draws=result.n_draws, alpha=0.01, k_prime=1, sigma=0.5,
+        n_draws_used=np.full(n, result.n_draws), alpha_share=np.full(n, 0.9))
+    sequential.save(tmp_path / "s.npz")
+    loaded = CertificationResult.load(tmp_path / "s.npz")
+    np.testing.assert_array_equal(loaded.alpha_share, sequential.alpha_share)
+    np.testing.assert_array_equal(loaded.recertify(radius=[0.5]).sizes,
+                                  sequential.recertify(radius=[0.5]).sizes)
+    # bounds at 0.9 alpha: never looser than the fixed-n ones
+    assert np.all(sequential.lower <= result.lower) and np.all(sequential.upper >= result.upper)

@@ -101,12 +101,28 @@ def bagging_certified_size(
     check_choice(attack, "attack", ATTACKS)
     check_choice(method, "method", BAGGING_METHODS)
 
+    p_sharp, p_star = rounded_bounds(lower, upper, n_train, max_samples, k_base)
+    sizes = bagging_sizes_at(p_sharp, p_star, Y, k, k_base, n_train, max_samples, T[None, :],
+                             attack, method)
+    return finalize_sizes(sizes, Y.sum(axis=1), k, n_classes, scalar)
+
+
+def rounded_bounds(lower, upper, n_train, max_samples, k_base):
+    """The bounds rounded to the grid of Eq. (4): ``p#`` (down) and ``p*`` (up)."""
     log_grid = max_samples * np.log(n_train) - np.log(k_base)
     p_sharp = _round_to_grid(lower, n_train, max_samples, k_base, log_grid, down=True)
     p_star = _round_to_grid(upper, n_train, max_samples, k_base, log_grid, down=False)
+    return p_sharp, p_star
+
+
+def bagging_sizes_at(p_sharp, p_star, Y, k, k_base, n_train, max_samples, T, attack, method):
+    """Certified sizes before clipping, for validated arguments and rounded bounds.
+
+    ``T`` has shape (1, n_radii) (the same radii for every input) or
+    (n_inputs, n_radii) (radii per input, as the certified-radius search needs).
+    """
     terms = _overlap_terms(T, n_train, max_samples, attack)
-    sizes = _eq4_sizes(p_sharp, p_star, Y, k, k_base, *terms, t_fixed=method == "bagging")
-    return finalize_sizes(sizes, Y.sum(axis=1), k, n_classes, scalar)
+    return _eq4_sizes(p_sharp, p_star, Y, k, k_base, *terms, t_fixed=method == "bagging")
 
 
 def _round_to_grid(p, n, m, k_base, log_grid, *, down):
@@ -183,17 +199,17 @@ def _eq4_sizes(p_sharp, p_star, Y, k, k_base, one_minus_a, one_minus_b, rho, inv
     lo, hi, d = sorted_true_and_other(p_sharp, p_star, Y)
     hi = np.nan_to_num(hi, nan=0.0)  # absent labels have probability 0
     prefix_lo, prefix_hi = window_sums(lo), window_sums(hi)
-    sizes = np.zeros((n_inputs, rho.size), dtype=np.int64)
+    sizes = np.zeros((n_inputs, rho.shape[1]), dtype=np.int64)
 
     for r in range(1, min(k, int(d.max(initial=0))) + 1):
         # Left: lower bound on min_U max_{u in U} p'_u over U of M - r + 1 true labels.
         p_r = np.nan_to_num(lo[:, r - 1], nan=0.0)
-        left = (p_r[:, None] - one_minus_a[None, :]) * rho[None, :]
+        left = (p_r[:, None] - one_minus_a) * rho
         if not t_fixed:
             for t in range(1, n_classes - r + 2):
                 exists = r - 1 + t <= d  # t <= M - r + 1
                 window = prefix_lo[:, min(r - 1 + t, n_classes)] - prefix_lo[:, r - 1]
-                term = (window[:, None] - k_base * one_minus_a[None, :]) * rho[None, :] / t
+                term = (window[:, None] - k_base * one_minus_a) * rho / t
                 left = np.where(exists[:, None], np.maximum(left, term), left)
                 if not exists.any():
                     break
@@ -201,14 +217,13 @@ def _eq4_sizes(p_sharp, p_star, Y, k, k_base, one_minus_a, one_minus_b, rho, inv
         s = k - r + 1
         top = min(s, n_classes)
         p_s = hi[:, s - 1] if s <= n_classes else np.zeros(n_inputs)
-        right = p_s[:, None] * rho[None, :] + (one_minus_b * inv_scale)[None, :]
+        right = p_s[:, None] * rho + one_minus_b * inv_scale
         if not t_fixed:
             for t in range(1, s + 1):
                 window = prefix_hi[:, top] - prefix_hi[:, min(s - t, n_classes)]
-                term = (window[:, None] * rho[None, :]
-                        + (k_base * one_minus_b * inv_scale)[None, :]) / t
+                term = (window[:, None] * rho + k_base * one_minus_b * inv_scale) / t
                 right = np.minimum(right, term)
-        passes = strictly_greater(left, right) & (d >= r)[:, None] & feasible[None, :]
+        passes = strictly_greater(left, right) & (d >= r)[:, None] & feasible
         sizes[passes] = r
     return sizes
 

@@ -93,10 +93,19 @@ def dpa_certified_size(
     check_choice(attack, "attack", ATTACKS)
     check_choice(method, "method", DPA_METHODS)
 
-    budget = partitions_touched(T, attack)  # T~ per radius
-    sizes = _eq9_sizes(counts.astype(np.float64), Y, k, k_base, budget.astype(np.float64),
-                       t_fixed=method == "dpa")
+    sizes = dpa_sizes_at(counts, Y, k, k_base, T[None, :], attack, method)
     return finalize_sizes(sizes, Y.sum(axis=1), k, n_classes, scalar)
+
+
+def dpa_sizes_at(counts, Y, k, k_base, T, attack, method):
+    """Certified sizes before clipping, for validated arguments.
+
+    ``T`` has shape (1, n_radii) (the same radii for every input) or
+    (n_inputs, n_radii) (radii per input, as the certified-radius search needs).
+    """
+    budget = partitions_touched(T, attack).astype(np.float64)  # T~ per radius
+    return _eq9_sizes(counts.astype(np.float64), Y, k, k_base, budget,
+                      t_fixed=method == "dpa")
 
 
 def _eq9_sizes(counts, Y, k, k_base, budget, *, t_fixed):
@@ -104,23 +113,23 @@ def _eq9_sizes(counts, Y, k, k_base, budget, *, t_fixed):
     true_n, other_n, d = sorted_true_and_other(counts, counts, Y)
     other_n = np.nan_to_num(other_n, nan=0.0)  # absent labels: no votes
     prefix_true, prefix_other = window_sums(true_n), window_sums(other_n)
-    sizes = np.zeros((n_inputs, budget.size), dtype=np.int64)
+    sizes = np.zeros((n_inputs, budget.shape[1]), dtype=np.int64)
 
     for r in range(1, min(k, int(d.max(initial=0))) + 1):
-        left = np.full((n_inputs, budget.size), -np.inf)
+        left = np.full((n_inputs, budget.shape[1]), -np.inf)
         for t in range(1, 2 if t_fixed else n_classes - r + 2):
             exists = r - 1 + t <= d  # t <= M - r + 1
             if not exists.any():
                 break
             window = prefix_true[:, min(r - 1 + t, n_classes)] - prefix_true[:, r - 1]
-            term = (window[:, None] - min(k_base, t) * budget[None, :]) / t
+            term = (window[:, None] - min(k_base, t) * budget) / t
             left = np.where(exists[:, None], np.maximum(left, term), left)
         s = k - r + 1
         top = min(s, n_classes)
-        right = np.full((n_inputs, budget.size), np.inf)
+        right = np.full((n_inputs, budget.shape[1]), np.inf)
         for t in range(1, 2 if t_fixed else s + 1):
             window = prefix_other[:, top] - prefix_other[:, min(s - t, n_classes)]
-            term = (window[:, None] + min(k_base, t) * budget[None, :]) / t
+            term = (window[:, None] + min(k_base, t) * budget) / t
             right = np.minimum(right, term)
         passes = (left > right) & (d >= r)[:, None]
         sizes[passes] = r

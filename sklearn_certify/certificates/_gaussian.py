@@ -108,17 +108,25 @@ def gaussian_certified_size(
     check_choice(method, "method", GAUSSIAN_METHODS)
     check_jia(method, k_prime)
 
-    shift = radii / sigma  # (n_radii,)
-    if method == "jia":
-        sizes = _jia_sizes(lower, upper, Y, k, shift)
-    else:
-        sizes = _multiguard_sizes(lower, upper, Y, k, k_prime, shift, method == "multiguard")
+    sizes = gaussian_sizes_at(lower, upper, Y, k, k_prime, (radii / sigma)[None, :], method)
     return finalize_sizes(sizes, Y.sum(axis=1), k, n_classes, scalar)
 
 
+def gaussian_sizes_at(lower, upper, Y, k, k_prime, shift, method):
+    """Certified sizes before clipping, for validated arguments.
+
+    ``shift`` is R / sigma of shape (1, n_radii) (the same radii for every input) or
+    (n_inputs, n_radii) (radii per input, as the certified-radius search needs).
+    """
+    if method == "jia":
+        return _jia_sizes(lower, upper, Y, k, shift)
+    return _multiguard_sizes(lower, upper, Y, k, k_prime, shift, method == "multiguard")
+
+
 def _phi_shifted(z: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """Phi(z + shift) broadcast to (n_inputs, n_terms, n_radii); z of shape (n, n_terms)."""
-    return ndtr(z[:, :, None] + shift[None, None, :])
+    """Phi(z + shift) broadcast to (n_inputs, n_terms, n_radii); z of shape (n, n_terms),
+    shift of shape (1 or n, n_radii)."""
+    return ndtr(z[:, :, None] + shift[:, None, :])
 
 
 def _multiguard_sizes(lower, upper, Y, k, k_prime, shift, second_terms):
@@ -130,7 +138,7 @@ def _multiguard_sizes(lower, upper, Y, k, k_prime, shift, second_terms):
     prefix_a = window_sums(a)
     prefix_b = window_sums(b)
     slack = np.clip(k_prime - (lower * Y).sum(axis=1), 0.0, k_prime)  # k' - sum_L lower
-    sizes = np.zeros((n_inputs, shift.size), dtype=np.int64)
+    sizes = np.zeros((n_inputs, shift.shape[1]), dtype=np.int64)
     max_d = int(d.max(initial=0))
 
     for e in range(1, min(k, max_d) + 1):
@@ -188,7 +196,7 @@ def _jia_sizes(lower, upper, Y, k, shift):
 
     true_idx = np.argsort(~Y, axis=1, kind="stable")  # true labels first
     d = Y.sum(axis=1)
-    certified = np.zeros((n_inputs, shift.size), dtype=np.int64)
+    certified = np.zeros((n_inputs, shift.shape[1]), dtype=np.int64)
     column = np.arange(k)[None, :]
     for j in range(int(d.max(initial=0))):
         label = true_idx[:, j]
@@ -204,7 +212,7 @@ def _jia_sizes(lower, upper, Y, k, shift):
         right = np.min(
             _phi_shifted(ndtri(s_t), shift) / np.arange(1, k + 1)[None, :, None], axis=1
         )
-        left = ndtr(ndtri(p_l)[:, None] - shift[None, :])
+        left = ndtr(ndtri(p_l)[:, None] - shift)
         certified += (strictly_greater(left, right) & (d > j)[:, None]).astype(np.int64)
     return certified
 

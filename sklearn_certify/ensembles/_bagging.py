@@ -12,6 +12,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .._memory import check_cache_memory
 from .._random import spawn_seeds
 from .._validation import check_alpha
 from ..certificates._bagging import BAGGING, BAGGING_METHODS
@@ -41,7 +42,8 @@ def subsample_indices(seed: int, n_train: int, max_samples: int) -> np.ndarray:
     return rng.integers(0, n_train, max_samples)
 
 
-def _fit_subsample_models(estimator, X, Y, seeds, indices, max_samples, k_base):
+def _fit_subsample_models(estimator, X, Y, seeds, indices, max_samples, k_base,
+                          memory=None):
     """Fit the base models of one task; ``indices`` are their positions in the ensemble."""
     n_train, n_classes = Y.shape
     models = []
@@ -49,7 +51,7 @@ def _fit_subsample_models(estimator, X, Y, seeds, indices, max_samples, k_base):
         rows = subsample_indices(seed, n_train, max_samples)
         models.append(fit_base_model(
             estimator, X[rows], Y[rows], seed=int(seed),
-            empty_labels=fallback_labels(int(index), k_base, n_classes),
+            empty_labels=fallback_labels(int(index), k_base, n_classes), memory=memory,
         ))
     return models
 
@@ -102,6 +104,17 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         Number of joblib jobs for fitting and for counting votes. None means 1 unless
         in a ``joblib.parallel_backend`` context; any backend works (loky, threading,
         Dask, ...). The fitted models do not depend on ``n_jobs`` or the backend.
+    memory : None, str, path or joblib.Memory, default=None
+        Cache of fitted base models (a directory or a ``joblib.Memory``, as sklearn's
+        Pipeline), for base models trained one by one: each is keyed on its subsample's
+        content and its seed (with the base estimator's parameters), so a refit that
+        gives a model the same subsample and seed (another ``k``, ``alpha``,
+        ``method``, or more ``n_estimators`` with the same ``random_state``) loads it.
+        The stacked trainers (``LinearHead`` and ``MultiLabelNet`` heads with
+        ``vectorize="auto"``) train all models in one program and cache nothing; with
+        ``vectorize=False`` they are trained, and cached, one by one. Results are
+        identical with and without it. A directory that cannot be written fails at ``fit``. See
+        ``docs/model_selection.md``.
     random_state : int, RandomState instance or None, default=None
         Seeds the subsamples and the base models' own randomness: one 64-bit seed per
         base model is derived up front by ``numpy.random.SeedSequence`` spawning, so
@@ -238,6 +251,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         method: str = "poisoningguard",
         vectorize: str | bool = "auto",
         n_jobs: int | None = None,
+        memory=None,
         random_state=None,
         verbose: int = 0,
     ) -> None:
@@ -249,6 +263,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         self.alpha = alpha
         self.method = method
         self.n_jobs = n_jobs
+        self.memory = memory
         self.random_state = random_state
         self.verbose = verbose
         self.vectorize = vectorize
@@ -274,6 +289,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         -------
         self : BaggingCertifiedClassifier
         """
+        memory = check_cache_memory(self.memory)
         X, Y, classes = self._check_fit_data(X, y)
         n_train, n_classes = Y.shape
         estimator = self._base_estimator()
@@ -297,7 +313,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
             chunks = split_tasks(self.n_estimators, self.n_jobs)
             parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
                 delayed(_fit_subsample_models)(
-                    estimator, X, Y, seeds[chunk], chunk, max_samples, self.k_base
+                    estimator, X, Y, seeds[chunk], chunk, max_samples, self.k_base, memory
                 )
                 for chunk in chunks
             )

@@ -27,6 +27,7 @@ import sys
 import warnings
 from contextlib import nullcontext
 from numbers import Integral
+from os import PathLike
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
@@ -39,6 +40,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import CertifiedClassifierMixin
+from .._memory import cache_key, cached_call, data_key
 from .._random import SEED_HIGH, model_random_state
 from .._scores import check_no_nan_scores, has_score_method, label_scores, top_k_indicator
 from .._targets import encode_fit_targets
@@ -344,22 +346,40 @@ def derived_seeds(seed: int, n_random_states: int) -> tuple[list[int], int]:
     return params, int(rng.randint(SEED_HIGH))
 
 
-def fit_base_model(estimator, X, Y, *, seed: int, empty_labels) -> _ConstantAwareMultiLabel:
+def fit_base_model(estimator, X, Y, *, seed: int, empty_labels,
+                   memory=None) -> _ConstantAwareMultiLabel:
     """Fit one base model on ``(X, Y)``, its randomness fixed by ``seed``.
 
     The one function that trains a base model one by one (bagging and DPA, any joblib
     backend). ``seed`` sets the base estimator's ``random_state`` parameters (as in
     scikit-learn's bagging) and torch's generator during training (see
     :func:`derived_seeds`); ``empty_labels`` are the votes of a model without examples
-    (see :func:`fallback_labels`).
+    (see :func:`fallback_labels`). With ``memory`` (a joblib.Memory from
+    :func:`sklearn_certify._memory.check_cache_memory`) the fitted model is cached,
+    keyed on the base estimator's class and parameters, the content of ``X`` and ``Y``
+    and ``seed``: a model trained on the same examples with the same seed is loaded,
+    not trained again.
     """
-    estimator = clone(estimator)
-    names = random_state_params(estimator)
-    param_seeds, torch_seed = derived_seeds(seed, len(names))
-    if names:
-        estimator.set_params(**dict(zip(names, param_seeds)))
-    model = _ConstantAwareMultiLabel(estimator, empty_labels=empty_labels, seed=torch_seed)
-    return model.fit(X, Y)
+
+    def train():
+        clone_ = clone(estimator)
+        names = random_state_params(clone_)
+        param_seeds, torch_seed = derived_seeds(seed, len(names))
+        if names:
+            clone_.set_params(**dict(zip(names, param_seeds)))
+        model = _ConstantAwareMultiLabel(clone_, empty_labels=empty_labels, seed=torch_seed)
+        return model.fit(X, Y)
+
+    if memory is None or len(Y) == 0:  # an empty training set trains nothing
+        return train()
+    key = cache_key("ensemble-base-model", type(estimator).__module__,
+                    type(estimator).__qualname__, estimator.get_params(deep=False),
+                    data_key(X), data_key(Y), int(seed))
+    model = cached_call(memory, "fit", key, train, check=lambda m: (
+        isinstance(m, _ConstantAwareMultiLabel) and m.n_samples_fit_ == len(Y)
+        and m.n_classes_ == np.shape(Y)[1]))
+    model.empty_labels = empty_labels  # used only without training examples
+    return model
 
 
 def split_tasks(n_items: int, n_jobs) -> list[np.ndarray]:
@@ -397,6 +417,7 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
         "k_base": [Interval(Integral, 1, None, closed="left")],
         "k": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [None, Integral],
+        "memory": [None, str, PathLike, HasMethods(["cache"])],
         "verbose": ["verbose"],
         "vectorize": [StrOptions({"auto"}), Options(bool, {False})],
     }

@@ -43,6 +43,7 @@ from joblib import Parallel, delayed
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._memory import check_cache_memory
 from .._torch_seed import determinism_settings, run_with_determinism
 from .._validation import check_inputs, check_label_matrix
 from ..certificates._dpa import DPA, DPA_METHODS
@@ -139,11 +140,12 @@ def hash_partitions(X, y, n_partitions: int) -> np.ndarray:
                     dtype=np.int64)
 
 
-def _fit_partition_models(estimator, parts, k_base, n_classes):
+def _fit_partition_models(estimator, parts, k_base, n_classes, memory=None):
     """Fit the base models of one task; ``parts`` holds (index, X_j, Y_j) triples."""
     return [
         fit_base_model(estimator, X_j, Y_j, seed=int(j),
-                       empty_labels=fallback_labels(int(j), k_base, n_classes))
+                       empty_labels=fallback_labels(int(j), k_base, n_classes),
+                       memory=memory)
         for j, X_j, Y_j in parts
     ]
 
@@ -186,6 +188,17 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
     n_jobs : int or None, default=None
         Number of joblib jobs for fitting and for counting votes. Any joblib backend
         works; the fitted models do not depend on it.
+    memory : None, str, path or joblib.Memory, default=None
+        Cache of fitted base models (a directory or a ``joblib.Memory``, as sklearn's
+        Pipeline), for base models trained through ``fit`` one by one: each is keyed on
+        its partition's content (its examples, in digest order) and its seed (the
+        partition index), with the base estimator's parameters. Refitting after adding,
+        removing or changing a few training examples then trains only the partitions
+        whose content changed, and the ensemble equals a fresh fit. ``MultiLabelNet``
+        heads trained by the stacked net trainer (``vectorize="auto"``) are not cached;
+        with ``vectorize=False`` they are.
+        A directory that cannot be written fails at ``fit``. See
+        ``docs/model_selection.md``.
     verbose : int, default=0
         joblib's progress messages while fitting and counting.
 
@@ -298,6 +311,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         method: str = "poisoningguard",
         vectorize: str | bool = "auto",
         n_jobs: int | None = None,
+        memory=None,
         verbose: int = 0,
     ) -> None:
         self.estimator = estimator
@@ -306,6 +320,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         self.k = k
         self.method = method
         self.n_jobs = n_jobs
+        self.memory = memory
         self.verbose = verbose
         self.vectorize = vectorize
 
@@ -340,6 +355,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         -------
         self : DPACertifiedClassifier
         """
+        memory = check_cache_memory(self.memory)
         X, Y, classes = self._check_fit_data(X, y)
         n_classes = Y.shape[1]
         estimator = self._base_estimator()
@@ -382,7 +398,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
                 delayed(run_with_determinism)(
                     settings, _fit_partition_models,
                     estimator, [(j, X[groups[j]], Y[groups[j]]) for j in chunk],
-                    self.k_base, n_classes,
+                    self.k_base, n_classes, memory,
                 )
                 for chunk in chunks
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from contextlib import nullcontext
 from numbers import Integral, Real
+from os import PathLike
 
 import numpy as np
 import torch
@@ -17,6 +18,15 @@ from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 
 from .._base import CertifiedClassifierMixin
+from .._memory import (
+    CountsStore,
+    cache_key,
+    cached_call,
+    check_cache_memory,
+    data_key,
+    model_key,
+    recent_counts,
+)
 from .._targets import encode_fit_targets
 from .._torch_seed import estimator_devices, seeded_torch
 from .._validation import check_alpha, check_inputs, check_tensor_inputs
@@ -24,7 +34,13 @@ from ..certificates._gaussian import GAUSSIAN, GAUSSIAN_METHODS, check_jia
 from ..nets import TrainingNoise
 from ..results import CertificationResult
 from ._parallel import sharded_label_counts
-from ._sampling import check_scores_width, draw_seed, is_torch_model
+from ._sampling import (
+    check_scores_width,
+    draw_seed,
+    is_torch_model,
+    torch_module_and_device,
+)
+from ._streams import input_keys
 
 __all__ = ["SmoothedMultiLabelClassifier"]
 
@@ -113,6 +129,25 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         module on its device, on threads of this process. ``None`` samples on the
         model's own device. The counts are those of a single device of the same kind
         and model (see ``random_state``).
+    memory : None, str, path or joblib.Memory, default=None
+        Cache on disk (a directory or a ``joblib.Memory``, as sklearn's Pipeline), used
+        with an int ``random_state``; nothing is cached otherwise. Results are identical
+        with and without it.
+
+        * Fitted base models: a fit whose training would be the same as a cached one
+          (same base estimator parameters, ``train_noise``, ``sigma`` when noise is
+          added, training seed and training data content) loads the cached model, so
+          search candidates that differ only in ``k``, ``alpha``, ``method``,
+          ``n_draws``, ``k_prime`` or ``batch_size`` train once.
+        * Sampled counts, per input: keyed on the fitted model's content (architecture
+          and weights), the input's content, ``sigma``, ``k_prime``, ``n_draws``, the
+          seed and the device type. An input already sampled is never sampled again
+          (across calls, processes and orders of ``X``); counts are stored a chunk of
+          inputs at a time, so an interrupted call resumes, losing at most the chunk in
+          flight; another ``k``, ``alpha``, ``method`` or metric samples nothing.
+
+        A directory on shared storage serves a Dask cluster. One that cannot be written
+        fails at ``fit``. See ``docs/model_selection.md``.
     random_state : int, RandomState instance or None, default=None
         Controls the sampling noise and, at ``fit``, the training randomness. Each
         sampling call draws one seed from ``check_random_state(random_state)``. Every
@@ -156,9 +191,14 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
     Notes
     -----
-    ``predict``, ``predict_proba``, ``certify`` and ``score`` each sample anew; to
-    certify several radii, methods, ``k`` or ``alpha`` at the cost of one sampling pass,
-    certify once and call :meth:`CertificationResult.recertify`. ``predict_proba``
+    With an int ``random_state``, the counts of the most recent calls are kept in
+    memory (also without ``memory``), keyed on the fitted model's content, the inputs'
+    content and every parameter that changes the counts (``sigma``, ``k_prime``,
+    ``n_draws``, ``random_state``, device type): ``predict``, ``predict_proba``,
+    ``certify`` and ``score`` on the same inputs, and several certified scorers of one
+    fold, sample once. Otherwise each call samples anew; to certify several radii,
+    methods, ``k`` or ``alpha`` at the cost of one sampling pass, certify once and call
+    :meth:`CertificationResult.recertify`. ``predict_proba``
     estimates ``p_i``, the probability that label i is in the base model's top-k', so
     rows sum to ``k_prime``. The counts depend on the device through its random number
     generator; their distribution does not. The certificate holds for each input with
@@ -198,6 +238,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "n_jobs": [Integral, None],
         "devices": [list, tuple, None],
+        "memory": [None, str, PathLike, HasMethods(["cache"])],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -206,7 +247,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                  n_draws: int = 1000, alpha: float = 0.001, train_noise: bool = True,
                  method: str = "multiguard", batch_size: int | None = None,
                  n_jobs: int | None = None, devices: list | None = None,
-                 random_state=None, verbose: int = 0) -> None:
+                 memory=None, random_state=None, verbose: int = 0) -> None:
         self.estimator = estimator
         self.sigma = sigma
         self.k_prime = k_prime
@@ -218,6 +259,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.devices = devices
+        self.memory = memory
         self.random_state = random_state
         self.verbose = verbose
 
@@ -243,6 +285,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
+        memory = check_cache_memory(self.memory)
         X = self._check_input(X, reset=True)
         Y_matrix, classes = encode_fit_targets(Y)
         if classes is not None:
@@ -258,7 +301,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self.multiclass_ = classes is not None
         self.classes_ = classes if self.multiclass_ else np.arange(n_classes)
         self.n_classes_ = n_classes
-        self.estimator_ = self._fit_estimator(X, Y, Y_matrix)
+        self.estimator_ = self._fit_estimator(X, Y, Y_matrix, memory)
         check_scores_width(self.estimator_, X[:1], n_classes)
         self._checked_devices()  # a bad device fails at fit, not at certify
         return self
@@ -272,8 +315,16 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                 )
         check_jia(self.method, self.k_prime)
 
-    def _fit_estimator(self, X, Y, Y_matrix):
-        """The fitted base model (see ``estimator`` and ``train_noise``)."""
+    def _fit_estimator(self, X, Y, Y_matrix, memory):
+        """The fitted base model (see ``estimator`` and ``train_noise``), from ``memory``
+        when the same training ran before.
+
+        The cache key holds everything training depends on (see
+        :data:`sklearn_certify._params.PARAMETER_ROLES`): the base estimator's class and
+        parameters, ``train_noise``, ``sigma`` when noise is added, the training seed and
+        the content of ``X`` and ``Y``. Without a seed (``random_state=None``) training
+        is not reproducible and nothing is cached.
+        """
         pretrained = isinstance(self.estimator, torch.nn.Module | FrozenEstimator)
         if pretrained and self.train_noise:
             warnings.warn(
@@ -289,9 +340,23 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         if self.random_state is not None:
             entropy = draw_seed(self.random_state)
             seed = int(np.random.SeedSequence([entropy, _TRAINING_STREAM]).generate_state(1)[0])
+        if seed is None or pretrained:  # a frozen estimator: nothing to train or cache
+            return self._train(estimator, X, Y, Y_matrix, seed)
+        key = cache_key(
+            "smoothing-fit", type(estimator).__module__, type(estimator).__qualname__,
+            estimator.get_params(deep=False), bool(self.train_noise),
+            float(self.sigma) if self.train_noise else None, seed, data_key(X),
+            data_key(np.asarray(Y)),
+        )
+        return cached_call(memory, "fit", key,
+                           lambda: self._train(estimator, X, Y, Y_matrix, seed),
+                           check=lambda fitted: type(fitted) is type(estimator))
+
+    def _train(self, estimator, X, Y, Y_matrix, seed: int | None):
+        """Train ``estimator`` (a fresh clone) under ``seed``."""
         if isinstance(estimator, NeuralNet):
             return self._fit_net(estimator, X, Y, Y_matrix, seed)
-        if self.train_noise and not pretrained:
+        if self.train_noise and not isinstance(estimator, FrozenEstimator):
             X = _noisy_copy(np.asarray(X), self.sigma, np.random.default_rng(seed))
         # 1-D targets go to a single-output (native multi-class) base as they are: its
         # score columns follow np.unique(y), i.e. classes_. Multi-output bases get the
@@ -335,18 +400,221 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         return X
 
     def _label_counts(self, X) -> tuple[np.ndarray, int]:
-        """Label counts of ``X`` over ``n_draws`` noisy copies; nothing is stored."""
+        """Label counts of ``X`` over ``n_draws`` noisy copies (cached, see ``memory``)."""
         check_is_fitted(self)
         self._validate_params()
         self._check_label_params(self.n_classes_)
         X = self._check_input(X, reset=False)
-        counts = sharded_label_counts(
-            self.estimator_, X, seed=draw_seed(self.random_state), n_jobs=self.n_jobs,
-            devices=self._checked_devices(), n_classes=self.n_classes_, sigma=self.sigma,
-            k_prime=self.k_prime, n_draws=self.n_draws,
+        devices = self._checked_devices()  # a bad value fails even when counts are cached
+        seed = draw_seed(self.random_state)
+        params_key = self._counts_params_key(seed, devices)
+        key = None if params_key is None else cache_key("counts", params_key, data_key(X))
+        counts = None if key is None else recent_counts.get(key)
+        if counts is None:
+            counts = self._sample_counts(X, seed, devices, params_key)
+            if key is not None:
+                recent_counts.put(key, counts)
+        return counts, self.n_draws
+
+    def _sample(self, X, seed: int, devices, on_chunk=None) -> np.ndarray:
+        return sharded_label_counts(
+            self.estimator_, X, seed=seed, n_jobs=self.n_jobs,
+            devices=devices, on_chunk=on_chunk, n_classes=self.n_classes_,
+            sigma=self.sigma, k_prime=self.k_prime, n_draws=self.n_draws,
             batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose,
         )
-        return counts, self.n_draws
+
+    def _sample_counts(self, X, seed: int, devices, params_key: str | None) -> np.ndarray:
+        """Counts of ``X``; with ``memory`` and an int ``random_state``, inputs already
+        sampled (same model, parameters and content) are read from the cache and the
+        others are sampled, each worker storing its counts a chunk at a time as they
+        come, so an interrupted call loses at most the chunk in flight per worker."""
+        location = getattr(check_cache_memory(self.memory), "location", None)
+        if params_key is None or location is None or len(X) == 0:
+            return self._sample(X, seed, devices)
+        store = CountsStore(location, params_key, self.n_classes_,
+                            self.n_draws * self.k_prime)
+        keys = input_keys(X)
+        known = store.load()
+        counts = np.empty((len(X), self.n_classes_), dtype=np.int64)
+        todo: dict[bytes, list[int]] = {}  # digest -> positions of an unsampled input
+        for i, digest in enumerate(keys):
+            row = known.get(digest)
+            if row is None:
+                todo.setdefault(digest, []).append(i)
+            else:
+                counts[i] = row
+        if todo:
+            first = [positions[0] for positions in todo.values()]
+            sampled = self._sample(X[first], seed, devices,
+                                   on_chunk=store.writer([keys[i] for i in first]))
+            for digest, row in zip(todo, sampled):
+                counts[todo[digest]] = row
+        return counts
+
+    def _counts_params_key(self, seed: int, devices) -> str | None:
+        """Key of the fitted model's content and every parameter that changes counts
+        (see :data:`sklearn_certify._params.PARAMETER_ROLES`): with an input's content
+        it determines the input's counts. None when each call draws fresh noise
+        (``random_state`` None or a RandomState instance): nothing is then cached."""
+        if not isinstance(self.random_state, Integral) or isinstance(self.random_state, bool):
+            return None
+        model = self.estimator_
+        if devices:
+            kinds = tuple(sorted({d.type for d in devices}))
+        elif is_torch_model(model):
+            kinds = (torch_module_and_device(model)[1].type,)
+        else:
+            kinds = ("numpy",)
+        return cache_key(
+            "smoothing-counts", model_key(model), self.n_classes_, float(self.sigma),
+            self.k_prime, self.n_draws, seed, kinds,
+        )
+
+    def certify(self, X, Y, radius=0.0, sequential: bool = False, *,
+                method: str | None = None, alpha: float | None = None, k: int | None = None,
+                label: str | None = None, max_draws: int | None = None) -> CertificationResult:
+        """Certified intersection sizes of ``X``'s true labels at each l2 radius.
+
+        Parameters
+        ----------
+        X : array-like or tensor of shape (n_inputs, ...)
+        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
+            The true labels (1-D labels when ``fit`` saw 1-D targets).
+        radius : float or array-like of float, default=0.0
+            l2 norms of the perturbations to certify against.
+        sequential : bool, default=False
+            Draw in stages and stop each input as soon as its certificates at
+            ``radius`` are decided: already at ``min(k, |L|)``, or out of reach of any
+            further draws. ``n_draws`` is then the maximum per input, and alpha is split
+            over the stages so that every certificate still holds with probability at
+            least ``1 - alpha`` (``docs/sequential.md``). The result's ``n_draws_used``
+            says how many draws each input took; an input's first m draws are those a
+            fixed ``n_draws=m`` run would make.
+        method : {"multiguard", "first-term", "jia"}, optional
+            Overrides the ``method`` parameter for this call.
+        alpha : float, optional
+            Overrides the ``alpha`` parameter for this call.
+        k : int, optional
+            Overrides the ``k`` parameter for this call.
+        label : str, optional
+            Name of the result in tables and legends.
+        max_draws : int, optional
+            With ``sequential=True`` only: an int above ``n_draws`` that turns
+            ``n_draws`` into a budget of mean draws per input. Undecided inputs may go
+            on up to ``max_draws`` draws as long as the whole call's draws stay within
+            ``n_draws * n_inputs``.
+
+        Returns
+        -------
+        CertificationResult
+
+        Warns
+        -----
+        UserWarning
+            Once, when a radius lies at or beyond
+            :func:`~sklearn_certify.bounds.max_certifiable_radius` for ``n_draws`` (or
+            ``max_draws``) and ``alpha``: no input can be certified there, however
+            good the model.
+
+        Notes
+        -----
+        For 1-D multi-class targets ``predict`` returns the top-1 label, while
+        ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
+        or here) for the certificate of ``predict``'s label.
+        """
+        from .._sequential import LAST_SHARE
+
+        if not sequential and max_draws is not None:
+            raise TypeError("max_draws is an option of sequential=True certification.")
+        self._warn_unreachable(radius, method, alpha, k, max_draws or self.n_draws,
+                               LAST_SHARE if sequential else 1.0)
+        if not sequential:
+            return self._certify(X, Y, radius, k=k, label=label, method=method, alpha=alpha)
+        return self._certify_sequential(X, Y, radius, max_draws, k=k, label=label,
+                                        method=method, alpha=alpha)
+
+    def _certify_sequential(self, X, Y, radius, max_draws, *, k, label, method, alpha):
+        from .._sequential import sequential_gaussian_certify
+        from .._validation import check_int, check_radius
+
+        check_is_fitted(self)
+        self._validate_params()
+        self._check_label_params(self.n_classes_)
+        Y = self._encoded_targets(Y)
+        k = check_int(self.k if k is None else k, "k", low=1, high=self.n_classes_)
+        spec = self._certificate_spec(method=method, alpha=alpha)
+        if max_draws is not None:
+            max_draws = check_int(max_draws, "max_draws", low=self.n_draws)
+        radii, _ = check_radius(radius)
+        X = self._check_input(X, reset=False)
+        if len(X) != Y.shape[0]:
+            raise ValueError(f"X has {len(X)} inputs but Y has {Y.shape[0]} rows.")
+        method, alpha = spec["method"], spec["alpha"]
+        last = max_draws or self.n_draws
+        outcome = sequential_gaussian_certify(
+            self._stage_sampler(X), Y, radii, k=k, k_prime=self.k_prime,
+            sigma=float(self.sigma), alpha=GAUSSIAN.bound_alpha(alpha, method),
+            method=method, n_draws=self.n_draws, max_draws=max_draws,
+            mean_budget=None if max_draws is None else self.n_draws)
+        return CertificationResult(
+            outcome.sizes, radii, k, Y.sum(axis=1), Y=Y, certificate="gaussian",
+            method=method, counts=outcome.counts, n_draws=last, alpha=alpha,
+            lower=outcome.lower, upper=outcome.upper,
+            params={"k_prime": self.k_prime, "sigma": float(self.sigma)}, label=label,
+            n_draws_used=outcome.n_draws_used, alpha_share=outcome.alpha_share)
+
+    def _stage_sampler(self, X):
+        """``sample(rows, start, stop)``: counts of draws ``[start, stop)`` of the inputs
+        ``X[rows]``, all from one seed drawn from ``random_state`` (so the first m draws
+        of an input are those of a fixed ``n_draws=m`` run). X is already checked."""
+        seed = draw_seed(self.random_state)
+        devices = self._checked_devices()
+
+        def sample(rows, start, stop):
+            subset = X[torch.from_numpy(rows)] if torch.is_tensor(X) else X[rows]
+            return sharded_label_counts(
+                self.estimator_, subset, seed=seed, n_jobs=self.n_jobs, devices=devices,
+                n_classes=self.n_classes_, sigma=self.sigma, k_prime=self.k_prime,
+                n_draws=int(stop - start), first_draw=int(start),
+                batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose)
+
+        return sample
+
+    def _warn_unreachable(self, radius, method, alpha, k, n_draws: int,
+                          share: float = 1.0) -> None:
+        """Warn when a requested radius is beyond what n_draws and alpha can certify
+        (``share``: the part of alpha the last stage of a sequential run gets)."""
+        from ..bounds import draws_for_radius, max_certifiable_radius
+
+        check_is_fitted(self)
+        method = self.method if method is None else method
+        alpha = self.alpha if alpha is None else alpha
+        k = self.k if k is None else k
+        try:
+            radii = np.atleast_1d(np.asarray(radius, dtype=np.float64))
+            level = share * GAUSSIAN.bound_alpha(alpha, method)
+            reach = max_certifiable_radius(n_draws, level, self.sigma, self.n_classes_, k=k,
+                                           k_prime=self.k_prime)
+        except (TypeError, ValueError):
+            return  # invalid options: certify reports them
+        beyond = radii[radii >= reach]
+        if beyond.size:
+            try:
+                needed = draws_for_radius(float(beyond.min()), level, self.sigma,
+                                          self.n_classes_, k=k, k_prime=self.k_prime)
+                hint = (f"Certifying {float(beyond.min()):.4g} needs n_draws >= {needed} "
+                        "even when every draw agrees")
+            except ValueError:
+                hint = f"No practical n_draws certifies {float(beyond.min()):.4g}"
+            warnings.warn(
+                f"radius {beyond.tolist()} lies at or beyond {reach:.4g}, the largest "
+                f"radius any input can be certified at with n_draws={n_draws} and "
+                f"alpha={alpha} (sigma={self.sigma}, k={k}, k_prime={self.k_prime}): "
+                f"nothing beyond the trivial bound is certified there. {hint} (see "
+                "sklearn_certify.bounds.draws_for_radius).",
+                UserWarning, stacklevel=3,
+            )
 
     def _checked_devices(self) -> list[torch.device] | None:
         """``devices`` as torch devices; a clear error for a bad entry or a non-torch
@@ -365,39 +633,6 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         except (RuntimeError, TypeError) as exc:
             raise ValueError(f"devices={self.devices!r} holds an invalid device: {exc}") \
                 from None
-
-    def certify(self, X, Y, radius=0.0, *, method: str | None = None,
-                alpha: float | None = None, k: int | None = None,
-                label: str | None = None) -> CertificationResult:
-        """Certified intersection sizes of ``X``'s true labels at each l2 radius.
-
-        Parameters
-        ----------
-        X : array-like or tensor of shape (n_inputs, ...)
-        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
-            The true labels (1-D labels when ``fit`` saw 1-D targets).
-        radius : float or array-like of float, default=0.0
-            l2 norms of the perturbations to certify against.
-        method : {"multiguard", "first-term", "jia"}, optional
-            Overrides the ``method`` parameter for this call.
-        alpha : float, optional
-            Overrides the ``alpha`` parameter for this call.
-        k : int, optional
-            Overrides the ``k`` parameter for this call.
-        label : str, optional
-            Name of the result in tables and legends.
-
-        Returns
-        -------
-        CertificationResult
-
-        Notes
-        -----
-        For 1-D multi-class targets ``predict`` returns the top-1 label, while
-        ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
-        or here) for the certificate of ``predict``'s label.
-        """
-        return self._certify(X, Y, radius, k=k, label=label, method=method, alpha=alpha)
 
     def _certificate_spec(self, *, method=None, alpha=None) -> dict:
         method = GAUSSIAN.check_method(self.method if method is None else method,

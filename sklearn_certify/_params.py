@@ -1,0 +1,51 @@
+"""What each estimator parameter changes: training, the label counts, or neither.
+
+The table below is the contract of the ``memory`` caches and of model selection:
+
+* **training**: the fitted base model(s) depend on it; a new value trains again. These
+  (with the training data's content) make the key of a cached fit.
+* **counts**: the label counts depend on it (for smoothing: the sampled counts over
+  noisy copies; for the ensembles: the votes of the base models); a new value samples
+  or votes again. These (with the fitted model's and the input's content) make the key
+  of cached counts.
+* **free**: neither; a new value only recertifies the same counts
+  (:meth:`CertificationResult.recertify`), so a search over them costs no training
+  and no sampling.
+
+A parameter that changes training also changes the counts (another model votes
+differently). ``docs/model_selection.md`` shows the same table.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PARAMETER_ROLES", "parameter_role"]
+
+PARAMETER_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
+    "SmoothedMultiLabelClassifier": {
+        # sigma enters training only with train_noise=True
+        "training": ("estimator", "sigma", "train_noise", "random_state"),
+        "counts": ("k_prime", "n_draws"),
+        # devices: a device of another kind (CPU, CUDA) resamples, through the key's
+        # device type
+        "free": ("k", "alpha", "method", "batch_size", "n_jobs", "devices", "memory",
+                 "verbose"),
+    },
+    "BaggingCertifiedClassifier": {
+        "training": ("estimator", "n_estimators", "max_samples", "random_state"),
+        "counts": ("k_base",),
+        "free": ("k", "alpha", "method", "vectorize", "n_jobs", "memory", "verbose"),
+    },
+    "DPACertifiedClassifier": {
+        "training": ("estimator", "n_partitions"),
+        "counts": ("k_base",),
+        "free": ("k", "method", "vectorize", "n_jobs", "memory", "verbose"),
+    },
+}
+
+
+def parameter_role(estimator: str, parameter: str) -> str:
+    """``"training"``, ``"counts"`` or ``"free"`` for a parameter of ``estimator``."""
+    for role, names in PARAMETER_ROLES[estimator].items():
+        if parameter in names:
+            return role
+    raise KeyError(f"{estimator} has no parameter {parameter!r}.")
