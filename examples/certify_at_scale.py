@@ -1,5 +1,8 @@
-"""Certifying at scale: a Dask cluster, an interrupted run resumed from the cache, and
-results saved, loaded and certified again without the model.
+"""Certifying at scale: a Dask cluster, a resumed run, results saved and loaded
+==============================================================================
+
+Certification on a Dask cluster, an interrupted run resumed from the cache, and results
+saved, loaded and certified again without the model.
 
 1. Trains the quickstart's small CNN (on fewer images and epochs, for speed) and
    certifies the quickstart's 500 test images on a ``dask.distributed.LocalCluster``

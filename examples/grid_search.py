@@ -1,4 +1,5 @@
-"""Model selection by certified f1: a grid search over sigma and k.
+"""Model selection by certified f1: a grid search over sigma and k
+===============================================================
 
 Tunes the noise level ``sigma`` and the number of predicted labels ``k`` of a
 Gaussian-smoothed multi-label classifier (MultiGuard) for the certified top-k f1 at a

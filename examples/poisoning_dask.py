@@ -1,4 +1,5 @@
-"""Training the poisoning-certified ensembles on a Dask cluster.
+"""Training the poisoning-certified ensembles on a Dask cluster
+============================================================
 
 The base models of :class:`~sklearn_certify.BaggingCertifiedClassifier` and
 :class:`~sklearn_certify.DPACertifiedClassifier` are trained (and their votes

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Reproduce the experiments of the MultiGuard and PoisoningGuard papers.
+"""Reproduce the experiments of the MultiGuard and PoisoningGuard papers
+=====================================================================
 
 With ``--data-root`` this runs the papers' protocols on PASCAL VOC 2007, MS-COCO 2014
 or NUS-WIDE (ASL release) on a GPU; without it, the same protocols run on the embedded

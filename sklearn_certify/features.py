@@ -171,7 +171,7 @@ class ImageFeatureExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
 
         Returns
         -------
-        features : ndarray of shape (n, n_features_out_), dtype float32
+        features : ndarray of shape (n, n_features_out), dtype float32
             The flattened backbone output of each image.
         """
         check_is_fitted(self, "backbone_")

@@ -10,6 +10,7 @@ from os import PathLike
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
+from sklearn.frozen import FrozenEstimator
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -77,6 +78,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         * Any other scikit-learn estimator with ``fit`` and ``decision_function`` or
           ``predict_proba`` (multi-output classifiers' list of probability arrays
           included): a clone is trained.
+        * A fitted estimator or skorch net wrapped in ``sklearn.frozen.FrozenEstimator``:
+          a pretrained model, used as is (``fit`` does not train it again).
     sigma : float, default=0.5
         Standard deviation of the Gaussian noise (for training and for smoothing).
     k_prime : int, default=1
@@ -99,7 +102,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
           (``X + N(0, sigma^2 I)``, one copy per example, drawn once): a one-time
           augmentation, the only option for estimators trained in one call. Augment
           further yourself (several noisy copies) if the estimator can take it.
-        * a ``torch.nn.Module`` is not trained, so the flag does not apply.
+        * a ``torch.nn.Module`` or a ``sklearn.frozen.FrozenEstimator`` is not
+          trained, so the flag does not apply (``fit`` warns when it is True).
 
         With ``train_noise=False`` the base estimator is trained as configured.
     method : {"multiguard", "first-term", "jia"}, default="multiguard"
@@ -170,7 +174,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         The fitted base model (the given module itself for a ``torch.nn.Module``).
     n_classes_ : int
         Number of labels.
-    classes_ : ndarray of shape (n_classes_,)
+    classes_ : ndarray of shape (n_classes,)
         Labels of 1-D targets, or the column indices ``0 .. n_classes_-1`` of a label
         matrix.
     multiclass_ : bool
@@ -321,6 +325,14 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         the content of ``X`` and ``Y``. Without a seed (``random_state=None``) training
         is not reproducible and nothing is cached.
         """
+        pretrained = isinstance(self.estimator, torch.nn.Module | FrozenEstimator)
+        if pretrained and self.train_noise:
+            warnings.warn(
+                f"train_noise=True has no effect: the {type(self.estimator).__name__} "
+                "base model is used as already trained. Train it on Gaussian noise at "
+                "this sigma yourself, and pass train_noise=False to silence this warning.",
+                UserWarning, stacklevel=4,
+            )
         if isinstance(self.estimator, torch.nn.Module):
             return self.estimator
         estimator = _default_estimator() if self.estimator is None else clone(self.estimator)
@@ -328,7 +340,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         if self.random_state is not None:
             entropy = draw_seed(self.random_state)
             seed = int(np.random.SeedSequence([entropy, _TRAINING_STREAM]).generate_state(1)[0])
-        if seed is None:
+        if seed is None or pretrained:  # a frozen estimator: nothing to train or cache
             return self._train(estimator, X, Y, Y_matrix, seed)
         key = cache_key(
             "smoothing-fit", type(estimator).__module__, type(estimator).__qualname__,
@@ -344,7 +356,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         """Train ``estimator`` (a fresh clone) under ``seed``."""
         if isinstance(estimator, NeuralNet):
             return self._fit_net(estimator, X, Y, Y_matrix, seed)
-        if self.train_noise:
+        if self.train_noise and not isinstance(estimator, FrozenEstimator):
             X = _noisy_copy(np.asarray(X), self.sigma, np.random.default_rng(seed))
         # 1-D targets go to a single-output (native multi-class) base as they are: its
         # score columns follow np.unique(y), i.e. classes_. Multi-output bases get the
