@@ -144,7 +144,7 @@ def check_engine(cfg, device) -> dict:
                     noise_sigma=SIGMA).fit(X_tr, Y_tr)
         clf = SmoothedMultiLabelClassifier(model.module_, sigma=SIGMA, k=3,
                                            n_draws=cfg["n_draws"], batch_size=1000,
-                                           random_state=0).fit(X_tr, Y_tr)
+                                           train_noise=False, random_state=0).fit(X_tr, Y_tr)
         X_dev = torch.as_tensor(X_te, device=device)
         n_classes = Y_tr.shape[1]
 
@@ -180,7 +180,7 @@ def check_devices(cfg, device) -> dict:
     X_tr, X_te, Y_tr, Y_te = digits(200, cfg["engine_inputs"])
     torch.manual_seed(0)
     model = net(None, device, max_epochs=1).fit(X_tr, Y_tr)
-    kwargs = dict(sigma=SIGMA, k=3, n_draws=cfg["n_draws"], random_state=0)
+    kwargs = dict(sigma=SIGMA, k=3, n_draws=cfg["n_draws"], train_noise=False, random_state=0)
     default = SmoothedMultiLabelClassifier(model.module_, **kwargs).fit(X_tr, Y_tr)
     listed = SmoothedMultiLabelClassifier(model.module_, devices=[str(device)],
                                           **kwargs).fit(X_tr, Y_tr)
@@ -404,6 +404,16 @@ def table(rows: list[dict], header: str) -> str:
     return "\n".join(lines)
 
 
+def disable_recent_counts() -> None:
+    """Sample on every call: with an int random_state, a repeated certify of the same
+    model and inputs would otherwise read the in-process counts cache, timing nothing
+    and comparing a result with itself."""
+    from sklearn_certify._memory import recent_counts
+
+    recent_counts.max_bytes = 0
+    recent_counts.clear()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda",
@@ -417,6 +427,7 @@ def main(argv=None) -> int:
               "a machine with a GPU, or use --device cpu for a dry run of its logic at "
               "tiny sizes.")
         return 0
+    disable_recent_counts()
     cfg = SIZES["cuda" if device.type == "cuda" else "cpu"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (dry run)"
     header = (f"GPU check on {name}: torch {torch.__version__}, "

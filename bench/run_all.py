@@ -149,7 +149,7 @@ def bench_engine(cfg: dict) -> dict:
         net = train_net(module, X_tr, Y_tr, cfg["train_epochs"])
         clf = SmoothedMultiLabelClassifier(net.module_, sigma=SIGMA, k_prime=1, k=3,
                                            n_draws=n_draws, batch_size=batch,
-                                           random_state=0).fit(X_tr, Y_tr)
+                                           train_noise=False, random_state=0).fit(X_tr, Y_tr)
         X_t = torch.as_tensor(X_te)
         n_classes = Y_tr.shape[1]
 
@@ -206,7 +206,7 @@ def bench_art(cfg: dict) -> dict:
     net.fit(X_tr, np.eye(10, dtype=np.float32)[y_tr])
     module = net.module_.eval()
     ours = SmoothedMultiLabelClassifier(module, sigma=SIGMA, k=1, k_prime=1, n_draws=n,
-                                        alpha=0.001, batch_size=batch,
+                                        alpha=0.001, batch_size=batch, train_noise=False,
                                         random_state=0).fit(X_tr, y_tr)
     art = PyTorchRandomizedSmoothing(
         model=module, loss=torch.nn.CrossEntropyLoss(), input_shape=(64,), nb_classes=10,
@@ -523,7 +523,7 @@ def bench_sharding(cfg: dict) -> dict:
     net = train_net(SmallCNN, X_tr, Y_tr, cfg["train_epochs"])
     clfs = {n_jobs: SmoothedMultiLabelClassifier(
         net.module_, sigma=SIGMA, k=3, n_draws=n_draws, batch_size=1000, n_jobs=n_jobs,
-        random_state=0).fit(X_tr, Y_tr) for n_jobs in (1, 2)}
+        train_noise=False, random_state=0).fit(X_tr, Y_tr) for n_jobs in (1, 2)}
     counts = {n: clf.certify(X_te, Y_te, 0.5).counts for n, clf in clfs.items()}  # warm-up
     t = race({n: (lambda clf=clf: clf.certify(X_te, Y_te, radius=0.5))
               for n, clf in clfs.items()}, cfg["repeat"])
@@ -688,6 +688,16 @@ CONFIGS = {
 }
 
 
+def disable_recent_counts() -> None:
+    """Sample on every call: with an int random_state, a repeated certify of the same
+    model and inputs would otherwise read the in-process counts cache, timing nothing
+    and comparing a result with itself."""
+    from sklearn_certify._memory import recent_counts
+
+    recent_counts.max_bytes = 0
+    recent_counts.clear()
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
@@ -705,6 +715,7 @@ def main(argv=None) -> dict:
         return results
     if args.threads:
         torch.set_num_threads(args.threads)
+    disable_recent_counts()
     cfg = dict(CONFIGS["quick" if args.quick else "full"])
     if args.repeat:
         cfg["repeat"] = args.repeat

@@ -26,7 +26,8 @@ from sklearn_certify.smoothing import _classifier
 
 
 @pytest.fixture(autouse=True)
-def _fresh_recent_counts():
+def _recent_counts_off():
+    """Overrides conftest's fixture of that name: these tests need the cache on."""
     recent_counts.clear()
     yield
     recent_counts.clear()

@@ -29,7 +29,13 @@ from .._memory import (
 )
 from .._targets import encode_fit_targets
 from .._torch_seed import estimator_devices, seeded_torch
-from .._validation import check_alpha, check_inputs, check_tensor_inputs
+from .._validation import (
+    check_alpha,
+    check_inputs,
+    check_int,
+    check_radius,
+    check_tensor_inputs,
+)
 from ..certificates._gaussian import GAUSSIAN, GAUSSIAN_METHODS, check_jia
 from ..nets import TrainingNoise
 from ..results import CertificationResult
@@ -536,7 +542,6 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
     def _certify_sequential(self, X, Y, radius, max_draws, *, k, label, method, alpha):
         from .._sequential import sequential_gaussian_certify
-        from .._validation import check_int, check_radius
 
         check_is_fitted(self)
         self._validate_params()
@@ -591,8 +596,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         method = self.method if method is None else method
         alpha = self.alpha if alpha is None else alpha
         k = self.k if k is None else k
+        radii, _ = check_radius(radius)  # an invalid radius is refused before any warning
         try:
-            radii = np.atleast_1d(np.asarray(radius, dtype=np.float64))
             level = share * GAUSSIAN.bound_alpha(alpha, method)
             reach = max_certifiable_radius(n_draws, level, self.sigma, self.n_classes_, k=k,
                                            k_prime=self.k_prime)
