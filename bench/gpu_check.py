@@ -404,16 +404,6 @@ def table(rows: list[dict], header: str) -> str:
     return "\n".join(lines)
 
 
-def disable_recent_counts() -> None:
-    """Sample on every call: with an int random_state, a repeated certify of the same
-    model and inputs would otherwise read the in-process counts cache, timing nothing
-    and comparing a result with itself."""
-    from sklearn_certify._memory import recent_counts
-
-    recent_counts.max_bytes = 0
-    recent_counts.clear()
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda",
@@ -427,6 +417,8 @@ def main(argv=None) -> int:
               "a machine with a GPU, or use --device cpu for a dry run of its logic at "
               "tiny sizes.")
         return 0
+    from run_all import disable_recent_counts
+
     disable_recent_counts()
     cfg = SIZES["cuda" if device.type == "cuda" else "cpu"]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (dry run)"
