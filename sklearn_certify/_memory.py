@@ -123,10 +123,12 @@ def model_key(model) -> str:
     """Content hash of a fitted model: what it computes, not which object it is.
 
     A torch module (or a skorch net's ``module_``) is hashed by its class, its printed
-    architecture and all its parameters and buffers (non-persistent ones included, on
-    the host); a skorch net adds its own class and the input shape it reshapes to.
-    Forward hooks and Python attributes outside those are not part of the key. Other
-    estimators are hashed by their pickled content (``joblib.hash``).
+    architecture, all its parameters and buffers (non-persistent ones included, on
+    the host) and every submodule's plain-valued attributes (numbers, strings, bools,
+    None and tuples of them, such as a temperature a ``forward`` reads); a skorch net
+    adds its own class and the input shape it reshapes to. Forward hooks and attributes
+    holding other objects are not part of the key. Other estimators are hashed by their
+    pickled content (``joblib.hash``).
     """
     import torch
 
@@ -144,7 +146,20 @@ def model_key(model) -> str:
         for name, tensor in [*module.named_parameters(), *module.named_buffers()]
     }
     architecture = (type(module).__module__, type(module).__qualname__, repr(module))
-    return joblib.hash((architecture, extra, state))
+    attributes = [
+        # ``training`` is left out: sampling always runs the module in eval mode
+        (name, {key: value for key, value in vars(sub).items()
+                if key != "training" and _is_plain(value)})
+        for name, sub in module.named_modules()
+    ]
+    return joblib.hash((architecture, extra, state, attributes))
+
+
+def _is_plain(value) -> bool:
+    """Whether ``value`` is a number, string, bool, None or a tuple of those."""
+    if isinstance(value, tuple):
+        return all(_is_plain(item) for item in value)
+    return value is None or isinstance(value, (bool, int, float, complex, str))
 
 
 def _compute(kind: str, key: str, compute: Callable[[], Any]):

@@ -80,6 +80,11 @@ def test_keys_hash_content_not_identity():
     before = model_key(a)
     a.scale[0] = 2.0
     assert model_key(a) != before
+    # a plain attribute that forward may read (a temperature, say) is content too
+    before = model_key(a)
+    a.temperature = 2.0
+    assert model_key(a) != before
+    assert model_key(a.eval()) == model_key(a.train())  # sampling runs in eval mode
     x = np.arange(6.0).reshape(2, 3)
     assert data_key(x) == data_key(x.copy()) == data_key(torch.from_numpy(x))
     assert data_key(x) != data_key(x.astype(np.float32))
