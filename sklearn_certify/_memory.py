@@ -177,9 +177,14 @@ def _plain_content(value):
         return type(value).__name__, [_plain_content(item) for item in value]
     if isinstance(value, torch.Tensor):
         value = value.detach()
-        if value.dtype == torch.bfloat16:
-            return "bfloat16", value.cpu().view(torch.int16).numpy()
-        return value.cpu().numpy()
+        try:
+            if value.layout != torch.strided:
+                value = value.to_dense()
+            if value.dtype == torch.bfloat16:
+                return "bfloat16", value.cpu().view(torch.int16).numpy()
+            return value.cpu().numpy()
+        except (RuntimeError, TypeError, NotImplementedError):  # e.g. a meta tensor
+            return "tensor", str(value.dtype), tuple(value.shape), str(value.device)
     return value
 
 
