@@ -125,7 +125,8 @@ def model_key(model) -> str:
     A torch module (or a skorch net's ``module_``) is hashed by its class, its printed
     architecture, all its parameters and buffers (non-persistent ones included, on
     the host) and every submodule's plain-valued attributes (numbers, strings, bools,
-    None and tuples of them, such as a temperature a ``forward`` reads); a skorch net
+    None, tensors and numpy arrays, and tuples or lists of them, such as a temperature
+    or normalization means a ``forward`` reads); a skorch net
     adds its own class and the input shape it reshapes to. Forward hooks and attributes
     holding other objects are not part of the key. Other estimators are hashed by their
     pickled content (``joblib.hash``).
@@ -148,7 +149,7 @@ def model_key(model) -> str:
     architecture = (type(module).__module__, type(module).__qualname__, repr(module))
     attributes = [
         # ``training`` is left out: sampling always runs the module in eval mode
-        (name, {key: value for key, value in vars(sub).items()
+        (name, {key: _plain_content(value) for key, value in vars(sub).items()
                 if key != "training" and _is_plain(value)})
         for name, sub in module.named_modules()
     ]
@@ -156,10 +157,35 @@ def model_key(model) -> str:
 
 
 def _is_plain(value) -> bool:
-    """Whether ``value`` is a number, string, bool, None or a tuple of those."""
-    if isinstance(value, tuple):
+    """Whether ``value`` is a number, string, bool, None, a tensor or numpy array (such
+    as the means of a normalization layer held as a plain attribute), or a tuple or
+    list of those."""
+    import torch
+
+    if isinstance(value, tuple | list):
         return all(_is_plain(item) for item in value)
-    return value is None or isinstance(value, (bool, int, float, complex, str))
+    return value is None or isinstance(value, (bool, int, float, complex, str, np.ndarray,
+                                               np.generic, torch.Tensor))
+
+
+def _plain_content(value):
+    """A plain attribute's content, with tensors as host arrays (joblib hashes those by
+    their bytes, dtype and shape)."""
+    import torch
+
+    if isinstance(value, tuple | list):
+        return type(value).__name__, [_plain_content(item) for item in value]
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+        try:
+            if value.layout != torch.strided:
+                value = value.to_dense()
+            if value.dtype == torch.bfloat16:
+                return "bfloat16", value.cpu().view(torch.int16).numpy()
+            return value.cpu().numpy()
+        except (RuntimeError, TypeError, NotImplementedError):  # e.g. a meta tensor
+            return "tensor", str(value.dtype), tuple(value.shape), str(value.device)
+    return value
 
 
 def _compute(kind: str, key: str, compute: Callable[[], Any]):

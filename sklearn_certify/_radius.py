@@ -53,7 +53,15 @@ def gaussian_certified_radius(lower, upper, Y, *, k, k_prime, sigma, method, siz
         return gaussian_sizes_at(lower[rows], upper[rows], Y[rows], k, k_prime,
                                  shift[:, None], method)
 
-    return sigma * _search(sizes_at, Y, k, size, integer=False)
+    shift = _search(sizes_at, Y, k, size, integer=False)
+    radius = sigma * shift
+    # Certificates at a radius R are computed from R / sigma, which may round above the
+    # certified shift: step R down until it does not.
+    above = np.isfinite(radius) & (radius / sigma > shift)
+    while above.any():
+        radius[above] = np.nextafter(radius[above], 0.0)
+        above = np.isfinite(radius) & (radius / sigma > shift)
+    return radius
 
 
 def dpa_certified_radius(counts, Y, *, k, k_base, attack, method, size=1):

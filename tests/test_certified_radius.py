@@ -78,6 +78,29 @@ def test_gaussian_radius_is_the_edge_of_the_certificate(method, size):
     assert edge.sizes.shape == (len(Y), 1)
 
 
+@pytest.mark.parametrize("pa, upper_others", [
+    (0.7989813152364129, [0.05313757662529612, 0.07974427378742317, 0.04292731191592621,
+                          0.14240505039053647]),
+    (0.6576179130313453, [0.1218240384805517, 0.06005937850833214, 0.13292084623923056,
+                          0.13616094841776238]),
+])
+def test_gaussian_radius_is_certified_after_rounding_sigma_times_shift(pa, upper_others):
+    """R = sigma * (R / sigma) may round up: the certificate at R (computed from R /
+    sigma) must still hold."""
+    from sklearn_certify._radius import gaussian_certified_radius
+    from sklearn_certify.certificates import gaussian_certified_size
+
+    lower = np.array([[pa, 0.0, 0.0, 0.0, 0.0]])
+    upper = np.array([[1.0, *upper_others]])
+    Y = np.array([[1, 0, 0, 0, 0]])
+    radius = gaussian_certified_radius(lower, upper, Y, k=1, k_prime=1, sigma=0.1,
+                                       method="multiguard")
+    assert radius[0] > 0
+    size = gaussian_certified_size(lower, upper, Y, k=1, k_prime=1, sigma=0.1,
+                                   radius=float(radius[0]))
+    assert np.asarray(size).ravel()[0] >= 1
+
+
 def test_trivially_certified_inputs_have_infinite_radius():
     counts = np.array([[10, 0, 0], [0, 10, 0], [0, 0, 10]])
     Y = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0]])

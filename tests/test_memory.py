@@ -84,6 +84,20 @@ def test_keys_hash_content_not_identity():
     before = model_key(a)
     a.temperature = 2.0
     assert model_key(a) != before
+    # tensors, arrays and lists held as plain attributes (a normalization layer's means,
+    # as in Cohen et al.'s NormalizeLayer) are content too
+    a.means = torch.tensor([0.5, 0.5])
+    before = model_key(a)
+    a.means = torch.tensor([0.4, 0.5])
+    assert model_key(a) != before
+    a.offsets = np.zeros(2)
+    before = model_key(a)
+    a.offsets[0] = 1.0
+    assert model_key(a) != before
+    a.scales = [1.0, 2.0]
+    before = model_key(a)
+    a.scales[1] = 3.0
+    assert model_key(a) != before
     assert model_key(a.eval()) == model_key(a.train())  # sampling runs in eval mode
     x = np.arange(6.0).reshape(2, 3)
     assert data_key(x) == data_key(x.copy()) == data_key(torch.from_numpy(x))
