@@ -30,15 +30,18 @@ PARAMETER_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
         "free": ("k", "alpha", "method", "batch_size", "n_jobs", "devices", "memory",
                  "verbose"),
     },
+    # vectorize: the stacked program's models equal one-by-one fits up to float
+    # rounding, and its vote counting may break exact score ties differently
     "BaggingCertifiedClassifier": {
-        "training": ("estimator", "n_estimators", "max_samples", "random_state"),
+        "training": ("estimator", "n_estimators", "max_samples", "random_state",
+                     "vectorize"),
         "counts": ("k_base",),
-        "free": ("k", "alpha", "method", "vectorize", "n_jobs", "memory", "verbose"),
+        "free": ("k", "alpha", "method", "n_jobs", "memory", "verbose"),
     },
     "DPACertifiedClassifier": {
-        "training": ("estimator", "n_partitions"),
+        "training": ("estimator", "n_partitions", "vectorize"),
         "counts": ("k_base",),
-        "free": ("k", "method", "vectorize", "n_jobs", "memory", "verbose"),
+        "free": ("k", "method", "n_jobs", "memory", "verbose"),
     },
 }
 

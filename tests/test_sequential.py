@@ -223,3 +223,18 @@ def test_jia_sequential_bounds_are_taken_at_half_alpha(fitted):
     np.testing.assert_array_equal(result.recertify(method="jia").sizes, result.sizes)
     multiguard = result.recertify(method="multiguard")
     assert np.all(multiguard.lower >= result.lower)  # alpha, not alpha / 2, for Eq. 8
+
+
+def test_an_alpha_too_small_for_the_first_stage_fails_before_sampling(monkeypatch):
+    """The first stage's bounds hold at a small share of alpha: an alpha that leaves it
+    below the smallest valid level is refused, naming alpha, before any draw."""
+    clf = _half_plane_classifier(n_draws=1000, alpha=1e-297)
+    X, Y = np.zeros((2, 2), dtype=np.float32), np.array([[1, 0], [0, 1]])
+    assert clf.certify(X, Y, 0.0).sizes.shape == (2, 1)  # fixed n: the level is valid
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled before refusing alpha")
+
+    monkeypatch.setattr(type(clf), "_stage_sampler", no_sampling)
+    with pytest.raises(ValueError, match="alpha"):
+        clf.certify(X, Y, 0.0, sequential=True)

@@ -31,6 +31,7 @@ from .._targets import encode_fit_targets
 from .._torch_seed import estimator_devices, seeded_torch
 from .._validation import (
     check_alpha,
+    check_alpha_level,
     check_inputs,
     check_int,
     check_radius,
@@ -541,7 +542,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                                         method=method, alpha=alpha)
 
     def _certify_sequential(self, X, Y, radius, max_draws, *, k, label, method, alpha):
-        from .._sequential import sequential_gaussian_certify
+        from .._sequential import sequential_gaussian_certify, stage_schedule
 
         check_is_fitted(self)
         self._validate_params()
@@ -556,6 +557,10 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         if len(X) != Y.shape[0]:
             raise ValueError(f"X has {len(X)} inputs but Y has {Y.shape[0]} rows.")
         method, alpha = spec["method"], spec["alpha"]
+        # before any sampling: the smallest stage share must still give valid bounds
+        smallest_share = stage_schedule(self.n_draws, max_draws)[1].min()
+        check_alpha_level(GAUSSIAN.bound_alpha(alpha, method) * smallest_share,
+                          self.n_classes_)
         last = max_draws or self.n_draws
         outcome = sequential_gaussian_certify(
             self._stage_sampler(X), Y, radii, k=k, k_prime=self.k_prime,
