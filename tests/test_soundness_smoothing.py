@@ -224,3 +224,44 @@ def test_clopper_pearson_bounds_contain_exact_probabilities():
     assert missed.sum() <= 2, np.flatnonzero(missed)  # alpha = 0.01 over 30 inputs
     # and the bounds are not vacuous: estimate within a few standard errors
     assert np.abs(result.counts / 4_000 - P).max() < 5 * 0.5 / np.sqrt(4_000)
+
+
+# ------------------------------------------------------------------ a known noise seed
+class _Sign(torch.nn.Module):
+    """Label 1 iff the (only) feature plus noise is positive: at sigma = 1 the smoothed
+    classifier's probability of label 1 at x is Phi(x), and its exact l2 robustness
+    radius there is x itself (the distance to the decision boundary x = 0)."""
+
+    def forward(self, x):
+        return torch.cat([-x, x], dim=1)
+
+
+def _false_certificates(X, random_state, radius):
+    """Which inputs of X (all with exact radius below ``radius``) get a certificate at
+    ``radius``: each one is false."""
+    clf = SmoothedMultiLabelClassifier(_Sign(), sigma=1.0, k_prime=1, k=1, n_draws=100,
+                                       alpha=0.1, train_noise=False,
+                                       random_state=random_state)
+    Y = np.tile([[0, 1]], (len(X), 1))
+    clf.fit(X[:1], Y[:1])
+    return clf.certify(X, Y, radius).sizes[:, 0] == 1
+
+
+def test_a_known_seed_lets_an_attacker_find_reproducible_false_certificates():
+    """Against a known seed, the attacker searches the inputs near x for one whose Monte
+    Carlo counts over-claim, and the defender's certificate reproduces the lie; against
+    fresh entropy (random_state=None) a found input over-claims again only with the
+    probability the certificate allows."""
+    radius = 0.3
+    X = np.linspace(0.25, 0.2999, 1000, dtype=np.float32)[:, None]  # true radius < 0.3
+    found = _false_certificates(X, 0, radius)  # the attacker's search, seed known
+    assert found.sum() >= 15
+    X_found = X[found]
+    # the defender certifies the attacker's inputs with the same (known) seed: every one
+    # of them is certified at 0.3 again, a false certificate each time
+    assert _false_certificates(X_found, 0, radius).all()
+    # with fresh OS entropy each input over-claims with probability about 5 % (at most
+    # alpha), whatever the search did: about 1 of the 23 found (more than half would
+    # happen with probability below 1e-8)
+    fresh = _false_certificates(X_found, None, radius)
+    assert fresh.sum() <= found.sum() // 2

@@ -8,6 +8,7 @@ from sklearn_certify import SmoothedMultiLabelClassifier
 from sklearn_certify.smoothing._sampling import draw_seed, sample_label_counts
 from sklearn_certify.smoothing._streams import (
     BLOCK_MAX,
+    BlockGenerator,
     BLOCK_MIN,
     block_bounds,
     block_seed,
@@ -21,7 +22,7 @@ from .test_sampling import N_CLASSES, N_FEATURES, TorchAdapter, _linear
 
 def torch_draws(key, seed, start, stop, shape=(3,), dtype=torch.float32):
     out = torch.empty((stop - start, *shape), dtype=dtype)
-    return torch_noise_(out, key, seed, start, torch.Generator())
+    return torch_noise_(out, key, seed, start, BlockGenerator())
 
 
 def test_blocks_tile_the_draws_doubling_then_constant():
@@ -130,10 +131,10 @@ def test_predict_proba_of_one_input_is_its_row_of_the_batch(X, estimator):
 def test_cuda_streams_are_prefix_stable_and_ignore_batching(X):
     key = input_keys(X[:1])[0]
     out = torch.empty((1200, 3), device="cuda")
-    full = torch_noise_(out, key, 7, 0, torch.Generator(device="cuda")).cpu()
+    full = torch_noise_(out, key, 7, 0, BlockGenerator("cuda")).cpu()
     for start, stop in [(0, 10), (3, 40), (100, 700), (1000, 1200)]:
         part = torch.empty((stop - start, 3), device="cuda")
-        got = torch_noise_(part, key, 7, start, torch.Generator(device="cuda")).cpu()
+        got = torch_noise_(part, key, 7, start, BlockGenerator("cuda")).cpu()
         np.testing.assert_array_equal(got.numpy(), full[start:stop].numpy())
     model = _linear().cuda()
     ref = _counts(model, X)
@@ -165,3 +166,61 @@ def test_small_batches_generate_each_block_once(monkeypatch, generic):
     small = _counts(model, X, n_draws=1000, batch_size=10)
     assert sorted(seeded) == sorted(2 * list(range(7)))  # blocks 0..6 of each input
     np.testing.assert_array_equal(small, _counts(model, X, n_draws=1000, batch_size=1000))
+
+
+# ----------------------------------------------------------------------------- entropy
+def _fingerprints(generator, seeds, width=1):
+    """The first two draws of each block seed, as bytes (a block's identity)."""
+    out = torch.empty((2, width))
+    return [generator.normal_(out, seed).numpy().tobytes() for seed in seeds]
+
+
+def test_every_bit_of_a_block_seed_changes_the_noise():
+    """torch's manual_seed keeps 32 bits on the CPU: seeds equal in those bits must still
+    draw different noise, whichever of the 128 bits differs."""
+    base = bytes(16)
+    flipped = [(1 << bit).to_bytes(16, "little") for bit in (0, 31, 32, 63, 64, 100, 127)]
+    prints = _fingerprints(BlockGenerator(), [base, *flipped])
+    assert len(set(prints)) == len(prints)
+    # reproducible: the same block seed always draws the same noise
+    assert _fingerprints(BlockGenerator(), [flipped[3]]) == [prints[4]]
+
+
+def test_no_two_blocks_collide_where_32_bit_seeds_would():
+    """200,000 block seeds: with 32 effective bits about 4.7 pairs of identical blocks are
+    expected (a collision-free run has probability 1 %); with 128 bits, none."""
+    n = 200_000
+    seeds = [block_seed(12345, i.to_bytes(16, "little"), 0) for i in range(n)]
+    low_bits = {int.from_bytes(seed, "little") & 0xFFFFFFFF for seed in seeds}
+    assert len(low_bits) < n  # the old seeding would have drawn equal blocks here
+    prints = _fingerprints(BlockGenerator(), seeds)
+    assert len(set(prints)) == n
+
+
+def test_numpy_blocks_use_every_bit_of_the_seed(monkeypatch):
+    from sklearn_certify.smoothing import _streams
+
+    key = input_keys(np.zeros((1, 2), np.float32))[0]
+    # two block seeds that agree in their low 64 bits
+    fake = iter([bytes(8) + b"\x01" + bytes(7), bytes(16)])
+    monkeypatch.setattr(_streams, "block_seed", lambda *args: next(fake))
+    a = numpy_noise(key, 0, 0, 16, (2,), np.float64)
+    b = numpy_noise(key, 0, 0, 16, (2,), np.float64)
+    assert not np.array_equal(a, b)
+
+
+def test_seed_none_takes_os_entropy_not_the_global_numpy_state(X):
+    np.random.seed(0)
+    first = draw_seed(None)
+    np.random.seed(0)
+    assert draw_seed(None) != first
+    assert 0 <= first < 2**128
+    # the same int always gives the same 128-bit seed; different ints different ones
+    assert draw_seed(3) == draw_seed(3) != draw_seed(4)
+    assert draw_seed(np.random.RandomState(3)) == draw_seed(3)
+    model = _linear()
+    np.random.seed(0)
+    a = _counts(model, X, random_state=None, n_draws=400)
+    np.random.seed(0)
+    b = _counts(model, X, random_state=None, n_draws=400)
+    assert not np.array_equal(a, b)

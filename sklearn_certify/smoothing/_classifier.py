@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.frozen import FrozenEstimator
-from sklearn.utils import get_tags
+from sklearn.utils import check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
@@ -27,6 +27,7 @@ from .._memory import (
     model_key,
     recent_counts,
 )
+from .._random import SEED_HIGH
 from .._targets import encode_fit_targets
 from .._torch_seed import estimator_devices, seeded_torch
 from .._validation import (
@@ -345,7 +346,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         estimator = _default_estimator() if self.estimator is None else clone(self.estimator)
         seed = None
         if self.random_state is not None:
-            entropy = draw_seed(self.random_state)
+            entropy = int(check_random_state(self.random_state).randint(SEED_HIGH))
             seed = int(np.random.SeedSequence([entropy, _TRAINING_STREAM]).generate_state(1)[0])
         if seed is None or pretrained:  # a frozen estimator: nothing to train or cache
             return self._train(estimator, X, Y, Y_matrix, seed)

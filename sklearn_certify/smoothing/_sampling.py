@@ -43,8 +43,10 @@ the device, and replays that chunk's draws to locate them).
 
 Seeding
 -------
-``random_state`` goes through :func:`sklearn.utils.check_random_state`, from which one
-integer seed is drawn per call (``randint(2**31 - 1)``). Each input's noise is its own
+One 128-bit seed is drawn per call (:func:`draw_seed`): from the operating system's
+entropy for ``random_state=None``, else from
+:func:`sklearn.utils.check_random_state` (four ``randint(2**31 - 1)`` words). Each input's
+noise is its own
 stream, determined by that seed and the input's content only
 (:mod:`~sklearn_certify.smoothing._streams`): an input's counts do not depend on its
 position in X, on the other inputs, on ``batch_size``, or on how the inputs are split
@@ -58,6 +60,7 @@ from __future__ import annotations
 
 import copy
 import math
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -66,7 +69,7 @@ from sklearn.utils import check_random_state
 
 from .._random import SEED_HIGH
 from .._scores import check_no_nan_scores, label_scores, nan_scores_error, top_k_indicator
-from ._streams import input_keys, numpy_noise, torch_noise_
+from ._streams import SEED_BITS, BlockGenerator, input_keys, numpy_noise, torch_noise_
 
 __all__ = ["check_scores_width", "chunk_inputs", "draw_seed", "is_torch_model",
            "module_input", "sample_label_counts", "torch_module_and_device"]
@@ -103,8 +106,18 @@ def torch_module_and_device(model) -> tuple[torch.nn.Module, torch.device]:
 
 
 def draw_seed(random_state) -> int:
-    """One integer seed from ``check_random_state(random_state)``."""
-    return int(check_random_state(random_state).randint(SEED_HIGH))
+    """The 128-bit seed of one sampling call.
+
+    ``None`` takes fresh entropy from the operating system (:func:`secrets.randbits`),
+    never from numpy's global random state, so that no one who knows or sets that state
+    (``np.random.seed(0)``) can predict the noise. An int or a ``RandomState`` draws four
+    31-bit words from ``check_random_state(random_state)``: the same int always gives
+    the same seed, so calls are reproducible.
+    """
+    if random_state is None:
+        return secrets.randbits(SEED_BITS)
+    words = check_random_state(random_state).randint(SEED_HIGH, size=4)
+    return sum(int(word) << (31 * i) for i, word in enumerate(words))
 
 
 def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
@@ -206,7 +219,7 @@ def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
         module = copy.deepcopy(module).to(device)
     module_dtype = _module_dtype(module)
     dtype = _sampling_dtype(X, module_dtype)
-    generator = torch.Generator(device=device)
+    generator = BlockGenerator(device)
     chunk = chunk_inputs(batch_size, n_draws)
     counts = np.empty((len(X), n_classes), dtype=np.int64)
     ones = torch.ones(batch_size * k_prime, dtype=torch.int64, device=device)

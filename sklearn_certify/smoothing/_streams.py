@@ -11,17 +11,18 @@ Blocks
 An input's draws are cut into fixed blocks: draws ``[0, 16)``, ``[16, 32)``,
 ``[32, 64)``, ... doubling up to :data:`BLOCK_MAX` draws, then blocks of
 :data:`BLOCK_MAX` draws (:func:`block_bounds`). Block ``b`` of input ``x`` is generated
-whole, by one call of the random number generator, from a generator seeded with
+whole, by one call of the random number generator, from the 128-bit block seed
 
-    ``blake2b(seed, key(x), b)``
+    ``blake2b(seed, key(x), b)``  (:func:`block_seed`, a 16-byte digest)
 
-where ``key(x)`` is a blake2b digest of the input's bytes, dtype and shape
-(:func:`input_keys`, computed once per input). Draws ``[start, stop)`` are then cut out
-of the blocks they fall in. Generating blocks whole (never a prefix of one) is what makes
-the stream prefix-stable: torch's ``randn`` of n values is not the first n values of a
-larger ``randn``, so a draw must never depend on how many draws were asked for. In
-particular the first ``m`` draws of an input are the same whatever ``n_draws`` is, so a
-run that stops early, or resumes, sees exactly the draws a run of ``m`` draws would see.
+where ``seed`` is the call's 128-bit seed and ``key(x)`` a blake2b digest of the input's
+bytes, dtype and shape (:func:`input_keys`, computed once per input). Draws
+``[start, stop)`` are then cut out of the blocks they fall in. Generating blocks whole
+(never a prefix of one) is what makes the stream prefix-stable: torch's ``randn`` of n
+values is not the first n values of a larger ``randn``, so a draw must never depend on
+how many draws were asked for. In particular the first ``m`` draws of an input are the
+same whatever ``n_draws`` is, so a run that stops early, or resumes, sees exactly the
+draws a run of ``m`` draws would see.
 
 The blocks start small so that a few draws per input cost little extra noise (at most
 16 draws for ``n_draws <= 16``, less than twice ``n_draws`` up to ``BLOCK_MAX``); they
@@ -30,18 +31,39 @@ stream needs beyond one batch. A block split across batches is generated once an
 until the batches have used it. There is one generator call per (input, block), never
 one per draw.
 
+Entropy
+-------
+Every bit of the 128-bit block seed reaches the generator, so two blocks (of one input
+or of two) draw identical noise only if their block seeds collide: probability about
+``m**2 / 2**129`` among ``m`` blocks (below ``1e-25`` for ``10**6`` inputs of ``10**6``
+draws). Seeding a generator with an integer is not enough: torch's CPU generator
+(MT19937) keeps only the low 32 bits of ``manual_seed``, so 63-bit block seeds gave
+identical blocks after about ``2**16`` blocks. Instead (:class:`BlockGenerator`):
+
+* **CPU** (torch): the MT19937 state itself, all 624 words, is filled with
+  ``shake_128(block seed)`` (an extendable-output hash) and installed with
+  ``Generator.set_state``; torch's ``normal_`` then draws from it as usual. The state
+  layout is checked once per process against torch's own seeding.
+* **CUDA** (torch, Philox4x32-10): the first 64 bits of the block seed are the Philox
+  key (``manual_seed``, all 64 bits used) and the next 62 bits set the counter offset
+  (``set_offset``, a multiple of 4), so the stream position is also drawn from the seed.
+* **Other torch devices** (MPS, XPU, ...): the block is drawn on the CPU as above and
+  copied to the device.
+* **numpy** (estimators without a torch module): ``numpy.random.Generator(PCG64)``
+  seeded through ``SeedSequence`` with all 128 bits.
+
 Devices and generators
 ----------------------
-Torch noise is drawn on the model's device by a ``torch.Generator`` of that device;
-numpy noise (estimators without a torch module) by ``numpy.random.default_rng``. The
-values depend on the generator: CPU and CUDA generators give different draws, and so
-may two CUDA GPUs of different models (CUDA's ``randn`` lays its work out by the
-number of multiprocessors). The draws also depend on the dtype the noise is drawn in
-(float32 or float64, see :func:`~sklearn_certify.smoothing._sampling.sample_label_counts`).
-Counts are then different but follow the same distribution. For bitwise equal counts
-on one GPU model, also keep cuDNN deterministic
-(``torch.backends.cudnn.deterministic = True``, ``torch.backends.cudnn.benchmark =
-False``), since the forward pass must not change with the batch it runs in.
+Torch noise is drawn on the model's device; numpy noise (estimators without a torch
+module) on the host. The values depend on the generator: CPU and CUDA generators give
+different draws, and so may two CUDA GPUs of different models (CUDA's ``randn`` lays
+its work out by the number of multiprocessors). The draws also depend on the dtype the
+noise is drawn in (float32 or float64, see
+:func:`~sklearn_certify.smoothing._sampling.sample_label_counts`). Counts are then
+different but follow the same distribution. For bitwise equal counts on one GPU model,
+also keep cuDNN deterministic (``torch.backends.cudnn.deterministic = True``,
+``torch.backends.cudnn.benchmark = False``), since the forward pass must not change
+with the batch it runs in.
 """
 
 from __future__ import annotations
@@ -54,13 +76,15 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-__all__ = ["BLOCK_MAX", "BLOCK_MIN", "block_bounds", "input_keys", "block_seed",
-           "torch_noise_", "numpy_noise"]
+__all__ = ["BLOCK_MAX", "BLOCK_MIN", "SEED_BITS", "BlockGenerator", "block_bounds",
+           "input_keys", "block_seed", "torch_noise_", "numpy_noise"]
 
 #: Size of the first two blocks of an input's draws.
 BLOCK_MIN = 16
 #: Size of every block from draw ``BLOCK_MAX`` on.
 BLOCK_MAX = 512
+#: Bits of a call's seed and of every block seed.
+SEED_BITS = 128
 # input_keys hashes on one more thread per this many bytes of X
 _BYTES_PER_THREAD = 4 << 20
 
@@ -131,16 +155,88 @@ def input_keys(X) -> list[bytes]:
     return [digest(row) for row in X]
 
 
-def block_seed(seed: int, key: bytes, block: int) -> int:
-    """The 63-bit seed of block ``block`` of the input with key ``key``."""
-    h = hashlib.blake2b(seed.to_bytes(8, "little"), digest_size=8)
+def block_seed(seed: int, key: bytes, block: int) -> bytes:
+    """The 128-bit seed (16 bytes) of block ``block`` of the input with key ``key``.
+
+    ``seed`` is the call's seed, an int in ``[0, 2**128)``.
+    """
+    h = hashlib.blake2b(seed.to_bytes(SEED_BITS // 8, "little"), digest_size=SEED_BITS // 8)
     h.update(key)
     h.update(block.to_bytes(8, "little"))
-    return int.from_bytes(h.digest(), "little") >> 1
+    return h.digest()
+
+
+# --- MT19937 state of torch's CPU generator (at::CPUGeneratorImplState, 5056 bytes):
+# int64 initial seed, int32 left, int32 seeded, uint64 next, uint64 state[624], then the
+# cached normal samples and their validity flags (zero: none cached).
+_MT_WORDS = 624
+_MT_HEAD = 24
+
+
+class _MersenneState:
+    """Builds full MT19937 states for torch's CPU generator from 16-byte seeds."""
+
+    def __init__(self):
+        reference = torch.Generator()
+        reference.manual_seed(5)
+        expected = reference.get_state().numpy()
+        self.buffer = np.zeros_like(expected)
+        self.buffer[8] = 1   # left = 1: the next draw regenerates the state first
+        self.buffer[12] = 1  # seeded
+        self.words = self.buffer[_MT_HEAD:_MT_HEAD + 8 * _MT_WORDS].view("<u8")
+        # the layout must be torch's: rebuild the state manual_seed(5) makes from its words
+        self.words[:] = expected[_MT_HEAD:_MT_HEAD + 8 * _MT_WORDS].view("<u8")
+        rebuilt = self.buffer.copy()
+        rebuilt[:8] = expected[:8]  # the initial seed is only reported, never used
+        if rebuilt.shape != expected.shape or not np.array_equal(rebuilt, expected):
+            raise RuntimeError(
+                "this torch release lays out its CPU generator state differently; "
+                "sklearn_certify cannot seed its noise streams with full entropy. Please "
+                f"report it with torch {torch.__version__}."
+            )
+
+    def state(self, seed: bytes) -> torch.Tensor:
+        words = np.frombuffer(hashlib.shake_128(seed).digest(4 * _MT_WORDS), dtype="<u4")
+        self.words[:] = words
+        return torch.from_numpy(self.buffer)  # copied by set_state
+
+
+class BlockGenerator:
+    """Draws the standard normal noise of one block from its 128-bit block seed.
+
+    One per sampling pass and device (not thread-safe). See the module docstring,
+    "Entropy", for how each kind of device uses all 128 bits.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        Where the noise is needed.
+    """
+
+    def __init__(self, device="cpu"):
+        self.device = torch.device(device)
+        if self.device.type == "cuda":
+            self._generator = torch.Generator(device=self.device)
+            self._mersenne = None
+        else:
+            self._generator = torch.Generator()
+            self._mersenne = _MersenneState()
+
+    def normal_(self, out: torch.Tensor, seed: bytes) -> torch.Tensor:
+        """Fill ``out`` (on this generator's device) with the block's draws."""
+        if self._mersenne is None:
+            self._generator.manual_seed(int.from_bytes(seed[:8], "little"))
+            self._generator.set_offset(4 * (int.from_bytes(seed[8:16], "little") >> 2))
+            return out.normal_(generator=self._generator)
+        self._generator.set_state(self._mersenne.state(seed))
+        if out.device.type == "cpu":
+            return out.normal_(generator=self._generator)
+        host = torch.empty(out.shape, dtype=out.dtype).normal_(generator=self._generator)
+        return out.copy_(host)
 
 
 def torch_noise_(out: torch.Tensor, key: bytes, seed: int, start: int,
-                 generator: torch.Generator, cache: dict | None = None) -> torch.Tensor:
+                 generator: BlockGenerator, cache: dict | None = None) -> torch.Tensor:
     """Fill ``out`` with standard normal draws ``[start, start + len(out))`` of an input.
 
     Parameters
@@ -154,8 +250,8 @@ def torch_noise_(out: torch.Tensor, key: bytes, seed: int, start: int,
         The call's seed.
     start : int
         Index of the first draw to produce.
-    generator : torch.Generator
-        A generator on ``out``'s device; it is reseeded for every block.
+    generator : BlockGenerator
+        A generator for ``out``'s device; it is reseeded for every block.
     cache : dict or None
         Keeps the last block of which only a part was used, so that consecutive
         calls (batches smaller than a block) generate each block once. Pass the same
@@ -169,14 +265,12 @@ def torch_noise_(out: torch.Tensor, key: bytes, seed: int, start: int,
     for b, lo, hi in block_bounds(start, stop):
         a, z = max(lo, start), min(hi, stop)
         if a == lo and z == hi:  # the whole block: generate it in place
-            generator.manual_seed(block_seed(seed, key, b))
-            out[a - start:z - start].normal_(generator=generator)
+            generator.normal_(out[a - start:z - start], block_seed(seed, key, b))
             continue
         block = _recall(cache, (seed, key, b))
         if block is None:
-            generator.manual_seed(block_seed(seed, key, b))
-            block = torch.empty((hi - lo, *out.shape[1:]), dtype=out.dtype,
-                                device=out.device).normal_(generator=generator)
+            block = generator.normal_(torch.empty((hi - lo, *out.shape[1:]), dtype=out.dtype,
+                                                  device=out.device), block_seed(seed, key, b))
             _remember(cache, (seed, key, b), block)
         out[a - start:z - start].copy_(block[a - lo:z - lo])
     return out
@@ -186,13 +280,15 @@ def numpy_noise(key: bytes, seed: int, start: int, stop: int, shape: tuple,
                 dtype, cache: dict | None = None) -> np.ndarray:
     """Standard normal draws ``[start, stop)`` of an input, shape ``(stop - start, *shape)``.
 
-    The numpy twin of :func:`torch_noise_` (one ``numpy.random.default_rng`` per block).
+    The numpy twin of :func:`torch_noise_` (one ``numpy.random.Generator(PCG64)`` per block,
+    seeded with all 128 bits of the block seed through ``numpy.random.SeedSequence``).
     """
     out = np.empty((stop - start, *shape), dtype=dtype)
     for b, lo, hi in block_bounds(start, stop):
         block = _recall(cache, (seed, key, b))
         if block is None:
-            rng = np.random.default_rng(block_seed(seed, key, b))
+            entropy = int.from_bytes(block_seed(seed, key, b), "little")
+            rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy)))
             block = rng.standard_normal((hi - lo, *shape), dtype=dtype)
             _remember(cache, (seed, key, b), block)
         a, z = max(lo, start), min(hi, stop)
