@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from sklearn.model_selection import GridSearchCV, KFold
 
-from sklearn_certify import SmoothedMultiLabelClassifier, _memory
+import sklearn_certify
+from sklearn_certify import SmoothedMultiLabelClassifier
 from sklearn_certify.datasets import make_multidigit
 from sklearn_certify.metrics import certified_scorer
 from sklearn_certify.nets import MultiLabelNet
@@ -47,11 +48,10 @@ METRICS = ("f1", "precision", "recall")
 
 @contextmanager
 def counting(counts: dict, *, counts_cache: bool = True):
-    """Count base-model trainings and sampling passes; optionally disable the in-process
-    counts cache."""
+    """Count base-model trainings and sampling passes, with the in-process counts cache
+    switched on or off (``sklearn_certify.config_context``)."""
     train, sample = _classifier.SmoothedMultiLabelClassifier._train, \
         _classifier.sharded_label_counts
-    budget = _memory.recent_counts.max_bytes
 
     def counted_train(*args, **kwargs):
         counts["fits"] += 1
@@ -63,15 +63,12 @@ def counting(counts: dict, *, counts_cache: bool = True):
 
     _classifier.SmoothedMultiLabelClassifier._train = counted_train
     _classifier.sharded_label_counts = counted_sample
-    _memory.recent_counts.clear()
-    _memory.recent_counts.max_bytes = budget if counts_cache else 0
     try:
-        yield
+        with sklearn_certify.config_context(counts_cache=counts_cache):
+            yield
     finally:
         _classifier.SmoothedMultiLabelClassifier._train = train
         _classifier.sharded_label_counts = sample
-        _memory.recent_counts.max_bytes = budget
-        _memory.recent_counts.clear()
 
 
 def run_search(X, Y, grid, net_params, memory, counts_cache: bool) -> tuple[dict, dict, float]:

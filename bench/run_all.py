@@ -689,13 +689,12 @@ CONFIGS = {
 
 
 def disable_recent_counts() -> None:
-    """Sample on every call: with an int random_state, a repeated certify of the same
-    model and inputs would otherwise read the in-process counts cache, timing nothing
-    and comparing a result with itself."""
-    from sklearn_certify._memory import recent_counts
+    """Sample on every call: with the in-process counts cache on, a repeated certify of
+    the same model and inputs would read it, timing nothing and comparing a result with
+    itself. The cache is off by default; this makes sure through the public switch."""
+    import sklearn_certify
 
-    recent_counts.max_bytes = 0
-    recent_counts.clear()
+    sklearn_certify.set_config(counts_cache=False)
 
 
 def main(argv=None) -> dict:

@@ -13,6 +13,7 @@ The certificate math lives in :mod:`sklearn_certify.bounds` and
 need torch are imported lazily on first use.
 """
 
+from ._config import config_context, get_config, set_config
 from ._lazy import lazy_attributes
 
 __version__ = "0.1.0"
@@ -24,6 +25,6 @@ _LAZY = {
     "CertificationResult": "sklearn_certify.results",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = sorted(_LAZY) + ["__version__", "config_context", "get_config", "set_config"]
 
 __getattr__, __dir__ = lazy_attributes(globals(), _LAZY)

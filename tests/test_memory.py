@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 
-from sklearn_certify import SmoothedMultiLabelClassifier, _memory
+from sklearn_certify import SmoothedMultiLabelClassifier, _memory, config_context
 from sklearn_certify._memory import (
     cache_key,
     cached_call,
@@ -26,11 +26,10 @@ from sklearn_certify.smoothing import _classifier
 
 
 @pytest.fixture(autouse=True)
-def _recent_counts_off():
-    """Overrides conftest's fixture of that name: these tests need the cache on."""
-    recent_counts.clear()
-    yield
-    recent_counts.clear()
+def _counts_cache_on():
+    """These tests need the in-process counts cache on: the public switch."""
+    with config_context(counts_cache=True):
+        yield
 
 
 @pytest.fixture(scope="module")

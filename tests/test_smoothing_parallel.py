@@ -9,7 +9,6 @@ import torch
 from sklearn.linear_model import RidgeClassifier
 
 from sklearn_certify import SmoothedMultiLabelClassifier
-from sklearn_certify._memory import recent_counts
 from sklearn_certify.smoothing import _sampling
 from sklearn_certify.smoothing._parallel import _shards, _worker_counts
 from sklearn_certify.smoothing._sampling import sample_label_counts
@@ -156,9 +155,7 @@ def test_dask_cluster_gives_the_counts_of_one_process(data, reference):
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client, \
             distributed.get_task_stream(client) as stream, joblib.parallel_backend("dask"):
-        recent_counts.clear()  # else the counts of earlier calls are reused: no tasks
         proba = clf.predict_proba(X)
-        recent_counts.clear()
         sizes = clf.certify(X, Y, [0.0, 0.5]).sizes
         workers = set(client.scheduler_info()["workers"])
     # one task per worker and call, run on the cluster's worker processes

@@ -40,7 +40,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import CertifiedClassifierMixin
-from .._memory import cache_key, cached_call, data_key
+from .._memory import cached_call, data_key, fit_key
 from .._random import SEED_HIGH, model_random_state
 from .._scores import check_no_nan_scores, has_score_method, label_scores, top_k_indicator
 from .._targets import encode_fit_targets
@@ -372,9 +372,9 @@ def fit_base_model(estimator, X, Y, *, seed: int, empty_labels,
 
     if memory is None or len(Y) == 0:  # an empty training set trains nothing
         return train()
-    key = cache_key("ensemble-base-model", type(estimator).__module__,
-                    type(estimator).__qualname__, estimator.get_params(deep=False),
-                    data_key(X), data_key(Y), int(seed))
+    key = fit_key("ensemble-base-model", estimator, data_key(X), data_key(Y), int(seed))
+    if key is None:
+        return train()
     model = cached_call(memory, "fit", key, train, check=lambda m: (
         isinstance(m, _ConstantAwareMultiLabel) and m.n_samples_fit_ == len(Y)
         and m.n_classes_ == np.shape(Y)[1]))

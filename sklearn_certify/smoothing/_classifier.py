@@ -18,13 +18,15 @@ from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 
 from .._base import CertifiedClassifierMixin
+from .._config import get_config
 from .._memory import (
     CountsStore,
     cache_key,
     cached_call,
     check_cache_memory,
+    counts_key,
     data_key,
-    model_key,
+    fit_key,
     recent_counts,
 )
 from .._random import SEED_HIGH
@@ -348,14 +350,16 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         if self.random_state is not None:
             entropy = int(check_random_state(self.random_state).randint(SEED_HIGH))
             seed = int(np.random.SeedSequence([entropy, _TRAINING_STREAM]).generate_state(1)[0])
-        if seed is None or pretrained:  # a frozen estimator: nothing to train or cache
+        # a frozen estimator has nothing to train or cache
+        if seed is None or pretrained or getattr(memory, "location", None) is None:
             return self._train(estimator, X, Y, Y_matrix, seed)
-        key = cache_key(
-            "smoothing-fit", type(estimator).__module__, type(estimator).__qualname__,
-            estimator.get_params(deep=False), bool(self.train_noise),
+        key = fit_key(
+            "smoothing-fit", estimator, bool(self.train_noise),
             float(self.sigma) if self.train_noise else None, seed, data_key(X),
             data_key(np.asarray(Y)),
         )
+        if key is None:
+            return self._train(estimator, X, Y, Y_matrix, seed)
         return cached_call(memory, "fit", key,
                            lambda: self._train(estimator, X, Y, Y_matrix, seed),
                            check=lambda fitted: type(fitted) is type(estimator))
@@ -408,18 +412,29 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         return X
 
     def _label_counts(self, X) -> tuple[np.ndarray, int]:
-        """Label counts of ``X`` over ``n_draws`` noisy copies (cached, see ``memory``)."""
+        """Label counts of ``X`` over ``n_draws`` noisy copies.
+
+        Sampled anew on every call, unless the caller chose a cache: ``memory`` (on
+        disk) or ``sklearn_certify.set_config(counts_cache=True)`` (this process), with
+        an int ``random_state`` and a model the key can cover.
+        """
         check_is_fitted(self)
         self._validate_params()
         self._check_label_params(self.n_classes_)
         X = self._check_input(X, reset=False)
         devices = self._checked_devices()  # a bad value fails even when counts are cached
         seed = draw_seed(self.random_state)
-        params_key = self._counts_params_key(seed, devices)
-        key = None if params_key is None else cache_key("counts", params_key, data_key(X))
+        in_process = get_config()["counts_cache"]
+        location = getattr(check_cache_memory(self.memory), "location", None)
+        params_key = None
+        if in_process or location is not None:  # no hashing when nothing can hit
+            params_key = self._counts_params_key(seed, devices)
+        key = None
+        if in_process and params_key is not None:
+            key = cache_key("counts", params_key, data_key(X))
         counts = None if key is None else recent_counts.get(key)
         if counts is None:
-            counts = self._sample_counts(X, seed, devices, params_key)
+            counts = self._sample_counts(X, seed, devices, params_key, location)
             if key is not None:
                 recent_counts.put(key, counts)
         return counts, self.n_draws
@@ -432,12 +447,12 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose,
         )
 
-    def _sample_counts(self, X, seed: int, devices, params_key: str | None) -> np.ndarray:
+    def _sample_counts(self, X, seed: int, devices, params_key: str | None,
+                       location) -> np.ndarray:
         """Counts of ``X``; with ``memory`` and an int ``random_state``, inputs already
         sampled (same model, parameters and content) are read from the cache and the
         others are sampled, each worker storing its counts a chunk at a time as they
         come, so an interrupted call loses at most the chunk in flight per worker."""
-        location = getattr(check_cache_memory(self.memory), "location", None)
         if params_key is None or location is None or len(X) == 0:
             return self._sample(X, seed, devices)
         store = CountsStore(location, params_key, self.n_classes_,
@@ -464,7 +479,9 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         """Key of the fitted model's content and every parameter that changes counts
         (see :data:`sklearn_certify._params.PARAMETER_ROLES`): with an input's content
         it determines the input's counts. None when each call draws fresh noise
-        (``random_state`` None or a RandomState instance): nothing is then cached."""
+        (``random_state`` None or a RandomState instance) or when the model cannot be
+        keyed (:func:`~sklearn_certify._memory.model_key`, with a warning): nothing is
+        then cached."""
         if not isinstance(self.random_state, Integral) or isinstance(self.random_state, bool):
             return None
         model = self.estimator_
@@ -474,10 +491,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             kinds = (torch_module_and_device(model)[1].type,)
         else:
             kinds = ("numpy",)
-        return cache_key(
-            "smoothing-counts", model_key(model), self.n_classes_, float(self.sigma),
-            self.k_prime, self.n_draws, seed, kinds,
-        )
+        return counts_key(model, "smoothing", self.n_classes_, float(self.sigma),
+                          self.k_prime, self.n_draws, seed, kinds)
 
     def certify(self, X, Y, radius=0.0, sequential: bool = False, *,
                 method: str | None = None, alpha: float | None = None, k: int | None = None,
