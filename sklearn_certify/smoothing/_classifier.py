@@ -160,7 +160,11 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         fails at ``fit``. See ``docs/model_selection.md``.
     random_state : int, RandomState instance or None, default=None
         Controls the sampling noise and, at ``fit``, the training randomness. Each
-        sampling call draws one seed from ``check_random_state(random_state)``. Every
+        sampling call draws one 128-bit seed: from ``check_random_state(random_state)``
+        for an int or a ``RandomState``, from the operating system's entropy for
+        ``None`` (fresh every call, never numpy's global state: use it in deployment,
+        since a known seed lets an attacker search for inputs whose noise over-claims,
+        ``docs/guarantees.md``). Every
         input's noise is then its own stream, determined by that seed and the input's
         content (its bytes, dtype and shape) alone, not by its position in X, the other
         inputs, ``batch_size``, ``n_jobs`` or ``devices`` (see
@@ -170,11 +174,13 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         random number generator of the device: CPU and CUDA generators give different
         counts, and so may CUDA GPUs of different models (cuDNN must also be
         deterministic, ``torch.backends.cudnn.benchmark = False``, for equal counts
-        run to run). At ``fit`` a seed is drawn the same way and mixed with a
-        fixed tag (``numpy.random.SeedSequence``) so the training noise is a stream
+        run to run). At ``fit`` an integer is drawn from
+        ``check_random_state(random_state)`` and mixed with a fixed tag (``numpy.random.SeedSequence``) so the training noise is a stream
         independent of the certification noise; torch-based estimators then train
         under a forked, seeded torch RNG (weights, batch order and noise reproducible;
         the global RNG is left as it was). ``None`` leaves training to the global RNGs.
+        An input's noise blocks are seeded with all 128 bits (``docs/guarantees.md``,
+        "Noise streams").
     verbose : int, default=0
         Progress bars over the noisy draws when > 0.
 
@@ -201,13 +207,14 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
     Notes
     -----
-    With an int ``random_state``, the counts of the most recent calls are kept in
-    memory (also without ``memory``), keyed on the fitted model's content, the inputs'
-    content and every parameter that changes the counts (``sigma``, ``k_prime``,
-    ``n_draws``, ``random_state``, device type): ``predict``, ``predict_proba``,
-    ``certify`` and ``score`` on the same inputs, and several certified scorers of one
-    fold, sample once. Otherwise each call samples anew; to certify several radii,
-    methods, ``k`` or ``alpha`` at the cost of one sampling pass, certify once and call
+    Every call samples anew, unless a cache was chosen: ``memory`` (on disk), or
+    ``sklearn_certify.set_config(counts_cache=True)`` (the counts of the most recent
+    calls in this process). Either needs an int ``random_state`` and is keyed on the
+    fitted model's content and code, the inputs' content and every parameter that
+    changes the counts (``sigma``, ``k_prime``, ``n_draws``, ``random_state``, device
+    type); a model the key cannot cover (hooks, attributes holding other objects) is
+    not cached (see ``docs/guarantees.md``). To certify several radii, methods, ``k`` or
+    ``alpha`` at the cost of one sampling pass, certify once and call
     :meth:`CertificationResult.recertify`. ``predict_proba``
     estimates ``p_i``, the probability that label i is in the base model's top-k', so
     rows sum to ``k_prime``. The counts depend on the device through its random number
