@@ -215,7 +215,7 @@ def check_saved_on_device(cfg, device) -> dict:
     import joblib
 
     from sklearn_certify import BaggingCertifiedClassifier, DPACertifiedClassifier
-    from sklearn_certify.ensembles import LinearHead
+    from sklearn_certify.heads import LinearHead
     from sklearn_certify.nets import MLPModule
 
     X_tr, X_te, Y_tr, _ = digits(600, 50)

@@ -77,9 +77,10 @@ from sklearn_certify import (
     SmoothedMultiLabelClassifier,
 )
 from sklearn_certify.datasets import load_coco, load_nuswide, load_voc2007, make_multidigit
-from sklearn_certify.ensembles import LinearHead
 from sklearn_certify.features import ImageFeatureExtractor
-from sklearn_certify.nets import AsymmetricLoss, MultiLabelNet
+from sklearn_certify.heads import LinearHead
+from sklearn_certify.losses import AsymmetricLoss
+from sklearn_certify.nets import MultiLabelNet
 from sklearn_certify.results import plot_certified_curves
 
 # ------------------------------------------------------------------ papers' settings
@@ -584,7 +585,7 @@ def run_poisoningguard(data, extractor, s: dict, log: Log) -> list:
         Y_train, Y_test = data["Y_train"], data["Y_test"][rows]
     if s["pg_head"] == "asl":
         # Linear ASL heads trained full-batch: the ensembles train all of them at once
-        # as one batched torch program (sklearn_certify.ensembles.LinearHead).
+        # as one batched torch program (sklearn_certify.heads.LinearHead).
         head = LinearHead(loss="asl", epochs=s["pg_epochs"], device=s["device"])
     else:
         head = RidgeClassifier()

@@ -8,7 +8,7 @@ stacked trainers share:
 * the **forward and backward pass** of N stacked ReLU networks (any depth, linear heads
   included) with the gradient of an element-wise loss written out by hand
   (:func:`stacked_gradients`), and the inference pass (:func:`forward_shared`);
-* the **loss gradients** (:class:`~sklearn_certify.nets.AsymmetricLoss`, binary
+* the **loss gradients** (:class:`~sklearn_certify.losses.AsymmetricLoss`, binary
   cross-entropy, or autograd through any element-wise callable);
 * the **constant-label-column rule** of the ensembles' base models, batched
   (:func:`constant_scores`);
@@ -196,7 +196,7 @@ def _at_least(x: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 def _asl_grad(z: torch.Tensor, targets: torch.Tensor, asl: AsymmetricLoss) -> torch.Tensor:
-    """Derivative of :class:`~sklearn_certify.nets.AsymmetricLoss`'s element-wise terms.
+    """Derivative of :class:`~sklearn_certify.losses.AsymmetricLoss`'s element-wise terms.
 
     The chain rule through the module's own formula, clamps included (a clamp passes
     the gradient where its input is inside its bounds, as torch's does); ``targets``

@@ -189,7 +189,7 @@ class LinearHead(ClassifierMixin, BaseEstimator):
     hidden : int or None, default=None
         None: a linear model. An int: one hidden ReLU layer of that width.
     loss : {"asl", "bce"} or callable, default="asl"
-        ``"asl"``: :class:`sklearn_certify.nets.AsymmetricLoss` with its defaults;
+        ``"asl"``: :class:`sklearn_certify.losses.AsymmetricLoss` with its defaults;
         ``"bce"``: binary cross-entropy on the logits; a callable maps
         ``(logits, targets)`` to element-wise losses of the same shape.
     epochs : int, default=100

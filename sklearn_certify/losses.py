@@ -57,7 +57,7 @@ class AsymmetricLoss(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_certify.nets import AsymmetricLoss
+    >>> from sklearn_certify.losses import AsymmetricLoss
     >>> loss = AsymmetricLoss()
     >>> logits = torch.tensor([[2.0, -1.0, 0.5]])
     >>> targets = torch.tensor([[1.0, 0.0, 1.0]])

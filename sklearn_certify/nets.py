@@ -1,12 +1,12 @@
 """Torch building blocks for multi-label base classifiers: modules and a skorch net.
 
 :class:`MultiLabelNet` is the default base model of the certified classifiers. It is a
-:class:`skorch.NeuralNet` that outputs one logit per label, trains with the asymmetric
-loss (:class:`AsymmetricLoss`) used by MultiGuard, infers its input and output sizes from
-the data at ``fit``, and can add fresh Gaussian noise to every training batch, which is
-what makes randomized-smoothing certificates non-trivial (:class:`TrainingNoise`).
-:class:`AsymmetricLoss` lives in :mod:`sklearn_certify.losses` and is importable from
-here too.
+:class:`skorch.NeuralNet` that outputs one logit per label, trains with the asymmetric loss
+(:class:`~sklearn_certify.losses.AsymmetricLoss`) used by MultiGuard, infers its input and
+output sizes from the data at ``fit``, and can add fresh Gaussian noise to every training
+batch, which is what makes randomized-smoothing certificates non-trivial
+(:class:`TrainingNoise`).
+The loss lives in :mod:`sklearn_certify.losses`.
 
 Training is random (weight initialisation, batch order, training noise) and draws from
 torch's global generator: call ``torch.manual_seed(...)`` before ``fit`` for reproducible
@@ -29,7 +29,7 @@ from torch import nn
 
 from .losses import AsymmetricLoss
 
-__all__ = ["AsymmetricLoss", "MLPModule", "SmallCNN", "MultiLabelNet", "TrainingNoise"]
+__all__ = ["MLPModule", "SmallCNN", "MultiLabelNet", "TrainingNoise"]
 
 
 def _as_tuple(value, name: str) -> tuple[int, ...]:

@@ -15,13 +15,15 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 #: The public interface fixed by the project's API contract, module by module.
 CONTRACT = {
     "sklearn_certify": ["SmoothedMultiLabelClassifier", "BaggingCertifiedClassifier",
-                        "DPACertifiedClassifier", "CertificationResult"],
+                        "DPACertifiedClassifier", "CertificationResult", "config_context",
+                        "set_config", "get_config"],
     "sklearn_certify.bounds": ["clopper_pearson_bounds", "max_certifiable_radius"],
     "sklearn_certify.certificates": ["gaussian_certified_size", "bagging_certified_size",
                                      "dpa_certified_size"],
     "sklearn_certify.metrics": ["certified_scorer", "certified_precision_score",
                                 "certified_recall_score", "certified_f1_score"],
-    "sklearn_certify.nets": ["AsymmetricLoss", "MultiLabelNet"],
+    "sklearn_certify.nets": ["MultiLabelNet"],
+    "sklearn_certify.losses": ["AsymmetricLoss"],
     "sklearn_certify.datasets": ["make_multidigit"],
 }
 
@@ -67,3 +69,15 @@ def test_documented_names_parses_currentmodule_blocks(coverage, tmp_path):
                    "   One\n   Two\n\nText\n\n.. currentmodule:: pkg.b\n\n"
                    ".. autosummary::\n\n   three\n")
     assert coverage.documented_names(rst) == ["pkg.a.One", "pkg.a.Two", "pkg.b.three"]
+
+
+def test_one_public_path_per_name_and_no_private_name_exported(coverage):
+    """Apart from the package's own re-exports (sklearn_certify.CertificationResult), an
+    object has one public path, and no ``__all__`` lists a private name."""
+    paths = {}
+    for name, obj in coverage.public_names().items():
+        module_name, _, attr = name.rpartition(".")
+        assert not attr.startswith("_"), f"{name} is private but exported"
+        if module_name != "sklearn_certify" and not isinstance(obj, (int, float, str)):
+            paths.setdefault(id(obj), []).append(name)
+    assert [names for names in paths.values() if len(names) > 1] == []

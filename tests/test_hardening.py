@@ -249,7 +249,7 @@ def test_nan_scores_of_ensemble_base_models_raise():
 
 
 def test_nan_scores_of_vectorised_heads_raise():
-    from sklearn_certify.ensembles import LinearHead
+    from sklearn_certify.heads import LinearHead
 
     model = BaggingCertifiedClassifier(LinearHead(), n_estimators=6, max_samples=12, k=2,
                                        random_state=0).fit(X, Y)

@@ -10,7 +10,8 @@ from sklearn.metrics import f1_score
 from skorch.callbacks import Callback
 
 from sklearn_certify.datasets import make_multidigit
-from sklearn_certify.nets import AsymmetricLoss, MLPModule, MultiLabelNet, SmallCNN
+from sklearn_certify.losses import AsymmetricLoss
+from sklearn_certify.nets import MLPModule, MultiLabelNet, SmallCNN
 
 LOGITS = np.array([[2.0, -1.0, 0.5, -3.0], [-0.2, 1.5, -4.0, 0.03]])
 TARGETS = np.array([[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0]])

@@ -19,7 +19,7 @@ from sklearn_certify.ensembles._stacked_heads import (
     is_vectorizable,
 )
 from sklearn_certify.heads import LinearHead
-from sklearn_certify.nets import AsymmetricLoss
+from sklearn_certify.losses import AsymmetricLoss
 
 N_TRAIN, N_FEATURES, N_CLASSES = 300, 12, 5
 FAST = dict(epochs=30, lr=0.05)

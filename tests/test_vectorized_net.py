@@ -25,7 +25,8 @@ from sklearn_certify.ensembles._stacked_nets import (
     replication_is_exact,
     train_nets,
 )
-from sklearn_certify.nets import AsymmetricLoss, MLPModule, MultiLabelNet
+from sklearn_certify.losses import AsymmetricLoss
+from sklearn_certify.nets import MLPModule, MultiLabelNet
 
 N_TRAIN, N_FEATURES, N_CLASSES = 120, 6, 4
 
@@ -412,7 +413,7 @@ def test_the_probe_says_no_when_the_replica_breaks(monkeypatch):
 # ------------------------------------------------------------------- vectorize=False
 def _vectorize_cases():
     from sklearn_certify import DPACertifiedClassifier
-    from sklearn_certify.ensembles import LinearHead
+    from sklearn_certify.heads import LinearHead
 
     bagging = dict(n_estimators=12, max_samples=25, k_base=2, k=2, random_state=4)
     return {

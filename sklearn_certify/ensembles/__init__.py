@@ -15,12 +15,9 @@ model's device: the same models as training them one by one, up to float roundin
 ``BaggingCertifiedClassifier``'s Notes for the exact conditions). DPA trains its models
 one by one (its guarantee needs each model to depend on its own partition only, bit
 for bit), such ``MultiLabelNet`` bases by the same replica of skorch's training.
-
-``LinearHead`` lives in :mod:`sklearn_certify.heads` and is also importable from here.
 """
 
-from ..heads import LinearHead
 from ._bagging import BaggingCertifiedClassifier
 from ._dpa import DPACertifiedClassifier
 
-__all__ = ["BaggingCertifiedClassifier", "DPACertifiedClassifier", "LinearHead"]
+__all__ = ["BaggingCertifiedClassifier", "DPACertifiedClassifier"]

@@ -125,6 +125,9 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
 
     Attributes
     ----------
+    estimator_ : estimator
+        The base estimator every model is cloned from (``estimator``, or the default
+        for ``estimator=None``), unfitted, as in scikit-learn's ensembles.
     estimators_ : sequence of base models
         One fitted wrapper per subsample: its ``estimator_`` is the fitted clone of
         ``estimator`` (None when every label column of the subsample was constant),

@@ -438,7 +438,9 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
     def _check_fit_data(self, X, y):
         """Validated inputs, the 0/1 target matrix and ``classes_`` (None if multi-label).
 
-        Sets ``input_shape_`` and, for flat inputs, ``n_features_in_``.
+        Sets ``estimator_`` (the base estimator every model is cloned from, unfitted, as
+        in scikit-learn's ensembles), ``input_shape_`` and, for flat inputs,
+        ``n_features_in_``.
         """
         if y is None:
             raise ValueError(
@@ -454,6 +456,7 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
             raise ValueError(f"X has {X.shape[0]} rows but y has {Y.shape[0]}.")
         self._check_k(Y.shape[1])
         self._check_input_shape(X, reset=True)
+        self.estimator_ = self._base_estimator()
         return X, Y, classes
 
     def _check_fitted_models(self, models) -> None:

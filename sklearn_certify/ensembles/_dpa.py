@@ -204,6 +204,9 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
 
     Attributes
     ----------
+    estimator_ : estimator
+        The base estimator every model is cloned from (``estimator``, or the default
+        for ``estimator=None``), unfitted, as in scikit-learn's ensembles.
     estimators_ : sequence of base models, length n_partitions
         The model of partition j at position j: its ``estimator_`` is the fitted clone
         of ``estimator`` (None for an empty partition or when every label column of the
@@ -211,7 +214,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
     heads_ : LinearHeadEnsemble or None
         The fitted base models stacked for vote counting (on their device, without
         joblib): ``MultiLabelNet`` heads trained without skorch (see Notes), or
-        :class:`~sklearn_certify.ensembles.LinearHead` base models; else None.
+        :class:`~sklearn_certify.heads.LinearHead` base models; else None.
     partitions_ : ndarray of int, shape (n_train,)
         Partition of each training example.
     partition_sizes_ : ndarray of int, shape (n_partitions,)

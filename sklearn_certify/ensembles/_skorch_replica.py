@@ -33,7 +33,8 @@ import torch
 
 from .._random import is_int
 from .._torch_seed import seeded_torch
-from ..nets import AsymmetricLoss, MLPModule, MultiLabelNet
+from ..losses import AsymmetricLoss
+from ..nets import MLPModule, MultiLabelNet
 
 __all__ = ["ELEMENTWISE_OPTIMIZERS", "Blocker", "NetRecipe", "NotReplicable", "epoch_orders",
            "initial_weights_and_sampler_seeds", "net_blocker", "net_recipe"]
@@ -110,7 +111,7 @@ def net_blocker(estimator, X) -> Blocker | None:
 
     * ``module`` the class :class:`~sklearn_certify.nets.MLPModule` (or None and 2-D
       ``X``), no dropout, no ``module__n_features``/``module__n_classes``;
-    * ``criterion`` the class :class:`~sklearn_certify.nets.AsymmetricLoss` or
+    * ``criterion`` the class :class:`~sklearn_certify.losses.AsymmetricLoss` or
       ``torch.nn.BCEWithLogitsLoss`` (without weights), reduction "mean" or "sum";
     * ``optimizer`` one of ``ELEMENTWISE_OPTIMIZERS``, without ``param_groups``,
       ``differentiable`` or ``capturable``, with arguments the optimiser accepts;

@@ -159,28 +159,26 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         A directory on shared storage serves a Dask cluster. One that cannot be written
         fails at ``fit``. See ``docs/model_selection.md``.
     random_state : int, RandomState instance or None, default=None
-        Controls the sampling noise and, at ``fit``, the training randomness. Each
-        sampling call draws one 128-bit seed: from ``check_random_state(random_state)``
-        for an int or a ``RandomState``, from the operating system's entropy for
-        ``None`` (fresh every call, never numpy's global state: use it in deployment,
-        since a known seed lets an attacker search for inputs whose noise over-claims,
-        ``docs/guarantees.md``). Every
+        Controls the sampling noise and, at ``fit``, the training randomness. Each sampling
+        call draws one 128-bit seed: from ``check_random_state(random_state)`` for an int or
+        a ``RandomState``, from the operating system's entropy for ``None`` (fresh every
+        call, never numpy's global state: use it in deployment, since a known seed lets an
+        attacker search for inputs whose noise over-claims, ``docs/guarantees.md``). Every
         input's noise is then its own stream, determined by that seed and the input's
         content (its bytes, dtype and shape) alone, not by its position in X, the other
         inputs, ``batch_size``, ``n_jobs`` or ``devices`` (see
-        :mod:`sklearn_certify.smoothing._streams`): with an int, every call gives an
-        input the same counts, so ``predict`` and ``certify`` agree, and an input
-        predicted alone gets the row it gets among others. The draws depend on the
-        random number generator of the device: CPU and CUDA generators give different
-        counts, and so may CUDA GPUs of different models (cuDNN must also be
-        deterministic, ``torch.backends.cudnn.benchmark = False``, for equal counts
-        run to run). At ``fit`` an integer is drawn from
-        ``check_random_state(random_state)`` and mixed with a fixed tag (``numpy.random.SeedSequence``) so the training noise is a stream
-        independent of the certification noise; torch-based estimators then train
-        under a forked, seeded torch RNG (weights, batch order and noise reproducible;
-        the global RNG is left as it was). ``None`` leaves training to the global RNGs.
-        An input's noise blocks are seeded with all 128 bits (``docs/guarantees.md``,
-        "Noise streams").
+        :mod:`sklearn_certify.smoothing._streams`): with an int, every call gives an input
+        the same counts, so ``predict`` and ``certify`` agree, and an input predicted alone
+        gets the row it gets among others. The draws depend on the random number generator
+        of the device: CPU and CUDA generators give different counts, and so may CUDA GPUs
+        of different models (cuDNN must also be deterministic,
+        ``torch.backends.cudnn.benchmark = False``, for equal counts run to run). At ``fit``
+        an integer is drawn from ``check_random_state(random_state)`` and mixed with a fixed
+        tag (``numpy.random.SeedSequence``) so the training noise is a stream independent of
+        the certification noise; torch-based estimators then train under a forked, seeded
+        torch RNG (weights, batch order and noise reproducible; the global RNG is left as it
+        was). ``None`` leaves training to the global RNGs. An input's noise blocks are
+        seeded with all 128 bits (``docs/guarantees.md``, "Noise streams").
     verbose : int, default=0
         Progress bars over the noisy draws when > 0.
 
