@@ -135,39 +135,6 @@ def _counts_poisoned_examples(estimator) -> bool:
     return isinstance(estimator, (BaggingCertifiedClassifier, DPACertifiedClassifier))
 
 
-class RadiusMismatch:
-    """What a certified scorer returns when its radius does not fit the estimator.
-
-    A configuration error, such as a non-integer radius for an ensemble, would fail
-    every candidate of a search. Raised inside a scorer, scikit-learn's model selection
-    (``GridSearchCV``, ``cross_validate``, ...) would turn it into ``error_score`` (NaN
-    by default) with only a warning, and rank meaningless candidates. It does, however,
-    refuse any score that is not a number, whatever ``error_score`` says: returning this
-    object (not a number) therefore stops the search with ``message``. Any numeric use
-    of the object (``float``, arithmetic, comparison, truth value) raises
-    ``ValueError(message)`` too, so it cannot pass as a score anywhere.
-
-    Parameters
-    ----------
-    message : str
-        The explanation, naming the scorer's ``radius``.
-    """
-
-    def __init__(self, message: str):
-        self.message = message
-
-    def __repr__(self) -> str:
-        return self.message
-
-    def _refuse(self, *args):
-        raise ValueError(self.message)
-
-    __float__ = __int__ = __index__ = __bool__ = _refuse
-    __lt__ = __le__ = __gt__ = __ge__ = _refuse
-    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _refuse
-    __truediv__ = __rtruediv__ = __neg__ = _refuse
-
-
 class CertifiedScorer:
     """Callable ``(estimator, X, Y) -> float`` made by :func:`certified_scorer`."""
 
@@ -188,7 +155,7 @@ class CertifiedScorer:
                 "certificate."
             )
         if _counts_poisoned_examples(estimator) and self.radius != round(self.radius):
-            return RadiusMismatch(
+            raise ValueError(
                 f"certified_scorer radius={self.radius!r} is not a whole number, but "
                 f"{type(estimator).__name__} certifies T, a number of poisoned training "
                 "examples: give the scorer an integer radius (an l2 radius such as 0.5 is "
@@ -211,10 +178,11 @@ def certified_scorer(metric: str = "f1", radius: float = 0.0, **certify_options)
         The certified metric, averaged over the scored inputs.
     radius : float or int, default=0.0
         The attack size: l2 radius for smoothing, T (poisoned examples, a whole number)
-        for ensembles. A non-integer radius given to an ensemble stops a search such as
-        ``GridSearchCV`` with an error naming ``radius``, whatever its ``error_score``
-        (see :class:`RadiusMismatch`); other failures while scoring follow
-        ``error_score`` (NaN and a warning by default; ``error_score="raise"`` raises).
+        for ensembles. A non-integer radius given to an ensemble raises a ``ValueError``
+        naming ``radius``. Inside a search such as ``GridSearchCV``, every failure while
+        scoring follows its ``error_score``: pass ``error_score="raise"`` to stop the
+        search on such a configuration error; with the default (NaN) scikit-learn
+        warns "Scoring failed" with the message and scores the candidate NaN.
     **certify_options
         Passed to the estimator's ``certify`` (e.g. ``method="first-term"`` or
         ``attack="deletion"``).
