@@ -27,6 +27,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # serves MathJax from _static: math renders offline
     "numpydoc",
     "myst_parser",
     "sphinx_gallery.gen_gallery",
