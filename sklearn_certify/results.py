@@ -131,10 +131,17 @@ class CertificationResult:
         alpha : float
             Failure probability (needed by "gaussian", "bagging").
         label : str, optional
-        n_draws_used, alpha_share : array-like of shape (n_inputs,), optional
-            Sequential certification: the draws behind each row of ``counts`` and the
-            share of ``alpha`` of the stage it stopped at; the bounds are then computed
-            per input from these.
+        n_draws_used : array-like of int, shape (n_inputs,), optional
+            The draws behind each row of ``counts`` (each at most ``n_draws``), when
+            they are not ``n_draws`` for every input. The bounds of each input are then
+            computed from its own number of draws: at the full ``alpha`` when
+            ``alpha_share`` is None, which is only sound when the number of draws of an
+            input was fixed in advance, not chosen by looking at its counts. An input
+            with 0 draws gets the vacuous bounds 0 and 1.
+        alpha_share : array-like of float in (0, 1], shape (n_inputs,), optional
+            Sequential certification: the share of ``alpha`` of the stage each input
+            stopped at (needs ``n_draws_used``); its bounds are taken at
+            ``alpha * alpha_share``.
         **params
             The certificate function's remaining keyword arguments.
         """
@@ -155,18 +162,28 @@ class CertificationResult:
         if spec.sampled:
             if n_draws is None or alpha is None:
                 raise TypeError(f"certificate {certificate!r} needs n_draws and alpha.")
-            if alpha_share is None:
+            if alpha_share is not None and n_draws_used is None:
+                raise TypeError("alpha_share needs n_draws_used, the draws behind each "
+                                "row of counts.")
+            if n_draws_used is None:
                 lower, upper = clopper_pearson_bounds(counts, n_draws,
                                                       spec.bound_alpha(alpha, method))
             else:
                 from ._sequential import staged_bounds
 
-                lower, upper = staged_bounds(counts, np.asarray(n_draws_used),
+                n_draws_used, alpha_share = _check_per_input_draws(
+                    n_draws_used, alpha_share, len(counts), n_draws)
+                lower, upper = staged_bounds(counts, n_draws_used,
                                              spec.bound_alpha(alpha, method),
-                                             np.asarray(alpha_share))
+                                             np.ones(len(counts)) if alpha_share is None
+                                             else alpha_share)
             sizes = spec.function(lower, upper, Y, k=k, radius=radii, method=method, **params)
         else:
             spec.check_no_alpha(alpha)
+            if alpha_share is not None:
+                raise TypeError(
+                    f"{certificate} certificates are deterministic and take no "
+                    "alpha_share.")
             sizes = spec.function(counts, Y, k=k, radius=radii, method=method, **params)
         return cls(sizes, radii, k, Y.sum(axis=1), Y=Y, certificate=certificate,
                    method=method, counts=counts, n_draws=n_draws, alpha=alpha,
@@ -450,6 +467,35 @@ class CertificationResult:
     def __repr__(self) -> str:
         return (f"CertificationResult(method={self.method!r}, k={self.k}, "
                 f"n_inputs={self.n_inputs}, n_radii={self.radius.size})")
+
+
+def _check_per_input_draws(n_draws_used, alpha_share, n_inputs: int, n_draws):
+    """``n_draws_used`` (int64) and ``alpha_share`` (float64 or None) of shape
+    (n_inputs,), checked: whole numbers in [0, n_draws], shares in (0, 1]."""
+    used = np.asarray(n_draws_used)
+    if used.shape != (n_inputs,):
+        raise ValueError(
+            f"n_draws_used must have shape ({n_inputs},), one entry per input, got "
+            f"shape {used.shape}.")
+    if used.dtype == bool or not np.issubdtype(used.dtype, np.number) or (
+            used.size and not np.all(np.isfinite(used) & (used == np.round(used)))):
+        raise TypeError(f"n_draws_used must hold whole numbers, got {used!r}.")
+    if np.any(used < 0) or np.any(used > n_draws):
+        raise ValueError(
+            f"n_draws_used must lie between 0 and n_draws={n_draws}, got values from "
+            f"{used.min()} to {used.max()}.")
+    if alpha_share is None:
+        return used.astype(np.int64), None
+    share = np.asarray(alpha_share)
+    if share.shape != (n_inputs,):
+        raise ValueError(
+            f"alpha_share must have shape ({n_inputs},), one entry per input, got shape "
+            f"{share.shape}.")
+    if share.dtype == bool or not np.issubdtype(share.dtype, np.number):
+        raise TypeError(f"alpha_share must hold floats in (0, 1], got dtype {share.dtype}.")
+    if not np.all((share > 0) & (share <= 1)):  # NaN fails too
+        raise ValueError("alpha_share must hold floats in (0, 1] (no NaN).")
+    return used.astype(np.int64), share.astype(np.float64)
 
 
 def plot_certified_curves(results: Sequence[CertificationResult],

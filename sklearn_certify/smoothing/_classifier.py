@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 
 from .._base import CertifiedClassifierMixin
+from .._devices import device_exists
 from .._memory import (
     CountsStore,
     cache_key,
@@ -532,6 +533,10 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         """
         from .._sequential import LAST_SHARE
 
+        if not isinstance(sequential, bool | np.bool_):
+            raise TypeError(
+                f"sequential must be a bool (True or False), got {sequential!r} "
+                f"({type(sequential).__name__}).")
         if not sequential and max_draws is not None:
             raise TypeError("max_draws is an option of sequential=True certification.")
         self._warn_unreachable(radius, method, alpha, k, max_draws or self.n_draws,
@@ -639,10 +644,20 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                 f"got {type(self.estimator_).__name__}. Use n_jobs to parallelise it."
             )
         try:
-            return [torch.device(d) for d in self.devices]
+            devices = [torch.device(d) for d in self.devices]
         except (RuntimeError, TypeError) as exc:
             raise ValueError(f"devices={self.devices!r} holds an invalid device: {exc}") \
                 from None
+        for device in devices:
+            if device.type == "meta":
+                raise ValueError(
+                    f"devices={self.devices!r} holds the meta device, which has no data: "
+                    "noisy draws cannot be sampled on it. Use cpu or an accelerator.")
+            if not device_exists(device):
+                raise ValueError(
+                    f"devices={self.devices!r} holds {str(device)!r}, which this machine "
+                    f"does not have{_device_hint(device)}.")
+        return devices
 
     def _certificate_spec(self, *, method=None, alpha=None) -> dict:
         method = GAUSSIAN.check_method(self.method if method is None else method,
@@ -653,6 +668,15 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
 
 # ------------------------------------------------------------------------------ helpers
+def _device_hint(device: torch.device) -> str:
+    """Why ``device`` is missing, for the error of ``_checked_devices``."""
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return (f" (torch sees {count} CUDA device(s)"
+                + (f": indices 0 to {count - 1})" if count else ")"))
+    return f" (torch cannot allocate on {device.type!r})"
+
+
 def _default_estimator():
     """The base model for ``estimator=None``: a MultiLabelNet, on CUDA when available."""
     from ..nets import MultiLabelNet
