@@ -218,7 +218,8 @@ class CertificationResult:
         A sequential result's bounds are recomputed per input from its counts,
         ``n_draws_used`` and ``alpha_share``: a new ``alpha`` is split over the stages
         with the same shares, so the certificates keep their ``1 - alpha`` guarantee
-        (``docs/sequential.md``).
+        (``docs/sequential.md``). A result with per-input ``n_draws_used`` and no
+        ``alpha_share`` is recomputed from each input's own draws at the full alpha.
         """
         if self.counts is None or self.Y is None or self.certificate is None:
             raise ValueError(
@@ -253,10 +254,13 @@ class CertificationResult:
         )
 
     def _sequential_state(self) -> dict:
-        """The per-input draws and alpha shares a sequential result's bounds need."""
-        if self.alpha_share is None:
+        """The per-input draws and alpha shares a result's bounds need (none when every
+        input took ``n_draws`` at the full alpha)."""
+        if self.alpha_share is not None:
+            return {"n_draws_used": self.n_draws_used, "alpha_share": self.alpha_share}
+        if self.n_draws_used is None or np.all(self.n_draws_used == self.n_draws):
             return {}
-        return {"n_draws_used": self.n_draws_used, "alpha_share": self.alpha_share}
+        return {"n_draws_used": self.n_draws_used}
 
     def save(self, path) -> None:
         """Write the result to a file, to certify it again elsewhere with :meth:`load`.
