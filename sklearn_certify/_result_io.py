@@ -17,7 +17,12 @@ Arrays
     ``{"k_prime": 1, "sigma": 0.5}``).
 
 A reader refuses a file whose ``format_version`` is newer than its own; a newer reader
-keeps reading older versions.
+keeps reading older versions. It also refuses, with one ``ValueError`` naming the file
+(and the field, where one is wrong), any damage it can see: a member whose CRC-32 fails
+or that zip cannot read, a member count that differs from the archive's end record, an
+unknown member or settings key, an array whose data does not match its ``.npy`` header
+or that holds Python objects, and every field out of its domain (see
+``_checked_fields``).
 """
 
 from __future__ import annotations

@@ -342,9 +342,14 @@ class CertificationResult:
         labels are certified (computed from this result's own bounds or vote counts,
         not from the radii it was certified at), and 0 where even radius 0 is not
         certified or the input has fewer than ``size`` true labels. For smoothing it is
-        an l2 radius, found by bisection on the monotone certificate to float resolution
-        (from below: the returned radius is itself certified; for ``k = k' = 1`` it is
-        Cohen et al.'s ``sigma/2 (Phi^-1(a) - Phi^-1(min(b, 1 - a)))``). For the
+        an l2 radius R found by bisection on the monotone certificate, from below: R
+        is itself certified (the certificate computed at R reaches ``size``), and the
+        supremum R* lies within a relative 1e-13 above it, ``R <= R* <= R (1 + 1e-13)``
+        (the bisection stops once its bracket is that narrow; R / sigma is then stepped
+        down by a few units in the last place if it rounds above the certified shift).
+        For ``k = k' = 1`` it is Cohen et al.'s
+        ``sigma/2 (Phi^-1(a) - Phi^-1(min(b, 1 - a)))``, up to the rounding of the
+        certificate's own arithmetic (within 2e-10 relative on random bounds). For the
         ensembles it is the largest certified T, a whole number (0 both for an input
         certified at T = 0 only and for one not certified at all: the certificate at
         radius 0 tells them apart). Inputs whose trivial bound ``k - (n_classes - |L|)``

@@ -136,7 +136,10 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         inputs are split into one shard per device, each sampled by a copy of the
         module on its device, on threads of this process. ``None`` samples on the
         model's own device. The counts are those of a single device of the same kind
-        and model (see ``random_state``).
+        and model (see ``random_state``). Checked at ``fit`` (and again before
+        sampling): the ``meta`` device, a CUDA index at or beyond
+        ``torch.cuda.device_count()`` and any other device torch cannot allocate on
+        here (``mps`` where it is not available, ...) are refused, naming ``devices``.
     memory : None, str, path or joblib.Memory, default=None
         Cache on disk (a directory or a ``joblib.Memory``, as sklearn's Pipeline), used
         with an int ``random_state``; nothing is cached otherwise. Results are identical
@@ -153,6 +156,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
           (across calls, processes and orders of ``X``); counts are stored a chunk of
           inputs at a time, so an interrupted call resumes, losing at most the chunk in
           flight; another ``k``, ``alpha``, ``method`` or metric samples nothing.
+        * ``certify(..., sequential=True)`` neither reads nor stores counts: it samples
+          afresh and cannot resume.
 
         A directory on shared storage serves a Dask cluster. One that cannot be written
         fails at ``fit``. See ``docs/model_selection.md``.
@@ -498,7 +503,9 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             over the stages so that every certificate still holds with probability at
             least ``1 - alpha`` (``docs/sequential.md``). The result's ``n_draws_used``
             says how many draws each input took; an input's first m draws are those a
-            fixed ``n_draws=m`` run would make.
+            fixed ``n_draws=m`` run would make. Sequential certification does not use
+            ``memory``: it neither reads nor stores counts, so an interrupted run
+            starts again from the first stage.
         method : {"multiguard", "first-term", "jia"}, optional
             Overrides the ``method`` parameter for this call.
         alpha : float, optional
@@ -511,7 +518,11 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             With ``sequential=True`` only: an int above ``n_draws`` that turns
             ``n_draws`` into a budget of mean draws per input. Undecided inputs may go
             on up to ``max_draws`` draws as long as the whole call's draws stay within
-            ``n_draws * n_inputs``.
+            ``n_draws * n_inputs``. The stage ending at ``n_draws`` then gets at most
+            5 % of alpha (2.5 % for ``max_draws = 3 n_draws``), so inputs that stop
+            there are certified less than by a fixed run: it helps only when many
+            inputs are decided early and the undecided ones gain from draws beyond
+            ``n_draws`` (``docs/sequential.md``, "The budget as a mean").
 
         Returns
         -------
