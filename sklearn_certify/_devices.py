@@ -13,17 +13,19 @@ import warnings
 
 import torch
 
-__all__ = ["loadable_device", "tensors_to"]
+__all__ = ["device_exists", "loadable_device", "tensors_to"]
 
 
-def _device_exists(device: torch.device) -> bool:
+def device_exists(device: torch.device) -> bool:
+    """Whether this machine has ``device`` (a CUDA index below the device count; any
+    other type: torch can allocate on it)."""
     if device.type == "cpu":
         return True
     if device.type == "cuda":
         return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
     try:  # another accelerator: ask torch
         torch.empty(0, device=device)
-    except (RuntimeError, AssertionError):
+    except (RuntimeError, AssertionError, ImportError):  # e.g. "not compiled with ..."
         return False
     return True
 
@@ -33,7 +35,7 @@ def loadable_device(device) -> torch.device:
     from skorch.exceptions import DeviceWarning
 
     device = torch.device(device)
-    if _device_exists(device):
+    if device_exists(device):
         return device
     warnings.warn(
         f"The model was saved on device {str(device)!r}, which this machine does not "

@@ -8,7 +8,9 @@ increase with the radius), so the radius is found by search on the certificate
 itself, for all inputs at once:
 
 * Gaussian smoothing: exponential search for a failing radius, then bisection on
-  ``R / sigma`` to float resolution;
+  ``R / sigma`` until the bracket is narrower than 1e-13 relative (or no float lies
+  inside it): the returned R is certified and the supremum lies in
+  ``[R, R (1 + 1e-13)]``;
 * the ensembles: T is an integer, found exactly by exponential then binary search.
 
 Inputs whose trivial floor ``k - (n_classes - |L|)`` already reaches ``size`` are
@@ -45,7 +47,8 @@ def gaussian_certified_radius(lower, upper, Y, *, k, k_prime, sigma, method, siz
     -------
     ndarray of float, shape (n_inputs,)
         The supremum of the radii at which at least ``size`` true labels are
-        certified, to float resolution from below (the returned radius is certified).
+        certified, from below: the returned radius R is certified, and the supremum
+        lies in ``[R, R (1 + 1e-13)]``.
     """
     lower, upper, Y = (np.asarray(a) for a in (lower, upper, Y))
 

@@ -143,6 +143,36 @@ def check_counts(counts, n_draws) -> tuple[np.ndarray, np.ndarray]:
     return counts, n
 
 
+def check_per_input_draws(n_draws_used, alpha_share, n_inputs: int, n_draws):
+    """``n_draws_used`` (int64) and ``alpha_share`` (float64 or None) of shape
+    (n_inputs,), checked: whole numbers in [0, n_draws] (n_draws None: no upper
+    limit), shares in (0, 1]."""
+    used = np.asarray(n_draws_used)
+    if used.shape != (n_inputs,):
+        raise ValueError(
+            f"n_draws_used must have shape ({n_inputs},), one entry per input, got "
+            f"shape {used.shape}.")
+    if used.dtype == bool or not np.issubdtype(used.dtype, np.number) or (
+            used.size and not np.all(np.isfinite(used) & (used == np.round(used)))):
+        raise TypeError(f"n_draws_used must hold whole numbers, got {used!r}.")
+    if np.any(used < 0) or (n_draws is not None and np.any(used > n_draws)):
+        raise ValueError(
+            f"n_draws_used must lie between 0 and n_draws={n_draws}, got values from "
+            f"{used.min()} to {used.max()}.")
+    if alpha_share is None:
+        return used.astype(np.int64), None
+    share = np.asarray(alpha_share)
+    if share.shape != (n_inputs,):
+        raise ValueError(
+            f"alpha_share must have shape ({n_inputs},), one entry per input, got shape "
+            f"{share.shape}.")
+    if share.dtype == bool or not np.issubdtype(share.dtype, np.number):
+        raise TypeError(f"alpha_share must hold floats in (0, 1], got dtype {share.dtype}.")
+    if not np.all((share > 0) & (share <= 1)):  # NaN fails too
+        raise ValueError("alpha_share must hold floats in (0, 1] (no NaN).")
+    return used.astype(np.int64), share.astype(np.float64)
+
+
 def check_bounds(lower, upper, Y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Label-probability bounds in [0, 1] with ``lower <= upper``, and a matching Y."""
     lower = np.asarray(lower, dtype=np.float64)

@@ -22,6 +22,7 @@ they give.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import numpy as np
@@ -188,8 +189,10 @@ def max_certifiable_radius(n_draws, alpha: float, sigma: float, n_classes: int, 
     Returns
     -------
     float or ndarray of float
-        The supremum radius (``inf`` where ``k > n_classes - k_prime``: the top-k then
-        always holds a true label).
+        The supremum radius. ``inf`` where ``k > n_classes - k_prime`` (one label,
+        ``n_classes = 1``, included): the top-k of an input whose k' labels are all
+        true then always holds a true label, and ``certify`` reports it certified at
+        every radius by the trivial bound ``k - (n_classes - |L|)``.
 
     Examples
     --------
@@ -205,7 +208,12 @@ def max_certifiable_radius(n_draws, alpha: float, sigma: float, n_classes: int, 
     if not np.issubdtype(n.dtype, np.integer) or np.any(n < 1):
         raise ValueError(f"n_draws must hold integers >= 1, got {n_draws!r}.")
     level = alpha / n_classes
-    if k == 1 and k_prime == 1:
+    if k > n_classes - k_prime:
+        # The best-case input has k' true labels, so its trivial bound
+        # k - (n_classes - k') is at least 1 with no draw at all: certify reports a
+        # true label at every radius (n_classes = 1 included).
+        radius = np.full(n.shape, np.inf)
+    elif k == 1 and k_prime == 1:
         radius = sigma * ndtri(np.exp(np.log(level) / n))
     else:
         from ._radius import gaussian_certified_radius
@@ -240,17 +248,26 @@ def draws_for_radius(radius: float, alpha: float, sigma: float, n_classes: int, 
     Returns
     -------
     int
+        1 where ``max_certifiable_radius`` is ``inf`` (``k > n_classes - k_prime``, one
+        label included): the trivial bound certifies every radius without any draw,
+        and 1 is the fewest draws the estimators take.
 
     Raises
     ------
+    TypeError
+        If ``radius`` is not a real number (a string or a bool is refused).
     ValueError
-        If more than 2**53 draws would be needed.
+        If ``radius`` is negative or not finite, or more than 2**53 draws would be
+        needed.
 
     Examples
     --------
     >>> draws_for_radius(0.5, 0.001, 0.5, 10)
     54
     """
+    if not isinstance(radius, numbers.Real) or isinstance(radius, bool | np.bool_):
+        raise TypeError(
+            f"radius must be a real number, got {radius!r} ({type(radius).__name__}).")
     radius = float(radius)
     if not (np.isfinite(radius) and radius >= 0):
         raise ValueError(f"radius must be a finite number >= 0, got {radius}.")

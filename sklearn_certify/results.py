@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ._result_io import load_result, save_result
+from ._validation import check_per_input_draws
 from .bounds import clopper_pearson_bounds
 from .certificates import CERTIFICATES, certificate_spec
 from .metrics import mean_certified_metric
@@ -131,10 +132,17 @@ class CertificationResult:
         alpha : float
             Failure probability (needed by "gaussian", "bagging").
         label : str, optional
-        n_draws_used, alpha_share : array-like of shape (n_inputs,), optional
-            Sequential certification: the draws behind each row of ``counts`` and the
-            share of ``alpha`` of the stage it stopped at; the bounds are then computed
-            per input from these.
+        n_draws_used : array-like of int, shape (n_inputs,), optional
+            The draws behind each row of ``counts`` (each at most ``n_draws``), when
+            they are not ``n_draws`` for every input. The bounds of each input are then
+            computed from its own number of draws: at the full ``alpha`` when
+            ``alpha_share`` is None, which is only sound when the number of draws of an
+            input was fixed in advance, not chosen by looking at its counts. An input
+            with 0 draws gets the vacuous bounds 0 and 1.
+        alpha_share : array-like of float in (0, 1], shape (n_inputs,), optional
+            Sequential certification: the share of ``alpha`` of the stage each input
+            stopped at (needs ``n_draws_used``); its bounds are taken at
+            ``alpha * alpha_share``.
         **params
             The certificate function's remaining keyword arguments.
         """
@@ -155,18 +163,28 @@ class CertificationResult:
         if spec.sampled:
             if n_draws is None or alpha is None:
                 raise TypeError(f"certificate {certificate!r} needs n_draws and alpha.")
-            if alpha_share is None:
+            if alpha_share is not None and n_draws_used is None:
+                raise TypeError("alpha_share needs n_draws_used, the draws behind each "
+                                "row of counts.")
+            if n_draws_used is None:
                 lower, upper = clopper_pearson_bounds(counts, n_draws,
                                                       spec.bound_alpha(alpha, method))
             else:
                 from ._sequential import staged_bounds
 
-                lower, upper = staged_bounds(counts, np.asarray(n_draws_used),
+                n_draws_used, alpha_share = check_per_input_draws(
+                    n_draws_used, alpha_share, len(counts), n_draws)
+                lower, upper = staged_bounds(counts, n_draws_used,
                                              spec.bound_alpha(alpha, method),
-                                             np.asarray(alpha_share))
+                                             np.ones(len(counts)) if alpha_share is None
+                                             else alpha_share)
             sizes = spec.function(lower, upper, Y, k=k, radius=radii, method=method, **params)
         else:
             spec.check_no_alpha(alpha)
+            if alpha_share is not None:
+                raise TypeError(
+                    f"{certificate} certificates are deterministic and take no "
+                    "alpha_share.")
             sizes = spec.function(counts, Y, k=k, radius=radii, method=method, **params)
         return cls(sizes, radii, k, Y.sum(axis=1), Y=Y, certificate=certificate,
                    method=method, counts=counts, n_draws=n_draws, alpha=alpha,
@@ -200,7 +218,8 @@ class CertificationResult:
         A sequential result's bounds are recomputed per input from its counts,
         ``n_draws_used`` and ``alpha_share``: a new ``alpha`` is split over the stages
         with the same shares, so the certificates keep their ``1 - alpha`` guarantee
-        (``docs/sequential.md``).
+        (``docs/sequential.md``). A result with per-input ``n_draws_used`` and no
+        ``alpha_share`` is recomputed from each input's own draws at the full alpha.
         """
         if self.counts is None or self.Y is None or self.certificate is None:
             raise ValueError(
@@ -235,10 +254,13 @@ class CertificationResult:
         )
 
     def _sequential_state(self) -> dict:
-        """The per-input draws and alpha shares a sequential result's bounds need."""
-        if self.alpha_share is None:
+        """The per-input draws and alpha shares a result's bounds need (none when every
+        input took ``n_draws`` at the full alpha)."""
+        if self.alpha_share is not None:
+            return {"n_draws_used": self.n_draws_used, "alpha_share": self.alpha_share}
+        if self.n_draws_used is None or np.all(self.n_draws_used == self.n_draws):
             return {}
-        return {"n_draws_used": self.n_draws_used, "alpha_share": self.alpha_share}
+        return {"n_draws_used": self.n_draws_used}
 
     def save(self, path) -> None:
         """Write the result to a file, to certify it again elsewhere with :meth:`load`.
@@ -320,9 +342,14 @@ class CertificationResult:
         labels are certified (computed from this result's own bounds or vote counts,
         not from the radii it was certified at), and 0 where even radius 0 is not
         certified or the input has fewer than ``size`` true labels. For smoothing it is
-        an l2 radius, found by bisection on the monotone certificate to float resolution
-        (from below: the returned radius is itself certified; for ``k = k' = 1`` it is
-        Cohen et al.'s ``sigma/2 (Phi^-1(a) - Phi^-1(min(b, 1 - a)))``). For the
+        an l2 radius R found by bisection on the monotone certificate, from below: R
+        is itself certified (the certificate computed at R reaches ``size``), and the
+        supremum R* lies within a relative 1e-13 above it, ``R <= R* <= R (1 + 1e-13)``
+        (the bisection stops once its bracket is that narrow; R / sigma is then stepped
+        down by a few units in the last place if it rounds above the certified shift).
+        For ``k = k' = 1`` it is Cohen et al.'s
+        ``sigma/2 (Phi^-1(a) - Phi^-1(min(b, 1 - a)))``, up to the rounding of the
+        certificate's own arithmetic (within 2e-10 relative on random bounds). For the
         ensembles it is the largest certified T, a whole number (0 both for an input
         certified at T = 0 only and for one not certified at all: the certificate at
         radius 0 tells them apart). Inputs whose trivial bound ``k - (n_classes - |L|)``

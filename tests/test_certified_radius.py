@@ -101,6 +101,28 @@ def test_gaussian_radius_is_certified_after_rounding_sigma_times_shift(pa, upper
     assert np.asarray(size).ravel()[0] >= 1
 
 
+@pytest.mark.parametrize("k, k_prime, sigma", [(1, 1, 0.5), (3, 2, 0.25)])
+def test_gaussian_radius_is_within_1e_13_below_the_supremum(k, k_prime, sigma):
+    """What the docs promise: R is certified and R (1 + 1e-13) is not, for every input
+    (so the supremum lies in [R, R (1 + 1e-13)], up to a few units in the last place)."""
+    from sklearn_certify.certificates import gaussian_certified_size
+
+    counts, Y = _multilabel_counts(3, n=300, kp=k_prime)
+    res = CertificationResult.from_counts(
+        counts, Y, 0.0, certificate="gaussian", k=k, method="multiguard", n_draws=400,
+        alpha=0.01, k_prime=k_prime, sigma=sigma)
+    radius = res.certified_radius()
+    rows = np.flatnonzero(np.isfinite(radius) & (radius > 0))
+    assert rows.size >= 50
+
+    at = np.array([gaussian_certified_size(res.lower[[i]], res.upper[[i]], Y[[i]], k=k,
+                                           k_prime=k_prime, sigma=sigma,
+                                           radius=[radius[i], radius[i] * (1 + 1.01e-13)])[0]
+                   for i in rows])
+    assert np.all(at[:, 0] >= 1)  # certified at R
+    assert np.all(at[:, 1] == 0)  # not at R (1 + 1e-13): the supremum is within that
+
+
 def test_trivially_certified_inputs_have_infinite_radius():
     counts = np.array([[10, 0, 0], [0, 10, 0], [0, 0, 10]])
     Y = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0]])

@@ -127,3 +127,19 @@ def test_certify_warns_once_beyond_the_reach():
     message = str(caught[0].message)
     assert "n_draws=50" in message and "alpha=0.001" in message
     assert np.all(result.sizes[:, 1:] == 0)
+
+
+def test_one_label_is_certified_at_every_radius():
+    """n_classes = 1: the top-1 always holds the only label, so certify reports it at
+    every radius (trivial bound) and the planner says so: inf, and 1 draw."""
+    assert max_certifiable_radius(100, 0.001, 0.5, n_classes=1) == np.inf
+    np.testing.assert_array_equal(max_certifiable_radius(np.array([1, 100]), 0.001, 0.5, 1),
+                                  [np.inf, np.inf])
+    assert draws_for_radius(2.0, 0.001, 0.5, n_classes=1) == 1
+    # what certify reports: certified at any radius, even from counts of 0
+    lower, upper = clopper_pearson_bounds(np.array([[100], [0]]), 100, 0.001)
+    sizes = gaussian_certified_size(lower, upper, [[1], [1]], k=1, k_prime=1, sigma=0.5,
+                                    radius=[0.0, 2.0, 1e6])
+    np.testing.assert_array_equal(sizes, [[1, 1, 1], [1, 1, 1]])
+    # and two labels at k = k' = 1 are not trivial
+    assert np.isfinite(max_certifiable_radius(100, 0.001, 0.5, n_classes=2))

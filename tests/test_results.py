@@ -355,3 +355,31 @@ def test_recertify_refuses_to_change_how_the_counts_were_sampled():
         with pytest.raises(ValueError, match="sampled"):
             bag.recertify(**change)
     assert bag.recertify(attack="deletion").params["attack"] == "deletion"
+
+
+def test_from_counts_bounds_come_from_the_draws_used_per_input():
+    """Issue 21: counts of 100 draws with n_draws=1000 and n_draws_used=100 (no
+    alpha_share) get the bounds of 100 draws (upper 0.578), not of 1000 (0.066)."""
+    counts, Y = np.array([[40, 30, 20, 10]]), np.array([[1, 1, 0, 0]])
+    kw = dict(certificate="gaussian", k=2, method="multiguard", alpha=0.001, k_prime=1,
+              sigma=0.5)
+    used = CertificationResult.from_counts(counts, Y, [0.0, 0.1], n_draws=1000,
+                                           n_draws_used=[100], **kw)
+    fixed = CertificationResult.from_counts(counts, Y, [0.0, 0.1], n_draws=100, **kw)
+    assert used.upper[0, 0] == pytest.approx(0.5782, abs=1e-4)
+    np.testing.assert_array_equal(used.lower, fixed.lower)
+    np.testing.assert_array_equal(used.upper, fixed.upper)
+    np.testing.assert_array_equal(used.sizes, fixed.sizes)
+    assert used.n_draws_used.tolist() == [100] and used.alpha_share is None
+    # per input, each row from its own draws; recertify keeps them
+    two = CertificationResult.from_counts(np.array([[40, 30, 20, 10], [400, 300, 200, 100]]),
+                                          np.array([[1, 1, 0, 0], [1, 1, 0, 0]]), 0.0,
+                                          n_draws=1000, n_draws_used=[100, 1000], **kw)
+    lower, upper = clopper_pearson_bounds(np.array([[40, 30, 20, 10], [400, 300, 200, 100]]),
+                                          np.array([100, 1000]), 0.001)
+    np.testing.assert_array_equal(two.upper, upper)
+    np.testing.assert_array_equal(two.lower, lower)
+    recertified = two.recertify(alpha=0.01)
+    np.testing.assert_array_equal(
+        recertified.upper,
+        clopper_pearson_bounds(two.counts, np.array([100, 1000]), 0.01)[1])

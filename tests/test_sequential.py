@@ -145,6 +145,14 @@ def test_first_m_draws_equal_a_fixed_run_of_m(fitted):
     np.testing.assert_array_equal(clf.certify(X, Y, 0.0).n_draws_used, np.full(len(X), 300))
 
 
+def test_sequential_takes_a_numpy_bool(fitted):
+    clf, X, Y = fitted
+    np.testing.assert_array_equal(
+        clf.certify(X, Y, 0.25, sequential=np.bool_(True)).n_draws_used,
+        clf.certify(X, Y, 0.25, sequential=True).n_draws_used)
+    assert clf.certify(X, Y, 0.25, sequential=np.bool_(False)).n_draws_used.min() == 300
+
+
 def test_result_is_certified_from_its_own_staged_bounds(fitted):
     clf, X, Y = fitted
     result = clf.certify(X, Y, [0.0, 0.1, 0.25], sequential=True, label="seq")

@@ -9,6 +9,9 @@ before ``fit``. Every row passes: there is no known gap.
 from __future__ import annotations
 
 import functools
+import json
+import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -21,10 +24,11 @@ from sklearn.svm import SVC
 
 from sklearn_certify import (
     BaggingCertifiedClassifier,
+    CertificationResult,
     DPACertifiedClassifier,
     SmoothedMultiLabelClassifier,
 )
-from sklearn_certify.bounds import clopper_pearson_bounds
+from sklearn_certify.bounds import clopper_pearson_bounds, draws_for_radius
 from sklearn_certify.certificates import (
     bagging_certified_size,
     dpa_certified_size,
@@ -472,6 +476,173 @@ case("scorer-grid-dpa-radius=0.5", _grid(_dpa(), 0.5), "radius")
 case("scorer-grid-bagging-radius=2.5", _grid(_bagging(), 2.5), "radius")
 
 
+# Input handling (issue 21, item 4).
+# certify(sequential=) takes a bool, not a truthy value
+for value in ("False", "no", 1, [False], None):
+    case(f"smoothing-certify-sequential={value!r}",
+         lambda value=value: fitted("smoothing").certify(X[:3], Y[:3], 0, sequential=value),
+         r"\bsequential\b", exc=TypeError)
+
+
+# devices this machine does not have fail at fit, naming devices
+def _fit_on(devices):
+    def run():
+        torch.manual_seed(0)
+        return _smoothing(estimator=torch.nn.Linear(4, N_CLASSES), train_noise=False,
+                          devices=devices).fit(X_T, Y)
+    return run
+
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+case("smoothing-fit-devices=cuda:0-without-cuda", _fit_on(["cuda:0"]), r"\bdevices\b",
+     marks=NO_CUDA)
+case("smoothing-fit-devices=cuda-without-cuda", _fit_on(["cpu", "cuda"]), r"\bdevices\b",
+     marks=NO_CUDA)
+case("smoothing-fit-devices=cuda-index-past-count",
+     _fit_on([f"cuda:{torch.cuda.device_count()}"]), r"\bdevices\b")
+case("smoothing-fit-devices=meta", _fit_on(["meta"]), r"\bdevices\b.*meta")
+case("smoothing-fit-devices=meta-torch.device", _fit_on([torch.device("meta")]),
+     r"\bdevices\b.*meta")
+case("smoothing-fit-devices=mps-unavailable", _fit_on(["mps"]), r"\bdevices\b",
+     marks=pytest.mark.skipif(torch.backends.mps.is_available(), reason="has mps"))
+case("smoothing-fit-devices=xla-unavailable", _fit_on(["xla"]), r"\bdevices\b")
+
+# from_counts: per-input draws are checked, and alpha_share needs them
+FC_OK = dict(certificate="gaussian", k=1, method="multiguard", n_draws=100, alpha=0.01,
+             k_prime=1, sigma=0.5)
+FC_COUNTS = np.array([[60, 30, 10], [90, 5, 5]])
+FC_Y = np.array([[1, 0, 0], [1, 1, 0]])
+
+
+def _from_counts(**kw):
+    return functools.partial(CertificationResult.from_counts, FC_COUNTS, FC_Y, 0.0,
+                             **{**FC_OK, **kw})
+
+
+case("from_counts-n_draws_used-shape", _from_counts(n_draws_used=[100]), "n_draws_used")
+case("from_counts-n_draws_used-above-n_draws", _from_counts(n_draws_used=[100, 101]),
+     "n_draws_used")
+case("from_counts-n_draws_used-fractional", _from_counts(n_draws_used=[100, 99.5]),
+     "n_draws_used")
+case("from_counts-n_draws_used-below-counts", _from_counts(n_draws_used=[50, 100]),
+     "counts.*n_draws")
+case("from_counts-alpha_share-without-n_draws_used", _from_counts(alpha_share=[0.9, 0.9]),
+     "alpha_share.*n_draws_used")
+case("from_counts-alpha_share>1",
+     _from_counts(n_draws_used=[100, 100], alpha_share=[0.9, 1.5]), "alpha_share")
+case("from_counts-alpha_share-2d",
+     _from_counts(n_draws_used=[100, 100], alpha_share=[[0.9, 0.9]]), "alpha_share")
+
+# the planner's radius is a real number
+for value in ("0.5", True, None):
+    case(f"draws_for_radius-radius={value!r}",
+         functools.partial(draws_for_radius, value, 0.001, 0.5, 10), r"\bradius\b",
+         exc=TypeError)
+
+
+# CertificationResult.load: every field of a damaged file is refused with one
+# ValueError naming the file and the field (bit flips: tests/test_results_io.py).
+@functools.cache
+def _saved_result():
+    """A sequential Gaussian result: every array a file can hold."""
+    counts = np.array([[150, 40, 10], [20, 160, 20], [64, 0, 0], [30, 30, 40]])
+    return CertificationResult.from_counts(
+        counts, [[1, 0, 0], [0, 1, 1], [1, 0, 0], [0, 0, 0]], [0.0, 0.25], certificate="gaussian",
+        k=2, method="multiguard", n_draws=200, alpha=0.01, k_prime=1, sigma=0.5,
+        n_draws_used=[200, 200, 64, 100], alpha_share=[0.9, 0.9, 0.0125, 0.05])
+
+
+def _load_damaged(change):
+    """Load a saved result after ``change(arrays, settings)`` edited its file."""
+    def run():
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "result.npz")
+            _saved_result().save(path)
+            with np.load(path, allow_pickle=False) as archive:
+                data = {name: archive[name] for name in archive.files}
+            settings = json.loads(str(data.pop("settings")))
+            change(data, settings)
+            np.savez(path, settings=np.array(json.dumps(settings)), **data)
+            return CertificationResult.load(path)
+    return run
+
+
+def _setting(**changes):
+    return _load_damaged(lambda data, settings: settings.update(changes))
+
+
+def _array(name, value):
+    def change(data, settings):
+        if value is None:
+            del data[name]
+        else:
+            data[name] = value(data[name]) if callable(value) else value
+    return _load_damaged(change)
+
+
+def _swap_bounds(data, settings):
+    data["lower"], data["upper"] = data["upper"], data["lower"]
+
+
+def _nan_count(counts):
+    counts = counts.astype(float)
+    counts[0, 1] = np.nan
+    return counts
+
+
+FILE = r"result\.npz.*"
+for value in (2.5, -1, 0, True, "2", None):
+    case(f"load-k={value!r}", _setting(k=value), FILE + r"\bk\b")
+case("load-k>n_classes", _setting(k=4), FILE + r"\bk\b")
+for value in (0.0, 1.0, 1.5, -0.1, float("nan"), True, "0.01"):
+    case(f"load-alpha={value!r}", _setting(alpha=value), FILE + "alpha")
+case("load-certificate-unknown", _setting(certificate="cohen"), FILE + "certificate")
+case("load-certificate-not-str", _setting(certificate=1), FILE + "certificate")
+case("load-method-unknown", _setting(method="bagging"), FILE + "method")
+for value in (True, 1.0, "1", 0):
+    case(f"load-format_version={value!r}", _setting(format_version=value),
+         FILE + "format_version")
+for value in (True, 0, 2.5):
+    case(f"load-n_draws={value!r}", _setting(n_draws=value), FILE + "n_draws")
+case("load-params-sigma<0", _setting(params={"k_prime": 1, "sigma": -0.5}),
+     FILE + "params.*sigma")
+case("load-params-k_prime>n_classes", _setting(params={"k_prime": 4, "sigma": 0.5}),
+     FILE + "params.*k_prime")
+case("load-params-keys", _setting(params={"sigma": 0.5}), FILE + "params")
+case("load-label-not-str", _setting(label=3), FILE + "label")
+case("load-unknown-setting", _setting(extra=1), FILE + "settings")
+case("load-sizes-above-cap", _array("sizes", lambda s: s + 2), FILE + "sizes")
+case("load-sizes-negative", _array("sizes", lambda s: s - 3), FILE + "sizes")
+case("load-sizes-float", _array("sizes", lambda s: s.astype(float)), FILE + "sizes")
+case("load-sizes-columns", _array("sizes", lambda s: s[:, :1]), FILE + "sizes")
+case("load-radius-negative", _array("radius", np.array([0.0, -0.25])), FILE + "radius")
+case("load-radius-nan", _array("radius", np.array([0.0, np.nan])), FILE + "radius")
+case("load-n_true-negative", _array("n_true", lambda n: -n), FILE + "n_true")
+case("load-n_true-not-Y", _array("n_true", lambda n: n + 1), FILE + "n_true")
+case("load-Y-not-01", _array("Y", lambda y: y * 2), FILE + r"\bY\b")
+case("load-lower>upper", _load_damaged(_swap_bounds), FILE + "lower")
+case("load-upper>1", _array("upper", lambda u: u + 1), FILE + "upper")
+case("load-lower-nan", _array("lower", lambda lo: lo * np.nan), FILE + "lower")
+case("load-lower-width", _array("lower", lambda lo: lo[:, :-1]), FILE + "lower")
+case("load-upper-without-lower", _array("lower", None), FILE + "lower")
+case("load-counts-nan", _array("counts", _nan_count), FILE + "counts")
+case("load-counts-negative", _array("counts", lambda c: -c), FILE + "counts")
+case("load-counts-fractional", _array("counts", lambda c: c + 0.5), FILE + "counts")
+case("load-counts-above-draws-used", _array("counts", lambda c: c * 4), FILE + "counts")
+case("load-counts-width", _array("counts", lambda c: c[:, :2]), FILE + "counts")
+case("load-n_draws_used-negative", _array("n_draws_used", lambda n: n - 300),
+     FILE + "n_draws_used")
+case("load-n_draws_used-above-n_draws", _array("n_draws_used", lambda n: n + 1),
+     FILE + "n_draws_used")
+case("load-alpha_share-2d", _array("alpha_share", lambda a: a[:, None]),
+     FILE + "alpha_share")
+case("load-alpha_share>1", _array("alpha_share", lambda a: a * 100), FILE + "alpha_share")
+case("load-alpha_share-without-n_draws_used", _array("n_draws_used", None),
+     FILE + "alpha_share")
+case("load-unknown-member", _load_damaged(lambda d, s: d.update(extra=np.zeros(2))),
+     FILE + "unexpected member 'extra.npy'")
+
+
 @pytest.mark.parametrize("thunk, exc, match", CASES)
 def test_bad_input_is_rejected_with_named_parameter(thunk, exc, match):
     with pytest.raises(exc, match=match):
@@ -504,3 +675,7 @@ def test_valid_inputs_pass():
         radius = [0, 1] if est != "smoothing" else [0.0, 0.5]
         assert model.certify(X[:3], Y[:3], radius).sizes.shape == (3, 2)
     make_multidigit(5, 5, random_state=0)
+    _load_damaged(lambda data, settings: None)()  # the undamaged file loads
+    _from_counts(n_draws_used=[100, 90], alpha_share=[0.9, 0.05])()
+    _fit_on(["cpu"])()
+    assert draws_for_radius(0.5, 0.001, 0.5, 10) == 54

@@ -19,6 +19,7 @@ from skorch import NeuralNet
 
 from .._base import CertifiedClassifierMixin
 from .._config import get_config
+from .._devices import device_exists
 from .._memory import (
     CountsStore,
     cache_key,
@@ -138,7 +139,10 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         inputs are split into one shard per device, each sampled by a copy of the
         module on its device, on threads of this process. ``None`` samples on the
         model's own device. The counts are those of a single device of the same kind
-        and model (see ``random_state``).
+        and model (see ``random_state``). Checked at ``fit`` (and again before
+        sampling): the ``meta`` device, a CUDA index at or beyond
+        ``torch.cuda.device_count()`` and any other device torch cannot allocate on
+        here (``mps`` where it is not available, ...) are refused, naming ``devices``.
     memory : None, str, path or joblib.Memory, default=None
         Cache on disk (a directory or a ``joblib.Memory``, as sklearn's Pipeline), used
         with an int ``random_state``; nothing is cached otherwise. Results are identical
@@ -155,6 +159,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
           (across calls, processes and orders of ``X``); counts are stored a chunk of
           inputs at a time, so an interrupted call resumes, losing at most the chunk in
           flight; another ``k``, ``alpha``, ``method`` or metric samples nothing.
+        * ``certify(..., sequential=True)`` neither reads nor stores counts: it samples
+          afresh and cannot resume.
 
         A directory on shared storage serves a Dask cluster. One that cannot be written
         fails at ``fit``. See ``docs/model_selection.md``.
@@ -518,7 +524,9 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             over the stages so that every certificate still holds with probability at
             least ``1 - alpha`` (``docs/sequential.md``). The result's ``n_draws_used``
             says how many draws each input took; an input's first m draws are those a
-            fixed ``n_draws=m`` run would make.
+            fixed ``n_draws=m`` run would make. Sequential certification does not use
+            ``memory``: it neither reads nor stores counts, so an interrupted run
+            starts again from the first stage.
         method : {"multiguard", "first-term", "jia"}, optional
             Overrides the ``method`` parameter for this call.
         alpha : float, optional
@@ -531,7 +539,11 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             With ``sequential=True`` only: an int above ``n_draws`` that turns
             ``n_draws`` into a budget of mean draws per input. Undecided inputs may go
             on up to ``max_draws`` draws as long as the whole call's draws stay within
-            ``n_draws * n_inputs``.
+            ``n_draws * n_inputs``. The stage ending at ``n_draws`` then gets at most
+            5 % of alpha (2.5 % for ``max_draws = 3 n_draws``), so inputs that stop
+            there are certified less than by a fixed run: it helps only when many
+            inputs are decided early and the undecided ones gain from draws beyond
+            ``n_draws`` (``docs/sequential.md``, "The budget as a mean").
 
         Returns
         -------
@@ -553,6 +565,10 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         """
         from .._sequential import LAST_SHARE
 
+        if not isinstance(sequential, bool | np.bool_):
+            raise TypeError(
+                f"sequential must be a bool (True or False), got {sequential!r} "
+                f"({type(sequential).__name__}).")
         if not sequential and max_draws is not None:
             raise TypeError("max_draws is an option of sequential=True certification.")
         self._warn_unreachable(radius, method, alpha, k, max_draws or self.n_draws,
@@ -660,10 +676,20 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                 f"got {type(self.estimator_).__name__}. Use n_jobs to parallelise it."
             )
         try:
-            return [torch.device(d) for d in self.devices]
+            devices = [torch.device(d) for d in self.devices]
         except (RuntimeError, TypeError) as exc:
             raise ValueError(f"devices={self.devices!r} holds an invalid device: {exc}") \
                 from None
+        for device in devices:
+            if device.type == "meta":
+                raise ValueError(
+                    f"devices={self.devices!r} holds the meta device, which has no data: "
+                    "noisy draws cannot be sampled on it. Use cpu or an accelerator.")
+            if not device_exists(device):
+                raise ValueError(
+                    f"devices={self.devices!r} holds {str(device)!r}, which this machine "
+                    f"does not have{_device_hint(device)}.")
+        return devices
 
     def _certificate_spec(self, *, method=None, alpha=None) -> dict:
         method = GAUSSIAN.check_method(self.method if method is None else method,
@@ -674,6 +700,15 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
 
 # ------------------------------------------------------------------------------ helpers
+def _device_hint(device: torch.device) -> str:
+    """Why ``device`` is missing, for the error of ``_checked_devices``."""
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return (f" (torch sees {count} CUDA device(s)"
+                + (f": indices 0 to {count - 1})" if count else ")"))
+    return f" (torch cannot allocate on {device.type!r})"
+
+
 def _default_estimator():
     """The base model for ``estimator=None``: a MultiLabelNet, on CUDA when available."""
     from ..nets import MultiLabelNet
