@@ -15,8 +15,7 @@ need torch are imported lazily on first use.
 
 from ._config import config_context, get_config, set_config
 from ._lazy import lazy_attributes
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 _LAZY = {
     "SmoothedMultiLabelClassifier": "sklearn_certify.smoothing",

@@ -23,7 +23,9 @@ from .results import CertificationResult
 class CertifiedClassifierMixin(ClassifierMixin):
     """Mixin for certified multi-label classifiers built on label counts.
 
-    Subclasses implement ``_label_counts(X) -> (counts, n_draws)``,
+    Subclasses name their certificate in the registry (class attribute
+    ``_certificate``, e.g. ``"gaussian"``), implement ``_label_counts(X) -> (counts,
+    n_draws)``,
     ``_certificate_spec(**options) -> dict`` (keyword arguments of
     :meth:`CertificationResult.from_counts` other than counts, Y, radius and k) and a
     ``certify`` with their own keyword arguments that calls ``_certify``, and

@@ -106,7 +106,7 @@ def _check_writable(location: str) -> None:
 
 
 def _library_version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 

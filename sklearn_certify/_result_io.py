@@ -53,7 +53,7 @@ _SETTINGS = ("format", "format_version", "library_version", "certificate", "meth
 
 def save_result(result, path) -> None:
     """Write ``result`` to ``path`` (exactly that path; atomically replaced)."""
-    from . import __version__
+    from ._version import __version__
 
     settings = {
         "format": _FORMAT,

@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 
 from ._validation import check_int, check_label_matrix
+from .certificates import certificate_spec
 
 __all__ = [
     "certified_precision_score",
@@ -129,10 +130,10 @@ def certified_f1_score(Y_true, sizes, k: int):
 
 
 def _counts_poisoned_examples(estimator) -> bool:
-    """Whether ``estimator`` certifies T, a count of poisoned examples (the ensembles)."""
-    from .ensembles import BaggingCertifiedClassifier, DPACertifiedClassifier
-
-    return isinstance(estimator, (BaggingCertifiedClassifier, DPACertifiedClassifier))
+    """Whether ``estimator`` certifies T, a count of poisoned examples (the ensembles):
+    asked of the estimator's certificate (its ``_certificate``, a registry name)."""
+    name = getattr(estimator, "_certificate", None)
+    return name is not None and certificate_spec(name).poisoning
 
 
 class CertifiedScorer:

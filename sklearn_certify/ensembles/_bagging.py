@@ -230,6 +230,8 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
     50
     """
 
+    _certificate = "bagging"  # its name in the certificate registry
+
     _parameter_constraints: dict = {
         **BaseCertifiedEnsemble._parameter_constraints,
         "n_estimators": [Interval(Integral, 1, None, closed="left")],

@@ -298,6 +298,8 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
     True
     """
 
+    _certificate = "dpa"  # its name in the certificate registry
+
     _parameter_constraints: dict = {
         **BaseCertifiedEnsemble._parameter_constraints,
         "n_partitions": [Interval(Integral, 1, None, closed="left")],

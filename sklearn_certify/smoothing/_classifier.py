@@ -242,6 +242,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     (20, 2)
     """
 
+    _certificate = "gaussian"  # its name in the certificate registry
+
     _parameter_constraints: dict = {
         "estimator": [
             HasMethods(["fit", "decision_function"]),
