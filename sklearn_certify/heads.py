@@ -32,7 +32,7 @@ from ._stacked import (
     cap_models_by_memory,
     constant_scores,
     elementwise_loss,
-    forward_shared,
+    forward_blocks,
     models_per_block,
     natural_layout,
     resolve_device,
@@ -295,7 +295,8 @@ class LinearHead(ClassifierMixin, BaseEstimator):
             raise ValueError(f"X has {X.shape[1]} features, but LinearHead was fitted on "
                              f"{self.n_features_in_}.")
         with torch.inference_mode():
-            logits = forward_shared([p[None] for p in self.params_], X)[0]
+            # fixed-shape blocks: an input's logits do not depend on the batch
+            logits = forward_blocks([p[None] for p in self.params_], X)[0]
         return logits.cpu().numpy().astype(np.float64)
 
     def predict_proba(self, X) -> np.ndarray:

@@ -149,3 +149,28 @@ def test_dpa_auto_and_one_by_one_agree(base, data):
     _, _, X_test, _ = data
     np.testing.assert_array_equal(_counts(_fitted("dpa", base, "auto", data), X_test),
                                   _counts(_fitted("dpa", base, False, data), X_test))
+
+
+@pytest.mark.parametrize("kind, base", [("dpa", "linear-head"), ("dpa", "mlp-head"),
+                                        ("bagging", "linear-head"), ("bagging", "net")])
+def test_stacked_scores_are_the_same_bits_in_any_batch(kind, base, data):
+    """Not only exact ties: every score of an input is the same float alone and in a
+    batch (fixed-shape products), so near ties cannot flip with the batch either."""
+    _, _, X_test, _ = data
+    heads = _fitted(kind, base, "auto", data).heads_
+    batch = heads.decision_function(X_test, as_tensor=True)
+    for i in (0, 17, len(X_test) - 1):
+        alone = heads.decision_function(X_test[i:i + 1], as_tensor=True)[:, 0]
+        assert bool((alone == batch[:, i]).all())
+    order = np.random.default_rng(1).permutation(len(X_test))
+    assert bool((heads.decision_function(X_test[order], as_tensor=True)
+                 == batch[:, order]).all())
+
+
+def test_linear_head_scores_are_the_same_bits_in_any_batch(data):
+    X, Y, X_test, _ = data
+    head = LinearHead(hidden=8, epochs=5, random_state=0).fit(X[:100], Y[:100])
+    batch = head.decision_function(X_test)
+    alone = np.concatenate([head.decision_function(X_test[i:i + 1])
+                            for i in range(len(X_test))])
+    np.testing.assert_array_equal(alone, batch)

@@ -40,9 +40,10 @@ from sklearn.base import clone
 
 from .._devices import loadable_device, tensors_to
 from .._stacked import (
+    SCORE_ROWS,
     as_features,
     first_layer_matrix,
-    forward_shared,
+    forward_blocks,
     resolve_device,
     top_indices,
 )
@@ -147,7 +148,7 @@ class LinearHeadEnsemble:
         params = [p[models] for p in self.params_]
         constant = self.constant_scores_[models]
         every = models == slice(None)
-        logits = forward_shared(params, X, self._first_layer_of_all() if every else None)
+        logits = forward_blocks(params, X, self._first_layer_of_all() if every else None)
         scores = torch.where(torch.isnan(constant)[:, None, :], logits, constant[:, None, :])
         tied_to = self.tied_to_
         if tied_to is None:  # pickled before tied_to_ existed
@@ -160,7 +161,8 @@ class LinearHeadEnsemble:
         if batch_size is not None:
             return max(1, int(batch_size))
         width = max(p.shape[-1] for p in self.params_[0::2])
-        return max(1, min(n_inputs, (2**23) // max(1, len(self) * width)))
+        step = max(1, min(n_inputs, (2**23) // max(1, len(self) * width)))
+        return -(-step // SCORE_ROWS) * SCORE_ROWS  # whole blocks of forward_blocks
 
     def decision_function(self, X, *, as_tensor: bool = False):
         """Scores of every model, shape (N, n_inputs, c); fixed columns are +-inf.
