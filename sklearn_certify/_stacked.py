@@ -57,7 +57,7 @@ _GPU_MEMORY_FRACTION = 0.5
 # Inputs per product in forward_blocks: every product has this many rows, whatever the
 # batch, so the BLAS / cuBLAS kernel (and its summation order) is the same for every
 # input (a 1-row product runs as a matrix-vector kernel, 2-3 and >= 4 rows as others).
-SCORE_ROWS = 32
+SCORE_ROWS = 64
 
 
 def resolve_device(device) -> torch.device:
