@@ -24,7 +24,7 @@ RADII = [0, 1, 2, 4]
 
 @pytest.fixture(scope="module")
 def data():
-    X, X_test, Y, Y_test = make_multidigit(400, 60, random_state=0)
+    X, X_test, Y, Y_test = make_multidigit(400, 40, random_state=0)
     return (X, np.hstack([Y, Y[:, DUPLICATED]]), X_test,
             np.hstack([Y_test, Y_test[:, DUPLICATED]]))
 
@@ -59,10 +59,10 @@ def _fitted(kind, base, vectorize, data):
     if key not in _FITTED:
         X, Y, _, _ = data
         if kind == "dpa":
-            clf = DPACertifiedClassifier(BASES[base](), n_partitions=80, k=3,
+            clf = DPACertifiedClassifier(BASES[base](), n_partitions=50, k=3,
                                          vectorize=vectorize)
         else:
-            clf = BaggingCertifiedClassifier(BASES[base](), n_estimators=40, max_samples=12,
+            clf = BaggingCertifiedClassifier(BASES[base](), n_estimators=30, max_samples=12,
                                              k=3, random_state=0, vectorize=vectorize)
         _FITTED[key] = clf.fit(X, Y)
     return _FITTED[key]
@@ -99,13 +99,13 @@ def test_votes_do_not_depend_on_the_batch(kind, base, vectorize, data):
     n = len(X_test)
     counts = _counts(clf, X_test)
     assert (counts.sum(axis=1) == len(clf.estimators_) * clf.k_base).all()
+    alone = np.stack([_counts(clf, X_test[i:i + 1])[0] for i in range(n)])
+    np.testing.assert_array_equal(alone, counts)
     # k_base = 1 and ties to the lower label: a duplicated column never gets a vote
     assert not counts[:, 10:].any()
 
-    alone = np.stack([_counts(clf, X_test[i:i + 1])[0] for i in range(n)])
-    np.testing.assert_array_equal(alone, counts)
     rng = np.random.default_rng(0)
-    for _ in range(3):
+    for _ in range(2):
         order = rng.permutation(n)
         np.testing.assert_array_equal(_counts(clf, X_test[order]), counts[order])
         picked = rng.choice(n, size=int(rng.integers(2, n)), replace=False)
@@ -120,12 +120,11 @@ def test_votes_do_not_depend_on_the_batch(kind, base, vectorize, data):
                 clf.heads_.vote_counts(X_test, clf.k_base, batch_size=batch_size), counts)
 
     predicted = clf.predict(X_test)
-    np.testing.assert_array_equal(
-        np.stack([clf.predict(X_test[i:i + 1])[0] for i in range(n)]), predicted)
     sizes = clf.certify(X_test, Y_test, RADII).sizes
-    np.testing.assert_array_equal(
-        np.stack([clf.certify(X_test[i:i + 1], Y_test[i:i + 1], RADII).sizes[0]
-                  for i in range(n)]), sizes)
+    for i in rng.choice(n, size=8, replace=False):
+        np.testing.assert_array_equal(clf.predict(X_test[i:i + 1])[0], predicted[i])
+        np.testing.assert_array_equal(
+            clf.certify(X_test[i:i + 1], Y_test[i:i + 1], RADII).sizes[0], sizes[i])
     # a certificate at T = 0 never claims more true labels than predict(x) holds
     hits = (predicted.astype(bool) & Y_test.astype(bool)).sum(axis=1)
     assert (sizes[:, 0] <= hits).all()
