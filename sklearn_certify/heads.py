@@ -287,7 +287,11 @@ class LinearHead(ClassifierMixin, BaseEstimator):
         super().__setstate__(state)
 
     def decision_function(self, X) -> np.ndarray:
-        """Logits, shape (n_inputs, n_classes)."""
+        """Logits, shape (n_inputs, n_classes).
+
+        An input's logits are the same floats alone and in any batch (products of a
+        fixed shape, see :func:`sklearn_certify._stacked.forward_blocks`).
+        """
         check_is_fitted(self, "params_")
         device = self.params_[0].device
         X = as_features(X, device)

@@ -187,7 +187,12 @@ class LinearHeadEnsemble:
 
         Ties break towards the lower label index; NaN scores raise (as in the
         ensembles). The work runs on ``device_``, ``batch_size`` inputs at a time
-        (default: a block of about 8 million scores).
+        (default: a block of about 8 million scores). An input's counts do not depend
+        on the other inputs, their order or ``batch_size``: labels tied in a model's
+        training labels (``tied_to_``) get exactly the same score, and every input is
+        scored in products of one fixed shape
+        (:func:`~sklearn_certify._stacked.forward_blocks`), so its scores are the same
+        bits in any batch.
 
         Returns
         -------
