@@ -7,7 +7,8 @@ stacked trainers share:
 
 * the **forward and backward pass** of N stacked ReLU networks (any depth, linear heads
   included) with the gradient of an element-wise loss written out by hand
-  (:func:`stacked_gradients`), and the inference pass (:func:`forward_shared`);
+  (:func:`stacked_gradients`), and the inference pass (:func:`forward_shared`, and
+  :func:`forward_blocks`, whose scores of an input do not depend on the batch);
 * the **loss gradients** (:class:`~sklearn_certify.losses.AsymmetricLoss`, binary
   cross-entropy, or autograd through any element-wise callable);
 * the **constant-label-column rule** of the ensembles' base models, batched
@@ -41,8 +42,9 @@ import torch.nn.functional as F
 from ._scores import nan_scores_error
 from .losses import AsymmetricLoss
 
-__all__ = ["LOSSES", "Adam", "as_features", "cap_models_by_memory", "constant_scores",
-           "elementwise_loss", "first_layer_matrix", "forward_shared", "loss_grad",
+__all__ = ["LOSSES", "SCORE_ROWS", "Adam", "as_features", "cap_models_by_memory",
+           "constant_scores", "elementwise_loss", "first_layer_matrix", "forward_blocks",
+           "forward_shared", "loss_grad",
            "models_per_block", "natural_layout", "resolve_device", "stacked_gradients",
            "top_indices", "train_in_blocks"]
 
@@ -52,6 +54,10 @@ LOSSES = ("asl", "bce")
 # device memory (see _model_bytes).
 _STATE_COPIES = 5
 _GPU_MEMORY_FRACTION = 0.5
+# Inputs per product in forward_blocks: every product has this many rows, whatever the
+# batch, so the BLAS / cuBLAS kernel (and its summation order) is the same for every
+# input (a 1-row product runs as a matrix-vector kernel, 2-3 and >= 4 rows as others).
+SCORE_ROWS = 64
 
 
 def resolve_device(device) -> torch.device:
@@ -330,6 +336,32 @@ def forward_shared(params, X: torch.Tensor, first: torch.Tensor | None = None) -
     for layer in range(1, len(params) // 2):
         out = torch.baddbmm(params[2 * layer + 1], torch.relu(out), params[2 * layer])
     return out
+
+
+def forward_blocks(params, X: torch.Tensor, first: torch.Tensor | None = None,
+                   rows: int = SCORE_ROWS) -> torch.Tensor:
+    """:func:`forward_shared` on fixed-shape blocks: an input's logits do not depend on
+    the batch.
+
+    The inputs are copied, ``rows`` at a time, into a fresh zero-padded ``(rows, d)``
+    block (the last one padded), and each block goes through :func:`forward_shared`.
+    Every product then has the same shapes and a freshly allocated, aligned input, so
+    the library picks the same kernel and summation order for every block, and an
+    input's logits are the same bits alone, in any batch, at any position and with any
+    chunking (checked on the CPU: a 1-row product sums in another order than a 16-row
+    one, and the row's position inside a block does not matter). A single input costs a
+    ``rows``-row product.
+    """
+    n_inputs = len(X)
+    if n_inputs == 0:
+        return forward_shared(params, X, first)
+    parts = []
+    for start in range(0, n_inputs, rows):
+        part = X[start:start + rows]
+        block = X.new_zeros((rows, X.shape[1]))
+        block[:len(part)] = part
+        parts.append(forward_shared(params, block, first)[:, :len(part)])
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 def top_indices(scores: torch.Tensor, k: int, first: int = 0) -> torch.Tensor:

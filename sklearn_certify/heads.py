@@ -32,7 +32,7 @@ from ._stacked import (
     cap_models_by_memory,
     constant_scores,
     elementwise_loss,
-    forward_shared,
+    forward_blocks,
     models_per_block,
     natural_layout,
     resolve_device,
@@ -287,7 +287,11 @@ class LinearHead(ClassifierMixin, BaseEstimator):
         super().__setstate__(state)
 
     def decision_function(self, X) -> np.ndarray:
-        """Logits, shape (n_inputs, n_classes)."""
+        """Logits, shape (n_inputs, n_classes).
+
+        An input's logits are the same floats alone and in any batch (products of a
+        fixed shape, see :func:`sklearn_certify._stacked.forward_blocks`).
+        """
         check_is_fitted(self, "params_")
         device = self.params_[0].device
         X = as_features(X, device)
@@ -295,7 +299,8 @@ class LinearHead(ClassifierMixin, BaseEstimator):
             raise ValueError(f"X has {X.shape[1]} features, but LinearHead was fitted on "
                              f"{self.n_features_in_}.")
         with torch.inference_mode():
-            logits = forward_shared([p[None] for p in self.params_], X)[0]
+            # fixed-shape blocks: an input's logits do not depend on the batch
+            logits = forward_blocks([p[None] for p in self.params_], X)[0]
         return logits.cpu().numpy().astype(np.float64)
 
     def predict_proba(self, X) -> np.ndarray:

@@ -56,6 +56,7 @@ __all__ = [
     "random_state_params",
     "set_random_states",
     "split_tasks",
+    "tied_columns",
 ]
 
 # Tasks per joblib worker: more than one, so that progress (verbose) is visible and a
@@ -82,6 +83,30 @@ def fallback_labels(index: int, k_base: int, n_classes: int) -> np.ndarray:
     models over all labels rather than piling them on labels ``0 .. k_base - 1``.
     """
     return (index * k_base + np.arange(k_base)) % n_classes
+
+
+def tied_columns(Y) -> np.ndarray:
+    """For each label column of a training set, the first column identical to it.
+
+    ``Y`` is a model's 0/1 training label matrix (n, c). Returns int64 (c,): entry j is
+    the lowest index i with ``Y[:, i] == Y[:, j]`` (j itself when no earlier column is
+    identical). A base model scores every column by its entry's score
+    (:class:`_ConstantAwareMultiLabel`), so labels it cannot tell apart tie exactly and
+    the tie goes to the lower label index, whatever the float rounding of the scores
+    (which can depend on the batch an input is scored in). A function of the model's own
+    training labels only. Without training rows no two columns are tied (the empty-set
+    votes tell them apart).
+    """
+    Y = np.asarray(Y)
+    n_classes = Y.shape[1]
+    out = np.arange(n_classes, dtype=np.int64)
+    if Y.shape[0] == 0:
+        return out
+    columns = np.ascontiguousarray(Y.T != 0)
+    first: dict[bytes, int] = {}
+    for j in range(n_classes):
+        out[j] = first.setdefault(columns[j].tobytes(), j)
+    return out
 
 
 def set_random_states(estimator, random_state) -> None:
@@ -113,6 +138,13 @@ class _ConstantAwareMultiLabel(BaseEstimator):
     ``empty_labels`` and ``-inf`` for every other label. Scores are then ranked as
     usual (ties towards the lower label index), so the model always yields exactly
     ``k_base`` labels.
+
+    Label columns that are identical in the training labels cannot be told apart by
+    the training data: every such column is scored by the score of the first of them
+    (``tied_to_``), so they tie exactly and the tie goes to the lower label index,
+    whatever the float rounding of the estimator's scores. Rounding can depend on the
+    batch an input is scored in (a matrix product of 1 or 80 rows sums in another
+    order); with exact ties an input's votes do not depend on the other inputs.
 
     If ``estimator.fit`` raises on this training set (e.g. a tiny one), the error is
     kept in ``fit_error_`` and the non-constant labels are scored by their frequency
@@ -154,6 +186,9 @@ class _ConstantAwareMultiLabel(BaseEstimator):
         columns ``estimator_`` scores.
     fit_error_ : str or None
         The error ``estimator.fit`` raised, if any.
+    tied_to_ : ndarray of int, shape (n_classes,)
+        For each label, the first label with the same column in the training labels
+        (see :func:`tied_columns`); the label is scored by that label's score.
     n_classes_ : int
     n_samples_fit_ : int
         Number of training examples seen.
@@ -178,6 +213,7 @@ class _ConstantAwareMultiLabel(BaseEstimator):
             scores[constant & (Y[0] == 1)] = np.inf
             self.columns_ = np.flatnonzero(~constant)
             scores[self.columns_] = np.nan
+        self.tied_to_ = tied_columns(Y)
         self.estimator_ = None
         self.fit_error_ = None
         if self.columns_.size:
@@ -200,12 +236,15 @@ class _ConstantAwareMultiLabel(BaseEstimator):
         self.constant_scores_ = scores
         return self
 
-    def _set_fitted(self, constant_scores, n_samples: int, estimator_=None):
+    def _set_fitted(self, constant_scores, n_samples: int, estimator_=None, tied_to=None):
         """The fitted state ``fit`` sets, from parts trained elsewhere (the vectorised
-        trainers): ``columns_`` are the NaN entries of ``constant_scores``, and
-        ``estimator_`` the estimator fitted on them (None if there are none)."""
+        trainers): ``columns_`` are the NaN entries of ``constant_scores``,
+        ``estimator_`` the estimator fitted on them (None if there are none) and
+        ``tied_to`` the :func:`tied_columns` of the training labels (None: no ties)."""
         self.constant_scores_ = np.array(constant_scores, dtype=np.float64)
         self.n_classes_ = len(self.constant_scores_)
+        self.tied_to_ = (np.arange(self.n_classes_, dtype=np.int64) if tied_to is None
+                         else np.asarray(tied_to, dtype=np.int64).copy())
         self.n_samples_fit_ = int(n_samples)
         self.columns_ = np.flatnonzero(np.isnan(self.constant_scores_))
         self.estimator_ = estimator_
@@ -233,7 +272,8 @@ class _ConstantAwareMultiLabel(BaseEstimator):
                     "of the indicator matrix it was fitted on."
                 )
             out[:, self.columns_] = scores
-        return out
+        tied_to = getattr(self, "tied_to_", None)  # absent from models pickled before it
+        return out if tied_to is None else out[:, tied_to]
 
     def top_labels(self, X, k_base: int) -> np.ndarray:
         """Boolean (n_inputs, n_classes): the top-k_base labels, ties to the lower index.
@@ -377,7 +417,8 @@ def fit_base_model(estimator, X, Y, *, seed: int, empty_labels,
         return train()
     model = cached_call(memory, "fit", key, train, check=lambda m: (
         isinstance(m, _ConstantAwareMultiLabel) and m.n_samples_fit_ == len(Y)
-        and m.n_classes_ == np.shape(Y)[1]))
+        and m.n_classes_ == np.shape(Y)[1]
+        and hasattr(m, "tied_to_")))  # entries cached before tied_to_ existed: refit
     model.empty_labels = empty_labels  # used only without training examples
     return model
 

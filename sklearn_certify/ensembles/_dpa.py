@@ -53,6 +53,7 @@ from ._base import (
     fallback_labels,
     fit_base_model,
     split_tasks,
+    tied_columns,
 )
 from ._stacked_heads import stack_fitted_heads
 from ._stacked_nets import (
@@ -397,7 +398,8 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
             )
             self.heads_, models = stack_partition_nets(
                 estimator, [net for part in parts for net in part], recipe, seeds,
-                empty_labels, sizes=sizes, input_shape=X.shape[1:], n_classes=n_classes)
+                empty_labels, sizes=sizes, input_shape=X.shape[1:], n_classes=n_classes,
+                tied_to=np.stack([tied_columns(Y[group]) for group in groups]))
         else:
             parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
                 delayed(run_with_determinism)(

@@ -40,15 +40,16 @@ from sklearn.base import clone
 
 from .._devices import loadable_device, tensors_to
 from .._stacked import (
+    SCORE_ROWS,
     as_features,
     first_layer_matrix,
-    forward_shared,
+    forward_blocks,
     resolve_device,
     top_indices,
 )
 from .._targets import encode_fit_targets
 from ..heads import LinearHead, fit_heads, hidden_width, model_seeds
-from ._base import _ConstantAwareMultiLabel, derived_seeds
+from ._base import _ConstantAwareMultiLabel, derived_seeds, tied_columns
 
 __all__ = ["LinearHeadEnsemble", "fit_base_models", "fit_linear_heads", "is_vectorizable",
            "stack_fitted_heads"]
@@ -85,6 +86,11 @@ class LinearHeadEnsemble:
     constant_scores_ : torch.Tensor of shape (N, c)
         NaN for trained label columns, ``+inf``/``-inf`` for fixed ones (constant in
         the model's rows, or every column of a model without rows).
+    tied_to_ : torch.Tensor of int64, shape (N, c)
+        For each model and label, the first label with the same column in the model's
+        training labels (:func:`~sklearn_certify.ensembles._base.tied_columns`): the
+        label is scored by that label's score, so such labels tie exactly (see
+        :meth:`vote_counts`).
     seeds_ : ndarray of int64, shape (N,)
         Initialisation seed of each model (``LinearHead(random_state=seeds_[i])``, or
         the torch seed of a ``MultiLabelNet``).
@@ -97,9 +103,12 @@ class LinearHeadEnsemble:
     """
 
     def __init__(self, params, constant_scores, seeds, sizes, *, hidden, n_features,
-                 n_classes, device):
+                 n_classes, device, tied_to=None):
         self.params_ = params
         self.constant_scores_ = constant_scores
+        if tied_to is None:
+            tied_to = np.broadcast_to(np.arange(n_classes), (len(seeds), n_classes))
+        self.tied_to_ = torch.as_tensor(np.asarray(tied_to, dtype=np.int64), device=device)
         self.seeds_ = seeds
         self.sizes_ = sizes
         self.hidden = hidden
@@ -113,7 +122,8 @@ class LinearHeadEnsemble:
     def __getstate__(self):
         # CPU tensors in the pickle: loadable without the device (see _devices).
         state = {**self.__dict__, "params_": tensors_to(self.params_, "cpu"),
-                 "constant_scores_": tensors_to(self.constant_scores_, "cpu")}
+                 "constant_scores_": tensors_to(self.constant_scores_, "cpu"),
+                 "tied_to_": tensors_to(self.__dict__.get("tied_to_"), "cpu")}
         state.pop("_first_layer", None)
         return state
 
@@ -121,7 +131,8 @@ class LinearHeadEnsemble:
         device = loadable_device(state["device_"])
         self.__dict__.update(state, device_=device,
                              params_=tensors_to(state["params_"], device),
-                             constant_scores_=tensors_to(state["constant_scores_"], device))
+                             constant_scores_=tensors_to(state["constant_scores_"], device),
+                             tied_to_=tensors_to(state.get("tied_to_"), device))
 
     def _first_layer_of_all(self) -> torch.Tensor:
         """The first-layer matrix of every model, built once per ``params_[0]``: the
@@ -137,14 +148,21 @@ class LinearHeadEnsemble:
         params = [p[models] for p in self.params_]
         constant = self.constant_scores_[models]
         every = models == slice(None)
-        logits = forward_shared(params, X, self._first_layer_of_all() if every else None)
-        return torch.where(torch.isnan(constant)[:, None, :], logits, constant[:, None, :])
+        logits = forward_blocks(params, X, self._first_layer_of_all() if every else None)
+        scores = torch.where(torch.isnan(constant)[:, None, :], logits, constant[:, None, :])
+        tied_to = self.tied_to_
+        if tied_to is None:  # pickled before tied_to_ existed
+            return scores
+        # Labels with identical training columns take the score of the first of them:
+        # exact ties, whatever the rounding of the batched product.
+        return torch.gather(scores, 2, tied_to[models][:, None, :].expand_as(scores))
 
     def _input_chunk(self, n_inputs: int, batch_size) -> int:
         if batch_size is not None:
             return max(1, int(batch_size))
         width = max(p.shape[-1] for p in self.params_[0::2])
-        return max(1, min(n_inputs, (2**23) // max(1, len(self) * width)))
+        step = max(1, min(n_inputs, (2**23) // max(1, len(self) * width)))
+        return -(-step // SCORE_ROWS) * SCORE_ROWS  # whole blocks of forward_blocks
 
     def decision_function(self, X, *, as_tensor: bool = False):
         """Scores of every model, shape (N, n_inputs, c); fixed columns are +-inf.
@@ -169,7 +187,12 @@ class LinearHeadEnsemble:
 
         Ties break towards the lower label index; NaN scores raise (as in the
         ensembles). The work runs on ``device_``, ``batch_size`` inputs at a time
-        (default: a block of about 8 million scores).
+        (default: a block of about 8 million scores). An input's counts do not depend
+        on the other inputs, their order or ``batch_size``: labels tied in a model's
+        training labels (``tied_to_``) get exactly the same score, and every input is
+        scored in products of one fixed shape
+        (:func:`~sklearn_certify._stacked.forward_blocks`), so its scores are the same
+        bits in any batch.
 
         Returns
         -------
@@ -211,6 +234,10 @@ class LinearHeadEnsemble:
         own[-1] = own[-1][:, columns].contiguous()
         return own, constant, columns
 
+    def model_ties(self, i: int) -> np.ndarray | None:
+        """Model ``i``'s ``tied_to_`` row as an ndarray (None for heads pickled before it)."""
+        return None if self.tied_to_ is None else self.tied_to_[i].cpu().numpy()
+
     def base_models(self, estimator=None, *, seeds=None, empty_labels=None) -> list:
         """The N heads as the ensembles' fitted base models, one per model.
 
@@ -241,7 +268,8 @@ class LinearHeadEnsemble:
             if own is not None:
                 fitted = clone(head)
                 fitted._set_fitted(own, n_features=self.n_features_in_)
-            models.append(wrapper._set_fitted(constant, self.sizes_[i], fitted))
+            models.append(wrapper._set_fitted(constant, self.sizes_[i], fitted,
+                                              tied_to=self.model_ties(i)))
         return models
 
     def top_labels(self, X, k_base: int, model: int) -> np.ndarray:
@@ -329,8 +357,10 @@ def fit_linear_heads(X, Y, index_sets, *, hidden=None, loss="asl", epochs: int =
             labels = torch.as_tensor(np.asarray(empty_labels[i], dtype=np.int64),
                                      device=device)
             constant[i, labels] = math.inf
+    tied_to = np.stack([tied_columns(Y_arr[rows]) for rows in index_sets])
     return LinearHeadEnsemble(params, constant, seeds, sizes, hidden=hidden_width(hidden),
-                              n_features=Xt.shape[1], n_classes=Yt.shape[1], device=device)
+                              n_features=Xt.shape[1], n_classes=Yt.shape[1], device=device,
+                              tied_to=tied_to)
 
 
 # ------------------------------------------------------------------- ensemble hook-up
@@ -426,5 +456,7 @@ def stack_fitted_heads(estimator, models, *, n_features: int,
     seeds = np.array([m.estimator.get_params()["random_state"] or 0 for m in models],
                      dtype=np.int64)
     counts = np.array([m.n_samples_fit_ for m in models], dtype=np.int64)
+    tied_to = np.stack([getattr(m, "tied_to_", np.arange(n_classes)) for m in models])
     return LinearHeadEnsemble(params, constant, seeds, counts, hidden=width,
-                              n_features=n_features, n_classes=n_classes, device=device)
+                              n_features=n_features, n_classes=n_classes, device=device,
+                              tied_to=tied_to)

@@ -67,7 +67,7 @@ from .._stacked import (
 )
 from .._torch_seed import estimator_devices, seeded_torch
 from ..nets import MLPModule, MultiLabelNet
-from ._base import _ConstantAwareMultiLabel, derived_seeds
+from ._base import _ConstantAwareMultiLabel, derived_seeds, tied_columns
 from ._skorch_replica import (
     NetRecipe,
     epoch_orders,
@@ -250,10 +250,12 @@ def fit_net_base_models(estimator, X, Y, rows, seeds, empty_labels, *, verbose=0
         if bar is not None:
             bar.close()
     n_features = int(np.prod(np.shape(X)[1:]))
+    Y = np.asarray(Y)
     heads = LinearHeadEnsemble(
         params, constant, np.asarray(torch_seeds, dtype=np.int64),
         np.full(len(rows), np.shape(rows)[1], dtype=np.int64), hidden=recipe.hidden,
-        n_features=n_features, n_classes=int(np.shape(Y)[1]), device=recipe.device)
+        n_features=n_features, n_classes=int(np.shape(Y)[1]), device=recipe.device,
+        tied_to=np.stack([tied_columns(Y[r]) for r in np.asarray(rows)]))
     models = LazyNetModels(estimator, heads, torch_seeds, empty_labels,
                            input_shape=tuple(int(s) for s in np.shape(X)[1:]))
     return heads, models
@@ -293,18 +295,19 @@ def train_partition_nets(X_parts, Y_parts, recipe: NetRecipe, seeds, empty_label
 
 
 def stack_partition_nets(estimator, parts, recipe, seeds, empty_labels, *, sizes,
-                         input_shape, n_classes):
+                         input_shape, n_classes, tied_to=None):
     """``heads_`` and the lazy ``estimators_`` from :func:`train_partition_nets`' output.
 
     Stacking fitted nets only serves vote counting, whose shapes do not depend on the
-    training data, so a net's scores stay a function of its own partition.
+    training data, so a net's scores stay a function of its own partition. ``tied_to``
+    (N, c): each partition's :func:`~sklearn_certify.ensembles._base.tied_columns`.
     """
     params = [torch.cat(layer).to(recipe.device) for layer in zip(*(p for p, _ in parts))]
     constant = torch.cat([c for _, c in parts]).to(recipe.device)
     heads = LinearHeadEnsemble(
         params, constant, np.asarray(seeds, dtype=np.int64), np.asarray(sizes, np.int64),
         hidden=recipe.hidden, n_features=int(np.prod(input_shape)), n_classes=n_classes,
-        device=recipe.device)
+        device=recipe.device, tied_to=tied_to)
     return heads, LazyNetModels(estimator, heads, seeds, empty_labels,
                                 input_shape=tuple(input_shape))
 
@@ -356,7 +359,8 @@ class LazyNetModels(Sequence):
                 net.initialize()
             net.module_.load_linear_weights(
                 [(W.T, b[0]) for W, b in zip(own[0::2], own[1::2])])
-        return wrapper._set_fitted(constant, self.heads.sizes_[i], net)
+        return wrapper._set_fitted(constant, self.heads.sizes_[i], net,
+                                   tied_to=self.heads.model_ties(i))
 
 
 # ------------------------------------------------------------------ exactness probe
