@@ -90,7 +90,7 @@ CONFIGS = {
     "ASL + macer + KL 1, m=2": dict(m=2, macer=1.0, kl=1.0),
     "vote + KL 2, m=2 (no ASL)": dict(m=2, asl=0.0, vote=1.0, kl=2.0),
     "ASL + vote + KL 2 + ent 0.5, m=2": dict(m=2, vote=1.0, kl=2.0, ent=0.5),
-    "ASL, 24 epochs (equal compute)": dict(m=1, epoch_mult=2),
+    "ASL, 2x epochs (equal compute)": dict(m=1, epoch_mult=2),
     "ASL + KL 10, m=2": dict(m=2, kl=10.0),
     "ASL + KL 10 + ent 0.5, m=2": dict(m=2, kl=10.0, ent=0.5),
     "ASL + KL 2 + ent 0.5, m=2": dict(m=2, kl=2.0, ent=0.5),

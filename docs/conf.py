@@ -46,6 +46,7 @@ NOT_USER_GUIDE = {"getting_started", "development"}
 USER_GUIDE_ORDER = [
     "guarantees",
     "choosing_parameters",
+    "training",
     "input_space",
     "pretrained_models",
     "model_selection",

@@ -121,8 +121,11 @@ class GaussianDenoiser(NeuralNet):
         top-1 label, what the smoothed classifier counts); ``f`` is passed to ``fit``
         as ``classifier`` and never trained. Keeping the reconstruction term is
         Salman et al.'s "MSE + stability" recipe in one stage.
-    stability_weight : float, default=1.0
-        Weight of the stability term (``objective="stability"`` only).
+    stability_weight : float, default=5.0
+        Weight of the stability term (``objective="stability"`` only). Measured on
+        ``make_multidigit`` at sigma = 0.5 (certified f1 at R = 0.5 of a clean-trained
+        MLP behind the denoiser): 16.0 % at weight 1, 17.6 % at 5, 17.2 % at 20, 13.8 %
+        for ``"mse"`` (``docs/training.md``).
     criterion : torch loss class, default=torch.nn.MSELoss
         Reconstruction loss.
     optimizer : torch optimizer class, default=torch.optim.Adam
@@ -159,7 +162,7 @@ class GaussianDenoiser(NeuralNet):
         *,
         sigma: float = 0.5,
         objective: str = "mse",
-        stability_weight: float = 1.0,
+        stability_weight: float = 5.0,
         criterion=nn.MSELoss,
         optimizer=torch.optim.Adam,
         lr: float = 1e-3,
