@@ -173,3 +173,21 @@ def test_clear_errors(data, clean_net):
     meta = Scale(1.0).to("meta")
     with pytest.raises(ValueError, match="move the denoiser"):
         smoothed(clean_net, meta).fit(X, Y)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_denoised_smoothing_and_consistency_on_cuda(data):
+    """On CUDA: consistency training draws its copies' noise on the device, the
+    denoiser is trained on the base model's device, and the denoised counts equal the
+    hand-composed module's."""
+    X, X_test, Y, Y_test = data
+    clf = SmoothedMultiLabelClassifier(
+        MultiLabelNet(module__hidden=(16,), max_epochs=2, device="cuda"),
+        train_noise="consistency", n_draws=50, random_state=0).fit(X, Y)
+    assert next(clf.estimator_.module_.parameters()).is_cuda
+    den = SmoothedMultiLabelClassifier(
+        FrozenEstimator(clf.estimator_), train_noise=False, n_draws=50, random_state=0,
+        denoiser=GaussianDenoiser(objective="stability", max_epochs=1)).fit(X, Y)
+    assert next(den.denoiser_.module_.parameters()).is_cuda
+    expected = composed_counts(clf.estimator_, den.denoiser_.module_, X_test, 0)
+    assert np.array_equal(den.certify(X_test, Y_test).counts, expected)
