@@ -359,7 +359,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         pretrained = isinstance(self.estimator, torch.nn.Module | FrozenEstimator)
         if pretrained and self.train_noise:
             warnings.warn(
-                f"train_noise=True has no effect: the {type(self.estimator).__name__} "
+                f"train_noise={self.train_noise!r} has no effect: the "
+                f"{type(self.estimator).__name__} "
                 "base model is used as already trained. Train it on Gaussian noise at "
                 "this sigma yourself, and pass train_noise=False to silence this warning.",
                 UserWarning, stacklevel=4,
