@@ -191,3 +191,25 @@ def test_denoised_smoothing_and_consistency_on_cuda(data):
     assert next(den.denoiser_.module_.parameters()).is_cuda
     expected = composed_counts(clf.estimator_, den.denoiser_.module_, X_test, 0)
     assert np.array_equal(den.certify(X_test, Y_test).counts, expected)
+
+
+def test_a_trained_denoiser_is_cached_with_memory(tmp_path, data, clean_net, monkeypatch):
+    X, X_test, Y, _ = data
+    calls = []
+    fit = GaussianDenoiser.fit
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(GaussianDenoiser, "fit", counted)
+    make = lambda net: smoothed(net, GaussianDenoiser(objective="stability", max_epochs=1),  # noqa: E731
+                                memory=tmp_path)
+    first = make(clean_net).fit(X, Y)
+    second = make(clean_net).fit(X, Y)
+    assert len(calls) == 1
+    assert np.array_equal(first.predict_proba(X_test), second.predict_proba(X_test))
+    # the stability denoiser is keyed on the base model's content: another net retrains it
+    other = MultiLabelNet(module__hidden=(16,), max_epochs=1).fit(X, Y)
+    make(other).fit(X, Y)
+    assert len(calls) == 2
