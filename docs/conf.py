@@ -47,6 +47,7 @@ NOT_USER_GUIDE = {"getting_started", "development"}
 USER_GUIDE_ORDER = [
     "guarantees",
     "choosing_parameters",
+    "training",
     "input_space",
     "pretrained_models",
     "model_selection",

@@ -52,6 +52,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=3, help="labels the smoothed model predicts")
     parser.add_argument("--n-draws", type=int, default=1000, help="noisy copies per image")
     parser.add_argument("--alpha", type=float, default=0.001, help="failure probability")
+    parser.add_argument("--train-noise", default="gaussian",
+                        choices=["gaussian", "consistency"],
+                        help="how the CNN is trained for noise (docs/training.md): Gaussian "
+                             "augmentation, or consistency regularisation (two noisy copies "
+                             "per image, about twice the training time)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice); 1 is faster on "
@@ -89,13 +94,15 @@ def main() -> None:
           f"{Y_test.sum(axis=1).mean():.2f} labels per image")
 
     # The base classifier: a small CNN (MultiLabelNet picks it for image-shaped X)
-    # trained with the asymmetric loss; train_noise=True (the default) sets its
-    # noise_sigma to sigma, so every training batch gets fresh Gaussian noise.
+    # trained with the asymmetric loss; train_noise="gaussian" (the default) sets its
+    # noise_sigma to sigma, so every training batch gets fresh Gaussian noise;
+    # "consistency" also trains on two noisy copies per image with a consistency term.
     net = MultiLabelNet(max_epochs=args.epochs, batch_size=128, lr=2e-3,
                         device=args.device, verbose=1)
     clf = SmoothedMultiLabelClassifier(
         net, sigma=args.sigma, k_prime=args.k_prime, k=args.k, n_draws=args.n_draws,
-        alpha=args.alpha, method="multiguard", random_state=args.seed, verbose=1)
+        alpha=args.alpha, method="multiguard", train_noise=args.train_noise,
+        random_state=args.seed, verbose=1)
 
     tic = time.perf_counter()
     clf.fit(X_train, Y_train)

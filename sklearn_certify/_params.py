@@ -22,8 +22,9 @@ __all__ = ["PARAMETER_ROLES", "parameter_role"]
 
 PARAMETER_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
     "SmoothedMultiLabelClassifier": {
-        # sigma enters training only with train_noise=True
-        "training": ("estimator", "sigma", "train_noise", "random_state"),
+        # sigma enters training only with train_noise (or a GaussianDenoiser); the
+        # denoiser is trained at fit and is part of the sampled model (counts key)
+        "training": ("estimator", "sigma", "train_noise", "denoiser", "random_state"),
         "counts": ("k_prime", "n_draws"),
         # devices: a device of another kind (CPU, CUDA) resamples, through the key's
         # device type

@@ -1,4 +1,5 @@
-"""The asymmetric loss (ASL) of multi-label training, as a torch module.
+"""The asymmetric loss (ASL) of multi-label training, as a torch module, and the
+consistency-regularisation wrapper :class:`ConsistencyLoss` of noise-robust training.
 
 Also importable from :mod:`sklearn_certify.nets`, beside the nets that use it.
 """
@@ -11,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AsymmetricLoss"]
+from ._consistency import ConsistencyLoss
+
+__all__ = ["AsymmetricLoss", "ConsistencyLoss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 

@@ -5,8 +5,10 @@
 (:class:`~sklearn_certify.losses.AsymmetricLoss`) used by MultiGuard, infers its input and
 output sizes from the data at ``fit``, and can add fresh Gaussian noise to every training
 batch, which is what makes randomized-smoothing certificates non-trivial
-(:class:`TrainingNoise`).
-The loss lives in :mod:`sklearn_certify.losses`.
+(:class:`TrainingNoise`). :class:`TrainingNoise` also trains on several noisy copies with
+a consistency term (``noise_copies``, ``consistency``;
+:class:`~sklearn_certify.losses.ConsistencyLoss`), and :class:`GaussianDenoiser` learns to
+remove the noise for denoised smoothing. The losses live in :mod:`sklearn_certify.losses`.
 
 Training is random (weight initialisation, batch order, training noise) and draws from
 torch's global generator: call ``torch.manual_seed(...)`` before ``fit`` for reproducible
@@ -27,9 +29,12 @@ from skorch.callbacks import Callback
 from skorch.utils import to_numpy
 from torch import nn
 
-from .losses import AsymmetricLoss
+from ._consistency import check_consistency_params
+from ._denoisers import DenoiserCNN, DenoiserMLP, GaussianDenoiser
+from .losses import AsymmetricLoss, ConsistencyLoss
 
-__all__ = ["MLPModule", "SmallCNN", "MultiLabelNet", "TrainingNoise"]
+__all__ = ["DenoiserCNN", "DenoiserMLP", "GaussianDenoiser", "MLPModule", "SmallCNN",
+           "MultiLabelNet", "TrainingNoise"]
 
 
 def _as_tuple(value, name: str) -> tuple[int, ...]:
@@ -189,25 +194,73 @@ class TrainingNoise(Callback):
     """skorch callback: fresh ``N(0, sigma^2 I)`` noise on the inputs of every training batch.
 
     The one training-noise mechanism: :class:`MultiLabelNet` uses it for its
-    ``noise_sigma``, and :class:`~sklearn_certify.SmoothedMultiLabelClassifier` adds it to
-    other skorch nets. The batch's input tensor is moved to the net's device and the
-    noise is drawn there (a GPU net gets GPU-drawn noise; skorch's own move is then a
-    no-op); the noisy tensor replaces the input in the batch (a list, as the default
-    collation makes). A batch that cannot take it (a tuple) gets the noise written into
-    its input tensor, on that tensor's device. Validation and prediction batches are
-    left clean.
+    ``noise_sigma``, ``noise_copies`` and ``consistency``, and
+    :class:`~sklearn_certify.SmoothedMultiLabelClassifier` adds it to other skorch nets.
+    The batch's input tensor is moved to the net's device and the noise is drawn there
+    (a GPU net gets GPU-drawn noise; skorch's own move is then a no-op); the noisy
+    tensor replaces the input in the batch (a list, as the default collation makes). A
+    batch that cannot take it (a tuple) gets the noise written into its input tensor,
+    on that tensor's device (one copy only). Validation and prediction batches are left
+    clean.
+
+    With ``copies = m > 1`` or ``consistency > 0`` (consistency regularisation, see
+    :mod:`sklearn_certify._consistency`), each training batch ``(x, y)`` of ``B``
+    examples becomes its ``m`` noisy copies, copy-major (``m * B`` rows, ``y``
+    repeated ``m`` times), and for the duration of training (``on_train_begin`` to
+    ``on_train_end``) the net's criterion is wrapped in
+    :class:`~sklearn_certify.losses.ConsistencyLoss`: the mean criterion over the copies
+    plus ``consistency`` times the divergence of the copies' predictions. This is how
+    any skorch net gets consistency training:
+    ``callbacks=[("noise", TrainingNoise(0.5, copies=2, consistency=1.0))]``.
 
     Parameters
     ----------
     sigma : float or None, default=None
         Standard deviation of the noise; None uses the net's ``noise_sigma``.
+    copies : int or None, default=None
+        Noisy copies of each example per batch; None uses the net's ``noise_copies``
+        (1 when the net has none or it is None).
+    consistency : float or None, default=None
+        Weight of the consistency term; None uses the net's ``consistency`` (0 when the
+        net has none or it is None).
+    divergence : {"bernoulli-kl", "softmax-kl"}, default="bernoulli-kl"
+        Divergence of the consistency term
+        (:func:`~sklearn_certify._consistency.consistency_divergence`).
     """
 
-    def __init__(self, sigma: float | None = None):
+    def __init__(self, sigma: float | None = None, copies: int | None = None,
+                 consistency: float | None = None, divergence: str = "bernoulli-kl"):
         self.sigma = sigma
+        self.copies = copies
+        self.consistency = consistency
+        self.divergence = divergence
+
+    def _settings(self, net) -> tuple[float, int, float]:
+        sigma = getattr(net, "noise_sigma", 0.0) if self.sigma is None else self.sigma
+        copies = getattr(net, "noise_copies", None) if self.copies is None else self.copies
+        weight = (getattr(net, "consistency", None) if self.consistency is None
+                  else self.consistency)
+        return sigma, 1 if copies is None else copies, 0.0 if weight is None else weight
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        sigma, copies, weight = self._settings(net)
+        self._wrapped = None
+        if not sigma or (copies == 1 and weight == 0):
+            return
+        check_consistency_params(copies, weight, self.divergence)
+        if isinstance(net.criterion_, ConsistencyLoss):
+            return  # already a consistency loss (the user's, or another callback's)
+        self._wrapped = net.criterion_
+        net.criterion_ = ConsistencyLoss(net.criterion_, copies, weight, self.divergence)
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        wrapped = getattr(self, "_wrapped", None)
+        if wrapped is not None and isinstance(net.criterion_, ConsistencyLoss):
+            net.criterion_ = wrapped  # the net is left with its own criterion
+        self._wrapped = None
 
     def on_batch_begin(self, net, batch=None, training=False, **kwargs):
-        sigma = getattr(net, "noise_sigma", 0.0) if self.sigma is None else self.sigma
+        sigma, copies, _ = self._settings(net)
         if not training or not sigma:
             return
         Xi = batch[0]
@@ -219,9 +272,22 @@ class TrainingNoise(Callback):
         if isinstance(batch, list):
             device = Xi.device if net.device is None else torch.device(net.device)
             Xi = Xi.to(device)
-            batch[0] = Xi + sigma * torch.randn_like(Xi)
-        else:  # a tuple cannot take a moved tensor: noise on the tensor's own device
+            if copies == 1:
+                batch[0] = Xi + sigma * torch.randn_like(Xi)
+                return
+            noise = torch.randn((copies, *Xi.shape), device=device, dtype=Xi.dtype)
+            batch[0] = (Xi.unsqueeze(0) + sigma * noise).reshape(-1, *Xi.shape[1:])
+            yi = batch[1]
+            if torch.is_tensor(yi):
+                batch[1] = yi.repeat(copies, *([1] * (yi.ndim - 1)))
+            elif yi is not None:
+                raise TypeError(f"noise_copies > 1 needs tensor targets, got "
+                                f"{type(yi).__name__}.")
+        elif copies == 1:  # a tuple cannot take a moved tensor: noise on its own device
             Xi.copy_(Xi + sigma * torch.randn_like(Xi))
+        else:
+            raise TypeError("noise_copies > 1 needs list batches (skorch's default "
+                            "collation); got a tuple.")
 
 
 class MultiLabelNet(NeuralNet):
@@ -257,6 +323,18 @@ class MultiLabelNet(NeuralNet):
         epoch (never a fixed noisy copy of the data); prediction and validation batches
         are clean. Use the smoothing sigma here to train a base model for
         randomized smoothing.
+    noise_copies : int or None, default=None
+        Noisy copies of every training example per batch (``m``), each with its own
+        noise; None means 1, or the recommended number when
+        :class:`~sklearn_certify.SmoothedMultiLabelClassifier` trains the net with
+        ``train_noise="consistency"``. Needs ``noise_sigma > 0``.
+    consistency : float or None, default=None
+        Weight of the consistency term that pulls the copies' predictions together
+        (consistency regularisation, :class:`~sklearn_certify.losses.ConsistencyLoss`;
+        ``docs/training.md``); None means 0, or the recommended weight under
+        ``train_noise="consistency"``. The loss is the mean criterion over the copies
+        plus this weight times the divergence; one copy and weight 0 is plain Gaussian
+        data augmentation.
     train_split : callable or None, default=None
         skorch's validation split; ``None`` trains on all data.
     device : str or torch.device, default="cpu"
@@ -306,6 +384,8 @@ class MultiLabelNet(NeuralNet):
         max_epochs: int = 20,
         batch_size: int = 64,
         noise_sigma: float = 0.0,
+        noise_copies: int | None = None,
+        consistency: float | None = None,
         train_split=None,
         device: str | torch.device = "cpu",
         verbose: int = 0,
@@ -325,6 +405,8 @@ class MultiLabelNet(NeuralNet):
             **kwargs,
         )
         self.noise_sigma = noise_sigma
+        self.noise_copies = noise_copies
+        self.consistency = consistency
 
     # ------------------------------------------------------------------ data and sizes
 
@@ -411,6 +493,14 @@ class MultiLabelNet(NeuralNet):
             or sigma < 0
         ):
             raise ValueError(f"noise_sigma must be a finite float >= 0, got {sigma!r}.")
+        copies = 1 if self.noise_copies is None else self.noise_copies
+        weight = 0.0 if self.consistency is None else self.consistency
+        check_consistency_params(copies, weight, "bernoulli-kl")
+        if not sigma and (copies != 1 or weight != 0):
+            raise ValueError(
+                f"noise_copies={self.noise_copies!r} and consistency={self.consistency!r} "
+                "train on noisy copies, but noise_sigma=0: set noise_sigma > 0 (or "
+                "SmoothedMultiLabelClassifier's train_noise).")
 
     def fit(self, X, y=None, **fit_params) -> MultiLabelNet:
         """Initialise the module for the shapes of ``X`` and ``y`` and train it.

@@ -21,7 +21,7 @@ from sklearn_certify._memory import (
 from sklearn_certify._params import PARAMETER_ROLES, parameter_role
 from sklearn_certify.datasets import make_multidigit
 from sklearn_certify.metrics import certified_scorer
-from sklearn_certify.nets import MultiLabelNet
+from sklearn_certify.nets import GaussianDenoiser, MultiLabelNet
 from sklearn_certify.smoothing import _classifier
 
 
@@ -44,14 +44,19 @@ def tiny_net(**kwargs):
 
 @pytest.fixture
 def counters(monkeypatch):
-    """Counts of base-model trainings and sampling passes of smoothing."""
+    """Counts of trainings (base models and denoisers) and sampling passes of smoothing."""
     calls = {"fit": 0, "sample": 0, "inputs": 0}
     train, sample = _classifier.SmoothedMultiLabelClassifier._train, \
         _classifier.sharded_label_counts
+    train_denoiser = GaussianDenoiser.fit
 
     def counted_train(*args, **kwargs):
         calls["fit"] += 1
         return train(*args, **kwargs)
+
+    def counted_denoiser(*args, **kwargs):
+        calls["fit"] += 1
+        return train_denoiser(*args, **kwargs)
 
     def counted_sample(*args, **kwargs):
         calls["sample"] += 1
@@ -59,6 +64,7 @@ def counters(monkeypatch):
         return sample(*args, **kwargs)
 
     monkeypatch.setattr(_classifier.SmoothedMultiLabelClassifier, "_train", counted_train)
+    monkeypatch.setattr(GaussianDenoiser, "fit", counted_denoiser)
     monkeypatch.setattr(_classifier, "sharded_label_counts", counted_sample)
     return calls
 
@@ -248,6 +254,7 @@ ALTERNATIVES = {  # another valid value of each SmoothedMultiLabelClassifier par
     "estimator": tiny_net(lr=1e-2), "sigma": 0.5, "train_noise": False, "random_state": 1,
     "k_prime": 2, "n_draws": 25, "batch_size": 7, "k": 2, "alpha": 0.01,
     "method": "first-term", "verbose": 0, "n_jobs": 1, "devices": ["cpu", "cpu"],
+    "denoiser": GaussianDenoiser(max_epochs=1, module__hidden=(8,)),
 }
 
 

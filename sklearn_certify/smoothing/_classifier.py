@@ -42,8 +42,8 @@ from .._validation import (
     check_tensor_inputs,
 )
 from ..certificates._gaussian import GAUSSIAN, GAUSSIAN_METHODS, check_jia
-from ..nets import TrainingNoise
 from ..results import CertificationResult
+from ._denoised import fit_denoiser, sampling_model
 from ._parallel import sharded_label_counts
 from ._sampling import (
     check_scores_width,
@@ -52,6 +52,7 @@ from ._sampling import (
     torch_module_and_device,
 )
 from ._streams import input_keys
+from ._training import TRAIN_NOISE_MODES, check_train_noise, configure_net, train_noise_mode
 
 __all__ = ["SmoothedMultiLabelClassifier"]
 
@@ -102,8 +103,17 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     alpha : float, default=0.001
         Failure probability of the certificate per input (Clopper-Pearson bounds,
         Bonferroni over the labels).
-    train_noise : bool, default=True
-        Train the base model on Gaussian-noised inputs at ``sigma``:
+    train_noise : {"gaussian", "consistency"} or bool, default=True
+        How ``fit`` trains the base model for smoothing (``docs/training.md``).
+        ``"consistency"``: consistency regularisation, for skorch nets: every training
+        batch is seen under several fresh noise draws per example and the loss adds a
+        term that keeps the copies' predicted labels together; a
+        :class:`~sklearn_certify.nets.MultiLabelNet` gets its recommended
+        ``noise_copies`` and ``consistency`` unless it sets them (a grid search reaches
+        them as ``estimator__consistency``), any other skorch net a
+        :class:`~sklearn_certify.nets.TrainingNoise` callback; other estimators, frozen
+        ones and torch modules cannot take it (``fit`` raises). ``"gaussian"``
+        (``True`` is an alias) trains on Gaussian-noised inputs at ``sigma``:
 
         * an estimator with a ``noise_sigma`` parameter (``MultiLabelNet``) gets
           ``noise_sigma=sigma``: fresh noise on every training batch of every epoch;
@@ -117,6 +127,16 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
           trained, so the flag does not apply (``fit`` warns when it is True).
 
         With ``train_noise=False`` the base estimator is trained as configured.
+    denoiser : None, GaussianDenoiser or torch.nn.Module, default=None
+        Denoised smoothing (Salman et al., 2020): the base classifier under noise is
+        ``estimator(denoiser(x + noise))`` in every sampling path. A
+        :class:`~sklearn_certify.nets.GaussianDenoiser` (``objective="mse"`` or
+        ``"stability"``) is cloned and trained by ``fit`` at ``sigma`` on the training
+        inputs, after the base model (the stability objective trains through it,
+        frozen); a ``torch.nn.Module`` is an already trained denoiser, used as is. It
+        needs a torch base model (a skorch net, frozen or not, or a module) and lets
+        a model trained on clean inputs be certified without retraining it
+        (``docs/pretrained_models.md``).
     method : {"multiguard", "first-term", "jia"}, default="multiguard"
         Default certificate of :meth:`certify`: MultiGuard's Eq. 8 in full, its first
         terms only (ablation), or Jia et al. (2020), label by label (``k_prime=1``).
@@ -256,8 +276,9 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         "k": [Interval(Integral, 1, None, closed="left")],
         "n_draws": [Interval(Integral, 1, None, closed="left")],
         "alpha": [Interval(Real, 0, 1, closed="neither")],
-        "train_noise": ["boolean"],
+        "train_noise": ["boolean", StrOptions(set(TRAIN_NOISE_MODES))],
         "method": [StrOptions(set(GAUSSIAN_METHODS))],
+        "denoiser": [None, torch.nn.Module, HasMethods(["fit", "initialize"])],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "n_jobs": [Integral, None],
         "devices": [list, tuple, None],
@@ -267,8 +288,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     }
 
     def __init__(self, estimator=None, *, sigma: float = 0.5, k_prime: int = 1, k: int = 3,
-                 n_draws: int = 1000, alpha: float = 0.001, train_noise: bool = True,
-                 method: str = "multiguard", batch_size: int | None = None,
+                 n_draws: int = 1000, alpha: float = 0.001, train_noise: bool | str = True,
+                 method: str = "multiguard", denoiser=None, batch_size: int | None = None,
                  n_jobs: int | None = None, devices: list | None = None,
                  memory=None, random_state=None, verbose: int = 0) -> None:
         self.estimator = estimator
@@ -279,6 +300,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self.alpha = alpha
         self.train_noise = train_noise
         self.method = method
+        self.denoiser = denoiser
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.devices = devices
@@ -309,6 +331,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         memory = check_cache_memory(self.memory)
+        check_train_noise(self.estimator, train_noise_mode(self.train_noise))
         X = self._check_input(X, reset=True)
         Y_matrix, classes = encode_fit_targets(Y)
         if classes is not None:
@@ -325,7 +348,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self.classes_ = classes if self.multiclass_ else np.arange(n_classes)
         self.n_classes_ = n_classes
         self.estimator_ = self._fit_estimator(X, Y, Y_matrix, memory)
-        check_scores_width(self.estimator_, X[:1], n_classes)
+        self.denoiser_ = fit_denoiser(self, X, memory)
+        check_scores_width(self._sampling_model(), X[:1], n_classes)
         self._checked_devices()  # a bad device fails at fit, not at certify
         return self
 
@@ -351,7 +375,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         pretrained = isinstance(self.estimator, torch.nn.Module | FrozenEstimator)
         if pretrained and self.train_noise:
             warnings.warn(
-                f"train_noise=True has no effect: the {type(self.estimator).__name__} "
+                f"train_noise={self.train_noise!r} has no effect: the "
+                f"{type(self.estimator).__name__} "
                 "base model is used as already trained. Train it on Gaussian noise at "
                 "this sigma yourself, and pass train_noise=False to silence this warning.",
                 UserWarning, stacklevel=4,
@@ -367,7 +392,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         if seed is None or pretrained or getattr(memory, "location", None) is None:
             return self._train(estimator, X, Y, Y_matrix, seed)
         key = fit_key(
-            "smoothing-fit", estimator, bool(self.train_noise),
+            "smoothing-fit", estimator, train_noise_mode(self.train_noise),
             float(self.sigma) if self.train_noise else None, seed, data_key(X),
             data_key(np.asarray(Y)),
         )
@@ -391,15 +416,10 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
     def _fit_net(self, net: NeuralNet, X, Y, Y_matrix, seed: int | None) -> NeuralNet:
         """Train a skorch net, with fresh noise per training batch when ``train_noise``."""
-        params = net.get_params(deep=False)
-        if "noise_sigma" in params:
-            if self.train_noise:
-                net.set_params(noise_sigma=self.sigma)
+        configure_net(net, train_noise_mode(self.train_noise), self.sigma)
+        if "noise_sigma" in net.get_params(deep=False):
             targets = Y_matrix.astype(np.float32)
         else:
-            if self.train_noise:
-                net.set_params(callbacks=_with_noise_callback(params.get("callbacks"),
-                                                              self.sigma))
             targets = (np.searchsorted(self.classes_, np.asarray(Y)) if self.multiclass_
                        else Y_matrix.astype(np.float32))
         if not torch.is_tensor(X):
@@ -452,9 +472,14 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                 recent_counts.put(key, counts)
         return counts, self.n_draws
 
+    def _sampling_model(self):
+        """The base classifier the noisy copies go through: ``estimator_``, behind
+        ``denoiser_`` when there is one (:mod:`._denoised`)."""
+        return sampling_model(self.estimator_, getattr(self, "denoiser_", None))
+
     def _sample(self, X, seed: int, devices, on_chunk=None) -> np.ndarray:
         return sharded_label_counts(
-            self.estimator_, X, seed=seed, n_jobs=self.n_jobs,
+            self._sampling_model(), X, seed=seed, n_jobs=self.n_jobs,
             devices=devices, on_chunk=on_chunk, n_classes=self.n_classes_,
             sigma=self.sigma, k_prime=self.k_prime, n_draws=self.n_draws,
             batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose,
@@ -497,7 +522,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         then cached."""
         if not isinstance(self.random_state, Integral) or isinstance(self.random_state, bool):
             return None
-        model = self.estimator_
+        model = self._sampling_model()
         if devices:
             kinds = tuple(sorted({d.type for d in devices}))
         elif is_torch_model(model):
@@ -623,7 +648,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         def sample(rows, start, stop):
             subset = X[torch.from_numpy(rows)] if torch.is_tensor(X) else X[rows]
             return sharded_label_counts(
-                self.estimator_, subset, seed=seed, n_jobs=self.n_jobs, devices=devices,
+                self._sampling_model(), subset, seed=seed, n_jobs=self.n_jobs, devices=devices,
                 n_classes=self.n_classes_, sigma=self.sigma, k_prime=self.k_prime,
                 n_draws=int(stop - start), first_draw=int(start),
                 batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose)
@@ -672,7 +697,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             return None
         if len(self.devices) == 0:
             raise ValueError("devices must list at least one device, or be None.")
-        if not is_torch_model(self.estimator_):
+        if not is_torch_model(self._sampling_model()):
             raise ValueError(
                 "devices needs a torch base model (a torch.nn.Module or a skorch net); "
                 f"got {type(self.estimator_).__name__}. Use n_jobs to parallelise it."
@@ -725,10 +750,4 @@ def _noisy_copy(X: np.ndarray, sigma: float, rng: np.random.Generator) -> np.nda
     return X.astype(dtype) + sigma * rng.standard_normal(X.shape, dtype=dtype)
 
 
-def _with_noise_callback(callbacks, sigma: float) -> list:
-    if callbacks == "disable":
-        raise ValueError(
-            "train_noise=True adds a skorch callback, but the net has callbacks='disable'."
-        )
-    return [*(callbacks or []), ("smoothing_train_noise", TrainingNoise(sigma))]
 
