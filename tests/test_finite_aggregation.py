@@ -259,3 +259,209 @@ def test_finite_aggregation_refuses_plain_counts_and_wrong_histograms():
     with pytest.raises(ValueError, match="exceeds"):
         dpa_certified_size(votes, [[1, 0]], k=1, k_base=1, radius=0,
                            method="finite-aggregation", spread=5)
+
+
+# ------------------------------------------------------------------ the estimator
+# Outputs of DPACertifiedClassifier(n_partitions=40, k_base=2, k=2) with the default
+# RidgeClassifier, recorded on the code before spread existed (see _fa_data).
+_DPA_PARTITIONS_SHA256 = "9a0d74a2522cd3871ed3413da931206a96b729547781a88d2ffa9ec305d65d91"
+_DPA_COUNTS_HEAD = [[5, 30, 8, 16, 21], [2, 24, 13, 27, 14], [8, 32, 5, 14, 21],
+                    [6, 27, 18, 13, 16], [26, 13, 11, 14, 16], [30, 12, 8, 13, 17]]
+_DPA_SIZES_HEAD = [[1, 1, 1, 1, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0],
+                   [0, 0, 0, 0, 0], [1, 1, 1, 1, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 0],
+                   [1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [2, 2, 2, 1, 1], [1, 1, 1, 1, 0]]
+
+
+def _fa_data():
+    from sklearn.datasets import make_multilabel_classification
+
+    X, Y = make_multilabel_classification(450, 12, n_classes=5, random_state=3)
+    return X[30:], Y[30:], X[:30], Y[:30]
+
+
+def test_spread_one_is_yesterdays_dpa_bit_for_bit():
+    import hashlib as _hashlib
+
+    from sklearn_certify import DPACertifiedClassifier
+    from sklearn_certify.ensembles._base import fallback_labels, fit_base_model
+    from sklearn_certify.ensembles._dpa import example_digests
+
+    X, Y, X_test, Y_test = _fa_data()
+    clf = DPACertifiedClassifier(n_partitions=40, spread=1, k_base=2, k=2).fit(X, Y)
+    assert _hashlib.sha256(clf.partitions_.tobytes()).hexdigest() == _DPA_PARTITIONS_SHA256
+    result = clf.certify(X_test, Y_test, [0, 1, 2, 3, 5])
+    assert result.method == "poisoningguard" and "spread" not in result.params
+    assert result.counts[:6].tolist() == _DPA_COUNTS_HEAD
+    assert result.sizes[:12].tolist() == _DPA_SIZES_HEAD
+    np.testing.assert_array_equal(clf.model_buckets_, np.arange(40)[:, None])
+    # every model is the base estimator fitted on its partition in digest order
+    digests = example_digests(X, Y)
+    for j in (0, 17, 39):
+        rows = sorted(np.flatnonzero(clf.partitions_ == j), key=lambda i: digests[i])
+        own = fit_base_model(clf._base_estimator(), X[rows], Y[rows], seed=j,
+                             empty_labels=fallback_labels(j, 2, 5))
+        np.testing.assert_array_equal(own.decision_function(X_test),
+                                      clf.estimators_[j].decision_function(X_test))
+
+
+def test_finite_aggregation_trains_each_model_on_its_buckets():
+    from sklearn_certify import DPACertifiedClassifier
+    from sklearn_certify.ensembles._base import fallback_labels, fit_base_model
+    from sklearn_certify.ensembles._dpa import example_digests, hash_partitions
+
+    X, Y, X_test, _ = _fa_data()
+    clf = DPACertifiedClassifier(n_partitions=10, spread=4, k_base=1, k=2).fit(X, Y)
+    assert len(clf.estimators_) == 40 and clf.partition_sizes_.shape == (40,)
+    np.testing.assert_array_equal(clf.partitions_, hash_partitions(X, Y, 40))
+    np.testing.assert_array_equal(clf.partition_of(X, Y), clf.partitions_)
+    np.testing.assert_array_equal(clf.model_buckets_, model_buckets(40, 4))
+    # the certificate's assignment: bucket b feeds models (b + s) % 40
+    for b in range(40):
+        feeds = np.flatnonzero((clf.model_buckets_ == b).any(axis=1))
+        assert sorted(feeds.tolist()) == sorted(((b + spread_shifts(40, 4)) % 40).tolist())
+    sizes = clf.partition_sizes_[clf.model_buckets_].sum(axis=1)
+    assert [m.n_samples_fit_ for m in clf.estimators_] == sizes.tolist()
+    digests = example_digests(X, Y)
+    for j in (0, 21):
+        rows = sorted(np.flatnonzero(np.isin(clf.partitions_, clf.model_buckets_[j])),
+                      key=lambda i: digests[i])
+        own = fit_base_model(clf._base_estimator(), X[rows], Y[rows], seed=j,
+                             empty_labels=fallback_labels(j, 1, 5))
+        np.testing.assert_array_equal(own.decision_function(X_test),
+                                      clf.estimators_[j].decision_function(X_test))
+
+
+def test_a_poisoned_example_changes_only_the_models_of_its_bucket():
+    # The certificate's premise, on the real ensemble: adding an example to bucket b
+    # changes the models (b + s) % n only.
+    from sklearn_certify import DPACertifiedClassifier
+
+    X, Y, X_test, _ = _fa_data()
+    clf = DPACertifiedClassifier(n_partitions=6, spread=3, k_base=1, k=2).fit(X, Y)
+    x_new, y_new = X_test[:1] + 0.5, np.array([[1, 1, 0, 0, 1]])
+    poisoned = DPACertifiedClassifier(n_partitions=6, spread=3, k_base=1, k=2).fit(
+        np.vstack([X, x_new]), np.vstack([Y, y_new]))
+    b = int(poisoned.partition_of(x_new, y_new)[0])
+    expected = set(((b + spread_shifts(18, 3)) % 18).tolist())
+    changed = {j for j in range(18) if not np.array_equal(
+        clf.estimators_[j].decision_function(X_test),
+        poisoned.estimators_[j].decision_function(X_test))}
+    assert changed == expected
+
+
+def test_certify_recertify_radius_and_save_with_spread(tmp_path):
+    from sklearn_certify import CertificationResult, DPACertifiedClassifier
+
+    X, Y, X_test, Y_test = _fa_data()
+    clf = DPACertifiedClassifier(n_partitions=8, spread=4, k_base=2, k=2).fit(X, Y)
+    radii = np.arange(8)
+    res = clf.certify(X_test, Y_test, radii)
+    assert res.method == "finite-aggregation" and res.params["spread"] == 4
+    assert res.counts.shape == (30, 32, 2)
+    counts = np.zeros((30, 5), dtype=np.int64)
+    np.add.at(counts, (np.arange(30)[:, None, None], res.counts), 1)
+    np.testing.assert_array_equal(counts, clf.predict_proba(X_test) * 32)
+    direct = dpa_certified_size(res.counts, Y_test, k=2, k_base=2, radius=radii,
+                                method="finite-aggregation", spread=4)
+    np.testing.assert_array_equal(res.sizes, direct)
+    # Eq. (9) with T~ -> 4 T~ on the same votes, and "dpa"
+    eq9 = res.recertify(method="poisoningguard")
+    assert np.all(res.sizes >= eq9.sizes)
+    np.testing.assert_array_equal(
+        eq9.sizes, dpa_certified_size(counts, Y_test, k=2, k_base=2, radius=radii,
+                                      spread=4))
+    np.testing.assert_array_equal(clf.certify(X_test, Y_test, radii, method="dpa").sizes,
+                                  res.recertify(method="dpa").sizes)
+    # other k, attack, radii without refitting
+    other = res.recertify([0, 3], k=1, attack="deletion")
+    np.testing.assert_array_equal(other.sizes, clf.certify(
+        X_test, Y_test, [0, 3], k=1, attack="deletion").sizes)
+    # certified radius: the largest T whose size reaches 1
+    radius = res.certified_radius()
+    sizes = res.recertify(np.arange(40)).sizes
+    want = np.where(sizes[:, 0] >= 1, (sizes >= 1).sum(axis=1) - 1, 0).astype(float)
+    floor = np.maximum(0, 2 - (5 - Y_test.sum(axis=1)))
+    want[floor >= 1] = np.inf  # certified at every radius by the trivial bound
+    assert np.isfinite(want).sum() >= 20
+    np.testing.assert_array_equal(radius, want)
+    # save / load round trip
+    res.save(tmp_path / "fa.npz")
+    back = CertificationResult.load(tmp_path / "fa.npz")
+    np.testing.assert_array_equal(back.counts, res.counts)
+    np.testing.assert_array_equal(back.recertify([5]).sizes, res.recertify([5]).sizes)
+    np.testing.assert_array_equal(back.certified_radius(), radius)
+    with pytest.raises(ValueError, match="spread"):
+        res.recertify(spread=2)
+
+
+def test_finite_aggregation_at_spread_one_and_scorers():
+    from sklearn_certify import DPACertifiedClassifier
+
+    X, Y, X_test, Y_test = _fa_data()
+    clf = DPACertifiedClassifier(n_partitions=20, k_base=1, k=2).fit(X, Y)
+    pg = clf.certify(X_test, Y_test, range(6))
+    fa = clf.certify(X_test, Y_test, range(6), method="finite-aggregation")
+    assert fa.counts.shape == (30, 20, 1) and "spread" not in fa.params
+    assert np.all(fa.sizes >= pg.sizes)
+    clf.set_params(method="finite-aggregation")
+    np.testing.assert_array_equal(clf.certify(X_test, Y_test, range(6)).sizes, fa.sizes)
+    assert clf.score(X_test, Y_test) == pytest.approx(fa.f1()[0])
+
+
+def test_votes_do_not_depend_on_n_jobs_or_pickling():
+    import pickle
+
+    from sklearn_certify import DPACertifiedClassifier
+
+    X, Y, X_test, Y_test = _fa_data()
+    one = DPACertifiedClassifier(n_partitions=6, spread=3, k_base=2, n_jobs=1).fit(X, Y)
+    two = DPACertifiedClassifier(n_partitions=6, spread=3, k_base=2, n_jobs=2).fit(X, Y)
+    a = one.certify(X_test, Y_test, range(5))
+    np.testing.assert_array_equal(a.counts, two.certify(X_test, Y_test, range(5)).counts)
+    back = pickle.loads(pickle.dumps(one))
+    np.testing.assert_array_equal(back.certify(X_test, Y_test, range(5)).sizes, a.sizes)
+
+
+def test_stacked_heads_with_spread_vote_like_their_base_models():
+    from sklearn_certify import DPACertifiedClassifier
+    from sklearn_certify.heads import LinearHead
+
+    X, Y, X_test, Y_test = _fa_data()
+    clf = DPACertifiedClassifier(LinearHead(epochs=5), n_partitions=5, spread=2,
+                                 k_base=2).fit(X, Y)
+    assert clf.heads_ is not None and len(clf.heads_) == 10
+    votes = clf.certify(X_test, Y_test, 0).counts  # from the stacked heads
+    for j in range(10):
+        top = clf.estimators_[j].top_labels(X_test, 2)
+        np.testing.assert_array_equal(np.nonzero(top)[1].reshape(30, 2), votes[:, j])
+
+
+def test_incremental_refit_with_spread_retrains_only_the_changed_buckets_models(
+        tmp_path, monkeypatch):
+    from sklearn.datasets import make_multilabel_classification
+
+    from sklearn_certify import DPACertifiedClassifier
+    from sklearn_certify.ensembles import _base
+
+    calls = {"n": 0}
+    fit = _base._ConstantAwareMultiLabel.fit
+
+    def counted(self, X, Y):
+        calls["n"] += 1
+        return fit(self, X, Y)
+
+    monkeypatch.setattr(_base._ConstantAwareMultiLabel, "fit", counted)
+    X, Y = make_multilabel_classification(1003 + 30, 12, n_classes=5, random_state=1)
+    X_test, X, Y = X[-30:], X[:-30], Y[:-30]
+    clf = DPACertifiedClassifier(n_partitions=25, spread=4, memory=tmp_path)
+    clf.fit(X[:1000], Y[:1000])
+    assert calls["n"] == 100
+    calls["n"] = 0
+    clf.fit(X, Y)  # 3 examples added: at most 3 buckets, 4 models each
+    touched = set(clf.partition_of(X[1000:], Y[1000:]).tolist())
+    assert calls["n"] == 4 * len(touched)
+    fresh = DPACertifiedClassifier(n_partitions=25, spread=4).fit(X, Y)
+    np.testing.assert_array_equal(clf.predict_proba(X_test), fresh.predict_proba(X_test))
+    np.testing.assert_array_equal(clf.certify(X_test, Y_test := np.ones((30, 5), int),
+                                              range(4)).counts,
+                                  fresh.certify(X_test, Y_test, range(4)).counts)
