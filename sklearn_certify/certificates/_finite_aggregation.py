@@ -36,10 +36,12 @@ labels by ``n + I`` and by ``n``, each descending, positions counted from 1:
 
 *Pair bound* (FA's joint vote-gap bound, per pair of labels). An attack can raise
 ``n_v - n_u`` by at most ``c(u, v) = min(top(a(u) + d - a(v), T~), D_u + I_v, 2 m)``.
-True label u is out of the attacker's reach against other label v if
-``n_u - n_v + [u < v] > c(u, v)`` (ties go to the lower label index). Size r is
-certified if fewer than ``k - r + 1`` other labels can overtake at least
-``M - r + 1`` true labels each.
+Other label v *reaches* true label u unless ``n_u - n_v + [u < v] > c(u, v)`` (ties
+go to the lower label index). Size r is certified if no set of ``M - r + 1`` true
+labels is reached, every one of them, by ``k - r + 1`` other labels (checked over the
+sets of ``r - 1`` excluded true labels; where there are more than
+``_MAX_EXCLUDED_SETS`` of them, by the sound relaxation: fewer than ``k - r + 1``
+other labels reach ``M - r + 1`` true labels each).
 
 With ``D_l = I_l = d T~``, ``B_t = min(k_b, t) d T~`` and no pair bound (no per-model
 information), the label bound is Eq. (9) with T~ replaced by ``d T~``, the number of
@@ -52,6 +54,8 @@ Only numpy: importing this module loads neither sklearn nor torch.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import math
 
 import numpy as np
 
@@ -166,7 +170,7 @@ class FAStatistics:
         ``hist[i, l, v] = #{b : a_b(l) = v}``.
     true_idx, other_idx : ndarray of int64, shapes (n_inputs, M_max), (n_inputs, O_max)
         Each input's true labels (then its other labels), ascending, padded with -1.
-    pair_hist : ndarray of int64, shape (n_inputs, M_max, O_max, 2 d + 1)
+    pair_hist : ndarray of int32, shape (n_inputs, M_max, O_max, 2 d + 1)
         For true label u = ``true_idx[i, p]`` and other label v = ``other_idx[i, q]``,
         ``pair_hist[i, p, q, w] = #{b : a_b(u) + d - a_b(v) = w}`` (0 for padding).
     n_models, spread : int
@@ -187,6 +191,10 @@ class FAStatistics:
                             self.other_idx[rows], self.pair_hist[rows], self.n_models,
                             self.spread)
 
+
+# Sets of r - 1 excluded true labels the pair bound enumerates at most; beyond, it
+# counts, for each other label, the true labels it reaches (a sound relaxation).
+_MAX_EXCLUDED_SETS = 256
 
 # Elements of the (inputs, buckets, true labels, other labels) block built at once.
 _BLOCK = 2**23
@@ -216,7 +224,7 @@ def fa_statistics(votes: np.ndarray, Y: np.ndarray, spread: int) -> FAStatistics
 
     counts = np.zeros((n_inputs, n_classes), dtype=np.int64)
     hist = np.zeros((n_inputs, n_classes, d + 1), dtype=np.int64)
-    pair_hist = np.zeros((n_inputs, m_max, o_max, 2 * d + 1), dtype=np.int64)
+    pair_hist = np.zeros((n_inputs, m_max, o_max, 2 * d + 1), dtype=np.int32)
     step = max(1, _BLOCK // max(1, n_models * max(n_classes, m_max * o_max)))
     for first in range(0, n_inputs, step):
         rows = slice(first, min(first + step, n_inputs))
@@ -356,10 +364,22 @@ def _pair_bound(stats, Y, k, budget, D, I, moved):
     lower_first = (t_idx[:, :, None] < o_idx[:, None, :])  # ties keep u above v
     margin = (n_true[:, :, None] - n_other[:, None, :] + lower_first)[..., None] - change
     valid = (t_idx >= 0)[:, :, None] & (o_idx >= 0)[:, None, :]
-    not_robust = (margin <= 0) & valid[..., None]  # (n, Mx, Ox, R)
-    beaten_by = not_robust.sum(axis=1)  # true labels each other label can overtake
+    not_robust = (margin <= 0) & valid[..., None]  # (n, Mx, Ox, R): v reaches u
+    # A padded true position constrains nothing: it "is reached" by every label.
+    reached = not_robust | (t_idx < 0)[:, :, None, None]
+    other_ok = (o_idx >= 0)[:, :, None]
+    beaten_by = not_robust.sum(axis=1)  # true labels each other label reaches
+    m_max = t_idx.shape[1]
     for r in range(1, min(k, int(M.max(initial=0))) + 1):
-        threats = (beaten_by >= (M - r + 1)[:, None, None]).sum(axis=1)  # (n, R)
-        passes = (threats < k - r + 1) & (M >= r)[:, None]
-        sizes[passes] = r
+        if math.comb(m_max, r - 1) <= _MAX_EXCLUDED_SETS:
+            # exactly: is there a set U of M - r + 1 true labels (all but r - 1) and
+            # k - r + 1 other labels reaching all of U?
+            attack = np.zeros((n_inputs, n_radii), dtype=bool)
+            for excluded in itertools.combinations(range(m_max), r - 1):
+                kept = [p for p in range(m_max) if p not in excluded]
+                common = reached[:, kept].all(axis=1) & other_ok  # (n, Ox, R)
+                attack |= common.sum(axis=1) >= k - r + 1
+        else:  # relaxed (sound): other labels that each reach M - r + 1 true labels
+            attack = (beaten_by >= (M - r + 1)[:, None, None]).sum(axis=1) >= k - r + 1
+        sizes[~attack & (M >= r)[:, None]] = r
     return sizes
