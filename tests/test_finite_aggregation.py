@@ -397,6 +397,9 @@ def test_certify_recertify_radius_and_save_with_spread(tmp_path):
     np.testing.assert_array_equal(back.certified_radius(), radius)
     with pytest.raises(ValueError, match="spread"):
         res.recertify(spread=2)
+    # the certificate follows the fitted buckets, not a spread set after fit
+    clf.set_params(spread=1)
+    np.testing.assert_array_equal(clf.certify(X_test, Y_test, radii).sizes, res.sizes)
 
 
 def test_finite_aggregation_at_spread_one_and_scorers():

@@ -151,9 +151,15 @@ def hash_partitions(X, y, n_partitions: int) -> np.ndarray:
                     dtype=np.int64)
 
 
+def _label_dtype(n_classes: int):
+    """The smallest signed integer type holding every label index."""
+    return np.int16 if n_classes <= np.iinfo(np.int16).max else np.int32
+
+
 def _votes_of_models(models, X, k_base: int) -> np.ndarray:
     """Labels each model votes for, int (n_inputs, len(models), k_base), ascending."""
-    out = np.empty((len(X), len(models), k_base), dtype=np.int64)
+    n_classes = models[0].n_classes_ if models else 1
+    out = np.empty((len(X), len(models), k_base), dtype=_label_dtype(n_classes))
     for position, model in enumerate(models):
         out[:, position] = np.nonzero(model.top_labels(X, k_base))[1].reshape(len(X), k_base)
     return out
@@ -167,7 +173,7 @@ def _votes_of_heads(heads, X, k_base: int) -> np.ndarray:
 
     X = as_features(X, heads.device_)
     heads._check_width(X)
-    out = np.empty((len(X), len(heads), k_base), dtype=np.int64)
+    out = np.empty((len(X), len(heads), k_base), dtype=_label_dtype(heads.n_classes_))
     step = heads._input_chunk(len(X), None)
     with torch.inference_mode():
         for first in range(0, len(X), step):
@@ -226,8 +232,8 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         Certificate used by :meth:`certify`: Theorem 2 / Eq. 9 in full, with t fixed
         to 1 ("dpa", Levine & Feizi 2021 extended to top-k), or Finite Aggregation's
         certificate from every base model's votes (``docs/poisoningguard.md``; never
-        below Eq. 9, and at ``spread=1`` above it only through ties and models that
-        vote for both labels of a pair). With ``spread > 1``, "poisoningguard" (the
+        below Eq. 9; at ``spread=1`` above it mainly through ties and models that vote
+        for both labels of a pair). With ``spread > 1``, "poisoningguard" (the
         default) certifies with "finite-aggregation"; "dpa" is Eq. 9 with t = 1 and
         T~ replaced by ``spread * T~``, and ``result.recertify(method="poisoningguard")``
         gives Eq. 9 itself in that form.
@@ -529,12 +535,15 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
 
     def _certificate_spec(self, *, method=None, attack="modification") -> dict:
         method = DPA.check_method(self.method if method is None else method, {})
-        if self.spread > 1 and method == "poisoningguard":
+        # The fitted assignment, not the parameter (which may have been set since).
+        uses = getattr(self, "model_buckets_", None)
+        spread = 1 if uses is None else int(uses.shape[1])
+        if spread > 1 and method == "poisoningguard":
             method = "finite-aggregation"  # Eq. 9 is for disjoint partitions
         spec = dict(certificate="dpa", method=method, k_base=self.k_base,
                     attack=self._check_attack(attack))
-        if self.spread != 1:
-            spec["spread"] = int(self.spread)
+        if spread != 1:
+            spec["spread"] = spread
         return spec
 
     def _certify_counts(self, X, spec: dict):
@@ -545,7 +554,8 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         X = self._check_predict_X(X)
         n_models = len(self.estimators_)
         if X.shape[0] == 0:
-            return np.zeros((0, n_models, self.k_base), dtype=np.int64), n_models
+            return np.zeros((0, n_models, self.k_base),
+                            dtype=_label_dtype(self.n_classes_)), n_models
         if self.heads_ is not None:
             return _votes_of_heads(self.heads_, X, self.k_base), n_models
         chunks = split_tasks(n_models, self.n_jobs)
