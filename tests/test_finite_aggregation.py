@@ -404,6 +404,7 @@ def test_certify_recertify_radius_and_save_with_spread(tmp_path):
 
 def test_finite_aggregation_at_spread_one_and_scorers():
     from sklearn_certify import DPACertifiedClassifier
+    from sklearn_certify.metrics import certified_scorer
 
     X, Y, X_test, Y_test = _fa_data()
     clf = DPACertifiedClassifier(n_partitions=20, k_base=1, k=2).fit(X, Y)
@@ -414,6 +415,10 @@ def test_finite_aggregation_at_spread_one_and_scorers():
     clf.set_params(method="finite-aggregation")
     np.testing.assert_array_equal(clf.certify(X_test, Y_test, range(6)).sizes, fa.sizes)
     assert clf.score(X_test, Y_test) == pytest.approx(fa.f1()[0])
+    assert certified_scorer("f1", radius=3)(clf, X_test, Y_test) == pytest.approx(fa.f1()[3])
+    wide = DPACertifiedClassifier(n_partitions=5, spread=4, k_base=1, k=2).fit(X, Y)
+    assert certified_scorer("recall", radius=2)(wide, X_test, Y_test) == pytest.approx(
+        wide.certify(X_test, Y_test, 2).recall()[0])
 
 
 def test_votes_do_not_depend_on_n_jobs_or_pickling():
