@@ -53,6 +53,7 @@ Only numpy: importing this module loads neither sklearn nor torch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import math
@@ -92,13 +93,18 @@ def spread_shifts(n_buckets: int, spread: int) -> np.ndarray:
     n_buckets, spread = int(n_buckets), int(spread)
     if not 1 <= spread <= n_buckets:
         raise ValueError(f"spread must be in [1, {n_buckets}], got {spread}.")
+    return np.array(_shifts(n_buckets, spread), dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=64)
+def _shifts(n_buckets: int, spread: int) -> tuple[int, ...]:
+    """:func:`spread_shifts` as a tuple, computed once per sizes (a pure function)."""
     prefix = b"sklearn-certify finite aggregation shift" + n_buckets.to_bytes(8, "little")
 
     def rank(c: int) -> bytes:
         return hashlib.sha256(prefix + c.to_bytes(8, "little")).digest()
 
-    others = sorted(range(1, n_buckets), key=rank)[:spread - 1]
-    return np.array([0, *others], dtype=np.int64)
+    return (0, *sorted(range(1, n_buckets), key=rank)[:spread - 1])
 
 
 def model_buckets(n_buckets: int, spread: int) -> np.ndarray:
@@ -136,7 +142,6 @@ def top_sum_from_histogram(hist: np.ndarray, budget: np.ndarray) -> np.ndarray:
     return out
 
 
-
 def vote_indicator(votes: np.ndarray, n_classes: int) -> np.ndarray:
     """Boolean (n_inputs, n_models, n_classes) from top-k_b label indices (..., k_b)."""
     votes = np.asarray(votes)
@@ -149,11 +154,12 @@ def bucket_votes(indicator: np.ndarray, spread: int) -> np.ndarray:
     """``a[i, b, l]``: how many of the models bucket b feeds vote for l on input i.
 
     ``indicator`` has shape (n_inputs, n_models, n_classes); bucket b feeds models
-    ``(b + s) % n_models`` (:func:`model_buckets`). Returns int16 of the same shape.
+    ``(b + s) % n_models`` (:func:`model_buckets`). Returns integers (at most
+    ``spread``) of the same shape.
     """
     n_models = indicator.shape[1]
     buckets = np.arange(n_models)
-    a = np.zeros(indicator.shape, dtype=np.int16)
+    a = np.zeros(indicator.shape, dtype=np.int16 if spread < 2**15 else np.int32)
     for s in spread_shifts(n_models, spread):
         a += indicator[:, (buckets + s) % n_models]
     return a
