@@ -37,6 +37,11 @@ class CertifiedClassifierMixin(ClassifierMixin):
     def _label_counts(self, X):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _certify_counts(self, X, spec: dict):
+        """The counts ``certify`` certifies: ``_label_counts`` unless a certificate
+        needs more (DPA's Finite Aggregation needs every model's votes)."""
+        return self._label_counts(X)
+
     def _certificate_spec(self, **options) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -124,7 +129,7 @@ class CertifiedClassifierMixin(ClassifierMixin):
             check_alpha_level(bound_alpha(spec["alpha"], spec["method"]), self.n_classes_)
         if hasattr(X, "__len__") and len(X) != Y.shape[0]:  # before the costly sampling
             raise ValueError(f"X has {len(X)} inputs but Y has {Y.shape[0]} rows.")
-        counts, n_draws = self._label_counts(X)
+        counts, n_draws = self._certify_counts(X, spec)
         return CertificationResult.from_counts(counts, Y, radius, k=k, n_draws=n_draws,
                                                label=label, **spec)
 

@@ -40,7 +40,7 @@ PARAMETER_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
         "free": ("k", "alpha", "method", "n_jobs", "memory", "verbose"),
     },
     "DPACertifiedClassifier": {
-        "training": ("estimator", "n_partitions", "vectorize"),
+        "training": ("estimator", "n_partitions", "spread", "vectorize"),
         "counts": ("k_base",),
         "free": ("k", "method", "n_jobs", "memory", "verbose"),
     },

@@ -27,6 +27,7 @@ import numpy as np
 from .certificates._bagging import bagging_sizes_at, rounded_bounds
 from .certificates._common import finalize_sizes
 from .certificates._dpa import dpa_sizes_at
+from .certificates._finite_aggregation import FAStatistics, fa_statistics
 from .certificates._gaussian import gaussian_sizes_at
 
 __all__ = ["gaussian_certified_radius", "bagging_certified_radius", "dpa_certified_radius"]
@@ -67,12 +68,19 @@ def gaussian_certified_radius(lower, upper, Y, *, k, k_prime, sigma, method, siz
     return radius
 
 
-def dpa_certified_radius(counts, Y, *, k, k_base, attack, method, size=1):
-    """Largest certified T per input of a DPA ensemble (validated arguments)."""
+def dpa_certified_radius(counts, Y, *, k, k_base, attack, method, size=1, spread=1):
+    """Largest certified T per input of a DPA ensemble (validated arguments).
+
+    ``counts`` are vote counts, or every model's votes (Finite Aggregation), whose
+    per-input statistics are computed once for the whole search.
+    """
     counts, Y = np.asarray(counts), np.asarray(Y)
+    if counts.ndim == 3:
+        counts = fa_statistics(counts, Y, spread)
 
     def sizes_at(rows, T):
-        return dpa_sizes_at(counts[rows], Y[rows], k, k_base, T[:, None], attack, method)
+        own = counts.take(rows) if isinstance(counts, FAStatistics) else counts[rows]
+        return dpa_sizes_at(own, Y[rows], k, k_base, T[:, None], attack, method, spread)
 
     return _search(sizes_at, Y, k, size, integer=True)
 
@@ -161,5 +169,6 @@ def certified_radius_of(certificate: str, *, method: str, k: int, params: dict, 
             size=size)
     if certificate == "dpa":
         return dpa_certified_radius(counts, Y, k=k, k_base=params["k_base"],
-                                    attack=params["attack"], method=method, size=size)
+                                    attack=params["attack"], method=method, size=size,
+                                    spread=params.get("spread", 1))
     raise ValueError(f"no certified radius for certificate {certificate!r}.")

@@ -149,7 +149,7 @@ class CertificationResult:
         spec = certificate_spec(certificate)
         names = spec.params
         missing = [name for name in names if name not in params]
-        unknown = sorted(set(params) - set(names))
+        unknown = sorted(set(params) - set(names) - set(spec.optional_params))
         if missing or unknown:
             raise TypeError(
                 f"certificate {certificate!r} needs parameters {list(names)}; "

@@ -63,7 +63,7 @@ def _votes_by_hand(clf, X):
                                       k_base=1, k=3, alpha=0.001, method="poisoningguard",
                                       vectorize="auto", n_jobs=None, memory=None,
                                       random_state=None, verbose=0)),
-    (DPACertifiedClassifier, dict(estimator=None, n_partitions=300, k_base=1, k=3,
+    (DPACertifiedClassifier, dict(estimator=None, n_partitions=300, spread=1, k_base=1, k=3,
                                   method="poisoningguard", vectorize="auto", n_jobs=None,
                                   memory=None,
                                   verbose=0)),

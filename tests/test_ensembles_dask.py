@@ -29,7 +29,8 @@ def digits():
     lambda: BaggingCertifiedClassifier(n_estimators=40, max_samples=30, k_base=2,
                                        random_state=0),
     lambda: DPACertifiedClassifier(n_partitions=30, k_base=2),
-], ids=["bagging", "dpa"])
+    lambda: DPACertifiedClassifier(n_partitions=8, spread=3, k_base=2),
+], ids=["bagging", "dpa", "finite-aggregation"])
 def test_dask_backend_matches_local(client, digits, make):
     X_train, X_test, Y_train, Y_test = digits
     local = make().set_params(n_jobs=1).fit(X_train, Y_train)

@@ -52,6 +52,8 @@ CASES = {
     "dpa-logreg": (lambda: DPACertifiedClassifier(
         MultiOutputClassifier(LogisticRegression()), n_partitions=5, k=2), [0, 1, 2]),
     "dpa-net": (lambda: DPACertifiedClassifier(tiny_net(), n_partitions=3, k=2), [0, 1]),
+    "fa-net": (lambda: DPACertifiedClassifier(tiny_net(), n_partitions=2, spread=2, k=2),
+               [0, 1]),
 }
 
 

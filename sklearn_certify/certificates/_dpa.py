@@ -12,6 +12,12 @@ sorted ``n_{s_1} >= n_{s_2} >= ...``, size r is certified at T when
 "dpa" (Levine & Feizi, ICLR 2021, extended to top-k) fixes t = 1; for k = k_b = 1 it is
 their vote-gap condition ``n_y - n_c > 2 T~``.
 
+"finite-aggregation" certifies an ensemble fitted with Finite Aggregation's buckets
+(``DPACertifiedClassifier(spread=d)``, d >= 1) from every base model's votes, shape
+(n_inputs, n_models, k_b); see :mod:`._finite_aggregation` and
+``docs/poisoningguard.md``. With ``spread=d``, "poisoningguard" and "dpa" are Eq. (9)
+with T~ replaced by ``d T~`` (each changed bucket changes at most d models).
+
 The test is exact although it divides: both sides are fractions A/t with integer A and
 t <= n_classes, IEEE division rounds correctly and monotonically, and two different
 such fractions differ by at least 1/n_classes^2, far above float error for any
@@ -26,13 +32,15 @@ from .._validation import (
     ATTACKS,
     check_choice,
     check_count_matrix,
+    check_int,
     check_label_matrix,
     check_radius,
 )
 from ._common import check_k, finalize_sizes, sorted_true_and_other, window_sums
+from ._finite_aggregation import FAStatistics, fa_sizes_at, fa_statistics
 from ._spec import CertificateSpec
 
-DPA_METHODS = ("poisoningguard", "dpa")
+DPA_METHODS = ("poisoningguard", "dpa", "finite-aggregation")
 
 __all__ = ["DPA", "DPA_METHODS", "dpa_certified_size", "partitions_touched"]
 
@@ -51,6 +59,7 @@ def dpa_certified_size(
     radius,
     attack: str = "modification",
     method: str = "poisoningguard",
+    spread: int = 1,
 ) -> np.ndarray:
     """Certified intersection size of a DPA ensemble against T poisoned examples.
 
@@ -58,8 +67,13 @@ def dpa_certified_size(
 
     Parameters
     ----------
-    counts : array-like of int, shape (n_inputs, n_classes)
-        ``n_l``, the number of base models whose top-k_base contains label l.
+    counts : array-like of int, shape (n_inputs, n_classes) or (n_inputs, n_models, k_base)
+        ``n_l``, the number of base models whose top-k_base contains label l; or,
+        for "finite-aggregation" (and accepted by the other methods), the labels every
+        base model votes for: ``counts[i, j]`` holds the ``k_base`` labels of model
+        ``j`` on input ``i`` (:meth:`DPACertifiedClassifier.certify
+        <sklearn_certify.DPACertifiedClassifier.certify>` keeps this array as the
+        result's ``counts`` for that method).
     Y : array-like of {0, 1}, shape (n_inputs, n_classes)
         The labels L(x) whose presence in the top-k is certified.
     k : int
@@ -69,8 +83,17 @@ def dpa_certified_size(
     radius : int or array-like of int
         T, the number of poisoned training examples.
     attack : {"modification", "addition", "deletion"}, default="modification"
-    method : {"poisoningguard", "dpa"}, default="poisoningguard"
-        "poisoningguard" is Eq. (9); "dpa" is Eq. (9) with t fixed to 1.
+    method : {"poisoningguard", "dpa", "finite-aggregation"}, default="poisoningguard"
+        "poisoningguard" is Eq. (9); "dpa" is Eq. (9) with t fixed to 1;
+        "finite-aggregation" uses every model's votes (per-model ``counts`` only) and
+        is never below "poisoningguard" for the same ensemble.
+    spread : int, default=1
+        ``d``, the number of base models each hash bucket feeds (Finite Aggregation;
+        ``DPACertifiedClassifier(spread=d)``): bucket ``b`` of ``n_models`` feeds
+        models ``(b + s) % n_models`` for the shifts of
+        :func:`~sklearn_certify.certificates._finite_aggregation.spread_shifts`. A
+        poisoned example changes one bucket and so at most ``d`` models: "poisoningguard"
+        and "dpa" apply Eq. (9) with T~ replaced by ``d T~``. 1 is DPA.
 
     Returns
     -------
@@ -82,29 +105,65 @@ def dpa_certified_size(
     ...                    radius=[0, 1, 2]).tolist()
     [[1, 1, 0]]
     """
-    counts = check_count_matrix(counts)
     Y = check_label_matrix(Y)
-    if counts.shape != Y.shape:
-        raise ValueError(f"counts has shape {counts.shape} but Y has shape {Y.shape}.")
     n_classes = Y.shape[1]
     k = check_k(k, n_classes)
     k_base = check_k(k_base, n_classes, "k_base")
     T, scalar = check_radius(radius, integer=True)
     check_choice(attack, "attack", ATTACKS)
     check_choice(method, "method", DPA_METHODS)
+    counts = check_dpa_counts(counts, Y.shape, k_base, method, spread)
 
-    sizes = dpa_sizes_at(counts, Y, k, k_base, T[None, :], attack, method)
+    sizes = dpa_sizes_at(counts, Y, k, k_base, T[None, :], attack, method, spread)
     return finalize_sizes(sizes, Y.sum(axis=1), k, n_classes, scalar)
 
 
-def dpa_sizes_at(counts, Y, k, k_base, T, attack, method):
+def check_dpa_counts(counts, shape, k_base: int, method: str, spread) -> np.ndarray:
+    """Vote counts (n_inputs, n_classes), or every model's votes (n_inputs, n_models,
+    k_base), validated."""
+    spread = check_int(spread, "spread", low=1)
+    counts = np.asarray(counts)
+    if counts.ndim == 3:
+        n_inputs, n_models, width = counts.shape
+        if n_inputs != shape[0] or width != k_base:
+            raise ValueError(
+                f"per-model votes must have shape (n_inputs, n_models, k_base) = "
+                f"({shape[0]}, n_models, {k_base}), got {counts.shape}.")
+        if not np.issubdtype(counts.dtype, np.integer):
+            raise TypeError(f"per-model votes must be label indices, got {counts.dtype}.")
+        if counts.size and (counts.min() < 0 or counts.max() >= shape[1]):
+            raise ValueError(f"per-model votes must be labels in [0, {shape[1]}).")
+        if k_base > 1 and np.any(np.diff(np.sort(counts, axis=2), axis=2) == 0):
+            raise ValueError(f"each model must vote for k_base={k_base} distinct labels.")
+        if spread > n_models:
+            raise ValueError(f"spread={spread} exceeds the {n_models} models.")
+        return counts
+    if method == "finite-aggregation":
+        raise ValueError(
+            "method='finite-aggregation' needs every model's votes, counts of shape "
+            "(n_inputs, n_models, k_base), not vote counts; certify the ensemble with "
+            "DPACertifiedClassifier(method='finite-aggregation').")
+    counts = check_count_matrix(counts)
+    if counts.shape != tuple(shape):
+        raise ValueError(f"counts has shape {counts.shape} but Y has shape {tuple(shape)}.")
+    return counts
+
+
+def dpa_sizes_at(counts, Y, k, k_base, T, attack, method, spread=1):
     """Certified sizes before clipping, for validated arguments.
 
-    ``T`` has shape (1, n_radii) (the same radii for every input) or
-    (n_inputs, n_radii) (radii per input, as the certified-radius search needs).
+    ``counts`` are vote counts (n_inputs, n_classes), per-model votes (n_inputs,
+    n_models, k_base) or their :class:`~._finite_aggregation.FAStatistics`. ``T`` has
+    shape (1, n_radii) (the same radii for every input) or (n_inputs, n_radii) (radii
+    per input, as the certified-radius search needs).
     """
     budget = partitions_touched(T, attack).astype(np.float64)  # T~ per radius
-    return _eq9_sizes(counts.astype(np.float64), Y, k, k_base, budget,
+    if isinstance(counts, np.ndarray) and counts.ndim == 3:
+        counts = fa_statistics(counts, Y, spread)
+    if isinstance(counts, FAStatistics):
+        return fa_sizes_at(counts, Y, k, k_base, budget, t_fixed=method == "dpa",
+                           per_model=method == "finite-aggregation")
+    return _eq9_sizes(counts.astype(np.float64), Y, k, k_base, spread * budget,
                       t_fixed=method == "dpa")
 
 
@@ -138,4 +197,5 @@ def _eq9_sizes(counts, Y, k, k_base, budget, *, t_fixed):
 
 DPA = CertificateSpec(
     name="dpa", function=dpa_certified_size, methods=DPA_METHODS, sampled=False,
-    radius_name="T", params=("k_base", "attack"), recertifiable=frozenset({"attack"}))
+    radius_name="T", params=("k_base", "attack"), recertifiable=frozenset({"attack"}),
+    optional_params=("spread",))

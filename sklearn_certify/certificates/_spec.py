@@ -46,6 +46,9 @@ class CertificateSpec:
         poisoned training examples).
     params : tuple of str
         The function's other keyword arguments, all required.
+    optional_params : tuple of str
+        Keyword arguments the function also takes, with defaults (e.g. DPA's
+        ``spread``); a result keeps them only when they were given.
     recertifiable : frozenset of str
         Those of ``params`` that may change without sampling again (the others
         describe how the counts were made).
@@ -62,6 +65,7 @@ class CertificateSpec:
     radius_name: str
     params: tuple[str, ...]
     recertifiable: frozenset = field(default_factory=frozenset)
+    optional_params: tuple[str, ...] = ()
     bound_alpha: Callable[[float, str], float] = _same_alpha
     check: Callable[[str, dict], None] = _no_check
 

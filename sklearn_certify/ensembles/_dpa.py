@@ -29,6 +29,16 @@ partition, and permuting the training set moves no example. Within a partition t
 examples are ordered by their digest before training, so each base model is a
 function of its partition's (multi)set of examples only, and fitting on a permuted
 training set gives the same ensemble.
+
+Finite Aggregation (``spread = d > 1``)
+---------------------------------------
+The same hash, modulo ``n_partitions * d``, puts each example in one of that many
+buckets; there are as many base models, model j trained on the buckets
+``(j - s) % (n_partitions * d)`` for the ``d`` shifts ``s`` of
+:func:`~sklearn_certify.certificates._finite_aggregation.spread_shifts` (Wang, Levine
+& Feizi 2022), its rows ordered by digest. Every bucket feeds ``d`` models, and each
+model sees about ``1 / n_partitions`` of the data, as in DPA. ``d = 1`` is DPA: model j
+is trained on partition j.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ from .._memory import check_cache_memory
 from .._torch_seed import determinism_settings, run_with_determinism
 from .._validation import check_inputs, check_label_matrix
 from ..certificates._dpa import DPA, DPA_METHODS
+from ..certificates._finite_aggregation import model_buckets
 from ..results import CertificationResult
 from ._base import (
     BaseCertifiedEnsemble,
@@ -141,6 +152,38 @@ def hash_partitions(X, y, n_partitions: int) -> np.ndarray:
                     dtype=np.int64)
 
 
+def _label_dtype(n_classes: int):
+    """The smallest signed integer type holding every label index."""
+    return np.int16 if n_classes <= np.iinfo(np.int16).max else np.int32
+
+
+def _votes_of_models(models, X, k_base: int) -> np.ndarray:
+    """Labels each model votes for, int (n_inputs, len(models), k_base), ascending."""
+    n_classes = models[0].n_classes_ if models else 1
+    out = np.empty((len(X), len(models), k_base), dtype=_label_dtype(n_classes))
+    for position, model in enumerate(models):
+        out[:, position] = np.nonzero(model.top_labels(X, k_base))[1].reshape(len(X), k_base)
+    return out
+
+
+def _votes_of_heads(heads, X, k_base: int) -> np.ndarray:
+    """The same for stacked heads, counted on their device (ties as ``vote_counts``)."""
+    import torch
+
+    from .._stacked import as_features, top_indices
+
+    X = as_features(X, heads.device_)
+    heads._check_width(X)
+    out = np.empty((len(X), len(heads), k_base), dtype=_label_dtype(heads.n_classes_))
+    step = heads._input_chunk(len(X), None)
+    with torch.inference_mode():
+        for first in range(0, len(X), step):
+            top = top_indices(heads._scores(X[first:first + step]), k_base, first)
+            out[first:first + step] = torch.sort(top, dim=-1).values.permute(
+                1, 0, 2).cpu().numpy()
+    return out
+
+
 def _fit_partition_models(estimator, parts, k_base, n_classes, memory=None):
     """Fit the base models of one task; ``parts`` holds (index, X_j, Y_j) triples."""
     return [
@@ -172,14 +215,29 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         encoded first). Label columns constant within a partition are not passed to it
         (see Notes). None uses ``RidgeClassifier()``.
     n_partitions : int, default=300
-        Number of partitions and base models ``N``.
+        Number of partitions ``N``: each base model is trained on about ``1 / N`` of
+        the training set.
+    spread : int, default=1
+        Finite Aggregation's ``d``: the training set is hashed into ``N * d`` buckets
+        and there are ``N * d`` base models, each trained on ``d`` buckets, each bucket
+        feeding ``d`` models (see :func:`hash_partitions` and the module docstring).
+        A poisoned example then changes up to ``d`` models, but the certificate
+        (``method="finite-aggregation"``) uses which labels each model votes for and
+        certifies more than DPA with as many examples per model. Training costs ``d``
+        times DPA's. ``spread=1`` is DPA, bit for bit.
     k_base : int, default=1
         Number of labels each base model votes for (``k_b``).
     k : int, default=3
         Number of labels the ensemble predicts.
-    method : {"poisoningguard", "dpa"}, default="poisoningguard"
-        Certificate used by :meth:`certify`: Theorem 2 / Eq. 9 in full, or with t
-        fixed to 1 ("dpa", Levine & Feizi 2021 extended to top-k).
+    method : {"poisoningguard", "dpa", "finite-aggregation"}, default="poisoningguard"
+        Certificate used by :meth:`certify`: Theorem 2 / Eq. 9 in full, with t fixed
+        to 1 ("dpa", Levine & Feizi 2021 extended to top-k), or Finite Aggregation's
+        certificate from every base model's votes (``docs/poisoningguard.md``; never
+        below Eq. 9; at ``spread=1`` above it mainly through ties and models that vote
+        for both labels of a pair). With ``spread > 1``, "poisoningguard" (the
+        default) certifies with "finite-aggregation"; "dpa" is Eq. 9 with t = 1 and
+        T~ replaced by ``spread * T~``, and ``result.recertify(method="poisoningguard")``
+        gives Eq. 9 itself in that form.
     vectorize : {"auto", False}, default="auto"
         ``"auto"``: a ``MultiLabelNet`` base that the skorch replica reproduces is
         trained by the replica, one partition at a time, and its votes are counted in
@@ -208,18 +266,22 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
     estimator_ : estimator
         The base estimator every model is cloned from (``estimator``, or the default
         for ``estimator=None``), unfitted, as in scikit-learn's ensembles.
-    estimators_ : sequence of base models, length n_partitions
-        The model of partition j at position j: its ``estimator_`` is the fitted clone
-        of ``estimator`` (None for an empty partition or when every label column of the
-        partition was constant), ``columns_`` the label columns it was fitted on.
+    estimators_ : sequence of base models, length n_partitions * spread
+        The model of partition j at position j (with ``spread > 1``: of the buckets
+        ``model_buckets_[j]``): its ``estimator_`` is the fitted clone of ``estimator``
+        (None for an empty partition or when every label column of the partition was
+        constant), ``columns_`` the label columns it was fitted on.
     heads_ : LinearHeadEnsemble or None
         The fitted base models stacked for vote counting (on their device, without
         joblib): ``MultiLabelNet`` heads trained without skorch (see Notes), or
         :class:`~sklearn_certify.heads.LinearHead` base models; else None.
     partitions_ : ndarray of int, shape (n_train,)
-        Partition of each training example.
-    partition_sizes_ : ndarray of int, shape (n_partitions,)
-        Number of training examples per partition.
+        Partition of each training example (its bucket, with ``spread > 1``).
+    partition_sizes_ : ndarray of int, shape (n_partitions * spread,)
+        Number of training examples per partition (bucket).
+    model_buckets_ : ndarray of int, shape (n_partitions * spread, spread)
+        The partitions (buckets) each base model is trained on; ``[[0], [1], ...]``
+        for DPA.
     n_classes_ : int
         Number of labels.
     classes_ : ndarray
@@ -304,6 +366,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
     _parameter_constraints: dict = {
         **BaseCertifiedEnsemble._parameter_constraints,
         "n_partitions": [Interval(Integral, 1, None, closed="left")],
+        "spread": [Interval(Integral, 1, None, closed="left")],
         "method": [StrOptions(set(DPA_METHODS))],
     }
 
@@ -312,6 +375,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         estimator=None,
         *,
         n_partitions: int = 300,
+        spread: int = 1,
         k_base: int = 1,
         k: int = 3,
         method: str = "poisoningguard",
@@ -322,6 +386,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
     ) -> None:
         self.estimator = estimator
         self.n_partitions = n_partitions
+        self.spread = spread
         self.k_base = k_base
         self.k = k
         self.method = method
@@ -333,7 +398,8 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
     def partition_of(self, X, y) -> np.ndarray:
         """Partition index of each example ``(x_i, y_i)`` (see :func:`hash_partitions`).
 
-        Needs no fitting: it depends on ``n_partitions`` and the examples only.
+        Needs no fitting: it depends on ``n_partitions``, ``spread`` and the examples
+        only. With ``spread > 1`` it is the bucket, among ``n_partitions * spread``.
 
         Parameters
         ----------
@@ -344,11 +410,11 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         -------
         ndarray of int64, shape (n,)
         """
-        return hash_partitions(X, y, self.n_partitions)
+        return hash_partitions(X, y, self.n_partitions * self.spread)
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y) -> DPACertifiedClassifier:
-        """Hash the examples into partitions and train one base model per partition.
+        """Hash the examples into partitions (buckets) and train the base models.
 
         Parameters
         ----------
@@ -365,7 +431,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         X, Y, classes = self._check_fit_data(X, y)
         n_classes = Y.shape[1]
         estimator = self._base_estimator()
-        n_parts = self.n_partitions
+        n_parts = self.n_partitions * self.spread  # buckets, and base models
 
         digests = example_digests(X, np.asarray(y).ravel() if classes is not None else Y)
         partitions = np.array([int.from_bytes(d, "big") % n_parts for d in digests],
@@ -374,7 +440,15 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         order = np.array(sorted(range(len(digests)), key=lambda i: (partitions[i], digests[i])),
                          dtype=np.int64)
         sizes = np.bincount(partitions, minlength=n_parts)
-        groups = np.split(order, np.cumsum(sizes)[:-1])
+        buckets = np.split(order, np.cumsum(sizes)[:-1])
+        uses = model_buckets(n_parts, self.spread)
+        if self.spread == 1:
+            groups = buckets
+        else:  # the union of the model's buckets, ordered by digest
+            groups = [np.array(sorted(np.concatenate([buckets[b] for b in row]),
+                                      key=lambda i: digests[i]), dtype=np.int64)
+                      for row in uses]
+        model_sizes = np.array([len(g) for g in groups], dtype=np.int64)
 
         # One model per partition, each a function of its own partition only. The
         # vectorised trainers are not used here: batching models of several partitions
@@ -398,7 +472,8 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
             )
             self.heads_, models = stack_partition_nets(
                 estimator, [net for part in parts for net in part], recipe, seeds,
-                empty_labels, sizes=sizes, input_shape=X.shape[1:], n_classes=n_classes,
+                empty_labels, sizes=model_sizes, input_shape=X.shape[1:],
+                n_classes=n_classes,
                 tied_to=np.stack([tied_columns(Y[group]) for group in groups]))
         else:
             parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
@@ -419,6 +494,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         self.estimators_ = models
         self.partitions_ = partitions
         self.partition_sizes_ = sizes
+        self.model_buckets_ = uses
         self._set_targets(n_classes, classes)
         return self
 
@@ -436,8 +512,9 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
             The true labels (1-D labels when ``fit`` saw 1-D targets).
         radius : int or array-like of int, default=0
             T, the numbers of poisoned training examples to certify against.
-        method : {"poisoningguard", "dpa"}, optional
-            Overrides the ``method`` parameter for this call.
+        method : {"poisoningguard", "dpa", "finite-aggregation"}, optional
+            Overrides the ``method`` parameter for this call (with ``spread > 1``,
+            "poisoningguard" certifies with "finite-aggregation", as the parameter).
         attack : {"modification", "addition", "deletion"}, default="modification"
             How the T examples are poisoned.
         k : int, optional
@@ -451,6 +528,12 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
 
         Notes
         -----
+        With ``method="finite-aggregation"`` the result's ``counts`` hold every base
+        model's votes, int of shape (n_inputs, n_models, k_base) (the labels model j
+        votes for on input i, ascending), which the certificate needs; its
+        ``recertify`` (other T, k, attack, or the Eq. 9 methods), ``certified_radius``,
+        ``save`` and ``load`` work from them.
+
         For 1-D multi-class targets ``predict`` returns the top-1 label, while
         ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
         or here) for the certificate of ``predict``'s label.
@@ -459,5 +542,32 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
 
     def _certificate_spec(self, *, method=None, attack="modification") -> dict:
         method = DPA.check_method(self.method if method is None else method, {})
-        return dict(certificate="dpa", method=method, k_base=self.k_base,
+        # The fitted assignment, not the parameter (which may have been set since).
+        uses = getattr(self, "model_buckets_", None)
+        spread = 1 if uses is None else int(uses.shape[1])
+        if spread > 1 and method == "poisoningguard":
+            method = "finite-aggregation"  # Eq. 9 is for disjoint partitions
+        spec = dict(certificate="dpa", method=method, k_base=self.k_base,
                     attack=self._check_attack(attack))
+        if spread != 1:
+            spec["spread"] = spread
+        return spec
+
+    def _certify_counts(self, X, spec: dict):
+        """Vote counts, or every model's votes for "finite-aggregation"."""
+        if spec["method"] != "finite-aggregation":
+            return self._label_counts(X)
+        self._check_k(self.n_classes_)
+        X = self._check_predict_X(X)
+        n_models = len(self.estimators_)
+        if X.shape[0] == 0:
+            return np.zeros((0, n_models, self.k_base),
+                            dtype=_label_dtype(self.n_classes_)), n_models
+        if self.heads_ is not None:
+            return _votes_of_heads(self.heads_, X, self.k_base), n_models
+        chunks = split_tasks(n_models, self.n_jobs)
+        parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
+            delayed(_votes_of_models)([self.estimators_[i] for i in chunk], X, self.k_base)
+            for chunk in chunks
+        )
+        return np.concatenate(parts, axis=1), n_models
