@@ -188,7 +188,7 @@ class GaussianDenoiser(NeuralNet):
 
     def get_default_callbacks(self):
         """skorch's defaults and :class:`~sklearn_certify.nets.TrainingNoise` at ``sigma``."""
-        from .nets import TrainingNoise
+        from ._noise_training import TrainingNoise
 
         return [*super().get_default_callbacks(), ("train_noise", TrainingNoise())]
 
@@ -200,7 +200,7 @@ class GaussianDenoiser(NeuralNet):
             module = DenoiserCNN if shape is not None and len(shape) == 3 else DenoiserMLP
         kwargs = self.get_params_for("module")
         if not isinstance(module, nn.Module) and shape is not None:
-            from .nets import _accepted_kwargs
+            from ._noise_training import _accepted_kwargs
 
             accepted = _accepted_kwargs(module)
             inferred = {"n_features": int(np.prod(shape)), "in_channels": shape[0]}

@@ -230,7 +230,8 @@ def _checked_fields(data: dict, settings: dict) -> dict:
     params = settings["params"]
     if not isinstance(params, dict):
         raise _Damaged("params", f"must be a JSON object, got {params!r}")
-    if spec is not None and params and set(params) != set(spec.params):
+    if spec is not None and params and not (
+            set(spec.params) <= set(params) <= set(spec.params) | set(spec.optional_params)):
         raise _Damaged("params", f"{certificate} certificates take {list(spec.params)}, "
                                  f"got {sorted(params)}")
 
@@ -251,11 +252,18 @@ def _checked_fields(data: dict, settings: dict) -> dict:
         raise _Damaged("sizes", "must lie between 0 and min(k, n_true) on every row")
 
     n_classes = None
+    # Finite Aggregation keeps every model's votes, (n_inputs, n_models, k_base) label
+    # indices, as its counts
+    votes = method == "finite-aggregation"
     for name in ("Y", "counts", "lower", "upper"):
-        if name in data:
+        if name in data and not (votes and name == "counts"):
             kind = "number" if name != "Y" else "label"
             _check_array(name, data[name], 2, kind, (n_inputs, n_classes))
             n_classes = data[name].shape[1]
+    if votes and "counts" in data:
+        _check_array("counts", data["counts"], 3, "number", (n_inputs, None, None))
+        if n_classes is not None and np.any(data["counts"] >= n_classes):
+            raise _Damaged("counts", f"holds a vote for a label beyond the {n_classes}")
     if n_classes is not None and k > n_classes:
         raise _Damaged("k", f"k={k} exceeds the {n_classes} labels")
     Y = data.get("Y")
@@ -330,6 +338,10 @@ def _check_params(spec, k, radius, method, params, n_classes) -> None:
     empty = np.zeros((0, n_classes))
     labels = np.zeros((0, n_classes), dtype=np.int64)
     args = (empty, empty, labels) if spec.sampled else (empty.astype(np.int64), labels)
+    if method == "finite-aggregation":  # every model's votes (n_inputs, n_models, k_base)
+        votes = np.zeros((0, int(params.get("spread", 1)), int(params.get("k_base", 1))),
+                         dtype=np.int64)
+        args = (votes, labels)
     try:
         spec.check_method(method if method is not None else spec.methods[0], params)
         spec.function(*args, k=k, radius=radius,
