@@ -165,7 +165,7 @@ def constant_scores(Y: torch.Tensor, rows: torch.Tensor, sizes=None, *,
     (``sizes=None``: all of ``rows[i]``). Returns ``(N, c)``: ``+inf`` for a label
     present in every one of its rows, ``-inf`` for a label absent from all of them
     (every label of a model without rows), NaN for the labels it is trained on -- the
-    rule of :class:`sklearn_certify.ensembles._base._ConstantAwareMultiLabel`.
+    rule of :class:`sklearn_certify.ensembles._base_model._ConstantAwareMultiLabel`.
     """
     n_models, width = rows.shape
     n_classes = Y.shape[1]

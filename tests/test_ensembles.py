@@ -24,8 +24,8 @@ from sklearn_certify import BaggingCertifiedClassifier, DPACertifiedClassifier
 from sklearn_certify.bounds import clopper_pearson_bounds
 from sklearn_certify.certificates import bagging_certified_size, dpa_certified_size
 from sklearn_certify.datasets import make_multidigit
-from sklearn_certify.ensembles._base import fallback_labels
-from sklearn_certify.ensembles._dpa import example_digests, hash_partitions
+from sklearn_certify.ensembles._base_model import fallback_labels
+from sklearn_certify.ensembles._partitions import example_digests, hash_partitions
 
 RADII = np.arange(0, 12)
 
@@ -288,7 +288,7 @@ def test_hash_stable_across_processes(tmp_path, digits):
     np.save(tmp_path / "Y.npy", Y[:50])
     code = textwrap.dedent(f"""
         import numpy as np
-        from sklearn_certify.ensembles._dpa import hash_partitions
+        from sklearn_certify.ensembles._partitions import hash_partitions
         X = np.load({str(tmp_path / "X.npy")!r}); Y = np.load({str(tmp_path / "Y.npy")!r})
         print(",".join(map(str, hash_partitions(X, Y, 300))))
     """)
@@ -608,7 +608,7 @@ def test_base_fit_failures_fall_back_to_label_frequencies():
 def test_single_fitted_column_of_a_binary_classifier():
     from sklearn.tree import DecisionTreeClassifier
 
-    from sklearn_certify.ensembles._base import _ConstantAwareMultiLabel
+    from sklearn_certify.ensembles._base_model import _ConstantAwareMultiLabel
 
     rng = np.random.RandomState(4)
     X = rng.randn(30, 2)

@@ -288,7 +288,7 @@ def test_spread_one_is_yesterdays_dpa_bit_for_bit():
     import hashlib as _hashlib
 
     from sklearn_certify import DPACertifiedClassifier
-    from sklearn_certify.ensembles._base import fallback_labels, fit_base_model
+    from sklearn_certify.ensembles._base_model import fallback_labels, fit_base_model
     from sklearn_certify.ensembles._dpa import example_digests
 
     X, Y, X_test, Y_test = _fa_data()
@@ -311,8 +311,8 @@ def test_spread_one_is_yesterdays_dpa_bit_for_bit():
 
 def test_finite_aggregation_trains_each_model_on_its_buckets():
     from sklearn_certify import DPACertifiedClassifier
-    from sklearn_certify.ensembles._base import fallback_labels, fit_base_model
-    from sklearn_certify.ensembles._dpa import example_digests, hash_partitions
+    from sklearn_certify.ensembles._base_model import fallback_labels, fit_base_model
+    from sklearn_certify.ensembles._partitions import example_digests, hash_partitions
 
     X, Y, X_test, _ = _fa_data()
     clf = DPACertifiedClassifier(n_partitions=10, spread=4, k_base=1, k=2).fit(X, Y)
@@ -457,7 +457,7 @@ def test_incremental_refit_with_spread_retrains_only_the_changed_buckets_models(
     from sklearn.datasets import make_multilabel_classification
 
     from sklearn_certify import DPACertifiedClassifier
-    from sklearn_certify.ensembles import _base
+    from sklearn_certify.ensembles import _base_model as _base
 
     calls = {"n": 0}
     fit = _base._ConstantAwareMultiLabel.fit

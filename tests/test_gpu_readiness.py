@@ -17,7 +17,7 @@ from sklearn.linear_model import RidgeClassifier
 
 from sklearn_certify import BaggingCertifiedClassifier, DPACertifiedClassifier
 from sklearn_certify.datasets import make_multidigit
-from sklearn_certify.ensembles._base import _is_resource_error
+from sklearn_certify.ensembles._base_model import _is_resource_error
 
 
 @pytest.fixture(scope="module")

@@ -394,7 +394,7 @@ def test_a_killed_certify_resumes_from_the_cache(tmp_path, data, smoothed, count
 @pytest.fixture
 def base_fits(monkeypatch):
     """Count base models trained by the ensembles."""
-    from sklearn_certify.ensembles import _base
+    from sklearn_certify.ensembles import _base_model as _base
 
     calls = {"n": 0}
     fit = _base._ConstantAwareMultiLabel.fit

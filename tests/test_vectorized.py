@@ -11,7 +11,7 @@ import torch
 from sklearn_certify._random import SEED_HIGH
 from sklearn_certify._scores import top_k_indicator
 from sklearn_certify._stacked import loss_grad
-from sklearn_certify.ensembles._base import _ConstantAwareMultiLabel, fit_base_model
+from sklearn_certify.ensembles._base_model import _ConstantAwareMultiLabel, fit_base_model
 from sklearn_certify.ensembles._stacked_heads import (
     LinearHeadEnsemble,
     fit_base_models,
@@ -268,7 +268,7 @@ def test_bagging_with_linear_head_equals_fit_base_models():
     its votes are those of fit_base_models on the same subsamples and seeds."""
     from sklearn_certify import BaggingCertifiedClassifier
     from sklearn_certify.ensembles._bagging import subsample_indices
-    from sklearn_certify.ensembles._base import fallback_labels
+    from sklearn_certify.ensembles._base_model import fallback_labels
 
     X, Y = _ensemble_data()
     head = LinearHead(epochs=15, lr=0.05)

@@ -13,7 +13,7 @@ from skorch.callbacks import EpochScoring
 
 from sklearn_certify import BaggingCertifiedClassifier
 from sklearn_certify.ensembles import _stacked_nets
-from sklearn_certify.ensembles._base import _ConstantAwareMultiLabel
+from sklearn_certify.ensembles._base_model import _ConstantAwareMultiLabel
 from sklearn_certify.ensembles._skorch_replica import (
     ELEMENTWISE_OPTIMIZERS,
     Blocker,

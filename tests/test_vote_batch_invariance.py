@@ -14,7 +14,7 @@ from sklearn.linear_model import RidgeClassifier
 
 from sklearn_certify import BaggingCertifiedClassifier, DPACertifiedClassifier
 from sklearn_certify.datasets import make_multidigit
-from sklearn_certify.ensembles._base import _ConstantAwareMultiLabel, tied_columns
+from sklearn_certify.ensembles._base_model import _ConstantAwareMultiLabel, tied_columns
 from sklearn_certify.heads import LinearHead
 from sklearn_certify.nets import MLPModule, MultiLabelNet
 

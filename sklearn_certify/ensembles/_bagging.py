@@ -17,12 +17,8 @@ from .._random import spawn_seeds
 from .._validation import check_alpha
 from ..certificates._bagging import BAGGING, BAGGING_METHODS
 from ..results import CertificationResult
-from ._base import (
-    BaseCertifiedEnsemble,
-    fallback_labels,
-    fit_base_model,
-    split_tasks,
-)
+from ._base import BaseCertifiedEnsemble, split_tasks
+from ._base_model import fallback_labels, fit_base_model
 from ._stacked_heads import fit_base_models
 from ._stacked_nets import fit_net_base_models
 from ._trainers import select_trainer

@@ -8,7 +8,7 @@ the stacked weights to one model's own weights (restricted to its trained column
 
 :func:`fit_base_models` trains a bagging ensemble's ``LinearHead`` base models at once
 with the seeds, subsamples and empty-set fallbacks that
-``sklearn_certify.ensembles._base.fit_base_model`` would use one model at a time.
+``sklearn_certify.ensembles._base_model.fit_base_model`` would use one model at a time.
 
 Example
 -------
@@ -49,7 +49,7 @@ from .._stacked import (
 )
 from .._targets import encode_fit_targets
 from ..heads import LinearHead, fit_heads, hidden_width, model_seeds
-from ._base import _ConstantAwareMultiLabel, derived_seeds, tied_columns
+from ._base_model import _ConstantAwareMultiLabel, derived_seeds, tied_columns
 
 __all__ = ["LinearHeadEnsemble", "fit_base_models", "fit_linear_heads", "is_vectorizable",
            "stack_fitted_heads"]
@@ -88,7 +88,7 @@ class LinearHeadEnsemble:
         the model's rows, or every column of a model without rows).
     tied_to_ : torch.Tensor of int64, shape (N, c)
         For each model and label, the first label with the same column in the model's
-        training labels (:func:`~sklearn_certify.ensembles._base.tied_columns`): the
+        training labels (:func:`~sklearn_certify.ensembles._base_model.tied_columns`): the
         label is scored by that label's score, so such labels tie exactly (see
         :meth:`vote_counts`).
     seeds_ : ndarray of int64, shape (N,)
@@ -241,7 +241,7 @@ class LinearHeadEnsemble:
     def base_models(self, estimator=None, *, seeds=None, empty_labels=None) -> list:
         """The N heads as the ensembles' fitted base models, one per model.
 
-        Each is a fitted :class:`~sklearn_certify.ensembles._base._ConstantAwareMultiLabel`
+        Each is a fitted :class:`~sklearn_certify.ensembles._base_model._ConstantAwareMultiLabel`
         around a fitted :class:`~sklearn_certify.heads.LinearHead` restricted to the
         model's trained label columns (its ``estimator_``; None when every column is
         fixed), with the same ``constant_scores_`` and ``columns_`` as one-by-one
@@ -377,7 +377,7 @@ def fit_base_models(estimator, X, Y, index_sets, seeds, empty_labels):
     """All base models of an ensemble at once, as ``fit_base_model`` makes them one by one.
 
     Model i is trained on ``X[index_sets[i]], Y[index_sets[i]]`` with the randomness
-    ``sklearn_certify.ensembles._base.fit_base_model(estimator, ..., seed=seeds[i],
+    ``sklearn_certify.ensembles._base_model.fit_base_model(estimator, ..., seed=seeds[i],
     empty_labels=empty_labels[i])`` gives it: ``model_random_state(seeds[i])`` draws the
     head's ``random_state`` and then the wrapper's ``seed``. Same subsamples, same
     seeds, same learning rule (constant columns fixed at +-inf, the empty-set

@@ -67,7 +67,7 @@ from .._stacked import (
 )
 from .._torch_seed import estimator_devices, seeded_torch
 from ..nets import MLPModule, MultiLabelNet
-from ._base import _ConstantAwareMultiLabel, derived_seeds, tied_columns
+from ._base_model import _ConstantAwareMultiLabel, derived_seeds, tied_columns
 from ._skorch_replica import (
     NetRecipe,
     epoch_orders,
@@ -300,7 +300,7 @@ def stack_partition_nets(estimator, parts, recipe, seeds, empty_labels, *, sizes
 
     Stacking fitted nets only serves vote counting, whose shapes do not depend on the
     training data, so a net's scores stay a function of its own partition. ``tied_to``
-    (N, c): each partition's :func:`~sklearn_certify.ensembles._base.tied_columns`.
+    (N, c): each partition's :func:`~sklearn_certify.ensembles._base_model.tied_columns`.
     """
     params = [torch.cat(layer).to(recipe.device) for layer in zip(*(p for p, _ in parts))]
     constant = torch.cat([c for _, c in parts]).to(recipe.device)

@@ -7,7 +7,7 @@ Both ensembles ask :func:`select_trainer` which trainer fits their base estimato
 * ``"nets"``: a :class:`~sklearn_certify.nets.MultiLabelNet` that the skorch replica
   can reproduce (see :func:`~sklearn_certify.ensembles._skorch_replica.net_blocker`);
 * None: one base model at a time, through joblib
-  (:func:`~sklearn_certify.ensembles._base.fit_base_model`).
+  (:func:`~sklearn_certify.ensembles._base_model.fit_base_model`).
 
 Bagging trains "heads" and "nets" stacked; DPA trains "nets" one partition at a time
 by the replica and everything else through ``fit_base_model``.
