@@ -24,7 +24,8 @@ PARAMETER_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
     "SmoothedMultiLabelClassifier": {
         # sigma enters training only with train_noise=True
         "training": ("estimator", "sigma", "train_noise", "random_state"),
-        "counts": ("k_prime", "n_draws"),
+        # sampling_dtype, compile: another base model runs (rounded differently)
+        "counts": ("k_prime", "n_draws", "sampling_dtype", "compile"),
         # devices: a device of another kind (CPU, CUDA) resamples, through the key's
         # device type
         "free": ("k", "alpha", "method", "batch_size", "n_jobs", "devices", "memory",

@@ -43,6 +43,9 @@ from ..nets import TrainingNoise
 from ..results import CertificationResult
 from ._parallel import sharded_label_counts
 from ._sampling import (
+    SAMPLING_DTYPES,
+    SamplingModels,
+    check_sampling_options,
     check_scores_width,
     draw_seed,
     is_torch_model,
@@ -117,6 +120,26 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     method : {"multiguard", "first-term", "jia"}, default="multiguard"
         Default certificate of :meth:`certify`: MultiGuard's Eq. 8 in full, its first
         terms only (ablation), or Jia et al. (2020), label by label (``k_prime=1``).
+    sampling_dtype : {None, "float32", "bfloat16", "float16"}, default=None
+        The dtype a torch base model runs in while sampling (``predict``,
+        ``predict_proba``, ``certify`` and ``score`` alike). ``None`` runs it as it is.
+        ``"bfloat16"`` or ``"float16"`` run a float32 model under ``torch.autocast``
+        (matrix products and convolutions in the reduced dtype); other changes run a
+        cast copy of the model (the given model is never modified). The noise is drawn
+        and added to the input in float32 or wider whatever this is, so the
+        certificates hold exactly for the smoothed classifier of the model as it runs:
+        a different base model than with ``None``, with its own counts, equally
+        certified (``docs/guarantees.md``). Faster where the hardware has fast reduced
+        precision (GPUs with tensor cores, CPUs with AVX512-BF16 or AMX), much slower
+        where it does not (``docs/performance.md``). Needs a torch base model.
+    compile : bool, default=False
+        Run the torch base model through ``torch.compile`` while sampling: compiled
+        once per fitted model and device, on the first call, and reused. A model that
+        cannot be compiled runs eagerly, with one warning; a skorch net with its own
+        ``compile=True`` is used as it is, not compiled twice. Pickling keeps no
+        compiled code: a loaded estimator (or a joblib worker process) compiles again.
+        Compiled code may round differently from eager code, so the counts may differ;
+        the certificates hold for the compiled model. Needs a torch base model.
     batch_size : int or None, default=None
         Noisy copies per forward pass (or per call to the estimator's scoring method)
         when sampling; ``None`` means 1000. Bounds the sampling memory: one batch of
@@ -204,8 +227,9 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     content and every parameter that changes the counts (``sigma``, ``k_prime``,
     ``n_draws``, ``random_state``, device type): ``predict``, ``predict_proba``,
     ``certify`` and ``score`` on the same inputs, and several certified scorers of one
-    fold, sample once. Otherwise each call samples anew; to certify several radii,
-    methods, ``k`` or ``alpha`` at the cost of one sampling pass, certify once and call
+    fold, sample once (the key also holds ``sampling_dtype`` and ``compile``).
+    Otherwise each call samples anew; to certify several radii, methods, ``k`` or
+    ``alpha`` at the cost of one sampling pass, certify once and call
     :meth:`CertificationResult.recertify`. ``predict_proba``
     estimates ``p_i``, the probability that label i is in the base model's top-k', so
     rows sum to ``k_prime``. The counts depend on the device through its random number
@@ -243,6 +267,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         "alpha": [Interval(Real, 0, 1, closed="neither")],
         "train_noise": ["boolean"],
         "method": [StrOptions(set(GAUSSIAN_METHODS))],
+        "sampling_dtype": [StrOptions(set(SAMPLING_DTYPES)), None],
+        "compile": ["boolean"],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "n_jobs": [Integral, None],
         "devices": [list, tuple, None],
@@ -253,7 +279,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
     def __init__(self, estimator=None, *, sigma: float = 0.5, k_prime: int = 1, k: int = 3,
                  n_draws: int = 1000, alpha: float = 0.001, train_noise: bool = True,
-                 method: str = "multiguard", batch_size: int | None = None,
+                 method: str = "multiguard", sampling_dtype: str | None = None,
+                 compile: bool = False, batch_size: int | None = None,
                  n_jobs: int | None = None, devices: list | None = None,
                  memory=None, random_state=None, verbose: int = 0) -> None:
         self.estimator = estimator
@@ -264,6 +291,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self.alpha = alpha
         self.train_noise = train_noise
         self.method = method
+        self.sampling_dtype = sampling_dtype
+        self.compile = compile
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.devices = devices
@@ -311,6 +340,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self.n_classes_ = n_classes
         self.estimator_ = self._fit_estimator(X, Y, Y_matrix, memory)
         check_scores_width(self.estimator_, X[:1], n_classes)
+        check_sampling_options(self.estimator_, self.sampling_dtype, self.compile)
+        self._sampling_models = SamplingModels()  # cast / compiled modules, per device
         self._checked_devices()  # a bad device fails at fit, not at certify
         return self
 
@@ -430,7 +461,19 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             devices=devices, on_chunk=on_chunk, n_classes=self.n_classes_,
             sigma=self.sigma, k_prime=self.k_prime, n_draws=self.n_draws,
             batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose,
+            **self._sampling_options(),
         )
+
+    def _sampling_options(self) -> dict:
+        """How the base model runs while sampling: ``sampling_dtype``, ``compile`` and
+        the fitted estimator's prepared modules (:class:`SamplingModels`, kept between
+        calls, never pickled)."""
+        check_sampling_options(self.estimator_, self.sampling_dtype, self.compile)
+        models = self.__dict__.get("_sampling_models")
+        if models is None:  # fitted by an older release
+            models = self._sampling_models = SamplingModels()
+        return {"sampling_dtype": self.sampling_dtype, "compile": bool(self.compile),
+                "models": models}
 
     def _sample_counts(self, X, seed: int, devices, params_key: str | None) -> np.ndarray:
         """Counts of ``X``; with ``memory`` and an int ``random_state``, inputs already
@@ -476,7 +519,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             kinds = ("numpy",)
         return cache_key(
             "smoothing-counts", model_key(model), self.n_classes_, float(self.sigma),
-            self.k_prime, self.n_draws, seed, kinds,
+            self.k_prime, self.n_draws, seed, kinds, self.sampling_dtype, bool(self.compile),
         )
 
     def certify(self, X, Y, radius=0.0, sequential: bool = False, *,
@@ -581,6 +624,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         of an input are those of a fixed ``n_draws=m`` run). X is already checked."""
         seed = draw_seed(self.random_state)
         devices = self._checked_devices()
+        options = self._sampling_options()
 
         def sample(rows, start, stop):
             subset = X[torch.from_numpy(rows)] if torch.is_tensor(X) else X[rows]
@@ -588,7 +632,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                 self.estimator_, subset, seed=seed, n_jobs=self.n_jobs, devices=devices,
                 n_classes=self.n_classes_, sigma=self.sigma, k_prime=self.k_prime,
                 n_draws=int(stop - start), first_draw=int(start),
-                batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose)
+                batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose,
+                **options)
 
         return sample
 
