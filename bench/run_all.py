@@ -584,7 +584,7 @@ def cpu_capability() -> str:
         return "unknown"
 
 
-def speed_models(cfg: dict) -> dict:
+def speed_models(cfg: dict, device: str = "cpu") -> dict:
     """The quickstart CNN (``MultiLabelNet`` default SmallCNN on 16x16 digit images) and
     an MLP with two 512-wide hidden layers on the same images, flattened."""
     X_tr, X_te, Y_tr, Y_te = make_multidigit(cfg["speed_train"], cfg["speed_inputs"],
@@ -594,7 +594,7 @@ def speed_models(cfg: dict) -> dict:
                                  ("mlp", MLPModule, {"module__hidden": (512, 512)})):
         torch.manual_seed(0)
         net = MultiLabelNet(module, max_epochs=cfg["train_epochs"], batch_size=128, lr=2e-3,
-                            noise_sigma=0.5, **params).fit(X_tr, Y_tr)
+                            noise_sigma=0.5, device=device, **params).fit(X_tr, Y_tr)
         out[name] = (net, X_tr, X_te, Y_tr, Y_te)
     return out
 
@@ -623,10 +623,13 @@ def bench_speed(cfg: dict) -> dict:
 
 def bench_speed_model(name, net, X_tr, X_te, Y_tr, Y_te, *, cfg, n_draws, batch,
                       sigma) -> dict:
+    """Section g for one trained net, on the net's device (``bench/gpu_check.py`` runs
+    it on a GPU)."""
     from sklearn_certify.smoothing import _sampling
 
     module = net.module_.eval()
-    X_t = torch.as_tensor(X_te).reshape(len(X_te), *net.input_shape_)
+    device = torch.device(net.device)
+    X_t = torch.as_tensor(X_te, device=device).reshape(len(X_te), *net.input_shape_)
     n_classes = Y_tr.shape[1]
     floors = {"float32": module, "bfloat16 autocast": Autocast(module),
               "bfloat16 copy": CastInput(module)}
@@ -648,7 +651,7 @@ def bench_speed_model(name, net, X_tr, X_te, Y_tr, Y_te, *, cfg, n_draws, batch,
 
     def floor(f):
         return lambda: floor_counts(f, X_t, n_classes=n_classes, sigma=sigma, k_prime=1,
-                                    n_draws=n_draws, batch_size=batch, seed=0)
+                                    n_draws=n_draws, batch_size=batch, seed=0).cpu()
 
     def certify(setting):
         return lambda: results.__setitem__(

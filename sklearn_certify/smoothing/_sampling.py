@@ -246,6 +246,8 @@ def _torch_counts(runner, X, n_classes, sigma, k_prime, n_draws, batch_size, see
     chunk = chunk_inputs(batch_size, n_draws)
     counts = np.empty((len(X), n_classes), dtype=np.int64)
     ones = torch.ones(batch_size * k_prime, dtype=torch.int64, device=device)
+    # row of each flat copy's input in the flattened count table, made once per call
+    cell_base = torch.arange(chunk * n_draws, device=device) // n_draws * n_classes
     # the next chunk's inputs are hashed on a thread while the device samples this one
     with _eval_mode(runner.module), torch.inference_mode(), ThreadPoolExecutor(1) as hashing:
         next_keys = hashing.submit(input_keys, X[:chunk])
@@ -261,9 +263,8 @@ def _torch_counts(runner, X, n_classes, sigma, k_prime, n_draws, batch_size, see
             for start, stop, noisy in inputs:
                 scores = runner.scores(noisy, n_classes)
                 nan_seen |= scores.isnan().any()
-                owner = torch.arange(start, stop, device=device) // n_draws
                 labels = _torch_top_k(scores, k_prime)
-                cells = (owner[:, None] * n_classes + labels).reshape(-1)
+                cells = (cell_base[start:stop, None] + labels).reshape(-1)
                 flat_counts.index_add_(0, cells, ones[:len(cells)])
                 bar.update(stop - start)
             if nan_seen.item():  # one check per chunk; replay the chunk to say where
