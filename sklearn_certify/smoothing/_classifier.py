@@ -143,7 +143,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     batch_size : int or None, default=None
         Noisy copies per forward pass (or per call to the estimator's scoring method)
         when sampling; ``None`` means 1000. Bounds the sampling memory: one batch of
-        noisy copies, at most ``batch_size`` clean inputs on the device, and one block
+        noisy copies (two on a CPU where the next batch's noise is drawn on a second
+        thread), at most ``batch_size`` clean inputs on the device, and one block
         of at most 512 draws of an input's noise. The counts do not depend on it.
     n_jobs : int or None, default=None
         Number of joblib workers sampling in parallel for ``predict``,

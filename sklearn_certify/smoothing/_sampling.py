@@ -23,7 +23,11 @@ copies (plus at most one block of an input's noise, see
   mode (each one's mode is restored afterwards); top-k' and the counting
   (``index_add_`` of ones into the flattened ``(inputs, labels)`` count table,
   deterministic) stay on the device. Counts go to the host once per input chunk, not
-  per batch.
+  per batch. On a CPU whose cores torch's threads leave half free, each batch's noisy
+  copies are made on a second thread while the model runs on the previous batch
+  (:func:`_ahead`): the same values, one more batch in memory. The module runs as
+  :class:`SamplingModels` prepares it (``sampling_dtype``, ``compile``); the noise
+  never depends on that.
 * **Generic path** (any estimator with ``decision_function`` or ``predict_proba``,
   including the list-of-arrays form of multi-output classifiers): numpy noise from
   each input's stream (``numpy.random.Generator``), scores from
