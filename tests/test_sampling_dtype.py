@@ -283,5 +283,11 @@ def test_an_error_with_noise_drawn_ahead_leaves_no_thread_state_behind(data):
         sample_label_counts(NaNs(), X, n_classes=N_CLASSES, sigma=0.5, k_prime=1,
                             n_draws=40, batch_size=16, random_state=0, overlap=True)
     assert not torch.is_inference_mode_enabled()
+    # an error in the middle of the batches (a model scoring the wrong number of labels)
+    with pytest.raises(ValueError, match="scores 3 labels"):
+        sample_label_counts(_linear(n_classes=3), X, n_classes=N_CLASSES, sigma=0.5,
+                            k_prime=1, n_draws=40, batch_size=16, random_state=0,
+                            overlap=True)
+    assert not torch.is_inference_mode_enabled()
     models = SamplingModels()
     assert models.runner(_linear()).source_dtype == torch.float32

@@ -70,7 +70,7 @@ import secrets
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 
 import numpy as np
 import torch
@@ -263,14 +263,15 @@ def _torch_counts(runner, X, n_classes, sigma, k_prime, n_draws, batch_size, see
             flat_counts = dev_counts.view(-1)
             nan_seen = torch.zeros((), dtype=torch.bool, device=device)
             stream = (keys, seed, first_draw, sigma, n_draws, batch_size, dtype)
-            inputs = _noisy_inputs(x, *stream, overlap=overlap)
-            for start, stop, noisy in inputs:
-                scores = runner.scores(noisy, n_classes)
-                nan_seen |= scores.isnan().any()
-                labels = _torch_top_k(scores, k_prime)
-                cells = (cell_base[start:stop, None] + labels).reshape(-1)
-                flat_counts.index_add_(0, cells, ones[:len(cells)])
-                bar.update(stop - start)
+            # closed at once on an error, so a noise thread stops with it
+            with closing(_noisy_inputs(x, *stream, overlap=overlap)) as inputs:
+                for start, stop, noisy in inputs:
+                    scores = runner.scores(noisy, n_classes)
+                    nan_seen |= scores.isnan().any()
+                    labels = _torch_top_k(scores, k_prime)
+                    cells = (cell_base[start:stop, None] + labels).reshape(-1)
+                    flat_counts.index_add_(0, cells, ones[:len(cells)])
+                    bar.update(stop - start)
             if nan_seen.item():  # one check per chunk; replay the chunk to say where
                 raise _locate_nan_scores(
                     ((start, stop, runner.scores(noisy, n_classes))
