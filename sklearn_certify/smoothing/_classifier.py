@@ -228,9 +228,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     content and every parameter that changes the counts (``sigma``, ``k_prime``,
     ``n_draws``, ``random_state``, device type): ``predict``, ``predict_proba``,
     ``certify`` and ``score`` on the same inputs, and several certified scorers of one
-    fold, sample once (the key also holds ``sampling_dtype`` and ``compile``).
-    Otherwise each call samples anew; to certify several radii, methods, ``k`` or
-    ``alpha`` at the cost of one sampling pass, certify once and call
+    fold, sample once. Otherwise each call samples anew; to certify several radii,
+    methods, ``k`` or ``alpha`` at the cost of one sampling pass, certify once and call
     :meth:`CertificationResult.recertify`. ``predict_proba``
     estimates ``p_i``, the probability that label i is in the base model's top-k', so
     rows sum to ``k_prime``. The counts depend on the device through its random number
@@ -465,17 +464,6 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             **self._sampling_options(),
         )
 
-    def _sampling_options(self) -> dict:
-        """How the base model runs while sampling: ``sampling_dtype``, ``compile`` and
-        the fitted estimator's prepared modules (:class:`SamplingModels`, kept between
-        calls, never pickled)."""
-        check_sampling_options(self.estimator_, self.sampling_dtype, self.compile)
-        models = self.__dict__.get("_sampling_models")
-        if models is None:  # fitted by an older release
-            models = self._sampling_models = SamplingModels()
-        return {"sampling_dtype": self.sampling_dtype, "compile": bool(self.compile),
-                "models": models}
-
     def _sample_counts(self, X, seed: int, devices, params_key: str | None) -> np.ndarray:
         """Counts of ``X``; with ``memory`` and an int ``random_state``, inputs already
         sampled (same model, parameters and content) are read from the cache and the
@@ -690,6 +678,17 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         except (RuntimeError, TypeError) as exc:
             raise ValueError(f"devices={self.devices!r} holds an invalid device: {exc}") \
                 from None
+
+    def _sampling_options(self) -> dict:
+        """How the base model runs while sampling: ``sampling_dtype``, ``compile`` and
+        the fitted estimator's prepared modules (:class:`SamplingModels`, kept between
+        calls, never pickled)."""
+        check_sampling_options(self.estimator_, self.sampling_dtype, self.compile)
+        models = self.__dict__.get("_sampling_models")
+        if models is None:  # fitted by an older release
+            models = self._sampling_models = SamplingModels()
+        return {"sampling_dtype": self.sampling_dtype, "compile": bool(self.compile),
+                "models": models}
 
     def _certificate_spec(self, *, method=None, alpha=None) -> dict:
         method = GAUSSIAN.check_method(self.method if method is None else method,
