@@ -24,6 +24,12 @@ Checks, each a row of the markdown table printed at the end:
    ran out of memory before they were sized by memory) trained to completion, and a
    forced out-of-memory error (per-process memory fraction) that the trainer survives
    by halving its blocks.
+7. **Reduced precision and compiled sampling** (section g of ``bench/run_all.py`` on the
+   device): the quickstart CNN and a 512-wide MLP, plain-torch floors in float32 eager,
+   bfloat16 (autocast and a cast copy), compiled, and compiled + bfloat16; ``certify`` at
+   each ``sampling_dtype`` / ``compile`` setting; the noise's share; the certified f1 at
+   R in {0, 0.25, 0.5}. Goals: the fastest setting >= 3.0x (CNN) / 2.5x (MLP) faster
+   than the float32 floor, <= 1.15x the best floor, f1 within 0.005 of float32.
 
 Without a CUDA device (and without ``--device cpu``) it prints why and exits with
 status 0, having checked nothing. ``CUBLAS_WORKSPACE_CONFIG`` is set to ``:4096:8``
@@ -58,9 +64,11 @@ SIGMA = 0.25
 # Sizes: the GPU run, and the CPU dry run (logic only, seconds).
 SIZES = {
     "cuda": dict(engine_inputs=100, n_draws=1000, train_epochs=3, repeat=3, save_models=50,
+                 speed_inputs=200, speed_train=2000,
                  dpa_partitions=8, big_models=400, big_d=2048, big_hidden=1024, big_rows=50,
                  net_models=512, net_features=2048, memory_fraction_gib=4),
     "cpu": dict(engine_inputs=4, n_draws=64, train_epochs=1, repeat=1, save_models=4,
+                speed_inputs=3, speed_train=100,
                 dpa_partitions=3, big_models=6, big_d=64, big_hidden=32, big_rows=10,
                 net_models=6, net_features=64, memory_fraction_gib=None),
 }
@@ -385,6 +393,32 @@ def check_large_heads(cfg, device) -> dict:
                        f"{net_seconds:.1f}s")
 
 
+# ------------------------------------------- 7. reduced precision, compiled sampling
+def check_speed(cfg, device) -> dict:
+    """Section g of run_all on the device: floors, certify per setting, noise, f1."""
+    from run_all import bench_speed_model, speed_models
+
+    sizes = {"speed_inputs": cfg["speed_inputs"], "speed_train": cfg["speed_train"],
+             "train_epochs": cfg["train_epochs"], "speed_repeat": cfg["repeat"]}
+    rows, ok = [], True
+    for name, data in speed_models(sizes, str(device)).items():
+        m = bench_speed_model(name, *data, cfg=sizes, n_draws=cfg["n_draws"], batch=1000,
+                              sigma=0.5)
+        gap = max(m["max_f1_gap_vs_float32"].values())
+        goal = 3.0 if name == "cnn" else 2.5
+        ok &= (m["speedup_vs_float32_floor"] >= goal and m["ratio_vs_best_floor"] <= 1.15
+               and gap <= 0.005)
+        t = m["times_s"]
+        rows.append(
+            f"{name}: fastest {m['fastest_setting']} {m['speedup_vs_float32_floor']:.2f}x "
+            f"the float32 floor, {m['ratio_vs_best_floor']:.2f}x the best floor "
+            f"({m['best_floor']}); certify " + ", ".join(
+                f"{k} {t['certify ' + k]:.3f}s" for k in m["certified_f1"])
+            + f"; noise alone {m['noise_s']:.3f}s; max f1 gap {gap:.4f}")
+    return dict(ok=ok if device.type == "cuda" else None,
+                result=" / ".join(r.split(";")[0] for r in rows), detail="; ".join(rows))
+
+
 CHECKS = [
     ("CUDA-only tests", check_cuda_tests),
     ("certify vs torch floor", check_engine),
@@ -392,6 +426,7 @@ CHECKS = [
     ("saved on device, loaded with CUDA hidden", check_saved_on_device),
     ("DPA determinism across loky workers", check_dpa_determinism),
     ("large-head block sizing / OOM fallback", check_large_heads),
+    ("reduced precision and compiled sampling", check_speed),
 ]
 
 
@@ -408,7 +443,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda",
                         help="'cuda' (default) or 'cuda:N'; 'cpu' for a tiny dry run")
-    parser.add_argument("--only", default="123456", help="checks to run, e.g. '145'")
+    parser.add_argument("--only", default="1234567", help="checks to run, e.g. '145'")
     parser.add_argument("--out", default=None, help="also write the table to this file")
     args = parser.parse_args(argv)
     device = torch.device(args.device)

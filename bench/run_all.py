@@ -32,6 +32,15 @@ f. Sharding: ``SmoothedMultiLabelClassifier.certify`` throughput with ``n_jobs=2
    loky worker processes, one torch thread each) against ``n_jobs=1`` (one thread), on
    the small CNN; the counts of both are checked to be identical. Goal: >= 1.6x on 2
    cores.
+g. Reduced precision and compilation (``sampling_dtype``, ``compile``): the quickstart
+   CNN and a 512-wide MLP, 200 inputs at n = 1000 (``--speed-inputs``), sigma = 0.5.
+   Plain-torch floors (``floor_counts``) with the model in float32 eager, bfloat16
+   (autocast, and a bfloat16 copy), compiled, and compiled under bfloat16 autocast;
+   ``certify`` at each setting; the noise's share of the time; the certified f1 at
+   R in {0, 0.25, 0.5} at each setting. Goals: the fastest setting >= 3.0x (CNN) /
+   2.5x (MLP) faster than the float32 eager floor, <= 1.15x the best plain-torch
+   variant, certified f1 within 0.005 of float32 at every radius. Only
+   ``--only g`` runs it alone (results in ``results_speed.json`` / ``.md``).
 
 Threads: ``--threads 1`` (default) pins torch to one thread, so the ratios compare
 single-core work and stay stable on a shared machine; ``--threads 0`` keeps torch's
@@ -535,6 +544,251 @@ def bench_sharding(cfg: dict) -> dict:
     return out
 
 
+# ------------------------------------------------- g. reduced precision, compilation
+class Autocast(torch.nn.Module):
+    """A module run under ``torch.autocast`` (the plain-torch bfloat16 floor)."""
+
+    def __init__(self, module: torch.nn.Module, dtype=torch.bfloat16):
+        super().__init__()
+        self.module, self.dtype = module, dtype
+
+    def forward(self, x):
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            return self.module(x)
+
+
+class CastInput(torch.nn.Module):
+    """A cast copy of a module, its float32 input cast at entry (the other floor)."""
+
+    def __init__(self, module: torch.nn.Module, dtype=torch.bfloat16):
+        super().__init__()
+        import copy
+
+        self.module, self.dtype = copy.deepcopy(module).to(dtype), dtype
+
+    def forward(self, x):
+        return self.module(x.to(self.dtype))
+
+
+SPEED_SETTINGS = {  # name: (sampling_dtype, compile)
+    "float32": (None, False), "bfloat16": ("bfloat16", False),
+    "compiled": (None, True), "compiled + bfloat16": ("bfloat16", True),
+}
+SPEED_RADII = [0.0, 0.25, 0.5]
+
+
+def cpu_capability() -> str:
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except AttributeError:
+        return "unknown"
+
+
+def speed_models(cfg: dict, device: str = "cpu") -> dict:
+    """The quickstart CNN (``MultiLabelNet`` default SmallCNN on 16x16 digit images) and
+    an MLP with two 512-wide hidden layers on the same images, flattened."""
+    X_tr, X_te, Y_tr, Y_te = make_multidigit(cfg["speed_train"], cfg["speed_inputs"],
+                                             image_shape=True, random_state=0)
+    out = {}
+    for name, module, params in (("cnn", SmallCNN, {}),
+                                 ("mlp", MLPModule, {"module__hidden": (512, 512)})):
+        torch.manual_seed(0)
+        net = MultiLabelNet(module, max_epochs=cfg["train_epochs"], batch_size=128, lr=2e-3,
+                            noise_sigma=0.5, device=device, **params).fit(X_tr, Y_tr)
+        out[name] = (net, X_tr, X_te, Y_tr, Y_te)
+    return out
+
+
+def noise_alone(X: torch.Tensor, n_draws: int, batch: int, sigma: float) -> None:
+    """The engine's noisy inputs of X, nothing else: per-input streams, scaled, added."""
+    from sklearn_certify.smoothing._sampling import _noisy_inputs, chunk_inputs
+    from sklearn_certify.smoothing._streams import input_keys
+
+    chunk = chunk_inputs(batch, n_draws)
+    for first in range(0, len(X), chunk):
+        x = X[first:first + chunk]
+        for _ in _noisy_inputs(x, input_keys(x), 1234, 0, sigma, n_draws, batch,
+                               torch.float32):
+            pass
+
+
+def bench_speed(cfg: dict) -> dict:
+    out = {"cpu_capability": cpu_capability(), "n_draws": 1000, "batch_size": 1000,
+           "sigma": 0.5, "radii": SPEED_RADII, "models": {}}
+    out["float32_path"] = bench_float32_path(cfg)
+    for name, data in speed_models(cfg).items():
+        out["models"][name] = bench_speed_model(name, *data, cfg=cfg, n_draws=1000,
+                                                batch=1000, sigma=0.5)
+    return out
+
+
+def bench_float32_path(cfg: dict, repeat: int = 5) -> dict:
+    """certify against the plain-torch floor on a 64-feature MLP with one 512-wide hidden
+    layer, 50 inputs, n = 1000, best of ``repeat``, the in-process cache off: the
+    per-call and per-input costs of the engine (streams, hashing, certificate) against a
+    forward pass that takes about a millisecond per input. Wall time, and CPU time of
+    the process (all its threads: the noise thread's work counts)."""
+    from sklearn_certify.smoothing import _sampling
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 64)).astype(np.float32)
+    Y = (rng.random((50, 10)) < 0.3).astype(int)
+    torch.manual_seed(0)
+    module = MLPModule(64, 10, hidden=(512,)).eval()
+    clf = SmoothedMultiLabelClassifier(module, sigma=0.25, n_draws=1000, batch_size=1000,
+                                       train_noise=False, random_state=0).fit(X, Y)
+    X_t = torch.as_tensor(X)
+    spare = _sampling._spare_cores
+
+    def serial():
+        _sampling._spare_cores = lambda: False
+        try:
+            clf.certify(X, Y, radius=0.5)
+        finally:
+            _sampling._spare_cores = spare
+
+    fns = {"certify": lambda: clf.certify(X, Y, radius=0.5), "certify serial": serial,
+           "floor": lambda: floor_counts(module, X_t, n_classes=10, sigma=0.25, k_prime=1,
+                                         n_draws=1000, batch_size=1000, seed=0)}
+    wall = {k: float("inf") for k in fns}
+    cpu = dict(wall)
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            w, c = time.perf_counter(), time.process_time()
+            fn()
+            cpu[k] = min(cpu[k], time.process_time() - c)
+            wall[k] = min(wall[k], time.perf_counter() - w)
+    out = {"wall_s": wall, "cpu_s": cpu,
+           "ratio_wall": wall["certify"] / wall["floor"],
+           "ratio_wall_serial": wall["certify serial"] / wall["floor"],
+           "ratio_cpu_serial": cpu["certify serial"] / cpu["floor"]}
+    log(f"g. float32 path, 64-512 MLP, 50 inputs: certify {out['ratio_wall']:.3f}x the floor "
+        f"(noise on the same thread {out['ratio_wall_serial']:.3f}x; CPU time "
+        f"{out['ratio_cpu_serial']:.3f}x)")
+    return out
+
+
+def bench_speed_model(name, net, X_tr, X_te, Y_tr, Y_te, *, cfg, n_draws, batch,
+                      sigma) -> dict:
+    """Section g for one trained net, on the net's device (``bench/gpu_check.py`` runs
+    it on a GPU)."""
+    from sklearn_certify.smoothing import _sampling
+
+    module = net.module_.eval()
+    device = torch.device(net.device)
+    X_t = torch.as_tensor(X_te, device=device).reshape(len(X_te), *net.input_shape_)
+    n_classes = Y_tr.shape[1]
+    floors = {"float32": module, "bfloat16 autocast": Autocast(module),
+              "bfloat16 copy": CastInput(module)}
+    start = time.perf_counter()
+    floors["compiled"] = torch.compile(module)
+    floors["compiled + bfloat16"] = torch.compile(Autocast(module))
+    clfs = {setting: SmoothedMultiLabelClassifier(
+        module, sigma=sigma, k_prime=1, k=3, n_draws=n_draws, batch_size=batch,
+        sampling_dtype=dtype, compile=compiled, train_noise=False,
+        random_state=0).fit(X_tr, Y_tr) for setting, (dtype, compiled) in
+        SPEED_SETTINGS.items()}
+    for f in floors.values():  # warm-up: compilation, autocast caches
+        with torch.inference_mode():
+            f(X_t[:2].repeat_interleave(batch // 2, 0))
+    for clf in clfs.values():
+        clf.predict_proba(X_te[:1])
+    warm_s = time.perf_counter() - start
+    results = {}
+
+    def floor(f):
+        return lambda: floor_counts(f, X_t, n_classes=n_classes, sigma=sigma, k_prime=1,
+                                    n_draws=n_draws, batch_size=batch, seed=0).cpu()
+
+    def certify(setting):
+        return lambda: results.__setitem__(
+            setting, clfs[setting].certify(X_te, Y_te, radius=SPEED_RADII))
+
+    fns = {**{f"floor {k}": floor(f) for k, f in floors.items()},
+           **{f"certify {k}": certify(k) for k in clfs}}
+    t = race(fns, cfg["speed_repeat"])
+    fastest = min(clfs, key=lambda k: t[f"certify {k}"])
+    # the noise: drawn alone, and certify at the fastest setting with the noise drawn on
+    # the calling thread (no overlap)
+    spare = _sampling._spare_cores
+    _sampling._spare_cores = lambda: False
+    try:
+        t.update(race({"noise alone": lambda: noise_alone(X_t, n_draws, batch, sigma),
+                       "certify serial": certify(fastest)}, cfg["speed_repeat"]))
+    finally:
+        _sampling._spare_cores = spare
+    best_floor = min((k for k in t if k.startswith("floor")), key=t.get)
+    f1 = {k: r.f1().round(4).tolist() for k, r in results.items()}
+    row = {
+        "n_inputs": len(X_te), "warm_up_s": warm_s, "times_s": t,
+        "fastest_setting": fastest, "best_floor": best_floor,
+        "speedup_vs_float32_floor": t["floor float32"] / t[f"certify {fastest}"],
+        "ratio_vs_best_floor": t[f"certify {fastest}"] / t[best_floor],
+        "ratio_float32_certify_vs_floor": t["certify float32"] / t["floor float32"],
+        "noise_s": t["noise alone"],
+        "noise_share": {k: t["noise alone"] / t[f"certify {k}"] for k in clfs},
+        "certify_serial_noise_s": t["certify serial"],
+        "certified_f1": f1,
+        "max_f1_gap_vs_float32": {k: float(np.max(np.abs(np.subtract(v, f1["float32"]))))
+                                  for k, v in f1.items()},
+    }
+    log(f"g. {name}: " + ", ".join(f"{k} {v:.2f}s" for k, v in t.items())
+        + f"; fastest {fastest}: {row['speedup_vs_float32_floor']:.2f}x the float32 "
+        f"floor, {row['ratio_vs_best_floor']:.2f}x the best floor ({best_floor}); f1 {f1}")
+    return row
+
+
+def speed_markdown(results: dict) -> str:
+    g = results["sections"]["speed"]
+    hw = results["hardware"]
+    lines = [
+        "## g. Reduced precision and compiled sampling",
+        "",
+        f"{hw['cpu']}, {hw['cores']} cores, torch {hw['torch']} with "
+        f"{hw['torch_threads']} thread(s), CPU capability **{g['cpu_capability']}**"
+        + (f"; GPU {hw['gpu']}" if hw["gpu"] else "; no GPU") + f"; load average at start "
+        f"{hw['load_average_at_start'][0]:.1f}. n = {g['n_draws']}, batch "
+        f"{g['batch_size']}, sigma = {g['sigma']}, best of {results['config']['speed_repeat']}"
+        " (all timings of a model in one race).",
+        "",
+        "| model | setting | plain-torch floor | certify | speed: float32 floor / certify "
+        "| noise share | certified f1 at R = " + ", ".join(f"{r:g}" for r in g["radii"]) + " |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    floors_of = {"float32": ["float32"], "bfloat16": ["bfloat16 autocast", "bfloat16 copy"],
+                 "compiled": ["compiled"], "compiled + bfloat16": ["compiled + bfloat16"]}
+    for name, m in g["models"].items():
+        t = m["times_s"]
+        for setting in SPEED_SETTINGS:
+            floor = "; ".join(f"{k} {t['floor ' + k]:.2f} s" for k in floors_of[setting])
+            c = t[f"certify {setting}"]
+            lines.append(
+                f"| {name.upper()} ({m['n_inputs']} inputs) | {setting} | {floor} | {c:.2f} s "
+                f"| {t['floor float32'] / c:.2f}x | {m['noise_share'][setting]:.0%} "
+                f"| {', '.join(f'{v:.3f}' for v in m['certified_f1'][setting])} |")
+    f = g.get("float32_path")
+    if f:
+        lines += ["", "float32 path, 64-feature MLP with one 512-wide hidden layer, 50 inputs, "
+                  "n = 1000, best of 5: certify "
+                  f"**{f['ratio_wall']:.3f}x** the plain-torch floor (wall; "
+                  f"{f['wall_s']['certify']:.3f} s against {f['wall_s']['floor']:.3f} s), "
+                  f"{f['ratio_wall_serial']:.3f}x with the noise drawn on the calling "
+                  f"thread, {f['ratio_cpu_serial']:.3f}x in CPU time (goal <= 1.10)."]
+    lines += ["", "| model | fastest setting | vs float32 eager floor | vs best plain-torch "
+              "variant | float32 certify / floor | noise alone | certify, noise on the "
+              "same thread | max f1 gap vs float32 |", "|---|---|---|---|---|---|---|---|"]
+    for name, m in g["models"].items():
+        t = m["times_s"]
+        gap = max(m["max_f1_gap_vs_float32"].values())
+        lines.append(
+            f"| {name.upper()} | {m['fastest_setting']} | **{m['speedup_vs_float32_floor']:.2f}x** "
+            f"(floor / certify; goal >= {3.0 if name == 'cnn' else 2.5}x) | "
+            f"**{m['ratio_vs_best_floor']:.2f}x** {m['best_floor']} (goal <= 1.15) | "
+            f"{m['ratio_float32_certify_vs_floor']:.2f}x | {m['noise_s']:.2f} s | "
+            f"{m['certify_serial_noise_s']:.2f} s | {gap:.4f} (goal <= 0.005) |")
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------- report
 def markdown(results: dict) -> str:
     hw = results["hardware"]
@@ -680,11 +934,13 @@ CONFIGS = {
                  head_epochs=100, net_epochs=20, n_generic_nets=50, n_partitions=300,
                  scale_inputs=[25, 50, 100, 200],
                  scale_draws=[250, 500, 1000, 2000], mem_batches=[250, 1000, 4000, 16000],
-                 mem_inputs=[100, 400], shard_inputs=200),
+                 mem_inputs=[100, 400], shard_inputs=200, speed_inputs=200,
+                 speed_train=2000, speed_repeat=2),
     "quick": dict(repeat=2, train_epochs=2, engine_inputs=50, art_inputs=50, n_models=200,
                   head_epochs=50, net_epochs=10, n_generic_nets=10, n_partitions=50,
                   scale_inputs=[10, 20, 40], scale_draws=[250, 500, 1000],
-                  mem_batches=[250, 1000, 4000], mem_inputs=[50, 200], shard_inputs=40),
+                  mem_batches=[250, 1000, 4000], mem_inputs=[50, 200], shard_inputs=40,
+                  speed_inputs=20, speed_train=500, speed_repeat=1),
 }
 
 
@@ -703,12 +959,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1; 0 keeps torch's default)")
     parser.add_argument("--repeat", type=int, default=None, help="repetitions per timing")
-    parser.add_argument("--only", default="abcdef", help="sections to run, e.g. 'ad'")
+    parser.add_argument("--only", default="abcdefg", help="sections to run, e.g. 'ad'")
+    parser.add_argument("--speed-inputs", type=int, default=None,
+                        help="inputs of section g (default 200; 20 with --quick)")
     parser.add_argument("--out", default=str(HERE), help="directory for results.*")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite results.md from an existing results.json")
     args = parser.parse_args(argv)
     if args.report_only:
+        if args.only == "g":
+            results = json.loads((Path(args.out) / "results_speed.json").read_text())
+            (Path(args.out) / "results_speed.md").write_text(speed_markdown(results))
+            return results
         results = json.loads((Path(args.out) / "results.json").read_text())
         (Path(args.out) / "results.md").write_text(markdown(results))
         return results
@@ -718,6 +980,9 @@ def main(argv=None) -> dict:
     cfg = dict(CONFIGS["quick" if args.quick else "full"])
     if args.repeat:
         cfg["repeat"] = args.repeat
+        cfg["speed_repeat"] = args.repeat
+    if args.speed_inputs:
+        cfg["speed_inputs"] = args.speed_inputs
     start = time.perf_counter()
     results = {"quick": args.quick, "config": cfg, "hardware": hardware(args.threads),
                "sections": {}}
@@ -727,7 +992,8 @@ def main(argv=None) -> dict:
              "c": ("certificates", lambda: bench_certificate_grid(cfg)),
              "d": ("ensembles", lambda: bench_ensembles(cfg)),
              "e": ("scaling", lambda: bench_scaling(cfg, args.threads)),
-             "f": ("sharding", lambda: bench_sharding(cfg))}
+             "f": ("sharding", lambda: bench_sharding(cfg)),
+             "g": ("speed", lambda: bench_speed(cfg))}
     for key, (name, fn) in steps.items():
         if key in args.only:
             section_start = time.perf_counter()
@@ -736,9 +1002,18 @@ def main(argv=None) -> dict:
     results["total_s"] = time.perf_counter() - start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.only == "g":  # the speed rows alone: their own files, the others kept
+        (out / "results_speed.json").write_text(
+            json.dumps(results, indent=2, default=float) + "\n")
+        (out / "results_speed.md").write_text(speed_markdown(results))
+        log(f"wrote {out / 'results_speed.md'} in {results['total_s'] / 60:.1f} min")
+        return results
     (out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
     if set("abcde") <= set(args.only):
-        (out / "results.md").write_text(markdown(results))
+        text = markdown(results)
+        if "speed" in results["sections"]:
+            text += "\n" + speed_markdown(results)
+        (out / "results.md").write_text(text)
         log(f"wrote {out / 'results.md'}")
     log(f"wrote {out / 'results.json'} in {results['total_s'] / 60:.1f} min")
     return results

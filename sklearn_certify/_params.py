@@ -25,7 +25,8 @@ PARAMETER_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
         # sigma enters training only with train_noise (or a GaussianDenoiser); the
         # denoiser is trained at fit and is part of the sampled model (counts key)
         "training": ("estimator", "sigma", "train_noise", "denoiser", "random_state"),
-        "counts": ("k_prime", "n_draws"),
+        # sampling_dtype, compile: another base model runs (rounded differently)
+        "counts": ("k_prime", "n_draws", "sampling_dtype", "compile"),
         # devices: a device of another kind (CPU, CUDA) resamples, through the key's
         # device type
         "free": ("k", "alpha", "method", "batch_size", "n_jobs", "devices", "memory",

@@ -255,6 +255,7 @@ ALTERNATIVES = {  # another valid value of each SmoothedMultiLabelClassifier par
     "k_prime": 2, "n_draws": 25, "batch_size": 7, "k": 2, "alpha": 0.01,
     "method": "first-term", "verbose": 0, "n_jobs": 1, "devices": ["cpu", "cpu"],
     "denoiser": GaussianDenoiser(max_epochs=1, module__hidden=(8,)),
+    "sampling_dtype": "bfloat16", "compile": True,
 }
 
 
@@ -269,9 +270,14 @@ def test_every_parameter_has_one_role():
         assert set(cls().get_params(deep=False)) <= set(names)
 
 
-def test_the_parameter_table_is_what_smoothing_caches(tmp_path, data, counters):
+def test_the_parameter_table_is_what_smoothing_caches(tmp_path, data, counters, monkeypatch):
     """Changing a parameter trains again iff the table says "training", and samples
     again iff it says "training" or "counts"."""
+    from sklearn_certify.smoothing import _sampling
+
+    # compile=True through dynamo alone (no code generation: seconds less)
+    monkeypatch.setattr(_sampling, "_torch_compile",
+                        lambda module: torch.compile(module, backend="eager"))
     X, X_test, Y, _ = data
     base = dict(estimator=tiny_net(), sigma=0.25, k=1, n_draws=20, random_state=0,
                 memory=tmp_path)

@@ -46,6 +46,9 @@ from ..results import CertificationResult
 from ._denoised import fit_denoiser, sampling_model
 from ._parallel import sharded_label_counts
 from ._sampling import (
+    SAMPLING_DTYPES,
+    SamplingModels,
+    check_sampling_options,
     check_scores_width,
     draw_seed,
     is_torch_model,
@@ -140,10 +143,31 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     method : {"multiguard", "first-term", "jia"}, default="multiguard"
         Default certificate of :meth:`certify`: MultiGuard's Eq. 8 in full, its first
         terms only (ablation), or Jia et al. (2020), label by label (``k_prime=1``).
+    sampling_dtype : {None, "float32", "bfloat16", "float16"}, default=None
+        The dtype a torch base model runs in while sampling (``predict``,
+        ``predict_proba``, ``certify`` and ``score`` alike). ``None`` runs it as it is.
+        ``"bfloat16"`` or ``"float16"`` run a float32 model under ``torch.autocast``
+        (matrix products and convolutions in the reduced dtype); other changes run a
+        cast copy of the model (the given model is never modified). The noise is drawn
+        and added to the input in float32 or wider whatever this is, so the
+        certificates hold exactly for the smoothed classifier of the model as it runs:
+        a different base model than with ``None``, with its own counts, equally
+        certified (``docs/guarantees.md``). Faster where the hardware has fast reduced
+        precision (GPUs with tensor cores, CPUs with AVX512-BF16 or AMX), much slower
+        where it does not (``docs/performance.md``). Needs a torch base model.
+    compile : bool, default=False
+        Run the torch base model through ``torch.compile`` while sampling: compiled
+        once per fitted model and device, on the first call, and reused. A model that
+        cannot be compiled runs eagerly, with one warning; a skorch net with its own
+        ``compile=True`` is used as it is, not compiled twice. Pickling keeps no
+        compiled code: a loaded estimator (or a joblib worker process) compiles again.
+        Compiled code may round differently from eager code, so the counts may differ;
+        the certificates hold for the compiled model. Needs a torch base model.
     batch_size : int or None, default=None
         Noisy copies per forward pass (or per call to the estimator's scoring method)
         when sampling; ``None`` means 1000. Bounds the sampling memory: one batch of
-        noisy copies, at most ``batch_size`` clean inputs on the device, and one block
+        noisy copies (two on a CPU where the next batch's noise is drawn on a second
+        thread), at most ``batch_size`` clean inputs on the device, and one block
         of at most 512 draws of an input's noise. The counts do not depend on it.
     n_jobs : int or None, default=None
         Number of joblib workers sampling in parallel for ``predict``,
@@ -279,6 +303,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         "train_noise": ["boolean", StrOptions(set(TRAIN_NOISE_MODES))],
         "method": [StrOptions(set(GAUSSIAN_METHODS))],
         "denoiser": [None, torch.nn.Module, HasMethods(["fit", "initialize"])],
+        "sampling_dtype": [StrOptions(set(SAMPLING_DTYPES)), None],
+        "compile": ["boolean"],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "n_jobs": [Integral, None],
         "devices": [list, tuple, None],
@@ -289,7 +315,9 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
     def __init__(self, estimator=None, *, sigma: float = 0.5, k_prime: int = 1, k: int = 3,
                  n_draws: int = 1000, alpha: float = 0.001, train_noise: bool | str = True,
-                 method: str = "multiguard", denoiser=None, batch_size: int | None = None,
+                 method: str = "multiguard", denoiser=None,
+                 sampling_dtype: str | None = None, compile: bool = False,
+                 batch_size: int | None = None,
                  n_jobs: int | None = None, devices: list | None = None,
                  memory=None, random_state=None, verbose: int = 0) -> None:
         self.estimator = estimator
@@ -301,6 +329,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self.train_noise = train_noise
         self.method = method
         self.denoiser = denoiser
+        self.sampling_dtype = sampling_dtype
+        self.compile = compile
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.devices = devices
@@ -350,6 +380,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self.estimator_ = self._fit_estimator(X, Y, Y_matrix, memory)
         self.denoiser_ = fit_denoiser(self, X, memory)
         check_scores_width(self._sampling_model(), X[:1], n_classes)
+        check_sampling_options(self.estimator_, self.sampling_dtype, self.compile)
+        self._sampling_models = SamplingModels()  # cast / compiled modules, per device
         self._checked_devices()  # a bad device fails at fit, not at certify
         return self
 
@@ -474,8 +506,20 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
     def _sampling_model(self):
         """The base classifier the noisy copies go through: ``estimator_``, behind
-        ``denoiser_`` when there is one (:mod:`._denoised`)."""
-        return sampling_model(self.estimator_, getattr(self, "denoiser_", None))
+        ``denoiser_`` when there is one (:mod:`._denoised`).
+
+        The composition is kept while ``estimator_`` and ``denoiser_`` are the same
+        objects (it holds them, so in-place changes are seen), so that the prepared
+        (cast, compiled) modules of ``sampling_dtype`` and ``compile`` are reused.
+        """
+        denoiser = getattr(self, "denoiser_", None)
+        if denoiser is None:
+            return self.estimator_
+        kept = self.__dict__.get("_denoised")
+        if kept is None or kept[0] is not self.estimator_ or kept[1] is not denoiser:
+            kept = self._denoised = (self.estimator_, denoiser,
+                                     sampling_model(self.estimator_, denoiser))
+        return kept[2]
 
     def _sample(self, X, seed: int, devices, on_chunk=None) -> np.ndarray:
         return sharded_label_counts(
@@ -483,6 +527,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             devices=devices, on_chunk=on_chunk, n_classes=self.n_classes_,
             sigma=self.sigma, k_prime=self.k_prime, n_draws=self.n_draws,
             batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose,
+            **self._sampling_options(),
         )
 
     def _sample_counts(self, X, seed: int, devices, params_key: str | None,
@@ -530,7 +575,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         else:
             kinds = ("numpy",)
         return counts_key(model, "smoothing", self.n_classes_, float(self.sigma),
-                          self.k_prime, self.n_draws, seed, kinds)
+                          self.k_prime, self.n_draws, seed, kinds, self.sampling_dtype,
+                          bool(self.compile))
 
     def certify(self, X, Y, radius=0.0, sequential: bool = False, *,
                 method: str | None = None, alpha: float | None = None, k: int | None = None,
@@ -644,6 +690,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         of an input are those of a fixed ``n_draws=m`` run). X is already checked."""
         seed = draw_seed(self.random_state)
         devices = self._checked_devices()
+        options = self._sampling_options()
 
         def sample(rows, start, stop):
             subset = X[torch.from_numpy(rows)] if torch.is_tensor(X) else X[rows]
@@ -651,7 +698,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                 self._sampling_model(), subset, seed=seed, n_jobs=self.n_jobs, devices=devices,
                 n_classes=self.n_classes_, sigma=self.sigma, k_prime=self.k_prime,
                 n_draws=int(stop - start), first_draw=int(start),
-                batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose)
+                batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose,
+                **options)
 
         return sample
 
@@ -717,6 +765,17 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                     f"devices={self.devices!r} holds {str(device)!r}, which this machine "
                     f"does not have{_device_hint(device)}.")
         return devices
+
+    def _sampling_options(self) -> dict:
+        """How the base model runs while sampling: ``sampling_dtype``, ``compile`` and
+        the fitted estimator's prepared modules (:class:`SamplingModels`, kept between
+        calls, never pickled)."""
+        check_sampling_options(self.estimator_, self.sampling_dtype, self.compile)
+        models = self.__dict__.get("_sampling_models")
+        if models is None:  # fitted by an older release
+            models = self._sampling_models = SamplingModels()
+        return {"sampling_dtype": self.sampling_dtype, "compile": bool(self.compile),
+                "models": models}
 
     def _certificate_spec(self, *, method=None, alpha=None) -> dict:
         method = GAUSSIAN.check_method(self.method if method is None else method,

@@ -51,7 +51,10 @@ def sharded_label_counts(model, X, *, seed: int, n_jobs=None, devices=None,
         The other arguments of ``sample_label_counts``: ``n_classes``, ``sigma``,
         ``k_prime``, ``n_draws``, ``batch_size``, ``verbose`` (shown only when the
         sampling runs in this thread) and ``first_draw`` (every input's draws
-        ``[first_draw, first_draw + n_draws)``, as a staged run needs).
+        ``[first_draw, first_draw + n_draws)``, as a staged run needs),
+        ``sampling_dtype``, ``compile`` and ``models`` (the caller's
+        :class:`~sklearn_certify.smoothing._sampling.SamplingModels`: device threads
+        share it; a worker process gets an empty one and prepares its own).
 
     Returns
     -------
@@ -95,6 +98,8 @@ def _worker_counts(model, X, offset: int, on_chunk, parent_pid: int, n_tasks: in
     oversubscribe it."""
     if os.getpid() != parent_pid:
         torch.set_num_threads(max(1, cpu_count() // n_tasks))
+        # the workers share the cores out already: no noise thread beside each one
+        kwargs.setdefault("overlap", False)
     return _shard_counts(model, X, offset, on_chunk, **kwargs)
 
 

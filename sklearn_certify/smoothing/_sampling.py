@@ -23,7 +23,11 @@ copies (plus at most one block of an input's noise, see
   mode (each one's mode is restored afterwards); top-k' and the counting
   (``index_add_`` of ones into the flattened ``(inputs, labels)`` count table,
   deterministic) stay on the device. Counts go to the host once per input chunk, not
-  per batch.
+  per batch. On a CPU whose cores torch's threads leave half free, each batch's noisy
+  copies are made on a second thread while the model runs on the previous batch
+  (:func:`_ahead`): the same values, one more batch in memory. The module runs as
+  :class:`SamplingModels` prepares it (``sampling_dtype``, ``compile``); the noise
+  never depends on that.
 * **Generic path** (any estimator with ``decision_function`` or ``predict_proba``,
   including the list-of-arrays form of multi-output classifiers): numpy noise from
   each input's stream (``numpy.random.Generator``), scores from
@@ -59,9 +63,14 @@ values: the counts then differ, but follow the same distribution.
 from __future__ import annotations
 
 import copy
+import functools
 import math
+import os
 import secrets
+import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing, nullcontext
 
 import numpy as np
 import torch
@@ -71,8 +80,13 @@ from .._random import SEED_HIGH
 from .._scores import check_no_nan_scores, label_scores, nan_scores_error, top_k_indicator
 from ._streams import SEED_BITS, BlockGenerator, input_keys, numpy_noise, torch_noise_
 
-__all__ = ["check_scores_width", "chunk_inputs", "draw_seed", "is_torch_model",
-           "module_input", "sample_label_counts", "torch_module_and_device"]
+__all__ = ["SAMPLING_DTYPES", "SamplingModels", "check_scores_width", "chunk_inputs",
+           "draw_seed", "is_torch_model", "module_input", "sample_label_counts",
+           "torch_module_and_device"]
+
+#: The values of ``sampling_dtype`` other than None, and the torch dtype each one names.
+SAMPLING_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16,
+                   "float16": torch.float16}
 
 # The torch path moves about this many batches' worth of inputs to the device at a
 # time, and copies their counts back to the host once.
@@ -123,7 +137,9 @@ def draw_seed(random_state) -> int:
 def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
                         n_draws: int, batch_size: int, random_state=None,
                         verbose: int = 0, seed: int | None = None, first_draw: int = 0,
-                        device=None, input_offset: int = 0) -> np.ndarray:
+                        device=None, input_offset: int = 0, sampling_dtype: str | None = None,
+                        compile: bool = False, models: SamplingModels | None = None,
+                        overlap: bool | None = None) -> np.ndarray:
     """Count how often each label is in the base model's top-k' under Gaussian noise.
 
     Parameters
@@ -162,6 +178,18 @@ def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
     input_offset : int
         Index of ``X[0]`` among the caller's inputs, so that an error naming inputs
         (NaN scores) names them as the caller knows them when ``X`` is a shard.
+    sampling_dtype : {None, "float32", "bfloat16", "float16"}
+        The dtype a torch model runs in (see :class:`SamplingModels`); None runs it as
+        it is. The noise is drawn and added as with None, whatever this is.
+    compile : bool
+        Run a torch model through ``torch.compile`` (once per ``models`` and device).
+    models : SamplingModels or None
+        Where the prepared (cast, moved or compiled) module is kept between calls; None
+        prepares it for this call only.
+    overlap : bool or None
+        On a CPU device, draw each batch's noise on a second thread while the model
+        runs on the previous batch (the counts are the same either way). None: when
+        torch's threads leave as many cores free as they use (``torch.set_num_threads``).
 
     Returns
     -------
@@ -189,8 +217,11 @@ def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
         return np.zeros((0, n_classes), dtype=np.int64)
     with _progress(n_inputs * n_draws, verbose) as bar:
         if is_torch_model(model):
-            return _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size,
-                                 seed, first_draw, bar, device, input_offset)
+            runner = (models or SamplingModels()).runner(model, device, sampling_dtype,
+                                                         compile)
+            return _torch_counts(runner, X, n_classes, sigma, k_prime, n_draws, batch_size,
+                                 seed, first_draw, bar, input_offset, overlap)
+        check_sampling_options(model, sampling_dtype, compile)
         return _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size,
                              seed, first_draw, bar, input_offset)
 
@@ -209,45 +240,43 @@ def _check_width(width: int, n_classes: int) -> None:
 
 
 # --------------------------------------------------------------------------- torch path
-def _torch_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, first_draw,
-                  bar, device=None, input_offset=0):
-    module, own_device = torch_module_and_device(model)
-    if device is None:
-        device = own_device
-    else:  # a copy: moving the module itself would move it under its other users
-        device = torch.device(device)
-        module = copy.deepcopy(module).to(device)
-    module_dtype = _module_dtype(module)
-    dtype = _sampling_dtype(X, module_dtype)
-    generator = BlockGenerator(device)
+def _torch_counts(runner, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, first_draw,
+                  bar, input_offset=0, overlap=None):
+    device = runner.device
+    # the noise dtype comes from the module as given, never from its cast
+    dtype = _sampling_dtype(X, runner.source_dtype)
+    if overlap is None:
+        overlap = device.type == "cpu" and _spare_cores()
     chunk = chunk_inputs(batch_size, n_draws)
     counts = np.empty((len(X), n_classes), dtype=np.int64)
     ones = torch.ones(batch_size * k_prime, dtype=torch.int64, device=device)
-    blocks = {}  # a block split across batches is generated once
+    # row of each flat copy's input in the flattened count table, made once per call
+    cell_base = torch.arange(chunk * n_draws, device=device) // n_draws * n_classes
     # the next chunk's inputs are hashed on a thread while the device samples this one
-    with _eval_mode(module), torch.inference_mode(), ThreadPoolExecutor(1) as hashing:
+    with _eval_mode(runner.module), torch.inference_mode(), ThreadPoolExecutor(1) as hashing:
         next_keys = hashing.submit(input_keys, X[:chunk])
         for first in range(0, len(X), chunk):
             keys = next_keys.result()
             next_keys = hashing.submit(input_keys, X[first + chunk:first + 2 * chunk])
-            x = module_input(model, X[first:first + chunk], device, dtype)
+            x = runner.model_input(X[first:first + chunk], dtype)
             dev_counts = torch.zeros((len(x), n_classes), dtype=torch.int64, device=device)
             flat_counts = dev_counts.view(-1)
             nan_seen = torch.zeros((), dtype=torch.bool, device=device)
-            stream = (keys, seed, first_draw, sigma, n_draws, batch_size, generator, dtype,
-                      n_classes)
-            batches = _noisy_scores(module, module_dtype, x, *stream, blocks)
-            for start, stop, scores in batches:
-                nan_seen |= scores.isnan().any()
-                owner = torch.arange(start, stop, device=device) // n_draws
-                labels = _torch_top_k(scores, k_prime)
-                cells = (owner[:, None] * n_classes + labels).reshape(-1)
-                flat_counts.index_add_(0, cells, ones[:len(cells)])
-                bar.update(stop - start)
+            stream = (keys, seed, first_draw, sigma, n_draws, batch_size, dtype)
+            # closed at once on an error, so a noise thread stops with it
+            with closing(_noisy_inputs(x, *stream, overlap=overlap)) as inputs:
+                for start, stop, noisy in inputs:
+                    scores = runner.scores(noisy, n_classes)
+                    nan_seen |= scores.isnan().any()
+                    labels = _torch_top_k(scores, k_prime)
+                    cells = (cell_base[start:stop, None] + labels).reshape(-1)
+                    flat_counts.index_add_(0, cells, ones[:len(cells)])
+                    bar.update(stop - start)
             if nan_seen.item():  # one check per chunk; replay the chunk to say where
                 raise _locate_nan_scores(
-                    _noisy_scores(module, module_dtype, x, *stream, {}), n_draws,
-                    input_offset + first)
+                    ((start, stop, runner.scores(noisy, n_classes))
+                     for start, stop, noisy in _noisy_inputs(x, *stream, overlap=False)),
+                    n_draws, input_offset + first)
             counts[first:first + len(x)] = dev_counts.cpu().numpy()
     return counts
 
@@ -265,18 +294,53 @@ def _segments(start: int, stop: int, n_draws: int):
         yield i, max(start, i * n_draws), min(stop, (i + 1) * n_draws)
 
 
-def _noisy_scores(module, module_dtype, x, keys, seed, first_draw, sigma, n_draws,
-                  batch_size, generator, dtype, n_classes, blocks):
-    """``(start, stop, scores)`` of each batch of noisy copies of the chunk ``x`` (input
-    ``i`` has key ``keys[i]``); each input's noise comes from its own stream."""
-    for start, stop in _batches(len(x) * n_draws, batch_size):
-        noisy = torch.empty((stop - start, *x.shape[1:]), device=x.device, dtype=dtype)
-        for i, a, b in _segments(start, stop, n_draws):
-            torch_noise_(noisy[a - start:b - start], keys[i], seed,
-                         first_draw + a - i * n_draws, generator, blocks)
-        noisy.mul_(sigma)
-        _add_inputs_(noisy, x, start, n_draws)
-        yield start, stop, _module_scores(module, noisy.to(module_dtype), n_classes)
+def _noisy_inputs(x, keys, seed, first_draw, sigma, n_draws, batch_size, dtype, *,
+                  overlap: bool = False):
+    """``(start, stop, noisy)`` of each batch of noisy copies of the chunk ``x`` (input
+    ``i`` has key ``keys[i]``); each input's noise comes from its own stream.
+
+    With ``overlap``, the batches are made on a second thread, one batch ahead of the
+    caller: the next batch's noise is drawn while the model runs on this one (torch
+    releases the GIL while it computes). Same values either way.
+    """
+    batches = _make_noisy_inputs(x, keys, seed, first_draw, sigma, n_draws, batch_size, dtype)
+    return _ahead(batches) if overlap else batches
+
+
+def _make_noisy_inputs(x, keys, seed, first_draw, sigma, n_draws, batch_size, dtype):
+    generator = BlockGenerator(x.device)  # one per pass: the pass owns it (not thread-safe)
+    blocks = {}  # a block split across batches is generated once
+    with torch.inference_mode():
+        for start, stop in _batches(len(x) * n_draws, batch_size):
+            noisy = torch.empty((stop - start, *x.shape[1:]), device=x.device, dtype=dtype)
+            for i, a, b in _segments(start, stop, n_draws):
+                torch_noise_(noisy[a - start:b - start], keys[i], seed,
+                             first_draw + a - i * n_draws, generator, blocks)
+            noisy.mul_(sigma)
+            _add_inputs_(noisy, x, start, n_draws)
+            yield start, stop, noisy
+
+
+def _ahead(batches):
+    """The items of the iterator ``batches``, each one made on a worker thread while
+    the caller works on the previous one (at most one item made ahead)."""
+    with ThreadPoolExecutor(1) as worker:
+        pending = worker.submit(next, batches, None)
+        try:
+            while True:
+                item = pending.result()
+                if item is None:
+                    return
+                pending = worker.submit(next, batches, None)
+                yield item
+        finally:  # stopped early (an error downstream): let the worker finish its item
+            pending.cancel()
+            try:
+                pending.result()
+            except Exception:  # noqa: BLE001 - the caller's error is the one to report
+                pass
+            # closed on the thread that ran it: its inference_mode guard is that thread's
+            worker.submit(batches.close).result()
 
 
 def _locate_nan_scores(batches, n_draws: int, first: int) -> ValueError:
@@ -368,6 +432,175 @@ def _module_scores(module, x, n_classes):
     scores = scores.reshape(len(x), -1)
     _check_width(scores.shape[1], n_classes)
     return scores
+
+
+# ------------------------------------------------------- the module as sampling runs it
+#: torch.compile, looked up at call time (the tests swap in a cheaper backend)
+def _torch_compile(module):
+    return torch.compile(module)
+
+
+def check_sampling_options(model, sampling_dtype, compile) -> None:
+    """A clear error for ``sampling_dtype`` or ``compile`` on a model that is not torch."""
+    if sampling_dtype is not None and sampling_dtype not in SAMPLING_DTYPES:
+        raise ValueError(f"sampling_dtype must be None or one of {sorted(SAMPLING_DTYPES)}; "
+                         f"got {sampling_dtype!r}.")
+    if not is_torch_model(model) and (sampling_dtype is not None or compile):
+        raise ValueError(
+            "sampling_dtype and compile=True need a torch base model (a torch.nn.Module "
+            f"or a skorch net); got {type(model).__name__}. Leave them at None and False."
+        )
+
+
+def _is_compiled(module: torch.nn.Module) -> bool:
+    """Whether ``module`` is already a ``torch.compile`` wrapper (skorch's
+    ``compile=True`` makes its ``module_`` one)."""
+    return isinstance(getattr(module, "_orig_mod", None), torch.nn.Module)
+
+
+def _fingerprint(module: torch.nn.Module) -> tuple:
+    """Identity and version counter of every parameter and buffer: changes when a
+    tensor is replaced or modified in place (an optimizer step, ``load_state_dict``)."""
+    return tuple((id(t), t._version) for t in (*module.parameters(), *module.buffers()))
+
+
+class SamplingModels:
+    """The base module as sampling runs it, prepared once per device and kept.
+
+    One per fitted estimator (not a process-wide cache). For a torch model and a
+    device, :meth:`runner` gives what every forward pass of the sampling calls:
+
+    * ``sampling_dtype=None``: the module as it is (a copy on ``device`` when the call
+      asks for another device than the module's own, as ``devices`` does).
+    * ``"bfloat16"`` / ``"float16"`` on a float32 module, on a device where torch has
+      autocast for that dtype: the module itself under ``torch.autocast``; matrix
+      products and convolutions run in the reduced dtype, precision-sensitive operations
+      (softmax, norms, reductions) stay in float32. The user's module is not modified.
+    * Any other change of dtype (``"float32"`` on a float64 or bfloat16 module, a
+      float64 module run in bfloat16, a device without autocast): a copy of the module
+      cast to that dtype, its inputs cast at entry.
+    * ``compile=True``: the result through ``torch.compile``, unless the module is
+      already compiled (a skorch net with ``compile=True``), which is then used as is.
+      A model that fails to compile runs eagerly, with one warning.
+
+    Copies and compiled modules are kept for the next calls and rebuilt when the
+    source module's parameters or buffers change (replaced or modified in place).
+    Pickling keeps none of them: a loaded estimator prepares (and compiles) anew on its
+    first call, as does each joblib worker process.
+    """
+
+    def __init__(self):
+        self._runners: dict = {}
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
+        self.__init__()
+
+    def runner(self, model, device=None, sampling_dtype=None, compile=False) -> _Runner:
+        """The prepared module of the torch ``model`` on ``device`` (None: its own)."""
+        check_sampling_options(model, sampling_dtype, compile)
+        module, own_device = torch_module_and_device(model)
+        # an explicit device (``devices``) runs a copy, as each device thread needs its own
+        move = device is not None
+        device = own_device if device is None else torch.device(device)
+        key = (id(module), str(device), move, sampling_dtype, bool(compile))
+        with self._lock:
+            runner = self._runners.get(key)
+            if runner is None or runner.source is not module or (
+                    runner.copied and runner.fingerprint != _fingerprint(module)):
+                runner = _Runner(model, module, device, move, sampling_dtype, compile)
+                self._runners[key] = runner
+            return runner
+
+
+class _Runner:
+    """One prepared module: ``scores(noisy, n_classes)`` runs a batch through it."""
+
+    def __init__(self, model, module, device, move, sampling_dtype, compile):
+        self.model, self.source, self.device = model, module, device
+        self.source_dtype = _module_dtype(module)
+        self.fingerprint = _fingerprint(module)
+        target = SAMPLING_DTYPES.get(sampling_dtype, self.source_dtype)
+        base = module._orig_mod if _is_compiled(module) else module
+        self.autocast = None
+        if target == self.source_dtype:
+            cast = False
+        else:
+            cast = not (self.source_dtype == torch.float32 and target != torch.float32
+                        and _autocast_available(device.type, target))
+            if not cast:
+                self.autocast = target
+        self.copied = move or cast
+        if self.copied:  # a private copy: the user's module is never moved or cast
+            run = copy.deepcopy(base).to(device)
+            if cast:
+                run = run.to(target)
+            run.eval()
+            compiled_already = False
+        else:
+            run = module
+            compiled_already = _is_compiled(module)
+        self.module = run  # what _eval_mode switches to eval while sampling
+        self.input_dtype = target if cast else self.source_dtype
+        self.eager = run
+        self.compiled = None
+        if compile and not compiled_already:
+            self.compiled = _torch_compile(run)
+        self._compile_lock = threading.Lock()
+
+    def model_input(self, X, dtype) -> torch.Tensor:
+        return module_input(self.model, X, self.device, dtype)
+
+    def scores(self, noisy: torch.Tensor, n_classes: int) -> torch.Tensor:
+        """The scores of a batch of noisy inputs (in the noise's dtype): cast to what
+        the module takes, then the module (under autocast, compiled, as prepared)."""
+        x = noisy.to(self.input_dtype)
+        context = (nullcontext() if self.autocast is None
+                   else torch.autocast(self.device.type, dtype=self.autocast))
+        with context:
+            if self.compiled is not None:
+                with self._compile_lock:  # compilation is not thread-safe
+                    compiled = self.compiled
+                    if compiled is not None:
+                        try:
+                            return _module_scores(compiled, x, n_classes)
+                        except Exception as exc:  # noqa: BLE001 - retried eagerly below
+                            scores = _module_scores(self.eager, x, n_classes)
+                            self.compiled = None  # eager works: keep it, say so once
+                            warnings.warn(
+                                f"compile=True: torch.compile failed on the base model "
+                                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                                "it runs eagerly instead.", UserWarning, stacklevel=2)
+                            return scores
+            return _module_scores(self.eager, x, n_classes)
+
+
+@functools.cache
+def _autocast_available(device_type: str, dtype: torch.dtype) -> bool:
+    """Whether torch autocasts to ``dtype`` on this kind of device (a fact about the
+    torch build, so remembered)."""
+    if not torch.amp.is_autocast_available(device_type):
+        return False
+    with warnings.catch_warnings(record=True) as caught:  # an unsupported dtype warns
+        warnings.simplefilter("always")
+        try:
+            with torch.autocast(device_type, dtype=dtype):
+                pass
+        except (RuntimeError, ValueError):
+            return False
+    return not caught
+
+
+def _spare_cores() -> bool:
+    """Whether torch's threads leave at least as many cores free as they use."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return 2 * torch.get_num_threads() <= cores
 
 
 class _eval_mode:
