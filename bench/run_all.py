@@ -348,7 +348,7 @@ def bench_dpa_nets(net, F_tr, F_te, Y_tr, cfg: dict) -> dict:
 
 
 def bench_ensembles(cfg: dict) -> dict:
-    from sklearn_certify._random import SEED_HIGH
+    from sklearn_certify._utils._random import SEED_HIGH
     from sklearn_certify.ensembles._bagging import subsample_indices
     from sklearn_certify.ensembles._stacked_heads import fit_linear_heads
     from sklearn_certify.heads import LinearHead

@@ -14,7 +14,7 @@ need torch are imported lazily on first use.
 """
 
 from ._config import config_context, get_config, set_config
-from ._lazy import lazy_attributes
+from ._utils._lazy import lazy_attributes
 from ._version import __version__
 
 _LAZY = {

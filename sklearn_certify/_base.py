@@ -13,9 +13,9 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._scores import top_k_indicator
-from ._targets import encode_targets
-from ._validation import check_alpha_level, check_int, reject_bool_params
+from ._utils._scores import top_k_indicator
+from ._utils._targets import encode_targets
+from ._utils._validation import check_alpha_level, check_int, reject_bool_params
 from .certificates import certificate_spec
 from .results import CertificationResult
 

@@ -76,7 +76,7 @@ def set_config(counts_cache: bool | None = None) -> None:
             )
         _thread_config()["counts_cache"] = counts_cache
         if not counts_cache:
-            from ._memory import recent_counts
+            from ._utils._memory import recent_counts
 
             recent_counts.clear()
 

@@ -194,7 +194,7 @@ def _settings_text(settings) -> str:
 def _checked_fields(data: dict, settings: dict) -> dict:
     """The constructor arguments of the result in ``data`` and ``settings``, each field
     validated (``_Damaged`` naming the first bad one)."""
-    from ._validation import check_alpha, check_per_input_draws, check_radius
+    from ._utils._validation import check_alpha, check_per_input_draws, check_radius
     from .certificates import CERTIFICATES
 
     unknown = sorted(set(settings) - set(_SETTINGS))

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._scores import nan_scores_error
+from ._utils._scores import nan_scores_error
 from .losses import AsymmetricLoss
 
 __all__ = ["LOSSES", "SCORE_ROWS", "Adam", "as_features", "cap_models_by_memory",
@@ -367,7 +367,7 @@ def forward_blocks(params, X: torch.Tensor, first: torch.Tensor | None = None,
 def top_indices(scores: torch.Tensor, k: int, first: int = 0) -> torch.Tensor:
     """Indices (..., k) of the k highest scores of the last axis, ties to the lower index.
 
-    NaN scores (a broken model) raise :func:`~sklearn_certify._scores.nan_scores_error`,
+    NaN scores (a broken model) raise :func:`~sklearn_certify._utils._scores.nan_scores_error`,
     as in the ensembles' other base models; ``first`` is the index of the first input.
     """
     nan = torch.isnan(scores)

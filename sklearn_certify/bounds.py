@@ -29,7 +29,7 @@ import numpy as np
 from scipy.special import betainc, betaincc, gammaln, ndtr, ndtri
 from scipy.stats import beta
 
-from ._validation import (
+from ._utils._validation import (
     MIN_LEVEL,
     check_alpha,
     check_alpha_level,

@@ -23,8 +23,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._devices import loadable_device, tensors_to
-from ._random import SEED_HIGH
 from ._stacked import (
     LOSSES,
     Adam,
@@ -39,7 +37,9 @@ from ._stacked import (
     stacked_gradients,
     train_in_blocks,
 )
-from ._targets import encode_fit_targets
+from ._utils._devices import loadable_device, tensors_to
+from ._utils._random import SEED_HIGH
+from ._utils._targets import encode_fit_targets
 
 __all__ = ["LinearHead"]
 

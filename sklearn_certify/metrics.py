@@ -14,7 +14,7 @@ import numbers
 
 import numpy as np
 
-from ._validation import check_int, check_label_matrix
+from ._utils._validation import check_int, check_label_matrix
 from .certificates import certificate_spec
 
 __all__ = [

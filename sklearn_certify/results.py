@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ._result_io import load_result, save_result
-from ._validation import check_per_input_draws
+from ._utils._validation import check_per_input_draws
 from .bounds import clopper_pearson_bounds
 from .certificates import CERTIFICATES, certificate_spec
 from .metrics import mean_certified_metric
@@ -365,7 +365,7 @@ class CertificationResult:
         ndarray of float, shape (n_inputs,)
         """
         from ._radius import certified_radius_of
-        from ._validation import check_int
+        from ._utils._validation import check_int
 
         size = check_int(size, "size", low=1)
         if not self._has_radius_inputs():

@@ -18,7 +18,8 @@ import torch
 
 import sklearn_certify
 from sklearn_certify import SmoothedMultiLabelClassifier, config_context
-from sklearn_certify._memory import UncacheableModel, model_key, recent_counts
+from sklearn_certify._utils._keys import UncacheableModel, model_key
+from sklearn_certify._utils._memory import recent_counts
 from sklearn_certify.smoothing._sampling import sample_label_counts
 
 N_FEATURES, N_CLASSES = 4, 3
@@ -220,7 +221,7 @@ def test_an_edited_forward_is_not_served_the_disk_counts_of_the_old_one(tmp_path
 
 
 def test_no_hashing_when_no_cache_is_on(monkeypatch):
-    from sklearn_certify import _memory
+    from sklearn_certify._utils import _keys
     from sklearn_certify.smoothing import _classifier
 
     clf, X, _ = _fitted()
@@ -228,7 +229,7 @@ def test_no_hashing_when_no_cache_is_on(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("hashed although no cache can hit")
 
-    monkeypatch.setattr(_memory, "model_key", refuse)
+    monkeypatch.setattr(_keys, "model_key", refuse)
     monkeypatch.setattr(_classifier, "data_key", refuse)
     monkeypatch.setattr(_classifier, "counts_key", refuse)
     clf.predict_proba(X)

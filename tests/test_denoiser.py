@@ -10,7 +10,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import RidgeClassifier
 
 from sklearn_certify import SmoothedMultiLabelClassifier
-from sklearn_certify._memory import recent_counts
+from sklearn_certify._utils._memory import recent_counts
 from sklearn_certify.datasets import make_multidigit
 from sklearn_certify.nets import DenoiserCNN, DenoiserMLP, GaussianDenoiser, MultiLabelNet
 from sklearn_certify.smoothing._denoised import Denoised

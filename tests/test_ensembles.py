@@ -322,7 +322,7 @@ def test_bagging_reproducible_across_n_jobs_and_backends(digits):
 
 
 def test_bagging_seeds_do_not_collide_and_are_reproducible():
-    from sklearn_certify._random import spawn_seeds
+    from sklearn_certify._utils._random import spawn_seeds
 
     seeds = spawn_seeds(np.random.RandomState(0), 100_000)
     assert seeds.dtype == np.uint64 and len(np.unique(seeds)) == 100_000

@@ -164,7 +164,7 @@ def test_estimator_devices_reads_device_parameters(monkeypatch):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from sklearn_certify._torch_seed import estimator_devices
+    from sklearn_certify._utils._torch_seed import estimator_devices
     from sklearn_certify.nets import MultiLabelNet
 
     assert estimator_devices(MultiLabelNet(device="cuda:1")) == ["cuda:1"]
@@ -250,7 +250,7 @@ def test_dpa_applies_the_callers_determinism_settings_in_loky_workers(digits, mo
 
 
 def test_run_with_determinism_restores_the_workers_own_settings():
-    from sklearn_certify._torch_seed import determinism_settings, run_with_determinism
+    from sklearn_certify._utils._torch_seed import determinism_settings, run_with_determinism
 
     own = determinism_settings()
     wanted = {**own, "deterministic": not own["deterministic"],
@@ -299,7 +299,7 @@ def _walk(obj):
 def test_loadable_device_falls_back_to_the_cpu_with_a_warning(monkeypatch):
     from skorch.exceptions import DeviceWarning
 
-    from sklearn_certify._devices import loadable_device
+    from sklearn_certify._utils._devices import loadable_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

@@ -20,7 +20,7 @@ from sklearn_certify import (
     DPACertifiedClassifier,
     SmoothedMultiLabelClassifier,
 )
-from sklearn_certify._validation import check_tensor_inputs
+from sklearn_certify._utils._validation import check_tensor_inputs
 from sklearn_certify.bounds import MIN_LEVEL, clopper_pearson_bounds
 from sklearn_certify.metrics import certified_scorer
 

@@ -9,16 +9,17 @@ import pytest
 import torch
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 
-from sklearn_certify import SmoothedMultiLabelClassifier, _memory, config_context
-from sklearn_certify._memory import (
+from sklearn_certify import SmoothedMultiLabelClassifier, config_context
+from sklearn_certify._params import PARAMETER_ROLES, parameter_role
+from sklearn_certify._utils import _memory
+from sklearn_certify._utils._keys import model_key
+from sklearn_certify._utils._memory import (
     cache_key,
     cached_call,
     check_cache_memory,
     data_key,
-    model_key,
     recent_counts,
 )
-from sklearn_certify._params import PARAMETER_ROLES, parameter_role
 from sklearn_certify.datasets import make_multidigit
 from sklearn_certify.metrics import certified_scorer
 from sklearn_certify.nets import GaussianDenoiser, MultiLabelNet

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_certify._random import SEED_HIGH
-from sklearn_certify._scores import top_k_indicator
 from sklearn_certify._stacked import loss_grad
+from sklearn_certify._utils._random import SEED_HIGH
+from sklearn_certify._utils._scores import top_k_indicator
 from sklearn_certify.ensembles._base_model import _ConstantAwareMultiLabel, fit_base_model
 from sklearn_certify.ensembles._stacked_heads import (
     LinearHeadEnsemble,

@@ -28,7 +28,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .._validation import ATTACKS, check_bounds, check_choice, check_int, check_radius
+from .._utils._validation import ATTACKS, check_bounds, check_choice, check_int, check_radius
 from ._common import (
     check_k,
     finalize_sizes,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_int
+from .._utils._validation import check_int
 
 
 def check_k(k, n_classes: int, name: str = "k") -> int:

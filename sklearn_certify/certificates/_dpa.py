@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import (
+from .._utils._validation import (
     ATTACKS,
     check_choice,
     check_count_matrix,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-from .._validation import check_bounds, check_choice, check_positive, check_radius
+from .._utils._validation import check_bounds, check_choice, check_positive, check_radius
 from ._common import (
     check_k,
     finalize_sizes,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .._validation import check_choice
+from .._utils._validation import check_choice
 
 __all__ = ["CertificateSpec"]
 

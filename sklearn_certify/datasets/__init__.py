@@ -1,6 +1,6 @@
 """Data sets: the embedded multi-label benchmark and loaders for the papers' benchmarks."""
 
-from .._lazy import lazy_attributes
+from .._utils._lazy import lazy_attributes
 
 _LAZY = {
     "make_multidigit": "sklearn_certify.datasets._multidigit",

@@ -12,9 +12,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._memory import check_cache_memory
-from .._random import spawn_seeds
-from .._validation import check_alpha
+from .._utils._memory import check_cache_memory
+from .._utils._random import spawn_seeds
+from .._utils._validation import check_alpha
 from ..certificates._bagging import BAGGING, BAGGING_METHODS
 from ..results import CertificationResult
 from ._base import BaseCertifiedEnsemble, split_tasks

@@ -37,9 +37,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import CertifiedClassifierMixin
-from .._scores import has_score_method
-from .._targets import encode_fit_targets
-from .._validation import ATTACKS, check_choice, check_inputs, check_int
+from .._utils._scores import has_score_method
+from .._utils._targets import encode_fit_targets
+from .._utils._validation import ATTACKS, check_choice, check_inputs, check_int
 
 __all__ = ["BaseCertifiedEnsemble", "default_base_estimator", "split_tasks"]
 

@@ -24,10 +24,11 @@ from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._memory import cached_call, data_key, fit_key
-from .._random import SEED_HIGH, model_random_state
-from .._scores import check_no_nan_scores, label_scores, top_k_indicator
-from .._torch_seed import estimator_devices, seeded_torch
+from .._utils._keys import fit_key
+from .._utils._memory import cached_call, data_key
+from .._utils._random import SEED_HIGH, model_random_state
+from .._utils._scores import check_no_nan_scores, label_scores, top_k_indicator
+from .._utils._torch_seed import estimator_devices, seeded_torch
 
 __all__ = [
     "_ConstantAwareMultiLabel",
@@ -361,7 +362,7 @@ def fit_base_model(estimator, X, Y, *, seed: int, empty_labels,
     scikit-learn's bagging) and torch's generator during training (see
     :func:`derived_seeds`); ``empty_labels`` are the votes of a model without examples
     (see :func:`fallback_labels`). With ``memory`` (a joblib.Memory from
-    :func:`sklearn_certify._memory.check_cache_memory`) the fitted model is cached,
+    :func:`sklearn_certify._utils._memory.check_cache_memory`) the fitted model is cached,
     keyed on the base estimator's class and parameters, the content of ``X`` and ``Y``
     and ``seed``: a model trained on the same examples with the same seed is loaded,
     not trained again.

@@ -27,8 +27,8 @@ from joblib import Parallel, delayed
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._memory import check_cache_memory
-from .._torch_seed import determinism_settings, run_with_determinism
+from .._utils._memory import check_cache_memory
+from .._utils._torch_seed import determinism_settings, run_with_determinism
 from ..certificates._dpa import DPA, DPA_METHODS
 from ..certificates._finite_aggregation import model_buckets
 from ..results import CertificationResult

@@ -35,7 +35,7 @@ import numbers
 
 import numpy as np
 
-from .._validation import check_inputs, check_label_matrix
+from .._utils._validation import check_inputs, check_label_matrix
 
 __all__ = ["example_digests", "hash_partitions"]
 

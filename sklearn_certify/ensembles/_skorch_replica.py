@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .._random import is_int
-from .._torch_seed import seeded_torch
+from .._utils._random import is_int
+from .._utils._torch_seed import seeded_torch
 from ..losses import AsymmetricLoss
 from ..nets import MLPModule, MultiLabelNet
 

@@ -38,7 +38,6 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from .._devices import loadable_device, tensors_to
 from .._stacked import (
     SCORE_ROWS,
     as_features,
@@ -47,7 +46,8 @@ from .._stacked import (
     resolve_device,
     top_indices,
 )
-from .._targets import encode_fit_targets
+from .._utils._devices import loadable_device, tensors_to
+from .._utils._targets import encode_fit_targets
 from ..heads import LinearHead, fit_heads, hidden_width, model_seeds
 from ._base_model import _ConstantAwareMultiLabel, derived_seeds, tied_columns
 

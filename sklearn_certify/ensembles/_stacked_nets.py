@@ -65,7 +65,7 @@ from .._stacked import (
 from .._stacked import (
     models_per_block as models_per_block_for,
 )
-from .._torch_seed import estimator_devices, seeded_torch
+from .._utils._torch_seed import estimator_devices, seeded_torch
 from ..nets import MLPModule, MultiLabelNet
 from ._base_model import _ConstantAwareMultiLabel, derived_seeds, tied_columns
 from ._skorch_replica import (

@@ -19,21 +19,20 @@ from skorch import NeuralNet
 
 from .._base import CertifiedClassifierMixin
 from .._config import get_config
-from .._devices import device_exists
-from .._memory import (
+from .._utils._devices import device_exists
+from .._utils._keys import counts_key, fit_key
+from .._utils._memory import (
     CountsStore,
     cache_key,
     cached_call,
     check_cache_memory,
-    counts_key,
     data_key,
-    fit_key,
     recent_counts,
 )
-from .._random import SEED_HIGH
-from .._targets import encode_fit_targets
-from .._torch_seed import estimator_devices, seeded_torch
-from .._validation import (
+from .._utils._random import SEED_HIGH
+from .._utils._targets import encode_fit_targets
+from .._utils._torch_seed import estimator_devices, seeded_torch
+from .._utils._validation import (
     check_alpha,
     check_alpha_level,
     check_inputs,
@@ -465,8 +464,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     def _check_input(self, X, *, reset: bool):
         """X as a dense numeric array (a torch tensor is kept where it is), shape-checked.
 
-        Arrays go through :func:`sklearn_certify._validation.check_inputs`, tensors
-        through :func:`~sklearn_certify._validation.check_tensor_inputs` (finite, checked
+        Arrays go through :func:`sklearn_certify._utils._validation.check_inputs`, tensors
+        through :func:`~sklearn_certify._utils._validation.check_tensor_inputs` (finite, checked
         on their device). ``fit`` needs at least one input; prediction accepts none.
         """
         if torch.is_tensor(X):
@@ -563,7 +562,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         (see :data:`sklearn_certify._params.PARAMETER_ROLES`): with an input's content
         it determines the input's counts. None when each call draws fresh noise
         (``random_state`` None or a RandomState instance) or when the model cannot be
-        keyed (:func:`~sklearn_certify._memory.model_key`, with a warning): nothing is
+        keyed (:func:`~sklearn_certify._utils._keys.model_key`, with a warning): nothing is
         then cached."""
         if not isinstance(self.random_state, Integral) or isinstance(self.random_state, bool):
             return None

@@ -18,8 +18,9 @@ import torch
 from sklearn.base import clone
 from torch import nn
 
-from .._memory import UncacheableModel, cached_call, data_key, fit_key, model_key
-from .._torch_seed import seeded_torch
+from .._utils._keys import UncacheableModel, fit_key, model_key
+from .._utils._memory import cached_call, data_key
+from .._utils._torch_seed import seeded_torch
 from ._sampling import draw_seed, is_torch_model, module_input, torch_module_and_device
 
 __all__ = ["Denoised", "fit_denoiser", "sampling_model"]

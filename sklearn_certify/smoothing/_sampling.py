@@ -31,8 +31,8 @@ copies (plus at most one block of an input's noise, see
 * **Generic path** (any estimator with ``decision_function`` or ``predict_proba``,
   including the list-of-arrays form of multi-output classifiers): numpy noise from
   each input's stream (``numpy.random.Generator``), scores from
-  :func:`sklearn_certify._scores.label_scores`, top-k' from
-  :func:`sklearn_certify._scores.top_k_indicator`.
+  :func:`sklearn_certify._utils._scores.label_scores`, top-k' from
+  :func:`sklearn_certify._utils._scores.top_k_indicator`.
 
 Ties
 ----
@@ -76,8 +76,8 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from .._random import SEED_HIGH
-from .._scores import check_no_nan_scores, label_scores, nan_scores_error, top_k_indicator
+from .._utils._random import SEED_HIGH
+from .._utils._scores import check_no_nan_scores, label_scores, nan_scores_error, top_k_indicator
 from ._streams import SEED_BITS, BlockGenerator, input_keys, numpy_noise, torch_noise_
 
 __all__ = ["SAMPLING_DTYPES", "SamplingModels", "check_scores_width", "chunk_inputs",
