@@ -417,6 +417,11 @@ class CertificationResult:
             "average_certified_radius": acr,
         }, name=self.name)
 
+    def _is_poisoning(self) -> bool:
+        """Whether the radius counts poisoned training examples (from the registry)."""
+        spec = CERTIFICATES.get(self.certificate)
+        return spec is not None and spec.poisoning
+
     def _spec_radius_name(self) -> str:
         spec = CERTIFICATES.get(self.certificate)
         return "radius" if spec is None else spec.radius_name
@@ -454,25 +459,9 @@ class CertificationResult:
         -------
         ndarray of 3 Axes
         """
-        import matplotlib.pyplot as plt
+        from ._plotting import plot_result
 
-        if ax is None:
-            _, ax = plt.subplots(1, 3, figsize=(12, 3.6), constrained_layout=True)
-        axes = np.asarray(ax, dtype=object).ravel()
-        if axes.size != 3:
-            raise ValueError(f"ax must hold 3 Axes (precision, recall, f1), got {axes.size}.")
-        poisoning = self._spec_radius_name() == "T"
-        xlabel = "T (poisoned training examples)" if poisoning else "l2 radius R"
-        drawstyle = "steps-post" if poisoning else "default"
-        for panel, metric in zip(axes, ("precision", "recall", "f1")):
-            panel.plot(self.radius, getattr(self, metric)(), label=label or self.name,
-                       drawstyle=drawstyle, **line_kwargs)
-            panel.set_xlabel(xlabel)
-            panel.set_ylabel(f"certified top-{self.k} {metric}")
-            panel.set_ylim(-0.02, 1.02)
-            panel.grid(True, alpha=0.3)
-            panel.legend(loc="best", fontsize="small")
-        return axes
+        return plot_result(self, ax, label=label, **line_kwargs)
 
     def __repr__(self) -> str:
         return (f"CertificationResult(method={self.method!r}, k={self.k}, "

@@ -274,10 +274,10 @@ def test_every_parameter_has_one_role():
 def test_the_parameter_table_is_what_smoothing_caches(tmp_path, data, counters, monkeypatch):
     """Changing a parameter trains again iff the table says "training", and samples
     again iff it says "training" or "counts"."""
-    from sklearn_certify.smoothing import _sampling
+    from sklearn_certify.smoothing import _runners
 
     # compile=True through dynamo alone (no code generation: seconds less)
-    monkeypatch.setattr(_sampling, "_torch_compile",
+    monkeypatch.setattr(_runners, "_torch_compile",
                         lambda module: torch.compile(module, backend="eager"))
     X, X_test, Y, _ = data
     base = dict(estimator=tiny_net(), sigma=0.25, k=1, n_draws=20, random_state=0,

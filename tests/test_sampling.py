@@ -7,7 +7,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multioutput import MultiOutputClassifier
 from skorch import NeuralNet
 
-from sklearn_certify.smoothing._sampling import sample_label_counts, torch_module_and_device
+from sklearn_certify.smoothing._models import torch_module_and_device
+from sklearn_certify.smoothing._sampling import sample_label_counts
 
 N_CLASSES = 4
 N_FEATURES = 6

@@ -10,8 +10,9 @@ from sklearn.linear_model import RidgeClassifier
 
 from sklearn_certify import SmoothedMultiLabelClassifier, config_context
 from sklearn_certify.nets import MultiLabelNet
-from sklearn_certify.smoothing import _sampling
-from sklearn_certify.smoothing._sampling import SamplingModels, sample_label_counts
+from sklearn_certify.smoothing import _runners, _sampling
+from sklearn_certify.smoothing._runners import SamplingModels
+from sklearn_certify.smoothing._sampling import sample_label_counts
 
 from .test_sampling import N_CLASSES, N_FEATURES, _linear
 
@@ -36,7 +37,7 @@ def eager_compile(monkeypatch):
         calls.append(module)
         return torch.compile(module, backend="eager")
 
-    monkeypatch.setattr(_sampling, "_torch_compile", compile_)
+    monkeypatch.setattr(_runners, "_torch_compile", compile_)
     return calls
 
 
@@ -94,7 +95,7 @@ def test_sampling_dtype_never_changes_the_noise(data, monkeypatch):
     for every sampling_dtype: only the model after them changes."""
     X, Y = data
     noise, inputs = [], []
-    draw, scores = _sampling.torch_noise_, _sampling._Runner.scores
+    draw, scores = _sampling.torch_noise_, _runners._Runner.scores
 
     def recorded_noise(out, key, seed, start, *args):
         result = draw(out, key, seed, start, *args)
@@ -106,7 +107,7 @@ def test_sampling_dtype_never_changes_the_noise(data, monkeypatch):
         return scores(self, noisy, n_classes)
 
     monkeypatch.setattr(_sampling, "torch_noise_", recorded_noise)
-    monkeypatch.setattr(_sampling._Runner, "scores", recorded_inputs)
+    monkeypatch.setattr(_runners._Runner, "scores", recorded_inputs)
     seen = {}
     for dtype in DTYPES:
         noise.clear(), inputs.clear()
@@ -228,7 +229,7 @@ def test_a_model_that_cannot_compile_runs_eagerly_with_one_warning(data, monkeyp
         def forward(self, x):
             raise RuntimeError("no backend for this")
 
-    monkeypatch.setattr(_sampling, "_torch_compile", lambda module: Broken())
+    monkeypatch.setattr(_runners, "_torch_compile", lambda module: Broken())
     X, Y = data
     clf = _clf(Deep(), compile=True).fit(X, Y)
     with pytest.warns(UserWarning, match="runs eagerly") as record:

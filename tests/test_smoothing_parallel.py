@@ -9,7 +9,6 @@ import torch
 from sklearn.linear_model import RidgeClassifier
 
 from sklearn_certify import SmoothedMultiLabelClassifier
-from sklearn_certify.smoothing import _sampling
 from sklearn_certify.smoothing._parallel import _shards, _worker_counts
 from sklearn_certify.smoothing._sampling import sample_label_counts
 
@@ -128,14 +127,16 @@ def test_a_worker_process_uses_its_share_of_the_cores():
 
 
 def test_clean_inputs_on_the_device_are_bounded_by_batch_size(monkeypatch):
+    from sklearn_certify.smoothing import _runners
+
     seen = []
-    module_input = _sampling.module_input
+    module_input = _runners.module_input
 
     def recording(model, X, device, dtype):
         seen.append(len(X))
         return module_input(model, X, device, dtype)
 
-    monkeypatch.setattr(_sampling, "module_input", recording)
+    monkeypatch.setattr(_runners, "module_input", recording)
     X = np.zeros((100, N_FEATURES), np.float32)
     sample_label_counts(_linear(), X, n_classes=N_CLASSES, sigma=1.0, k_prime=1,
                         n_draws=2, batch_size=8, random_state=0)

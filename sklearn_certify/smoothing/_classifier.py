@@ -43,16 +43,10 @@ from .._utils._validation import (
 from ..certificates._gaussian import GAUSSIAN, GAUSSIAN_METHODS, check_jia
 from ..results import CertificationResult
 from ._denoised import fit_denoiser, sampling_model
+from ._models import SAMPLING_DTYPES, is_torch_model, torch_module_and_device
 from ._parallel import sharded_label_counts
-from ._sampling import (
-    SAMPLING_DTYPES,
-    SamplingModels,
-    check_sampling_options,
-    check_scores_width,
-    draw_seed,
-    is_torch_model,
-    torch_module_and_device,
-)
+from ._runners import SamplingModels, check_sampling_options
+from ._sampling import check_scores_width, draw_seed
 from ._streams import input_keys
 from ._training import TRAIN_NOISE_MODES, check_train_noise, configure_net, train_noise_mode
 

@@ -21,7 +21,8 @@ from torch import nn
 from .._utils._keys import UncacheableModel, fit_key, model_key
 from .._utils._memory import cached_call, data_key
 from .._utils._torch_seed import seeded_torch
-from ._sampling import draw_seed, is_torch_model, module_input, torch_module_and_device
+from ._models import is_torch_model, module_input, torch_module_and_device
+from ._sampling import draw_seed
 
 __all__ = ["Denoised", "fit_denoiser", "sampling_model"]
 

@@ -53,7 +53,7 @@ def sharded_label_counts(model, X, *, seed: int, n_jobs=None, devices=None,
         sampling runs in this thread) and ``first_draw`` (every input's draws
         ``[first_draw, first_draw + n_draws)``, as a staged run needs),
         ``sampling_dtype``, ``compile`` and ``models`` (the caller's
-        :class:`~sklearn_certify.smoothing._sampling.SamplingModels`: device threads
+        :class:`~sklearn_certify.smoothing._runners.SamplingModels`: device threads
         share it; a worker process gets an empty one and prepares its own).
 
     Returns

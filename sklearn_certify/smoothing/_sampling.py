@@ -62,15 +62,9 @@ values: the counts then differ, but follow the same distribution.
 
 from __future__ import annotations
 
-import copy
-import functools
-import math
-import os
 import secrets
-import threading
-import warnings
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, nullcontext
+from contextlib import closing
 
 import numpy as np
 import torch
@@ -78,45 +72,23 @@ from sklearn.utils import check_random_state
 
 from .._utils._random import SEED_HIGH
 from .._utils._scores import check_no_nan_scores, label_scores, nan_scores_error, top_k_indicator
+from ._models import (
+    _check_width,
+    _eval_mode,
+    _module_dtype,
+    _module_scores,
+    is_torch_model,
+    module_input,
+    torch_module_and_device,
+)
+from ._runners import SamplingModels, _spare_cores, check_sampling_options
 from ._streams import SEED_BITS, BlockGenerator, input_keys, numpy_noise, torch_noise_
 
-__all__ = ["SAMPLING_DTYPES", "SamplingModels", "check_scores_width", "chunk_inputs",
-           "draw_seed", "is_torch_model", "module_input", "sample_label_counts",
-           "torch_module_and_device"]
-
-#: The values of ``sampling_dtype`` other than None, and the torch dtype each one names.
-SAMPLING_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16,
-                   "float16": torch.float16}
+__all__ = ["check_scores_width", "chunk_inputs", "draw_seed", "sample_label_counts"]
 
 # The torch path moves about this many batches' worth of inputs to the device at a
 # time, and copies their counts back to the host once.
 _BATCHES_PER_CHUNK = 32
-
-
-def is_torch_model(model) -> bool:
-    """Whether ``model`` is a ``torch.nn.Module`` or a skorch net wrapping one."""
-    return isinstance(model, torch.nn.Module) or isinstance(
-        getattr(model, "module_", None), torch.nn.Module
-    )
-
-
-def torch_module_and_device(model) -> tuple[torch.nn.Module, torch.device]:
-    """The module to run and the device to run it on.
-
-    A skorch net gives its ``module_`` and its ``device`` (the module's own device when
-    the net's ``device`` is None); a bare module runs where its first parameter or
-    buffer lives, on the CPU when it has neither.
-    """
-    if isinstance(model, torch.nn.Module):
-        module, device = model, None
-    else:
-        module, device = model.module_, getattr(model, "device", None)
-    if device is None:
-        tensor = next(module.parameters(), None)
-        if tensor is None:
-            tensor = next(module.buffers(), None)
-        device = tensor.device if tensor is not None else "cpu"
-    return module, torch.device(device)
 
 
 def draw_seed(random_state) -> int:
@@ -230,13 +202,6 @@ def _batches(n_copies: int, batch_size: int):
     """``(start, stop)`` of consecutive batches over ``n_copies`` flat copy indices."""
     for start in range(0, n_copies, batch_size):
         yield start, min(start + batch_size, n_copies)
-
-
-def _check_width(width: int, n_classes: int) -> None:
-    if width != n_classes:
-        raise ValueError(
-            f"the base model scores {width} labels per input but {n_classes} were expected."
-        )
 
 
 # --------------------------------------------------------------------------- torch path
@@ -374,23 +339,6 @@ def _add_inputs_(noisy: torch.Tensor, x: torch.Tensor, start: int, n_draws: int)
         noisy.add_(x[owner])
 
 
-def module_input(model, X, device, dtype) -> torch.Tensor:
-    """A chunk of inputs as a tensor on the model's device, shaped as its module expects.
-
-    A net that records the input shape its module sees (``input_shape_``, as
-    :class:`~sklearn_certify.nets.MultiLabelNet` does, e.g. adding a channel axis to
-    ``(n, H, W)`` images) gets its inputs reshaped to it; reshaping leaves the l2
-    geometry of the noise unchanged.
-    """
-    x = torch.as_tensor(X).to(device=device, dtype=dtype)
-    shape = getattr(model, "input_shape_", None)
-    if (not isinstance(model, torch.nn.Module) and shape is not None
-            and tuple(x.shape[1:]) != tuple(shape)
-            and math.prod(x.shape[1:]) == math.prod(shape)):
-        x = x.reshape(len(x), *shape)
-    return x
-
-
 def _sampling_dtype(X, module_dtype: torch.dtype) -> torch.dtype:
     """The dtype inputs and noise are added in: X's own float dtype, the module's, and
     at least float32, whichever is widest.
@@ -415,209 +363,6 @@ def _torch_top_k(scores: torch.Tensor, k_prime: int) -> torch.Tensor:
     if k_prime == 1:
         return scores.argmax(dim=1, keepdim=True)
     return torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k_prime]
-
-
-def _module_dtype(module: torch.nn.Module) -> torch.dtype:
-    """The module's floating dtype (float32 when it has no floating parameter)."""
-    for tensor in module.parameters():
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return torch.float32
-
-
-def _module_scores(module, x, n_classes):
-    scores = module(x)
-    if isinstance(scores, (tuple, list)):
-        scores = scores[0]
-    scores = scores.reshape(len(x), -1)
-    _check_width(scores.shape[1], n_classes)
-    return scores
-
-
-# ------------------------------------------------------- the module as sampling runs it
-#: torch.compile, looked up at call time (the tests swap in a cheaper backend)
-def _torch_compile(module):
-    return torch.compile(module)
-
-
-def check_sampling_options(model, sampling_dtype, compile) -> None:
-    """A clear error for ``sampling_dtype`` or ``compile`` on a model that is not torch."""
-    if sampling_dtype is not None and sampling_dtype not in SAMPLING_DTYPES:
-        raise ValueError(f"sampling_dtype must be None or one of {sorted(SAMPLING_DTYPES)}; "
-                         f"got {sampling_dtype!r}.")
-    if not is_torch_model(model) and (sampling_dtype is not None or compile):
-        raise ValueError(
-            "sampling_dtype and compile=True need a torch base model (a torch.nn.Module "
-            f"or a skorch net); got {type(model).__name__}. Leave them at None and False."
-        )
-
-
-def _is_compiled(module: torch.nn.Module) -> bool:
-    """Whether ``module`` is already a ``torch.compile`` wrapper (skorch's
-    ``compile=True`` makes its ``module_`` one)."""
-    return isinstance(getattr(module, "_orig_mod", None), torch.nn.Module)
-
-
-def _fingerprint(module: torch.nn.Module) -> tuple:
-    """Identity and version counter of every parameter and buffer: changes when a
-    tensor is replaced or modified in place (an optimizer step, ``load_state_dict``)."""
-    return tuple((id(t), t._version) for t in (*module.parameters(), *module.buffers()))
-
-
-class SamplingModels:
-    """The base module as sampling runs it, prepared once per device and kept.
-
-    One per fitted estimator (not a process-wide cache). For a torch model and a
-    device, :meth:`runner` gives what every forward pass of the sampling calls:
-
-    * ``sampling_dtype=None``: the module as it is (a copy on ``device`` when the call
-      asks for another device than the module's own, as ``devices`` does).
-    * ``"bfloat16"`` / ``"float16"`` on a float32 module, on a device where torch has
-      autocast for that dtype: the module itself under ``torch.autocast``; matrix
-      products and convolutions run in the reduced dtype, precision-sensitive operations
-      (softmax, norms, reductions) stay in float32. The user's module is not modified.
-    * Any other change of dtype (``"float32"`` on a float64 or bfloat16 module, a
-      float64 module run in bfloat16, a device without autocast): a copy of the module
-      cast to that dtype, its inputs cast at entry.
-    * ``compile=True``: the result through ``torch.compile``, unless the module is
-      already compiled (a skorch net with ``compile=True``), which is then used as is.
-      A model that fails to compile runs eagerly, with one warning.
-
-    Copies and compiled modules are kept for the next calls and rebuilt when the
-    source module's parameters or buffers change (replaced or modified in place).
-    Pickling keeps none of them: a loaded estimator prepares (and compiles) anew on its
-    first call, as does each joblib worker process.
-    """
-
-    def __init__(self):
-        self._runners: dict = {}
-        self._lock = threading.Lock()
-
-    def __getstate__(self):
-        return {}
-
-    def __setstate__(self, state):
-        self.__init__()
-
-    def runner(self, model, device=None, sampling_dtype=None, compile=False) -> _Runner:
-        """The prepared module of the torch ``model`` on ``device`` (None: its own)."""
-        check_sampling_options(model, sampling_dtype, compile)
-        module, own_device = torch_module_and_device(model)
-        # an explicit device (``devices``) runs a copy, as each device thread needs its own
-        move = device is not None
-        device = own_device if device is None else torch.device(device)
-        key = (id(module), str(device), move, sampling_dtype, bool(compile))
-        with self._lock:
-            runner = self._runners.get(key)
-            if runner is None or runner.source is not module or (
-                    runner.copied and runner.fingerprint != _fingerprint(module)):
-                runner = _Runner(model, module, device, move, sampling_dtype, compile)
-                self._runners[key] = runner
-            return runner
-
-
-class _Runner:
-    """One prepared module: ``scores(noisy, n_classes)`` runs a batch through it."""
-
-    def __init__(self, model, module, device, move, sampling_dtype, compile):
-        self.model, self.source, self.device = model, module, device
-        self.source_dtype = _module_dtype(module)
-        self.fingerprint = _fingerprint(module)
-        target = SAMPLING_DTYPES.get(sampling_dtype, self.source_dtype)
-        base = module._orig_mod if _is_compiled(module) else module
-        self.autocast = None
-        if target == self.source_dtype:
-            cast = False
-        else:
-            cast = not (self.source_dtype == torch.float32 and target != torch.float32
-                        and _autocast_available(device.type, target))
-            if not cast:
-                self.autocast = target
-        self.copied = move or cast
-        if self.copied:  # a private copy: the user's module is never moved or cast
-            run = copy.deepcopy(base).to(device)
-            if cast:
-                run = run.to(target)
-            run.eval()
-            compiled_already = False
-        else:
-            run = module
-            compiled_already = _is_compiled(module)
-        self.module = run  # what _eval_mode switches to eval while sampling
-        self.input_dtype = target if cast else self.source_dtype
-        self.eager = run
-        self.compiled = None
-        if compile and not compiled_already:
-            self.compiled = _torch_compile(run)
-        self._compile_lock = threading.Lock()
-
-    def model_input(self, X, dtype) -> torch.Tensor:
-        return module_input(self.model, X, self.device, dtype)
-
-    def scores(self, noisy: torch.Tensor, n_classes: int) -> torch.Tensor:
-        """The scores of a batch of noisy inputs (in the noise's dtype): cast to what
-        the module takes, then the module (under autocast, compiled, as prepared)."""
-        x = noisy.to(self.input_dtype)
-        context = (nullcontext() if self.autocast is None
-                   else torch.autocast(self.device.type, dtype=self.autocast))
-        with context:
-            if self.compiled is not None:
-                with self._compile_lock:  # compilation is not thread-safe
-                    compiled = self.compiled
-                    if compiled is not None:
-                        try:
-                            return _module_scores(compiled, x, n_classes)
-                        except Exception as exc:  # noqa: BLE001 - retried eagerly below
-                            scores = _module_scores(self.eager, x, n_classes)
-                            self.compiled = None  # eager works: keep it, say so once
-                            warnings.warn(
-                                f"compile=True: torch.compile failed on the base model "
-                                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-                                "it runs eagerly instead.", UserWarning, stacklevel=2)
-                            return scores
-            return _module_scores(self.eager, x, n_classes)
-
-
-@functools.cache
-def _autocast_available(device_type: str, dtype: torch.dtype) -> bool:
-    """Whether torch autocasts to ``dtype`` on this kind of device (a fact about the
-    torch build, so remembered)."""
-    if not torch.amp.is_autocast_available(device_type):
-        return False
-    with warnings.catch_warnings(record=True) as caught:  # an unsupported dtype warns
-        warnings.simplefilter("always")
-        try:
-            with torch.autocast(device_type, dtype=dtype):
-                pass
-        except (RuntimeError, ValueError):
-            return False
-    return not caught
-
-
-def _spare_cores() -> bool:
-    """Whether torch's threads leave at least as many cores free as they use."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return 2 * torch.get_num_threads() <= cores
-
-
-class _eval_mode:
-    """Context manager: every submodule in eval mode, each one's mode restored after."""
-
-    def __init__(self, module: torch.nn.Module):
-        self.module = module
-
-    def __enter__(self):
-        self.modes = [(m, m.training) for m in self.module.modules()]
-        self.module.eval()
-        return self.module
-
-    def __exit__(self, *exc):
-        for m, training in self.modes:
-            m.training = training
-        return False
 
 
 # ------------------------------------------------------------------------- generic path

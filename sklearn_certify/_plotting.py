@@ -1,0 +1,32 @@
+"""Matplotlib panels of certified metrics against the radius (matplotlib is imported
+on first use only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["plot_result"]
+
+
+def plot_result(result, ax=None, *, label: str | None = None, **line_kwargs):
+    """Precision, recall and f1 of ``result`` in three panels (see
+    :meth:`~sklearn_certify.CertificationResult.plot`)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(1, 3, figsize=(12, 3.6), constrained_layout=True)
+    axes = np.asarray(ax, dtype=object).ravel()
+    if axes.size != 3:
+        raise ValueError(f"ax must hold 3 Axes (precision, recall, f1), got {axes.size}.")
+    poisoning = result._is_poisoning()
+    xlabel = "T (poisoned training examples)" if poisoning else "l2 radius R"
+    drawstyle = "steps-post" if poisoning else "default"
+    for panel, metric in zip(axes, ("precision", "recall", "f1")):
+        panel.plot(result.radius, getattr(result, metric)(), label=label or result.name,
+                   drawstyle=drawstyle, **line_kwargs)
+        panel.set_xlabel(xlabel)
+        panel.set_ylabel(f"certified top-{result.k} {metric}")
+        panel.set_ylim(-0.02, 1.02)
+        panel.grid(True, alpha=0.3)
+        panel.legend(loc="best", fontsize="small")
+    return axes
