@@ -1,4 +1,4 @@
-"""Issue 8, items 3-4: reproducibility, empty inputs and bounded sampling memory.
+"""Reproducibility, empty inputs and bounded sampling memory.
 
 Complements (does not repeat) tests/test_sampling.py (same seed -> same counts at the
 engine level), tests/test_smoothing.py and tests/test_ensembles.py (bagging across

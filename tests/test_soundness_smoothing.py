@@ -1,4 +1,4 @@
-"""Issue 8, item 2: the smoothing certificate survives an actual l2 attack.
+"""Soundness: the smoothing certificate survives an actual l2 attack.
 
 Design
 ------

@@ -370,8 +370,9 @@ for est in MAKERS:
         case(f"{est}-predict-sigma<0-after-set_params", _after_fit(sigma=-1.0), "sigma")
 
 
-# Hardening: inputs a review found mishandled (the behaviour behind each row is tested in
-# tests/test_hardening.py).
+# Edge inputs: alphas below the Clopper-Pearson floor, non-finite tensors, one-vs-one SVC,
+# NaN scores, mixed or sparse targets, booleans as numbers (the behaviour behind these rows
+# is tested in tests/test_edge_cases.py).
 case("cp-alpha-below-floor", lambda: clopper_pearson_bounds(CP_COUNTS, 10, 1e-300), "alpha")
 case("cp-alpha-subnormal", lambda: clopper_pearson_bounds(CP_COUNTS, 10, 5e-324), "alpha")
 for est in ("smoothing", "bagging"):
@@ -476,7 +477,8 @@ case("scorer-grid-dpa-radius=0.5", _grid(_dpa(), 0.5), "radius")
 case("scorer-grid-bagging-radius=2.5", _grid(_bagging(), 2.5), "radius")
 
 
-# Input handling (issue 21, item 4).
+# Input handling: parameter types, unavailable devices, from_counts arguments, the
+# planner's radius and damaged result files.
 # certify(sequential=) takes a bool, not a truthy value
 for value in ("False", "no", 1, [False], None):
     case(f"smoothing-certify-sequential={value!r}",
@@ -650,7 +652,8 @@ def test_bad_input_is_rejected_with_named_parameter(thunk, exc, match):
 
 
 def test_table_covers_every_public_entry_point():
-    """The table above names every entry point listed in issue 8."""
+    """The table above covers every public entry point: bounds, sizes, metrics, scorer,
+    datasets, and fit/predict/certify/score of every estimator, fitted and not."""
     ids = " ".join(p.id for p in CASES)
     for prefix in ("cp-", "gauss-", "bagsize-", "dpasize-", "precision-", "recall-", "f1-",
                    "scorer-", "multidigit-"):

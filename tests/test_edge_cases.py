@@ -145,7 +145,7 @@ def _log_tails(counts, n, lower, upper):
     return log_lower_tail, log_upper_tail
 
 
-def test_clopper_pearson_edge_case_from_the_review():
+def test_clopper_pearson_at_a_tiny_alpha_and_a_count_near_zero():
     """2 of 1000 at alpha=2e-100 (2 labels): the quantile alone gave a tail 21.7x too big."""
     lower, upper = clopper_pearson_bounds([[2, 998]], 1000, 2e-100)
     level = 1e-100
