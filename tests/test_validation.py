@@ -389,12 +389,13 @@ X_T_INF = torch.tensor(X_INF, dtype=torch.float32)
 @functools.cache
 def fitted_torch():
     torch.manual_seed(0)
-    return _smoothing(estimator=torch.nn.Linear(4, N_CLASSES)).fit(X_T, Y)
+    return _smoothing(estimator=torch.nn.Linear(4, N_CLASSES), train_noise=False).fit(X_T, Y)
 
 
 for name, Xb in [("nan", X_T_NAN), ("inf", X_T_INF)]:
     case(f"smoothing-fit-tensor-X-{name}",
-         lambda Xb=Xb: _smoothing(estimator=torch.nn.Linear(4, N_CLASSES)).fit(Xb, Y), r"\bX\b")
+         lambda Xb=Xb: _smoothing(estimator=torch.nn.Linear(4, N_CLASSES),
+                                  train_noise=False).fit(Xb, Y), r"\bX\b")
     for method, args in [("predict", (Xb,)), ("predict_proba", (Xb,)),
                          ("certify", (Xb, Y, 0.1)), ("score", (Xb, Y))]:
         case(f"smoothing-{method}-tensor-X-{name}",
@@ -468,7 +469,7 @@ case("bagging-predict-k=True-after-set_params",
 
 def _grid(estimator, radius, **options):
     def run():
-        return GridSearchCV(estimator, {"k": [1, 2]}, cv=2,
+        return GridSearchCV(estimator, {"k": [1, 2]}, cv=2, error_score="raise",
                             scoring=certified_scorer("f1", radius=radius, **options)).fit(X, Y)
     return run
 
@@ -675,7 +676,7 @@ def test_valid_inputs_pass():
     for est in MAKERS:
         model = fitted(est)
         assert model.predict(X[:3]).shape == (3, N_CLASSES)
-        radius = [0, 1] if est != "smoothing" else [0.0, 0.5]
+        radius = [0, 1] if est != "smoothing" else [0.0, 0.1]  # 16 draws reach 0.17
         assert model.certify(X[:3], Y[:3], radius).sizes.shape == (3, 2)
     make_multidigit(5, 5, random_state=0)
     _load_damaged(lambda data, settings: None)()  # the undamaged file loads
