@@ -557,7 +557,8 @@ def run_multiguard(data, extractor, s: dict, log: Log) -> list:
                            eligible=data["Y_test"].sum(1) > 0)
         X = load_images([data["paths_test"][i] for i in rows], s)
         Y = data["Y_test"][rows]
-        clf = SmoothedMultiLabelClassifier(model, **smoothing).fit(X, Y)
+        # trained on noisy images above: used as is
+        clf = SmoothedMultiLabelClassifier(model, train_noise=False, **smoothing).fit(X, Y)
     log(f"MultiGuard: sampling {s['n_draws']} noisy copies of {len(X)} test inputs")
     result = clf.certify(X, Y, radius=MG_RADII, label=MG_LABELS["multiguard"])
     results = [result, result.recertify(method="first-term", label=MG_LABELS["first-term"])]

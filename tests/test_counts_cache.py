@@ -40,7 +40,7 @@ class _Net(torch.nn.Module):
 
 def _changes():
     """In-place changes of a fitted model after a first certify: each one changes what
-    the model computes (the review's probes)."""
+    the model computes, so a cache keyed on the model must notice it."""
 
     def pre_hook(module, args):
         return (-args[0],)

@@ -29,7 +29,7 @@ def test_closed_form_at_k_one(n_draws, n_classes):
         expected, rel=1e-12, abs=1e-12)
 
 
-def test_issue_example_and_vectorised():
+def test_known_value_and_vectorised():
     # n = 100, alpha = 0.001, 10 labels: nothing beyond about 1.35 sigma
     assert max_certifiable_radius(100, 0.001, 1.0, 10) == pytest.approx(1.3532, abs=1e-4)
     radii = max_certifiable_radius(np.array([10, 100, 1000]), 0.001, 1.0, 10)

@@ -358,7 +358,7 @@ def test_recertify_refuses_to_change_how_the_counts_were_sampled():
 
 
 def test_from_counts_bounds_come_from_the_draws_used_per_input():
-    """Issue 21: counts of 100 draws with n_draws=1000 and n_draws_used=100 (no
+    """Counts of 100 draws with n_draws=1000 and n_draws_used=100 (no
     alpha_share) get the bounds of 100 draws (upper 0.578), not of 1000 (0.066)."""
     counts, Y = np.array([[40, 30, 20, 10]]), np.array([[1, 1, 0, 0]])
     kw = dict(certificate="gaussian", k=2, method="multiguard", alpha=0.001, k_prime=1,

@@ -31,7 +31,8 @@ class _HalfPlane(torch.nn.Module):
 def _half_plane_classifier(n_draws, alpha, random_state=0):
     X = np.zeros((2, 2), dtype=np.float32)
     return SmoothedMultiLabelClassifier(_HalfPlane(), sigma=SIGMA, k=1, n_draws=n_draws,
-                                        alpha=alpha, random_state=random_state).fit(
+                                        alpha=alpha, train_noise=False,
+                                        random_state=random_state).fit(
         X, np.array([[1, 0], [0, 1]]))
 
 

@@ -28,6 +28,9 @@ from sklearn_certify.datasets import make_multidigit
 from sklearn_certify.metrics import certified_scorer
 
 CV = KFold(3, shuffle=True, random_state=0)
+# Two radii each estimator can certify: smoothed's 20 draws reach about 0.17 (k=2), an
+# ensemble's radius is a number of training examples.
+TWO_RADII = {"smoothed": [0.0, 0.1], "bagging": [0, 1], "dpa": [0, 1]}
 
 
 def smoothed(**params):
@@ -169,7 +172,7 @@ def test_inside_a_pipeline(make, data):
     assert pipe.score(X_test, Y_test) == pipe[-1].certify(scaled, Y_test, 0).f1()[0]
     # a Pipeline has no certify: certify its last step on the transformed inputs
     assert not hasattr(pipe, "certify")
-    result = pipe[-1].certify(scaled, Y_test, [0, 1])
+    result = pipe[-1].certify(scaled, Y_test, TWO_RADII[make.__name__])
     assert result.sizes.shape == (len(X_test), 2)
     # a grid search over the pipeline with the default scoring (its score)
     search = GridSearchCV(pipe, {f"{pipe.steps[-1][0]}__k": [1, 3]}, cv=CV).fit(X, Y)
@@ -192,7 +195,8 @@ def test_preprocessing_inside_the_base_estimator(make, data):
     search.fit(X, Y)
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert "estimator__standardscaler__with_mean" in est.get_params()
-    assert search.best_estimator_.certify(X_test, Y_test, [0, 1]).sizes.shape == (30, 2)
+    radii = TWO_RADII[make.__name__]
+    assert search.best_estimator_.certify(X_test, Y_test, radii).sizes.shape == (30, 2)
 
 
 def test_certified_scorer_on_a_pipeline_explains_the_supported_way(data):

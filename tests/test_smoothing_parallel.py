@@ -24,8 +24,11 @@ def data():
 
 
 def _clf(base=None, **params):
-    params = dict(sigma=1.0, k=2, n_draws=60, batch_size=50, random_state=0, **params)
-    return SmoothedMultiLabelClassifier(_linear() if base is None else base, **params)
+    base = _linear() if base is None else base
+    # A torch module is used as already trained: training noise does not apply to it.
+    params = dict(sigma=1.0, k=2, n_draws=60, batch_size=50, random_state=0,
+                  train_noise=not isinstance(base, torch.nn.Module), **params)
+    return SmoothedMultiLabelClassifier(base, **params)
 
 
 @pytest.fixture(scope="module")

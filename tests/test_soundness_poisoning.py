@@ -1,4 +1,4 @@
-"""Issue 8, item 2: the poisoning certificates survive actual poisoning and retraining.
+"""Soundness: the poisoning certificates survive actual poisoning and retraining.
 
 Design
 ------

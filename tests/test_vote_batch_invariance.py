@@ -1,4 +1,4 @@
-"""An input's ensemble votes do not depend on the other inputs of the call (issue 21, item 2).
+"""An input's ensemble votes do not depend on the other inputs of the call.
 
 Exact ties are made on purpose: the label matrix repeats some columns, so every base
 model is trained on identical columns for those labels, and DPA's small partitions

@@ -324,7 +324,7 @@ def test_dpa_nets_depend_only_on_their_own_partition_bit_for_bit(data):
                                rtol=0, atol=0, equal_nan=True)
 
 
-# ------------------------------------------------------------- review follow-ups
+# ------------------------------- where the replica could part from skorch, and its probe
 REJECTED = {
     "dataset parameters": dict(dataset__length=10),
     "differentiable": dict(optimizer__differentiable=True),

@@ -533,7 +533,7 @@ def test_gpu_check_finds_the_cuda_tests_and_exits_cleanly_without_cuda(monkeypat
     spec.loader.exec_module(gpu_check)
     ids = gpu_check.cuda_test_ids()
     assert "tests/test_nets.py::test_trains_and_predicts_on_cuda" in ids
-    assert "tests/test_vectorized_net.py::test_cuda_nets_match_cpu_nets" in ids
+    assert "tests/test_stacked_nets_training.py::test_cuda_nets_match_cpu_nets" in ids
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu_check.main([]) == 0
     assert "no CUDA device is available" in capsys.readouterr().out
