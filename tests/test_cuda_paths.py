@@ -128,7 +128,7 @@ def test_seeded_cpu_training_does_not_touch_cuda(digits, monkeypatch):
 def test_seeded_torch_forks_and_seeds_only_the_devices_in_use(monkeypatch):
     from contextlib import contextmanager
 
-    from sklearn_certify import _torch_seed
+    from sklearn_certify._utils import _torch_seed
 
     forked, seeded = [], {}
 

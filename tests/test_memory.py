@@ -190,7 +190,7 @@ def test_grid_search_with_memory_gives_bit_identical_scores(tmp_path, data, coun
     X, _, Y, _ = data
     clf = SmoothedMultiLabelClassifier(tiny_net(), random_state=0)
     grid = {"sigma": [0.25, 0.5], "k": [1, 2], "n_draws": [20, 30]}
-    scoring = {m: certified_scorer(m, radius=0.25) for m in ("f1", "precision", "recall")}
+    scoring = {m: certified_scorer(m, radius=0.05) for m in ("f1", "precision", "recall")}
     results = {}
     for memory in (None, joblib.Memory(str(tmp_path), verbose=0)):
         recent_counts.clear()
@@ -215,10 +215,10 @@ def test_a_dict_of_scorers_samples_once_per_fold(data, counters):
     X, _, Y, _ = data
     clf = SmoothedMultiLabelClassifier(tiny_net(), sigma=0.25, k=2, n_draws=30,
                                        random_state=0)
-    scoring = {"f1": certified_scorer("f1", radius=0.25),
+    scoring = {"f1": certified_scorer("f1", radius=0.1),
                "precision_first": certified_scorer("precision", radius=0.1,
                                                    method="first-term"),
-               "recall_k1": certified_scorer("recall", radius=0.5, k=1, alpha=0.01)}
+               "recall_k1": certified_scorer("recall", radius=0.1, k=1, alpha=0.01)}
     scores = cross_validate(clf, X, Y, scoring=scoring, cv=KFold(3))
     assert (counters["fit"], counters["sample"]) == (3, 3)
     # each score is the one a lone scorer gives on a fresh sampling pass
@@ -343,7 +343,7 @@ def test_an_input_is_sampled_once_across_calls_orders_and_options(tmp_path, data
     np.testing.assert_array_equal(first.counts, reference)
     recent_counts.clear()
     order = np.arange(len(X_test))[::-1]
-    again = clf.certify(X_test[order], Y_test[order], [0.0, 0.5], k=3, alpha=0.01,
+    again = clf.certify(X_test[order], Y_test[order], [0.0, 0.2], k=3, alpha=0.01,
                         method="first-term")
     np.testing.assert_array_equal(again.counts, reference[order])
     np.testing.assert_array_equal(clf.predict_proba(X_test[:7]) * 20, reference[:7])
@@ -392,7 +392,7 @@ def test_a_killed_certify_resumes_from_the_cache(tmp_path, data, smoothed, count
                           capture_output=True, timeout=120)
     assert done.returncode == -9, done.stderr.decode()[-2000:]
     counters.update(sample=0, inputs=0)
-    result = clf.certify(X_test, Y_test, 0.25)
+    result = clf.certify(X_test, Y_test, 0.1)
     assert counters["inputs"] == len(X_test) - 10  # two chunks of 5 were finished
     np.testing.assert_array_equal(result.counts, reference)
 

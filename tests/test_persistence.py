@@ -139,7 +139,7 @@ def test_bare_torch_module_base_roundtrip(data):
     X, Y, X_test, Y_test = data
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Linear(X.shape[1], 10))
-    est = SmoothedMultiLabelClassifier(module, sigma=0.25, k=2, n_draws=50,
+    est = SmoothedMultiLabelClassifier(module, sigma=0.25, k=2, n_draws=50, train_noise=False,
                                        random_state=0).fit(X, Y)
     before = _outputs(est, X_test, Y_test, [0.0, 0.2])
     loaded = pickle.loads(pickle.dumps(est))
@@ -200,6 +200,7 @@ def test_weights_only_route(data, tmp_path):
                         module__hidden=(16,), device="cpu").initialize()
     net.load_params(f_params=tmp_path / "net_params.pt")
     rebuilt = SmoothedMultiLabelClassifier(net.module_, sigma=0.25, k=2, n_draws=50,
+                                           train_noise=False,
                                            batch_size=200, random_state=0)
     rebuilt.fit(X_test[:1], np.ones((1, 10), dtype=int))
     _assert_identical(before, _outputs(rebuilt, X_test, Y_test, [0.0, 0.1]))
