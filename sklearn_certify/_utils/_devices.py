@@ -13,7 +13,7 @@ import warnings
 
 import torch
 
-__all__ = ["device_exists", "loadable_device", "tensors_to"]
+__all__ = ["check_devices", "device_exists", "loadable_device", "tensors_to"]
 
 
 def device_exists(device: torch.device) -> bool:
@@ -50,3 +50,44 @@ def tensors_to(tensors, device):
     if torch.is_tensor(tensors):
         return tensors.detach().to(device)
     return [tensors_to(t, device) for t in tensors]
+
+
+def check_devices(devices, torch_model: bool, model_name: str) -> list[torch.device] | None:
+    """``devices`` (a parameter of the smoothed classifier) as torch devices.
+
+    Raises a ``ValueError`` naming ``devices`` for an empty list, a non-torch base model
+    (``torch_model`` False; ``model_name`` names it), an invalid entry, the meta device
+    or a device this machine does not have. ``None`` stays ``None``.
+    """
+    if devices is None:
+        return None
+    if len(devices) == 0:
+        raise ValueError("devices must list at least one device, or be None.")
+    if not torch_model:
+        raise ValueError(
+            "devices needs a torch base model (a torch.nn.Module or a skorch net); "
+            f"got {model_name}. Use n_jobs to parallelise it."
+        )
+    try:
+        checked = [torch.device(d) for d in devices]
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"devices={devices!r} holds an invalid device: {exc}") from None
+    for device in checked:
+        if device.type == "meta":
+            raise ValueError(
+                f"devices={devices!r} holds the meta device, which has no data: "
+                "noisy draws cannot be sampled on it. Use cpu or an accelerator.")
+        if not device_exists(device):
+            raise ValueError(
+                f"devices={devices!r} holds {str(device)!r}, which this machine "
+                f"does not have{_device_hint(device)}.")
+    return checked
+
+
+def _device_hint(device: torch.device) -> str:
+    """Why ``device`` is missing, for the error of :func:`check_devices`."""
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return (f" (torch sees {count} CUDA device(s)"
+                + (f": indices 0 to {count - 1})" if count else ")"))
+    return f" (torch cannot allocate on {device.type!r})"

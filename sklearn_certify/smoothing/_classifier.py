@@ -3,35 +3,26 @@
 from __future__ import annotations
 
 import warnings
-from contextlib import nullcontext
 from numbers import Integral, Real
 from os import PathLike
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
-from sklearn.frozen import FrozenEstimator
-from sklearn.utils import check_random_state, get_tags
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
-from skorch import NeuralNet
 
 from .._base import CertifiedClassifierMixin
 from .._config import get_config
-from .._utils._devices import device_exists
-from .._utils._keys import counts_key, fit_key
+from .._utils._devices import check_devices
 from .._utils._memory import (
-    CountsStore,
     cache_key,
-    cached_call,
     check_cache_memory,
     data_key,
     recent_counts,
 )
-from .._utils._random import SEED_HIGH
 from .._utils._targets import encode_fit_targets
-from .._utils._torch_seed import estimator_devices, seeded_torch
 from .._utils._validation import (
     check_alpha,
     check_alpha_level,
@@ -42,21 +33,24 @@ from .._utils._validation import (
 )
 from ..certificates._gaussian import GAUSSIAN, GAUSSIAN_METHODS, check_jia
 from ..results import CertificationResult
+from ._counts_cache import counts_params_key, sample_with_store
 from ._denoised import fit_denoiser, sampling_model
-from ._models import SAMPLING_DTYPES, is_torch_model, torch_module_and_device
+from ._models import SAMPLING_DTYPES, is_torch_model
 from ._parallel import sharded_label_counts
 from ._runners import SamplingModels, check_sampling_options
 from ._sampling import check_scores_width, draw_seed
-from ._streams import input_keys
-from ._training import TRAIN_NOISE_MODES, check_train_noise, configure_net, train_noise_mode
+from ._training import (
+    TRAIN_NOISE_MODES,
+    check_train_noise,
+    fit_base_estimator,
+    train_base_estimator,
+    train_noise_mode,
+)
 
 __all__ = ["SmoothedMultiLabelClassifier"]
 
 #: Noisy copies per forward pass when ``batch_size=None``.
 DEFAULT_BATCH_SIZE = 1000
-#: Tag mixed into the seed of the training noise, so that the training noise and the
-#: certification noise (seeded from the same ``random_state``) are independent streams.
-_TRAINING_STREAM = 1
 
 
 class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin, BaseEstimator):
@@ -389,70 +383,12 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
     def _fit_estimator(self, X, Y, Y_matrix, memory):
         """The fitted base model (see ``estimator`` and ``train_noise``), from ``memory``
-        when the same training ran before.
-
-        The cache key holds everything training depends on (see
-        :data:`sklearn_certify._params.PARAMETER_ROLES`): the base estimator's class and
-        parameters, ``train_noise``, ``sigma`` when noise is added, the training seed and
-        the content of ``X`` and ``Y``. Without a seed (``random_state=None``) training
-        is not reproducible and nothing is cached.
-        """
-        pretrained = isinstance(self.estimator, torch.nn.Module | FrozenEstimator)
-        if pretrained and self.train_noise:
-            warnings.warn(
-                f"train_noise={self.train_noise!r} has no effect: the "
-                f"{type(self.estimator).__name__} "
-                "base model is used as already trained. Train it on Gaussian noise at "
-                "this sigma yourself, and pass train_noise=False to silence this warning.",
-                UserWarning, stacklevel=4,
-            )
-        if isinstance(self.estimator, torch.nn.Module):
-            return self.estimator
-        estimator = _default_estimator() if self.estimator is None else clone(self.estimator)
-        seed = None
-        if self.random_state is not None:
-            entropy = int(check_random_state(self.random_state).randint(SEED_HIGH))
-            seed = int(np.random.SeedSequence([entropy, _TRAINING_STREAM]).generate_state(1)[0])
-        # a frozen estimator has nothing to train or cache
-        if seed is None or pretrained or getattr(memory, "location", None) is None:
-            return self._train(estimator, X, Y, Y_matrix, seed)
-        key = fit_key(
-            "smoothing-fit", estimator, train_noise_mode(self.train_noise),
-            float(self.sigma) if self.train_noise else None, seed, data_key(X),
-            data_key(np.asarray(Y)),
-        )
-        if key is None:
-            return self._train(estimator, X, Y, Y_matrix, seed)
-        return cached_call(memory, "fit", key,
-                           lambda: self._train(estimator, X, Y, Y_matrix, seed),
-                           check=lambda fitted: type(fitted) is type(estimator))
+        when the same training ran before (:func:`._training.fit_base_estimator`)."""
+        return fit_base_estimator(self, X, Y, Y_matrix, memory)
 
     def _train(self, estimator, X, Y, Y_matrix, seed: int | None):
         """Train ``estimator`` (a fresh clone) under ``seed``."""
-        if isinstance(estimator, NeuralNet):
-            return self._fit_net(estimator, X, Y, Y_matrix, seed)
-        if self.train_noise and not isinstance(estimator, FrozenEstimator):
-            X = _noisy_copy(np.asarray(X), self.sigma, np.random.default_rng(seed))
-        # 1-D targets go to a single-output (native multi-class) base as they are: its
-        # score columns follow np.unique(y), i.e. classes_. Multi-output bases get the
-        # one-hot matrix.
-        native = self.multiclass_ and get_tags(estimator).target_tags.single_output
-        return estimator.fit(X, np.asarray(Y).ravel() if native else Y_matrix)
-
-    def _fit_net(self, net: NeuralNet, X, Y, Y_matrix, seed: int | None) -> NeuralNet:
-        """Train a skorch net, with fresh noise per training batch when ``train_noise``."""
-        configure_net(net, train_noise_mode(self.train_noise), self.sigma)
-        if "noise_sigma" in net.get_params(deep=False):
-            targets = Y_matrix.astype(np.float32)
-        else:
-            targets = (np.searchsorted(self.classes_, np.asarray(Y)) if self.multiclass_
-                       else Y_matrix.astype(np.float32))
-        if not torch.is_tensor(X):
-            X = np.asarray(X, dtype=np.float32)
-        context = (nullcontext() if seed is None
-                   else seeded_torch(seed, estimator_devices(net)))
-        with context:
-            return net.fit(X, targets)
+        return train_base_estimator(self, estimator, X, Y, Y_matrix, seed)
 
     # ---------------------------------------------------------------------- sampling
     def _check_input(self, X, *, reset: bool):
@@ -525,51 +461,16 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
     def _sample_counts(self, X, seed: int, devices, params_key: str | None,
                        location) -> np.ndarray:
-        """Counts of ``X``; with ``memory`` and an int ``random_state``, inputs already
-        sampled (same model, parameters and content) are read from the cache and the
-        others are sampled, each worker storing its counts a chunk at a time as they
-        come, so an interrupted call loses at most the chunk in flight per worker."""
+        """Counts of ``X``, read from the ``memory`` store where it has them
+        (:func:`._counts_cache.sample_with_store`)."""
         if params_key is None or location is None or len(X) == 0:
             return self._sample(X, seed, devices)
-        store = CountsStore(location, params_key, self.n_classes_,
-                            self.n_draws * self.k_prime)
-        keys = input_keys(X)
-        known = store.load()
-        counts = np.empty((len(X), self.n_classes_), dtype=np.int64)
-        todo: dict[bytes, list[int]] = {}  # digest -> positions of an unsampled input
-        for i, digest in enumerate(keys):
-            row = known.get(digest)
-            if row is None:
-                todo.setdefault(digest, []).append(i)
-            else:
-                counts[i] = row
-        if todo:
-            first = [positions[0] for positions in todo.values()]
-            sampled = self._sample(X[first], seed, devices,
-                                   on_chunk=store.writer([keys[i] for i in first]))
-            for digest, row in zip(todo, sampled):
-                counts[todo[digest]] = row
-        return counts
+        return sample_with_store(self, X, seed, devices, params_key, location)
 
     def _counts_params_key(self, seed: int, devices) -> str | None:
-        """Key of the fitted model's content and every parameter that changes counts
-        (see :data:`sklearn_certify._params.PARAMETER_ROLES`): with an input's content
-        it determines the input's counts. None when each call draws fresh noise
-        (``random_state`` None or a RandomState instance) or when the model cannot be
-        keyed (:func:`~sklearn_certify._utils._keys.model_key`, with a warning): nothing is
-        then cached."""
-        if not isinstance(self.random_state, Integral) or isinstance(self.random_state, bool):
-            return None
-        model = self._sampling_model()
-        if devices:
-            kinds = tuple(sorted({d.type for d in devices}))
-        elif is_torch_model(model):
-            kinds = (torch_module_and_device(model)[1].type,)
-        else:
-            kinds = ("numpy",)
-        return counts_key(model, "smoothing", self.n_classes_, float(self.sigma),
-                          self.k_prime, self.n_draws, seed, kinds, self.sampling_dtype,
-                          bool(self.compile))
+        """Key of the fitted model's content and every parameter that changes counts;
+        None when nothing may be cached (:func:`._counts_cache.counts_params_key`)."""
+        return counts_params_key(self, seed, devices)
 
     def certify(self, X, Y, radius=0.0, sequential: bool = False, *,
                 method: str | None = None, alpha: float | None = None, k: int | None = None,
@@ -732,32 +633,10 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             )
 
     def _checked_devices(self) -> list[torch.device] | None:
-        """``devices`` as torch devices; a clear error for a bad entry or a non-torch
-        base model."""
-        if self.devices is None:
-            return None
-        if len(self.devices) == 0:
-            raise ValueError("devices must list at least one device, or be None.")
-        if not is_torch_model(self._sampling_model()):
-            raise ValueError(
-                "devices needs a torch base model (a torch.nn.Module or a skorch net); "
-                f"got {type(self.estimator_).__name__}. Use n_jobs to parallelise it."
-            )
-        try:
-            devices = [torch.device(d) for d in self.devices]
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"devices={self.devices!r} holds an invalid device: {exc}") \
-                from None
-        for device in devices:
-            if device.type == "meta":
-                raise ValueError(
-                    f"devices={self.devices!r} holds the meta device, which has no data: "
-                    "noisy draws cannot be sampled on it. Use cpu or an accelerator.")
-            if not device_exists(device):
-                raise ValueError(
-                    f"devices={self.devices!r} holds {str(device)!r}, which this machine "
-                    f"does not have{_device_hint(device)}.")
-        return devices
+        """``devices`` as torch devices; a clear error for a bad entry, a device this
+        machine lacks or a non-torch base model."""
+        return check_devices(self.devices, is_torch_model(self._sampling_model()),
+                             type(self.estimator_).__name__)
 
     def _sampling_options(self) -> dict:
         """How the base model runs while sampling: ``sampling_dtype``, ``compile`` and
@@ -779,27 +658,3 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
 
 # ------------------------------------------------------------------------------ helpers
-def _device_hint(device: torch.device) -> str:
-    """Why ``device`` is missing, for the error of ``_checked_devices``."""
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        return (f" (torch sees {count} CUDA device(s)"
-                + (f": indices 0 to {count - 1})" if count else ")"))
-    return f" (torch cannot allocate on {device.type!r})"
-
-
-def _default_estimator():
-    """The base model for ``estimator=None``: a MultiLabelNet, on CUDA when available."""
-    from ..nets import MultiLabelNet
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return MultiLabelNet(max_epochs=20, lr=1e-3, batch_size=64, device=device)
-
-
-def _noisy_copy(X: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """``X + N(0, sigma^2 I)``, in X's float dtype (float64 for other dtypes)."""
-    dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
-    return X.astype(dtype) + sigma * rng.standard_normal(X.shape, dtype=dtype)
-
-
-

@@ -11,14 +11,29 @@ model is trained for smoothing (``docs/training.md``).
 
 from __future__ import annotations
 
+import warnings
+from contextlib import nullcontext
+
+import numpy as np
 import torch
+from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
+from sklearn.utils import check_random_state, get_tags
 from skorch import NeuralNet
 
-from ..nets import TrainingNoise
+from .._utils._keys import fit_key
+from .._utils._memory import cached_call, data_key
+from .._utils._random import SEED_HIGH
+from .._utils._torch_seed import estimator_devices, seeded_torch
+from ..nets import MultiLabelNet, TrainingNoise
 
 __all__ = ["DEFAULT_CONSISTENCY", "DEFAULT_COPIES", "DEFAULT_DIVERGENCE", "TRAIN_NOISE_MODES",
-           "check_train_noise", "configure_net", "train_noise_mode"]
+           "check_train_noise", "configure_net", "default_estimator", "fit_base_estimator",
+           "train_base_estimator", "train_noise_mode"]
+
+#: Tag mixed into the seed of the training noise, so that the training noise and the
+#: certification noise (seeded from the same ``random_state``) are independent streams.
+_TRAINING_STREAM = 1
 
 #: The string values of ``train_noise``.
 TRAIN_NOISE_MODES = ("gaussian", "consistency")
@@ -95,3 +110,86 @@ def configure_net(net: NeuralNet, mode: str | None, sigma: float) -> None:
                 TrainingNoise(sigma, copies=DEFAULT_COPIES, consistency=DEFAULT_CONSISTENCY,
                               divergence=DEFAULT_DIVERGENCE))
     net.set_params(callbacks=[*(callbacks or []), ("smoothing_train_noise", callback)])
+
+
+# ------------------------------------------------------------ training the base model
+def fit_base_estimator(clf, X, Y, Y_matrix, memory):
+    """The fitted base model of the smoothed classifier ``clf`` (see its ``estimator``
+    and ``train_noise``), from ``memory`` when the same training ran before.
+
+    The cache key holds everything training depends on (see
+    :data:`sklearn_certify._params.PARAMETER_ROLES`): the base estimator's class and
+    parameters, ``train_noise``, ``sigma`` when noise is added, the training seed and
+    the content of ``X`` and ``Y``. Without a seed (``random_state=None``) training
+    is not reproducible and nothing is cached.
+    """
+    pretrained = isinstance(clf.estimator, torch.nn.Module | FrozenEstimator)
+    if pretrained and clf.train_noise:
+        warnings.warn(
+            f"train_noise={clf.train_noise!r} has no effect: the "
+            f"{type(clf.estimator).__name__} "
+            "base model is used as already trained. Train it on Gaussian noise at "
+            "this sigma yourself, and pass train_noise=False to silence this warning.",
+            UserWarning, stacklevel=5,
+        )
+    if isinstance(clf.estimator, torch.nn.Module):
+        return clf.estimator
+    estimator = default_estimator() if clf.estimator is None else clone(clf.estimator)
+    seed = None
+    if clf.random_state is not None:
+        entropy = int(check_random_state(clf.random_state).randint(SEED_HIGH))
+        seed = int(np.random.SeedSequence([entropy, _TRAINING_STREAM]).generate_state(1)[0])
+    # a frozen estimator has nothing to train or cache
+    if seed is None or pretrained or getattr(memory, "location", None) is None:
+        return clf._train(estimator, X, Y, Y_matrix, seed)
+    key = fit_key(
+        "smoothing-fit", estimator, train_noise_mode(clf.train_noise),
+        float(clf.sigma) if clf.train_noise else None, seed, data_key(X),
+        data_key(np.asarray(Y)),
+    )
+    if key is None:
+        return clf._train(estimator, X, Y, Y_matrix, seed)
+    return cached_call(memory, "fit", key,
+                       lambda: clf._train(estimator, X, Y, Y_matrix, seed),
+                       check=lambda fitted: type(fitted) is type(estimator))
+
+
+def train_base_estimator(clf, estimator, X, Y, Y_matrix, seed: int | None):
+    """Train ``estimator`` (a fresh clone) under ``seed``."""
+    if isinstance(estimator, NeuralNet):
+        return _fit_net(clf, estimator, X, Y, Y_matrix, seed)
+    if clf.train_noise and not isinstance(estimator, FrozenEstimator):
+        X = _noisy_copy(np.asarray(X), clf.sigma, np.random.default_rng(seed))
+    # 1-D targets go to a single-output (native multi-class) base as they are: its
+    # score columns follow np.unique(y), i.e. classes_. Multi-output bases get the
+    # one-hot matrix.
+    native = clf.multiclass_ and get_tags(estimator).target_tags.single_output
+    return estimator.fit(X, np.asarray(Y).ravel() if native else Y_matrix)
+
+
+def _fit_net(clf, net: NeuralNet, X, Y, Y_matrix, seed: int | None) -> NeuralNet:
+    """Train a skorch net, with fresh noise per training batch when ``train_noise``."""
+    configure_net(net, train_noise_mode(clf.train_noise), clf.sigma)
+    if "noise_sigma" in net.get_params(deep=False):
+        targets = Y_matrix.astype(np.float32)
+    else:
+        targets = (np.searchsorted(clf.classes_, np.asarray(Y)) if clf.multiclass_
+                   else Y_matrix.astype(np.float32))
+    if not torch.is_tensor(X):
+        X = np.asarray(X, dtype=np.float32)
+    context = (nullcontext() if seed is None
+               else seeded_torch(seed, estimator_devices(net)))
+    with context:
+        return net.fit(X, targets)
+
+
+def default_estimator():
+    """The base model for ``estimator=None``: a MultiLabelNet, on CUDA when available."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return MultiLabelNet(max_epochs=20, lr=1e-3, batch_size=64, device=device)
+
+
+def _noisy_copy(X: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """``X + N(0, sigma^2 I)``, in X's float dtype (float64 for other dtypes)."""
+    dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    return X.astype(dtype) + sigma * rng.standard_normal(X.shape, dtype=dtype)

@@ -1,0 +1,68 @@
+"""The counts caches of :class:`~sklearn_certify.SmoothedMultiLabelClassifier`: the key of
+a fitted model's counts, and the ``memory=`` store of sampled counts per input.
+
+Nothing here is used unless the user chose a cache (``memory=``, or
+``sklearn_certify.set_config(counts_cache=True)``); see ``docs/guarantees.md``, "What is
+cached, and when".
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+
+from .._utils._keys import counts_key
+from .._utils._memory import CountsStore
+from ._models import is_torch_model, torch_module_and_device
+from ._streams import input_keys
+
+__all__ = ["counts_params_key", "sample_with_store"]
+
+
+def sample_with_store(clf, X, seed: int, devices, params_key: str | None,
+                   location) -> np.ndarray:
+    """Counts of ``X`` for the smoothed classifier ``clf``: inputs already
+    sampled (same model, parameters and content) are read from the cache and the
+    others are sampled, each worker storing its counts a chunk at a time as they
+    come, so an interrupted call loses at most the chunk in flight per worker."""
+    store = CountsStore(location, params_key, clf.n_classes_,
+                        clf.n_draws * clf.k_prime)
+    keys = input_keys(X)
+    known = store.load()
+    counts = np.empty((len(X), clf.n_classes_), dtype=np.int64)
+    todo: dict[bytes, list[int]] = {}  # digest -> positions of an unsampled input
+    for i, digest in enumerate(keys):
+        row = known.get(digest)
+        if row is None:
+            todo.setdefault(digest, []).append(i)
+        else:
+            counts[i] = row
+    if todo:
+        first = [positions[0] for positions in todo.values()]
+        sampled = clf._sample(X[first], seed, devices,
+                               on_chunk=store.writer([keys[i] for i in first]))
+        for digest, row in zip(todo, sampled):
+            counts[todo[digest]] = row
+    return counts
+
+
+def counts_params_key(clf, seed: int, devices) -> str | None:
+    """Key of the fitted model's content and every parameter that changes counts
+    (see :data:`sklearn_certify._params.PARAMETER_ROLES`): with an input's content
+    it determines the input's counts. None when each call draws fresh noise
+    (``random_state`` None or a RandomState instance) or when the model cannot be
+    keyed (:func:`~sklearn_certify._utils._keys.model_key`, with a warning): nothing is
+    then cached."""
+    if not isinstance(clf.random_state, Integral) or isinstance(clf.random_state, bool):
+        return None
+    model = clf._sampling_model()
+    if devices:
+        kinds = tuple(sorted({d.type for d in devices}))
+    elif is_torch_model(model):
+        kinds = (torch_module_and_device(model)[1].type,)
+    else:
+        kinds = ("numpy",)
+    return counts_key(model, "smoothing", clf.n_classes_, float(clf.sigma),
+                      clf.k_prime, clf.n_draws, seed, kinds, clf.sampling_dtype,
+                      bool(clf.compile))
