@@ -17,7 +17,7 @@ from .._utils._random import spawn_seeds
 from .._utils._validation import check_alpha
 from ..certificates._bagging import BAGGING, BAGGING_METHODS
 from ..results import CertificationResult
-from ._base import BaseCertifiedEnsemble, split_tasks
+from ._base import CERTIFY_DOCSTRINGS, ENSEMBLE_DOCSTRINGS, BaseCertifiedEnsemble, split_tasks
 from ._base_model import fallback_labels, fit_base_model
 from ._stacked_heads import fit_base_models
 from ._stacked_nets import fit_net_base_models
@@ -52,6 +52,7 @@ def _fit_subsample_models(estimator, X, Y, seeds, indices, max_samples, k_base,
     return models
 
 
+@ENSEMBLE_DOCSTRINGS
 class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
     """Multi-label bagging ensemble certified against poisoned training examples.
 
@@ -144,16 +145,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         Number of training examples ``n``.
     max_samples_ : int
         Subsample size ``m``.
-    n_classes_ : int
-        Number of labels.
-    classes_ : ndarray
-        The class labels for 1-D targets, the column indices for multi-label targets.
-    multiclass_ : bool
-        Whether ``fit`` saw 1-D multi-class targets.
-    input_shape_ : tuple of int
-        Shape of one input.
-    n_features_in_ : int
-        Number of features (flat 2-D inputs only).
+    {fitted_targets}
 
     See Also
     --------
@@ -335,6 +327,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         return [subsample_indices(seed, self.n_train_, self.max_samples_)
                 for seed in self.seeds_]
 
+    @CERTIFY_DOCSTRINGS
     def certify(self, X, Y, radius=0, *, method: str | None = None,
                 alpha: float | None = None, attack: str = "modification",
                 k: int | None = None, label: str | None = None) -> CertificationResult:
@@ -351,12 +344,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
             Overrides the ``method`` parameter for this call.
         alpha : float, optional
             Overrides the ``alpha`` parameter for this call.
-        attack : {"modification", "addition", "deletion"}, default="modification"
-            How the T examples are poisoned.
-        k : int, optional
-            Overrides the ``k`` parameter for this call.
-        label : str, optional
-            Name of the result in tables and legends.
+        {certify_options}
 
         Returns
         -------
@@ -364,9 +352,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
 
         Notes
         -----
-        For 1-D multi-class targets ``predict`` returns the top-1 label, while
-        ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
-        or here) for the certificate of ``predict``'s label.
+        {multiclass_note}
         """
         return self._certify(X, Y, radius, k=k, label=label, method=method, alpha=alpha,
                              attack=attack)

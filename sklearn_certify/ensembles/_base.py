@@ -37,11 +37,40 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import CertifiedClassifierMixin
+from .._utils._docstring import Substitution
 from .._utils._scores import has_score_method
 from .._utils._targets import encode_fit_targets
 from .._utils._validation import ATTACKS, check_choice, check_inputs, check_int
 
-__all__ = ["BaseCertifiedEnsemble", "default_base_estimator", "split_tasks"]
+__all__ = ["BaseCertifiedEnsemble", "ENSEMBLE_DOCSTRINGS", "CERTIFY_DOCSTRINGS",
+           "default_base_estimator", "split_tasks"]
+
+#: Docstring text the two ensembles share (:class:`~sklearn_certify._utils._docstring.
+#: Substitution`): the fitted target attributes, and certify's common options and note.
+ENSEMBLE_DOCSTRINGS = Substitution(fitted_targets='''
+    n_classes_ : int
+        Number of labels.
+    classes_ : ndarray
+        The class labels for 1-D targets, the column indices for multi-label targets.
+    multiclass_ : bool
+        Whether ``fit`` saw 1-D multi-class targets.
+    input_shape_ : tuple of int
+        Shape of one input.
+    n_features_in_ : int
+        Number of features (flat 2-D inputs only).
+''')
+CERTIFY_DOCSTRINGS = Substitution(certify_options='''
+        attack : {"modification", "addition", "deletion"}, default="modification"
+            How the T examples are poisoned.
+        k : int, optional
+            Overrides the ``k`` parameter for this call.
+        label : str, optional
+            Name of the result in tables and legends.
+''', multiclass_note='''
+        For 1-D multi-class targets ``predict`` returns the top-1 label, while
+        ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
+        or here) for the certificate of ``predict``'s label.
+''')
 
 # Tasks per joblib worker: more than one, so that progress (verbose) is visible and a
 # slow task does not hold the others up; the models do not depend on it.

@@ -32,7 +32,7 @@ from .._utils._torch_seed import determinism_settings, run_with_determinism
 from ..certificates._dpa import DPA, DPA_METHODS
 from ..certificates._finite_aggregation import model_buckets
 from ..results import CertificationResult
-from ._base import BaseCertifiedEnsemble, split_tasks
+from ._base import CERTIFY_DOCSTRINGS, ENSEMBLE_DOCSTRINGS, BaseCertifiedEnsemble, split_tasks
 from ._base_model import fallback_labels, fit_base_model, tied_columns
 from ._partitions import example_digests, hash_partitions
 from ._stacked_heads import stack_fitted_heads
@@ -89,6 +89,7 @@ def _fit_partition_models(estimator, parts, k_base, n_classes, memory=None):
     ]
 
 
+@ENSEMBLE_DOCSTRINGS
 class DPACertifiedClassifier(BaseCertifiedEnsemble):
     """Multi-label Deep Partition Aggregation, deterministically certified against poisoning.
 
@@ -177,16 +178,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
     model_buckets_ : ndarray of int, shape (n_partitions * spread, spread)
         The partitions (buckets) each base model is trained on; ``[[0], [1], ...]``
         for DPA.
-    n_classes_ : int
-        Number of labels.
-    classes_ : ndarray
-        The class labels for 1-D targets, the column indices for multi-label targets.
-    multiclass_ : bool
-        Whether ``fit`` saw 1-D multi-class targets.
-    input_shape_ : tuple of int
-        Shape of one input.
-    n_features_in_ : int
-        Number of features (flat 2-D inputs only).
+    {fitted_targets}
 
     See Also
     --------
@@ -393,6 +385,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         self._set_targets(n_classes, classes)
         return self
 
+    @CERTIFY_DOCSTRINGS
     def certify(self, X, Y, radius=0, *, method: str | None = None,
                 attack: str = "modification", k: int | None = None,
                 label: str | None = None) -> CertificationResult:
@@ -410,12 +403,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         method : {"poisoningguard", "dpa", "finite-aggregation"}, optional
             Overrides the ``method`` parameter for this call (with ``spread > 1``,
             "poisoningguard" certifies with "finite-aggregation", as the parameter).
-        attack : {"modification", "addition", "deletion"}, default="modification"
-            How the T examples are poisoned.
-        k : int, optional
-            Overrides the ``k`` parameter for this call.
-        label : str, optional
-            Name of the result in tables and legends.
+        {certify_options}
 
         Returns
         -------
@@ -429,9 +417,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         ``recertify`` (other T, k, attack, or the Eq. 9 methods), ``certified_radius``,
         ``save`` and ``load`` work from them.
 
-        For 1-D multi-class targets ``predict`` returns the top-1 label, while
-        ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
-        or here) for the certificate of ``predict``'s label.
+        {multiclass_note}
         """
         return self._certify(X, Y, radius, k=k, label=label, method=method, attack=attack)
 
