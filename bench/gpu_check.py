@@ -213,7 +213,7 @@ with warnings.catch_warnings(record=True) as caught:
 out = {"linear_head": models["linear_head"].decision_function(X)}
 for name in ("bagging", "dpa_nets"):
     out[name] = models[name].predict_proba(X)
-    assert models[name].heads_.device_.type == "cpu", name
+    assert models[name].stacked_models_.device_.type == "cpu", name
 np.savez(folder + "/loaded.npz", **out)
 print(sum("DeviceWarning" in type(w.message).__name__ for w in caught))
 """
@@ -305,8 +305,8 @@ def check_dpa_determinism(cfg, device) -> dict:
 def check_large_heads(cfg, device) -> dict:
     from sklearn_certify import BaggingCertifiedClassifier
     from sklearn_certify import heads as _heads
-    from sklearn_certify._stacked import _model_bytes
-    from sklearn_certify.ensembles._stacked_heads import fit_linear_heads
+    from sklearn_certify._stacked._engine import _model_bytes
+    from sklearn_certify._stacked._heads import fit_linear_heads
     from sklearn_certify.nets import MLPModule
 
     rng = np.random.default_rng(0)
@@ -371,7 +371,7 @@ def check_large_heads(cfg, device) -> dict:
     finally:
         _heads._train_block = train_block
     # skorch MLP heads of 512, batches of 16: the vectorised net trainer's blocks
-    from sklearn_certify.ensembles import _stacked_nets
+    from sklearn_certify._stacked import _nets as _stacked_nets
 
     recipe = _stacked_nets.net_recipe(
         net(MLPModule, device, module__hidden=(512,), batch_size=16, max_epochs=1), X)

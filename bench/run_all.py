@@ -23,8 +23,8 @@ d. Ensembles: fitting N = 1000 bagging base models on 5,000 x 64 features, the g
    joblib path of ``BaggingCertifiedClassifier`` (one model at a time) against the
    vectorised path it takes automatically, on the same subsamples and seeds: skorch
    ``MultiLabelNet`` heads (linear and one hidden layer of 32, mini-batch Adam;
-   ``sklearn_certify.ensembles._stacked_nets``; goal: 20x), and ``LinearHead`` heads
-   (full-batch Adam; ``sklearn_certify.ensembles._stacked_heads``); also vote counting, and
+   ``sklearn_certify._stacked._nets``; goal: 20x), and ``LinearHead`` heads
+   (full-batch Adam; ``sklearn_certify._stacked._heads``); also vote counting, and
    the agreement of the two paths' votes.
 e. Scaling: certify time against the number of inputs and n_draws (log-log slope, 1 =
    linear) and peak memory against batch_size (fresh subprocess per point).
@@ -297,9 +297,9 @@ def bench_net_fit(name: str, net, F_tr, F_te, Y_tr, cfg: dict) -> dict:
                                          **params)
     generic.fit(F_tr, Y_tr)
     generic_s = time.perf_counter() - start
-    assert generic.heads_ is None
+    assert generic.stacked_models_ is None
     small = BaggingCertifiedClassifier(net, n_estimators=n_generic, **params).fit(F_tr, Y_tr)
-    assert small.heads_ is not None
+    assert small.stacked_models_ is not None
     start = time.perf_counter()
     full = BaggingCertifiedClassifier(net, n_estimators=N, **params).fit(F_tr, Y_tr)
     vectorised_s = time.perf_counter() - start
@@ -317,7 +317,7 @@ def bench_net_fit(name: str, net, F_tr, F_te, Y_tr, cfg: dict) -> dict:
         "generic_models_per_s": 1 / generic_per_model,
         "max_abs_vote_difference": int(np.abs(counts_g - counts_v).max()),
         "same_top3_fraction": float(np.mean(np.all(top_g == top_v, axis=1))),
-        "vectorised_used": full.heads_ is not None,
+        "vectorised_used": full.stacked_models_ is not None,
     }
     log(f"d. {N} MultiLabelNet {name} heads: one by one {generic_per_model * 1e3:.0f} ms "
         f"per model, vectorised {vectorised_s:.1f}s -> {out['fit_speedup']:.0f}x; "
@@ -336,7 +336,7 @@ def bench_dpa_nets(net, F_tr, F_te, Y_tr, cfg: dict) -> dict:
     start = time.perf_counter()
     lean = DPACertifiedClassifier(net, **params).fit(F_tr, Y_tr)
     lean_s = time.perf_counter() - start
-    assert generic.heads_ is None and lean.heads_ is not None
+    assert generic.stacked_models_ is None and lean.stacked_models_ is not None
     counts_g, counts_l = generic._label_counts(F_te)[0], lean._label_counts(F_te)[0]
     out = {"n_partitions": params["n_partitions"], "n_train": len(F_tr),
            "generic_fit_s": generic_s, "lean_fit_s": lean_s, "fit_speedup": generic_s / lean_s,
@@ -348,9 +348,9 @@ def bench_dpa_nets(net, F_tr, F_te, Y_tr, cfg: dict) -> dict:
 
 
 def bench_ensembles(cfg: dict) -> dict:
+    from sklearn_certify._stacked._heads import fit_linear_heads
     from sklearn_certify._utils._random import SEED_HIGH
     from sklearn_certify.ensembles._bagging import subsample_indices
-    from sklearn_certify.ensembles._stacked_heads import fit_linear_heads
     from sklearn_certify.heads import LinearHead
 
     class SequentialLinearHead(LinearHead):
@@ -374,7 +374,7 @@ def bench_ensembles(cfg: dict) -> dict:
 
     def fit_vectorised():
         vectorised.fit(F_tr, Y_tr)
-        holder["heads"] = vectorised.heads_
+        holder["heads"] = vectorised.stacked_models_
 
     fit_linear_heads(F_tr, Y_tr, np.zeros((20, m), dtype=int), epochs=2)  # warm-up
     t_fit = race({"generic": fit_generic, "vectorised": fit_vectorised}, 1)

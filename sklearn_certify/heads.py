@@ -3,7 +3,7 @@
 :class:`LinearHead` is a deterministic multi-label classifier on fixed features, the
 base model of the PoisoningGuard protocol (small heads over frozen features). Its
 training is written for N heads at once (:func:`fit_heads`, on the stacked engine of
-:mod:`sklearn_certify._stacked`), so that an ensemble of ``LinearHead`` base models is
+:mod:`sklearn_certify._stacked._engine`), so that an ensemble of ``LinearHead`` base models is
 trained as one batched program and each head ends where its own ``fit`` ends, up to
 float rounding: the objective is each head's mean loss over its own rows, summed over
 label columns, plus its own L2 penalty; the optimiser (Adam, full batch) is
@@ -23,7 +23,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._stacked import (
+from ._stacked._engine import (
     LOSSES,
     Adam,
     as_features,
@@ -116,7 +116,7 @@ def _train_block(X, Y, rows, sizes, params, *, loss_fn, epochs, lr, alpha, const
 
     Returns the trained parameters and the block's constant scores (n_block, c): NaN
     for trained columns, +-inf for constant ones (all -inf for models without rows).
-    Training runs in the label-major layout (see :mod:`sklearn_certify._stacked`).
+    Training runs in the label-major layout (see :mod:`sklearn_certify._stacked._engine`).
     """
     device = X.device
     n_classes = Y.shape[1]
@@ -181,7 +181,7 @@ class LinearHead(ClassifierMixin, BaseEstimator):
     The single-model counterpart of :func:`fit_linear_heads`: the same objective,
     initialisation and optimiser, so a bagging or DPA ensemble of ``LinearHead`` base
     models can be trained all at once, exactly (see
-    :mod:`sklearn_certify.ensembles._stacked_heads`). Also usable on its own, as a
+    :mod:`sklearn_certify._stacked._heads`). Also usable on its own, as a
     deterministic multi-label linear classifier on fixed features.
 
     Parameters
@@ -290,7 +290,7 @@ class LinearHead(ClassifierMixin, BaseEstimator):
         """Logits, shape (n_inputs, n_classes).
 
         An input's logits are the same floats alone and in any batch (products of a
-        fixed shape, see :func:`sklearn_certify._stacked.forward_blocks`).
+        fixed shape, see :func:`sklearn_certify._stacked._engine.forward_blocks`).
         """
         check_is_fitted(self, "params_")
         device = self.params_[0].device

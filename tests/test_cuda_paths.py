@@ -267,10 +267,10 @@ def _saved_on(obj, device: str):
     """A pickle round trip of ``obj`` as if it had been fitted on ``device``."""
     import pickle
 
-    from sklearn_certify.ensembles._stacked_heads import LinearHeadEnsemble
+    from sklearn_certify._stacked._heads import StackedModels
     from sklearn_certify.heads import LinearHead
 
-    for heads in [o for o in _walk(obj) if isinstance(o, LinearHeadEnsemble)]:
+    for heads in [o for o in _walk(obj) if isinstance(o, StackedModels)]:
         heads.device_ = torch.device(device)  # what a CUDA fit leaves
     state_of = LinearHead.__getstate__
 
@@ -288,7 +288,7 @@ def _saved_on(obj, device: str):
 
 def _walk(obj):
     yield obj
-    heads = getattr(obj, "heads_", None)
+    heads = getattr(obj, "stacked_models_", None)
     if heads is not None:
         yield heads
     lazy = getattr(obj, "estimators_", None)
@@ -313,7 +313,7 @@ def test_loadable_device_falls_back_to_the_cpu_with_a_warning(monkeypatch):
 
 
 def test_heads_pickle_as_cpu_tensors(digits):
-    from sklearn_certify.ensembles._stacked_heads import fit_linear_heads
+    from sklearn_certify._stacked._heads import fit_linear_heads
     from sklearn_certify.heads import LinearHead
 
     X, X_test, Y, _ = digits
@@ -341,7 +341,7 @@ def test_cuda_saved_heads_load_on_the_cpu(digits, kind):
         base = LinearHead(epochs=3) if kind == "ensemble" else _small_net()
         model = BaggingCertifiedClassifier(base, n_estimators=4, max_samples=30,
                                            random_state=0).fit(X, Y)
-        assert model.heads_ is not None
+        assert model.stacked_models_ is not None
         if kind == "net_ensemble":
             model.estimators_.estimator.set_params(device="cuda:0")
         expected = model.predict_proba(X_test)
@@ -353,7 +353,7 @@ def test_cuda_saved_heads_load_on_the_cpu(digits, kind):
         assert loaded.params_[0].device.type == "cpu"
         np.testing.assert_array_equal(loaded.decision_function(X_test), expected)
         return
-    assert loaded.heads_.device_ == torch.device("cpu")
+    assert loaded.stacked_models_.device_ == torch.device("cpu")
     np.testing.assert_array_equal(loaded.predict_proba(X_test), expected)
     net = loaded.estimators_[0].estimator_  # a base model built or stored on the CPU
     assert next(iter(net.module_.parameters()) if kind == "net_ensemble"
@@ -388,7 +388,7 @@ GiB = 2**30
 
 
 def test_block_bytes_match_the_sizes_that_ran_out_of_memory():
-    from sklearn_certify._stacked import _model_bytes
+    from sklearn_certify._stacked._engine import _model_bytes
     from sklearn_certify.heads import _auto_models_per_batch
 
     cuda = torch.device("cuda")
@@ -401,9 +401,10 @@ def test_block_bytes_match_the_sizes_that_ran_out_of_memory():
 def test_gpu_blocks_are_capped_by_the_memory_budget(monkeypatch, digits):
     from dataclasses import replace
 
-    from sklearn_certify import _stacked
-    from sklearn_certify._stacked import _model_bytes, cap_models_by_memory
-    from sklearn_certify.ensembles import _skorch_replica, _stacked_nets
+    from sklearn_certify._stacked import _engine as _stacked
+    from sklearn_certify._stacked import _nets as _stacked_nets
+    from sklearn_certify._stacked import _skorch_replica
+    from sklearn_certify._stacked._engine import _model_bytes, cap_models_by_memory
 
     monkeypatch.setattr(_stacked, "_memory_budget",
                         lambda device: 4 * GiB if device.type == "cuda" else None)
@@ -432,8 +433,8 @@ def _oom_above(limit, train_block, size_of):
 
 def test_out_of_memory_falls_back_to_smaller_blocks(monkeypatch, digits):
     from sklearn_certify import heads as _heads
-    from sklearn_certify.ensembles import _stacked_nets
-    from sklearn_certify.ensembles._stacked_heads import fit_linear_heads
+    from sklearn_certify._stacked import _nets as _stacked_nets
+    from sklearn_certify._stacked._heads import fit_linear_heads
     from sklearn_certify.heads import LinearHead
 
     X, X_test, Y, _ = digits
@@ -472,8 +473,8 @@ def test_out_of_memory_falls_back_to_smaller_blocks(monkeypatch, digits):
 def test_vote_counts_builds_the_first_layer_layout_once(monkeypatch, digits):
     import pickle
 
-    from sklearn_certify.ensembles import _stacked_heads
-    from sklearn_certify.ensembles._stacked_heads import fit_linear_heads
+    from sklearn_certify._stacked import _heads as _stacked_heads
+    from sklearn_certify._stacked._heads import fit_linear_heads
 
     X, X_test, Y, _ = digits
     rows = np.random.default_rng(0).integers(0, len(X), size=(5, 30))
@@ -506,12 +507,12 @@ def test_dpa_stacks_fitted_linear_heads_for_vote_counting(hidden):
     clf = DPACertifiedClassifier(LinearHead(hidden, epochs=5, random_state=0),
                                  n_partitions=40, k_base=2).fit(X, Y)
     models = clf.estimators_
-    assert clf.heads_ is not None and len(clf.heads_) == 40
+    assert clf.stacked_models_ is not None and len(clf.stacked_models_) == 40
     kinds = {(m.estimator_ is None, getattr(m.estimator_, "multiclass_", None))
              for m in models}
     assert {(True, None), (False, True), (False, False)} <= kinds  # empty, 1-column, more
     by_model = _count_votes(models, X_test, 2)
-    np.testing.assert_array_equal(clf.heads_.vote_counts(X_test, 2), by_model)
+    np.testing.assert_array_equal(clf.stacked_models_.vote_counts(X_test, 2), by_model)
     np.testing.assert_array_equal(np.rint(clf.predict_proba(X_test) * 40), by_model)
     # the models themselves are those of a one-by-one fit without stacking
     again = DPACertifiedClassifier(LinearHead(hidden, epochs=5, random_state=0),

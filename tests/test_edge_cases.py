@@ -251,7 +251,7 @@ def test_nan_scores_of_vectorised_heads_raise():
 
     model = BaggingCertifiedClassifier(LinearHead(), n_estimators=6, max_samples=12, k=2,
                                        random_state=0).fit(X, Y)
-    heads = getattr(model, "heads_", None)
+    heads = getattr(model, "stacked_models_", None)
     if heads is None:
         pytest.skip("LinearHead base models are not trained as one batched program here")
     heads.params_[0][4, 0, 1] = float("nan")  # model 4: label 1 depends on feature 0

@@ -445,7 +445,7 @@ def test_stacked_heads_with_spread_vote_like_their_base_models():
     X, Y, X_test, Y_test = _fa_data()
     clf = DPACertifiedClassifier(LinearHead(epochs=5), n_partitions=5, spread=2,
                                  k_base=2).fit(X, Y)
-    assert clf.heads_ is not None and len(clf.heads_) == 10
+    assert clf.stacked_models_ is not None and len(clf.stacked_models_) == 10
     votes = clf.certify(X_test, Y_test, 0).counts  # from the stacked heads
     for j in range(10):
         top = clf.estimators_[j].top_labels(X_test, 2)

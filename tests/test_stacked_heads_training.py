@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_certify._stacked import loss_grad
-from sklearn_certify._utils._random import SEED_HIGH
-from sklearn_certify._utils._scores import top_k_indicator
-from sklearn_certify.ensembles._base_model import _ConstantAwareMultiLabel, fit_base_model
-from sklearn_certify.ensembles._stacked_heads import (
-    LinearHeadEnsemble,
+from sklearn_certify._stacked._engine import loss_grad
+from sklearn_certify._stacked._heads import (
+    StackedModels,
     fit_base_models,
     fit_linear_heads,
     is_vectorizable,
 )
+from sklearn_certify._utils._random import SEED_HIGH
+from sklearn_certify._utils._scores import top_k_indicator
+from sklearn_certify.ensembles._base_model import _ConstantAwareMultiLabel, fit_base_model
 from sklearn_certify.heads import LinearHead
 from sklearn_certify.losses import AsymmetricLoss
 
@@ -184,7 +184,7 @@ def test_cpu_device_handling_and_determinism(data):
     b = fit_linear_heads(X, Y, index_sets, hidden=4, device=torch.device("cpu"),
                          random_state=7, **FAST)
     c = fit_linear_heads(X, Y, index_sets, hidden=4, random_state=8, **FAST)
-    assert isinstance(a, LinearHeadEnsemble) and len(a) == len(index_sets)
+    assert isinstance(a, StackedModels) and len(a) == len(index_sets)
     assert a.device_.type == "cpu"
     assert all(p.device.type == "cpu" for p in a.params_)
     for p, q in zip(a.params_, b.params_):
@@ -291,7 +291,7 @@ def test_dpa_models_depend_only_on_their_own_partition():
     X, Y = _ensemble_data()
     head = LinearHead(hidden=16, epochs=15, lr=0.05)
     clean = DPACertifiedClassifier(head, n_partitions=30, k_base=1, k=2).fit(X, Y)
-    assert clean.heads_ is not None  # stacked for vote counting only, after training
+    assert clean.stacked_models_ is not None  # stacked for vote counting only, after training
     rng = np.random.default_rng(9)
     X_add = rng.normal(size=(40, X.shape[1])).astype(np.float32)
     Y_add = (rng.random((40, Y.shape[1])) < 0.5).astype(np.int64)

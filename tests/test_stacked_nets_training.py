@@ -12,19 +12,19 @@ from sklearn.base import clone
 from skorch.callbacks import EpochScoring
 
 from sklearn_certify import BaggingCertifiedClassifier
-from sklearn_certify.ensembles import _stacked_nets
-from sklearn_certify.ensembles._base_model import _ConstantAwareMultiLabel
-from sklearn_certify.ensembles._skorch_replica import (
+from sklearn_certify._stacked import _nets as _stacked_nets
+from sklearn_certify._stacked._nets import (
+    replication_check,
+    replication_is_exact,
+    train_nets,
+)
+from sklearn_certify._stacked._skorch_replica import (
     ELEMENTWISE_OPTIMIZERS,
     Blocker,
     net_blocker,
     net_recipe,
 )
-from sklearn_certify.ensembles._stacked_nets import (
-    replication_check,
-    replication_is_exact,
-    train_nets,
-)
+from sklearn_certify.ensembles._base_model import _ConstantAwareMultiLabel
 from sklearn_certify.losses import AsymmetricLoss
 from sklearn_certify.nets import MLPModule, MultiLabelNet
 
@@ -144,9 +144,9 @@ def test_bagging_trains_nets_vectorised_with_the_same_models(data):
     state = torch.random.get_rng_state()
     fast = BaggingCertifiedClassifier(net, **params).fit(X, Y)
     assert torch.equal(state, torch.random.get_rng_state())  # caller's generator untouched
-    assert fast.heads_ is not None
+    assert fast.stacked_models_ is not None
     slow = BaggingCertifiedClassifier(net, vectorize=False, **params).fit(X, Y)
-    assert slow.heads_ is None
+    assert slow.stacked_models_ is None
     np.testing.assert_array_equal(fast.seeds_, slow.seeds_)
     counts_fast, n_fast = fast._label_counts(X)
     counts_slow, n_slow = slow._label_counts(X)
@@ -174,7 +174,7 @@ def test_vectorised_bagging_pickles_and_multiclass_targets(data):
     y = Y.argmax(axis=1)
     clf = BaggingCertifiedClassifier(_net(), n_estimators=6, max_samples=20, k=1,
                                      random_state=1).fit(X, y)
-    assert clf.heads_ is not None
+    assert clf.stacked_models_ is not None
     _ = clf.estimators_[0]
     restored = pickle.loads(pickle.dumps(clf))
     assert restored.estimators_._built == {}
@@ -214,7 +214,7 @@ def test_what_is_not_vectorised_is_trained_one_by_one(data, name):
     if name in ("noise_sigma", "dropout", "callbacks", "optimizer"):
         clf = BaggingCertifiedClassifier(net, n_estimators=2, max_samples=20,
                                          random_state=0).fit(X, Y)
-        assert clf.heads_ is None and isinstance(clf.estimators_, list)
+        assert clf.stacked_models_ is None and isinstance(clf.estimators_, list)
 
 
 def test_other_estimators_and_image_modules_are_not_vectorised(data):
@@ -236,7 +236,7 @@ def test_images_with_mlp_module_match(data):
     net = _net(module__hidden=(3,))
     params = dict(n_estimators=4, max_samples=25, k_base=1, k=2, random_state=3)
     fast = BaggingCertifiedClassifier(net, **params).fit(images, Y)
-    assert fast.heads_ is not None
+    assert fast.stacked_models_ is not None
     slow = BaggingCertifiedClassifier(net, vectorize=False, **params).fit(images, Y)
     np.testing.assert_array_equal(fast._label_counts(images)[0],
                                   slow._label_counts(images)[0])
@@ -249,7 +249,7 @@ def test_falls_back_with_a_warning_when_replication_is_not_exact(data, monkeypat
     with pytest.warns(RuntimeWarning, match="one by one"):
         clf = BaggingCertifiedClassifier(_net(), n_estimators=2, max_samples=20,
                                          random_state=0).fit(X, Y)
-    assert clf.heads_ is None
+    assert clf.stacked_models_ is None
 
 
 def test_verbose_shows_progress(data, capsys):
@@ -268,7 +268,7 @@ def test_the_users_net_is_left_unfitted(data):
                                      random_state=0).fit(X, Y)
     assert clf.estimator is net and net.initialized_ is False
     assert clf.estimators_[0].estimator_ is not net
-    assert not hasattr(clone(clf), "heads_")
+    assert not hasattr(clone(clf), "stacked_models_")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -287,11 +287,11 @@ def test_dpa_trains_nets_without_skorch_with_the_same_models(data):
     X, Y, _ = data
     net = _net(module__hidden=(3,))
     fast = DPACertifiedClassifier(net, n_partitions=150, k_base=2, k=2).fit(X, Y)
-    assert fast.heads_ is not None
+    assert fast.stacked_models_ is not None
     assert (fast.partition_sizes_ == 0).any()  # 120 examples, 150 partitions
     slow = DPACertifiedClassifier(net, n_partitions=150, k_base=2, k=2,
                                   vectorize=False).fit(X, Y)
-    assert slow.heads_ is None
+    assert slow.stacked_models_ is None
     np.testing.assert_array_equal(fast._label_counts(X)[0], slow._label_counts(X)[0])
     for j in (int(np.argmax(fast.partition_sizes_)), int(np.argmin(fast.partition_sizes_))):
         a, b = fast.estimators_[j], slow.estimators_[j]
@@ -317,10 +317,10 @@ def test_dpa_nets_depend_only_on_their_own_partition_bit_for_bit(data):
     touched = set(poisoned.partitions_[N_TRAIN:].tolist())
     assert 0 < len(touched) < 20
     untouched = sorted(set(range(20)) - touched)
-    for a, b in zip(clean.heads_.params_, poisoned.heads_.params_):
+    for a, b in zip(clean.stacked_models_.params_, poisoned.stacked_models_.params_):
         assert torch.equal(a[untouched], b[untouched])
-    torch.testing.assert_close(clean.heads_.constant_scores_[untouched],
-                               poisoned.heads_.constant_scores_[untouched],
+    torch.testing.assert_close(clean.stacked_models_.constant_scores_[untouched],
+                               poisoned.stacked_models_.constant_scores_[untouched],
                                rtol=0, atol=0, equal_nan=True)
 
 
@@ -375,7 +375,7 @@ def test_a_seeded_fit_may_nest_another(data):
         daemon=True)
     worker.start()
     worker.join(timeout=120)
-    assert outcome and outcome[0].estimator_.heads_ is not None
+    assert outcome and outcome[0].estimator_.stacked_models_ is not None
 
 
 def test_the_probe_says_no_when_the_replica_breaks(monkeypatch):
@@ -433,7 +433,7 @@ def test_vectorize_false_and_auto_give_identical_votes(data, name):
     X, Y, _ = data
     make = _vectorize_cases()[name]
     auto, one_by_one = make("auto").fit(X, Y), make(False).fit(X, Y)
-    assert auto.heads_ is not None and one_by_one.heads_ is None
+    assert auto.stacked_models_ is not None and one_by_one.stacked_models_ is None
     assert isinstance(one_by_one.estimators_, list)
     np.testing.assert_array_equal(auto._label_counts(X)[0], one_by_one._label_counts(X)[0])
     np.testing.assert_array_equal(auto.certify(X[:20], Y[:20], radius=[0, 1, 2]).sizes,

@@ -114,10 +114,10 @@ def test_votes_do_not_depend_on_the_batch(kind, base, vectorize, data):
     cuts = np.sort(rng.choice(np.arange(1, n), size=5, replace=False))
     chunked = np.concatenate([_counts(clf, part) for part in np.split(X_test, cuts)])
     np.testing.assert_array_equal(chunked, counts)
-    if clf.heads_ is not None:
+    if clf.stacked_models_ is not None:
         for batch_size in (1, 7, 33):
             np.testing.assert_array_equal(
-                clf.heads_.vote_counts(X_test, clf.k_base, batch_size=batch_size), counts)
+                clf.stacked_models_.vote_counts(X_test, clf.k_base, batch_size=batch_size), counts)
 
     predicted = clf.predict(X_test)
     sizes = clf.certify(X_test, Y_test, RADII).sizes
@@ -136,7 +136,7 @@ def test_stacked_votes_equal_the_base_models_votes(kind, base, data):
     """The stacked heads and the per-model view break ties the same way."""
     _, _, X_test, _ = data
     clf = _fitted(kind, base, "auto", data)
-    assert clf.heads_ is not None
+    assert clf.stacked_models_ is not None
     by_model = sum(model.top_labels(X_test, clf.k_base).astype(np.int64)
                    for model in clf.estimators_)
     np.testing.assert_array_equal(by_model, _counts(clf, X_test))
@@ -156,7 +156,7 @@ def test_stacked_scores_are_the_same_bits_in_any_batch(kind, base, data):
     """Not only exact ties: every score of an input is the same float alone and in a
     batch (fixed-shape products), so near ties cannot flip with the batch either."""
     _, _, X_test, _ = data
-    heads = _fitted(kind, base, "auto", data).heads_
+    heads = _fitted(kind, base, "auto", data).stacked_models_
     batch = heads.decision_function(X_test, as_tensor=True)
     for i in (0, 17, len(X_test) - 1):
         alone = heads.decision_function(X_test[i:i + 1], as_tensor=True)[:, 0]

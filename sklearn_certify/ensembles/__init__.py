@@ -17,7 +17,15 @@ one by one (its guarantee needs each model to depend on its own partition only, 
 for bit), such ``MultiLabelNet`` bases by the same replica of skorch's training.
 """
 
-from ._bagging import BaggingCertifiedClassifier
-from ._dpa import DPACertifiedClassifier
+from .._utils._lazy import lazy_attributes
+
+# Loaded on first use, so that the vectorised trainers (sklearn_certify._stacked) can
+# import the base-model wrapper (._base_model) without loading the estimators first.
+_LAZY = {
+    "BaggingCertifiedClassifier": "sklearn_certify.ensembles._bagging",
+    "DPACertifiedClassifier": "sklearn_certify.ensembles._dpa",
+}
 
 __all__ = ["BaggingCertifiedClassifier", "DPACertifiedClassifier"]
+
+__getattr__, __dir__ = lazy_attributes(globals(), _LAZY)

@@ -12,6 +12,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .._stacked._heads import fit_base_models
+from .._stacked._nets import fit_net_base_models
+from .._stacked._trainers import select_trainer
 from .._utils._memory import check_cache_memory
 from .._utils._random import spawn_seeds
 from .._utils._validation import check_alpha
@@ -19,9 +22,6 @@ from ..certificates._bagging import BAGGING, BAGGING_METHODS
 from ..results import CertificationResult
 from ._base import CERTIFY_DOCSTRINGS, ENSEMBLE_DOCSTRINGS, BaseCertifiedEnsemble, split_tasks
 from ._base_model import fallback_labels, fit_base_model
-from ._stacked_heads import fit_base_models
-from ._stacked_nets import fit_net_base_models
-from ._trainers import select_trainer
 
 __all__ = ["BaggingCertifiedClassifier"]
 
@@ -131,7 +131,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         ``columns_`` the label columns it was fitted on. A list, except after
         vectorised ``MultiLabelNet`` training, where it is a read-only sequence that
         builds each fitted net when first accessed (see Notes).
-    heads_ : LinearHeadEnsemble or None
+    stacked_models_ : StackedModels or None
         The stacked base models when they were trained vectorised (see Notes), else
         None.
     seeds_ : ndarray of uint64, shape (n_estimators,)
@@ -173,12 +173,12 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
       Adagrad, Adamax, NAdam, RAdam), ``noise_sigma=0``, ``train_split=None``, no
       callbacks and the default data loading. Each net gets skorch's initial weights,
       mini-batches and optimiser steps (see
-      :mod:`sklearn_certify.ensembles._stacked_nets`; a one-time check against a real
+      :mod:`sklearn_certify._stacked._nets`; a one-time check against a real
       skorch fit guards this, and falls back to one-by-one training with a warning
       when it fails). ``estimators_`` then builds each fitted skorch net on first
       access, with an empty ``history_``.
 
-    ``heads_`` holds the stacked models; ``n_jobs`` is not used for training on these
+    ``stacked_models_`` holds the stacked models; ``n_jobs`` is not used for training on these
     paths. Any other estimator (subclasses and other configurations included), or
     ``vectorize=False``, is trained model by model through joblib. The batched path
     pays off when the base models are small (linear or narrow MLP heads on a few
@@ -290,14 +290,14 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
 
         random_state = check_random_state(self.random_state)
         seeds = spawn_seeds(random_state, self.n_estimators)
-        self.heads_ = None
+        self.stacked_models_ = None
         trainer = select_trainer(estimator, X, self.vectorize)
         if trainer is not None:
             train_at_once = (fit_base_models if trainer == "heads"
                              else partial(fit_net_base_models, verbose=self.verbose))
             # All base models at once, exactly as the loop below would train them
             # (same subsamples, seeds and empty-set fallbacks).
-            self.heads_, models = train_at_once(
+            self.stacked_models_, models = train_at_once(
                 estimator, X, Y,
                 np.stack([subsample_indices(s, n_train, max_samples) for s in seeds]),
                 seeds, [fallback_labels(i, self.k_base, n_classes)
@@ -311,7 +311,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
                 for chunk in chunks
             )
             models = [model for part in parts for model in part]
-        if self.heads_ is None:  # the stacked trainers have no per-model failures
+        if self.stacked_models_ is None:  # the stacked trainers have no per-model failures
             self._check_fitted_models(models)
         self.estimators_ = models
         self.seeds_ = seeds

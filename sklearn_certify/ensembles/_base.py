@@ -199,8 +199,8 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
         n_models = len(self.estimators_)
         if X.shape[0] == 0:
             return np.zeros((0, self.n_classes_), dtype=np.int64), n_models
-        if self.heads_ is not None:  # base models trained stacked: counted at once
-            return self.heads_.vote_counts(X, self.k_base), n_models
+        if self.stacked_models_ is not None:  # base models trained stacked: counted at once
+            return self.stacked_models_.vote_counts(X, self.k_base), n_models
         chunks = split_tasks(n_models, self.n_jobs)
         parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
             delayed(_count_votes)([self.estimators_[i] for i in chunk], X, self.k_base)

@@ -27,6 +27,14 @@ from joblib import Parallel, delayed
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._stacked._heads import stack_fitted_heads
+from .._stacked._nets import (
+    net_recipe,
+    stack_partition_nets,
+    train_partition_nets,
+    wrapper_seeds,
+)
+from .._stacked._trainers import select_trainer
 from .._utils._memory import check_cache_memory
 from .._utils._torch_seed import determinism_settings, run_with_determinism
 from ..certificates._dpa import DPA, DPA_METHODS
@@ -35,14 +43,6 @@ from ..results import CertificationResult
 from ._base import CERTIFY_DOCSTRINGS, ENSEMBLE_DOCSTRINGS, BaseCertifiedEnsemble, split_tasks
 from ._base_model import fallback_labels, fit_base_model, tied_columns
 from ._partitions import example_digests, hash_partitions
-from ._stacked_heads import stack_fitted_heads
-from ._stacked_nets import (
-    net_recipe,
-    stack_partition_nets,
-    train_partition_nets,
-    wrapper_seeds,
-)
-from ._trainers import select_trainer
 
 __all__ = ["DPACertifiedClassifier"]
 
@@ -65,7 +65,7 @@ def _votes_of_heads(heads, X, k_base: int) -> np.ndarray:
     """The same for stacked heads, counted on their device (ties as ``vote_counts``)."""
     import torch
 
-    from .._stacked import as_features, top_indices
+    from .._stacked._engine import as_features, top_indices
 
     X = as_features(X, heads.device_)
     heads._check_width(X)
@@ -167,7 +167,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         ``model_buckets_[j]``): its ``estimator_`` is the fitted clone of ``estimator``
         (None for an empty partition or when every label column of the partition was
         constant), ``columns_`` the label columns it was fitted on.
-    heads_ : LinearHeadEnsemble or None
+    stacked_models_ : StackedModels or None
         The fitted base models stacked for vote counting (on their device, without
         joblib): ``MultiLabelNet`` heads trained without skorch (see Notes), or
         :class:`~sklearn_certify.heads.LinearHead` base models; else None.
@@ -194,7 +194,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
     :class:`~sklearn_certify.nets.MultiLabelNet` base that bagging would vectorise (see
     its Notes) is trained here one net at a time by the same replica of skorch's
     training, without skorch's per-batch overhead: the same models as skorch's fits up
-    to float rounding, each computed from its own partition only. ``heads_`` then
+    to float rounding, each computed from its own partition only. ``stacked_models_`` then
     stacks them for vote counting and ``estimators_`` builds each fitted skorch net on
     first access.
 
@@ -342,7 +342,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         # would let the other partitions' sizes change a model's float rounding, which
         # DPA's guarantee does not allow. MultiLabelNet heads are trained one at a time
         # without skorch's per-batch overhead (same models as skorch's fits).
-        self.heads_ = None
+        self.stacked_models_ = None
         # torch's determinism settings are per process: each task applies the caller's.
         settings = determinism_settings() if "torch" in sys.modules else None
         chunks = split_tasks(n_parts, self.n_jobs)
@@ -357,7 +357,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
                     [seeds[j] for j in chunk], [empty_labels[j] for j in chunk])
                 for chunk in chunks
             )
-            self.heads_, models = stack_partition_nets(
+            self.stacked_models_, models = stack_partition_nets(
                 estimator, [net for part in parts for net in part], recipe, seeds,
                 empty_labels, sizes=model_sizes, input_shape=X.shape[1:],
                 n_classes=n_classes,
@@ -376,7 +376,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
             if self.vectorize == "auto":
                 # LinearHead bases: vote counting runs on the stacked heads, on their
                 # device.
-                self.heads_ = stack_fitted_heads(estimator, models, n_features=int(
+                self.stacked_models_ = stack_fitted_heads(estimator, models, n_features=int(
                     np.prod(X.shape[1:], dtype=np.int64)), n_classes=n_classes)
         self.estimators_ = models
         self.partitions_ = partitions
@@ -444,8 +444,8 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         if X.shape[0] == 0:
             return np.zeros((0, n_models, self.k_base),
                             dtype=_label_dtype(self.n_classes_)), n_models
-        if self.heads_ is not None:
-            return _votes_of_heads(self.heads_, X, self.k_base), n_models
+        if self.stacked_models_ is not None:
+            return _votes_of_heads(self.stacked_models_, X, self.k_base), n_models
         chunks = split_tasks(n_models, self.n_jobs)
         parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
             delayed(_votes_of_models)([self.estimators_[i] for i in chunk], X, self.k_base)

@@ -1,9 +1,9 @@
 """Stacked heads in the ensembles: vote counting and the per-model view.
 
-:class:`LinearHeadEnsemble` holds N fitted heads stacked on one device (linear or MLP,
+:class:`StackedModels` holds N fitted heads stacked on one device (linear or MLP,
 from :func:`fit_linear_heads` for :class:`~sklearn_certify.heads.LinearHead` base
 models, or from the skorch replica for ``MultiLabelNet`` base models) and counts their
-votes in one pass. :meth:`LinearHeadEnsemble.model_parameters` is the one adapter from
+votes in one pass. :meth:`StackedModels.model_parameters` is the one adapter from
 the stacked weights to one model's own weights (restricted to its trained columns).
 
 :func:`fit_base_models` trains a bagging ensemble's ``LinearHead`` base models at once
@@ -14,7 +14,7 @@ Example
 -------
 >>> import numpy as np
 >>> from sklearn_certify.heads import LinearHead
->>> from sklearn_certify.ensembles._stacked_heads import fit_linear_heads
+>>> from sklearn_certify._stacked._heads import fit_linear_heads
 >>> rng = np.random.default_rng(0)
 >>> X = rng.normal(size=(300, 8)).astype(np.float32)
 >>> Y = (X[:, :3] > 0).astype(int)
@@ -38,7 +38,11 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from .._stacked import (
+from .._utils._devices import loadable_device, tensors_to
+from .._utils._targets import encode_fit_targets
+from ..ensembles._base_model import _ConstantAwareMultiLabel, derived_seeds, tied_columns
+from ..heads import LinearHead, fit_heads, hidden_width, model_seeds
+from ._engine import (
     SCORE_ROWS,
     as_features,
     first_layer_matrix,
@@ -46,12 +50,8 @@ from .._stacked import (
     resolve_device,
     top_indices,
 )
-from .._utils._devices import loadable_device, tensors_to
-from .._utils._targets import encode_fit_targets
-from ..heads import LinearHead, fit_heads, hidden_width, model_seeds
-from ._base_model import _ConstantAwareMultiLabel, derived_seeds, tied_columns
 
-__all__ = ["LinearHeadEnsemble", "fit_base_models", "fit_linear_heads", "is_vectorizable",
+__all__ = ["StackedModels", "fit_base_models", "fit_linear_heads", "is_vectorizable",
            "stack_fitted_heads"]
 
 
@@ -70,12 +70,12 @@ def _check_index_sets(index_sets, n_train: int):
     return sets
 
 
-class LinearHeadEnsemble:
+class StackedModels:
     """N fitted heads, stored stacked on one device.
 
     Made by :func:`fit_linear_heads` (``LinearHead`` models) and by the vectorised
     training of ``MultiLabelNet`` base models
-    (:mod:`sklearn_certify.ensembles._stacked_nets`).
+    (:mod:`sklearn_certify._stacked._nets`).
 
     Attributes
     ----------
@@ -191,7 +191,7 @@ class LinearHeadEnsemble:
         on the other inputs, their order or ``batch_size``: labels tied in a model's
         training labels (``tied_to_``) get exactly the same score, and every input is
         scored in products of one fixed shape
-        (:func:`~sklearn_certify._stacked.forward_blocks`), so its scores are the same
+        (:func:`~sklearn_certify._stacked._engine.forward_blocks`), so its scores are the same
         bits in any batch.
 
         Returns
@@ -286,7 +286,7 @@ class LinearHeadEnsemble:
 def fit_linear_heads(X, Y, index_sets, *, hidden=None, loss="asl", epochs: int = 100,
                      lr: float = 0.01, alpha: float = 1e-4, device="cpu", random_state=None,
                      empty_labels=None, constant_columns: str = "inf",
-                     models_per_batch: int | None = None) -> LinearHeadEnsemble:
+                     models_per_batch: int | None = None) -> StackedModels:
     """Train N multi-label heads at once, model i on the rows ``index_sets[i]``.
 
     Each model minimises, by ``epochs`` steps of full-batch Adam (learning rate
@@ -333,7 +333,7 @@ def fit_linear_heads(X, Y, index_sets, *, hidden=None, loss="asl", epochs: int =
 
     Returns
     -------
-    LinearHeadEnsemble
+    StackedModels
     """
     if constant_columns not in ("inf", "fit"):
         raise ValueError(f"constant_columns must be 'inf' or 'fit', got {constant_columns!r}.")
@@ -358,7 +358,7 @@ def fit_linear_heads(X, Y, index_sets, *, hidden=None, loss="asl", epochs: int =
                                      device=device)
             constant[i, labels] = math.inf
     tied_to = np.stack([tied_columns(Y_arr[rows]) for rows in index_sets])
-    return LinearHeadEnsemble(params, constant, seeds, sizes, hidden=hidden_width(hidden),
+    return StackedModels(params, constant, seeds, sizes, hidden=hidden_width(hidden),
                               n_features=Xt.shape[1], n_classes=Yt.shape[1], device=device,
                               tied_to=tied_to)
 
@@ -396,7 +396,7 @@ def fit_base_models(estimator, X, Y, index_sets, seeds, empty_labels):
 
     Returns
     -------
-    heads : LinearHeadEnsemble
+    heads : StackedModels
         The stacked models, on ``estimator.device``, for fast vote counting
         (``heads.vote_counts(X, k_base)``).
     models : list of fitted ``_ConstantAwareMultiLabel``
@@ -420,7 +420,7 @@ def fit_base_models(estimator, X, Y, index_sets, seeds, empty_labels):
 
 
 def stack_fitted_heads(estimator, models, *, n_features: int,
-                       n_classes: int) -> LinearHeadEnsemble | None:
+                       n_classes: int) -> StackedModels | None:
     """Base models fitted one by one around ``LinearHead`` s, stacked for vote counting.
 
     Nothing is trained: model i's own parameters go into the stack, on
@@ -457,6 +457,6 @@ def stack_fitted_heads(estimator, models, *, n_features: int,
                      dtype=np.int64)
     counts = np.array([m.n_samples_fit_ for m in models], dtype=np.int64)
     tied_to = np.stack([getattr(m, "tied_to_", np.arange(n_classes)) for m in models])
-    return LinearHeadEnsemble(params, constant, seeds, counts, hidden=width,
+    return StackedModels(params, constant, seeds, counts, hidden=width,
                               n_features=n_features, n_classes=n_classes, device=device,
                               tied_to=tied_to)

@@ -18,7 +18,7 @@ stacked trainers share:
   a block that runs out of device memory in halves) and the layouts.
 
 Layouts. *Natural*: ``W (N, in, out)``, ``b (N, 1, out)`` (inference,
-:class:`~sklearn_certify.ensembles._stacked_heads.LinearHeadEnsemble`). *Label-major*:
+:class:`~sklearn_certify._stacked._heads.StackedModels`). *Label-major*:
 ``W (N, out, in)``, ``b (N, out, 1)`` (training: activations are kept
 ``(N, width, rows)``, so the products are (out x in) times (in x rows), fast on a CPU
 for narrow outputs). :func:`natural_layout` converts one to the other.
@@ -39,8 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._utils._scores import nan_scores_error
-from .losses import AsymmetricLoss
+from .._utils._scores import nan_scores_error
+from ..losses import AsymmetricLoss
 
 __all__ = ["LOSSES", "SCORE_ROWS", "Adam", "as_features", "cap_models_by_memory",
            "constant_scores", "elementwise_loss", "first_layer_matrix", "forward_blocks",

@@ -5,7 +5,7 @@ Both ensembles ask :func:`select_trainer` which trainer fits their base estimato
 * ``"heads"``: a :class:`~sklearn_certify.heads.LinearHead`, trained as stacked heads
   by full-batch Adam;
 * ``"nets"``: a :class:`~sklearn_certify.nets.MultiLabelNet` that the skorch replica
-  can reproduce (see :func:`~sklearn_certify.ensembles._skorch_replica.net_blocker`);
+  can reproduce (see :func:`~sklearn_certify._stacked._skorch_replica.net_blocker`);
 * None: one base model at a time, through joblib
   (:func:`~sklearn_certify.ensembles._base_model.fit_base_model`).
 
@@ -15,9 +15,9 @@ by the replica and everything else through ``fit_base_model``.
 
 from __future__ import annotations
 
+from ._heads import is_vectorizable
+from ._nets import check_replication
 from ._skorch_replica import net_blocker
-from ._stacked_heads import is_vectorizable
-from ._stacked_nets import check_replication
 
 __all__ = ["select_trainer"]
 

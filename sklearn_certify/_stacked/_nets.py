@@ -4,8 +4,8 @@ A bagging ensemble of ``MultiLabelNet(MLPModule, ...)`` base models trains N sma
 nets, each by skorch's mini-batch loop on its own subsample; fitted one by one, every
 step of every net pays skorch's and torch's per-step overhead, which dominates the
 arithmetic of a small head. Here the N nets are trained as one batched program on the
-stacked engine (:mod:`sklearn_certify._stacked`), and each net gets what skorch would
-have given it (:mod:`sklearn_certify.ensembles._skorch_replica`):
+stacked engine (:mod:`sklearn_certify._stacked._engine`), and each net gets what skorch would
+have given it (:mod:`sklearn_certify._stacked._skorch_replica`):
 
 * the same initial weights and the same mini-batches in the same order;
 * the same loss: the batched objective is the sum of the nets' own losses (the
@@ -34,7 +34,7 @@ Example
 >>> head = MultiLabelNet(MLPModule, module__hidden=(), max_epochs=5, lr=0.01)
 >>> clf = BaggingCertifiedClassifier(head, n_estimators=50, max_samples=60, k=2,
 ...                                  random_state=0).fit(X, Y)
->>> clf.heads_ is not None  # trained stacked
+>>> clf.stacked_models_ is not None  # trained stacked
 True
 >>> type(clf.estimators_[7].estimator_).__name__  # a fitted skorch net, built on access
 'MultiLabelNet'
@@ -54,7 +54,10 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from .._stacked import (
+from .._utils._torch_seed import estimator_devices, seeded_torch
+from ..ensembles._base_model import _ConstantAwareMultiLabel, derived_seeds, tied_columns
+from ..nets import MLPModule, MultiLabelNet
+from ._engine import (
     as_features,
     cap_models_by_memory,
     constant_scores,
@@ -62,12 +65,10 @@ from .._stacked import (
     stacked_gradients,
     train_in_blocks,
 )
-from .._stacked import (
+from ._engine import (
     models_per_block as models_per_block_for,
 )
-from .._utils._torch_seed import estimator_devices, seeded_torch
-from ..nets import MLPModule, MultiLabelNet
-from ._base_model import _ConstantAwareMultiLabel, derived_seeds, tied_columns
+from ._heads import StackedModels
 from ._skorch_replica import (
     NetRecipe,
     epoch_orders,
@@ -75,7 +76,6 @@ from ._skorch_replica import (
     net_blocker,
     net_recipe,
 )
-from ._stacked_heads import LinearHeadEnsemble
 
 __all__ = ["check_replication", "fit_net_base_models", "net_blocker", "net_recipe",
            "replication_check",
@@ -231,7 +231,7 @@ def fit_net_base_models(estimator, X, Y, rows, seeds, empty_labels, *, verbose=0
 
     Returns
     -------
-    heads : LinearHeadEnsemble
+    heads : StackedModels
         The stacked nets, on the net's device, for vote counting.
     models : LazyNetModels
         The per-model fitted wrappers (``estimators_``), built on first access.
@@ -251,7 +251,7 @@ def fit_net_base_models(estimator, X, Y, rows, seeds, empty_labels, *, verbose=0
             bar.close()
     n_features = int(np.prod(np.shape(X)[1:]))
     Y = np.asarray(Y)
-    heads = LinearHeadEnsemble(
+    heads = StackedModels(
         params, constant, np.asarray(torch_seeds, dtype=np.int64),
         np.full(len(rows), np.shape(rows)[1], dtype=np.int64), hidden=recipe.hidden,
         n_features=n_features, n_classes=int(np.shape(Y)[1]), device=recipe.device,
@@ -296,7 +296,7 @@ def train_partition_nets(X_parts, Y_parts, recipe: NetRecipe, seeds, empty_label
 
 def stack_partition_nets(estimator, parts, recipe, seeds, empty_labels, *, sizes,
                          input_shape, n_classes, tied_to=None):
-    """``heads_`` and the lazy ``estimators_`` from :func:`train_partition_nets`' output.
+    """``stacked_models_`` and the lazy ``estimators_`` from :func:`train_partition_nets`' output.
 
     Stacking fitted nets only serves vote counting, whose shapes do not depend on the
     training data, so a net's scores stay a function of its own partition. ``tied_to``
@@ -304,7 +304,7 @@ def stack_partition_nets(estimator, parts, recipe, seeds, empty_labels, *, sizes
     """
     params = [torch.cat(layer).to(recipe.device) for layer in zip(*(p for p, _ in parts))]
     constant = torch.cat([c for _, c in parts]).to(recipe.device)
-    heads = LinearHeadEnsemble(
+    heads = StackedModels(
         params, constant, np.asarray(seeds, dtype=np.int64), np.asarray(sizes, np.int64),
         hidden=recipe.hidden, n_features=int(np.prod(input_shape)), n_classes=n_classes,
         device=recipe.device, tied_to=tied_to)

@@ -1,6 +1,6 @@
 """A replica of skorch's training loop for MultiLabelNet(MLPModule) base models.
 
-The stacked trainer (:mod:`sklearn_certify.ensembles._stacked_nets`) gives every net
+The stacked trainer (:mod:`sklearn_certify._stacked._nets`) gives every net
 what a one-by-one skorch fit would give it. This module holds what that takes, each
 piece mirroring a specific source:
 
@@ -20,7 +20,7 @@ piece mirroring a specific source:
 
 Because this follows implementation details of torch and skorch, the stacked trainer
 checks it once per process against a real skorch fit
-(:func:`~sklearn_certify.ensembles._stacked_nets.replication_check`).
+(:func:`~sklearn_certify._stacked._nets.replication_check`).
 """
 
 from __future__ import annotations
