@@ -18,7 +18,7 @@ differently). ``docs/model_selection.md`` shows the same table.
 
 from __future__ import annotations
 
-__all__ = ["PARAMETER_ROLES", "parameter_role"]
+__all__ = ["PARAMETER_ROLES", "counts_key_parameters", "parameter_role"]
 
 PARAMETER_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
     "SmoothedMultiLabelClassifier": {
@@ -54,3 +54,19 @@ def parameter_role(estimator: str, parameter: str) -> str:
         if parameter in names:
             return role
     raise KeyError(f"{estimator} has no parameter {parameter!r}.")
+
+
+#: Training parameters whose values also enter the counts directly, not only through
+#: the fitted model's content: smoothing's ``sigma`` is the noise level of every draw.
+#: (``estimator``, ``train_noise`` and ``denoiser`` enter the counts key through the
+#: fitted model's content, ``random_state`` through the seed.)
+SAMPLED_TRAINING_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "SmoothedMultiLabelClassifier": ("sigma",),
+}
+
+
+def counts_key_parameters(estimator: str) -> tuple[str, ...]:
+    """The parameters whose values make the key of cached counts (with the fitted
+    model's content, the seed, the device type and the inputs' content)."""
+    return (SAMPLED_TRAINING_PARAMETERS.get(estimator, ())
+            + PARAMETER_ROLES[estimator]["counts"])

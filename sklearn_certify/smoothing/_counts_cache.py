@@ -8,10 +8,11 @@ cached, and when".
 
 from __future__ import annotations
 
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 
+from .._params import counts_key_parameters
 from .._utils._keys import counts_key
 from .._utils._memory import CountsStore
 from ._models import is_torch_model, torch_module_and_device
@@ -63,6 +64,17 @@ def counts_params_key(clf, seed: int, devices) -> str | None:
         kinds = (torch_module_and_device(model)[1].type,)
     else:
         kinds = ("numpy",)
-    return counts_key(model, "smoothing", clf.n_classes_, float(clf.sigma),
-                      clf.k_prime, clf.n_draws, seed, kinds, clf.sampling_dtype,
-                      bool(clf.compile))
+    params = {name: _plain(getattr(clf, name))
+              for name in counts_key_parameters("SmoothedMultiLabelClassifier")}
+    return counts_key(model, "smoothing", clf.n_classes_, params, seed, kinds)
+
+
+def _plain(value):
+    """A parameter as the key sees it: numpy and Python numbers alike."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, Integral):
+        return int(value)
+    if isinstance(value, Real):
+        return float(value)
+    return value
