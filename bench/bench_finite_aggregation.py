@@ -11,7 +11,7 @@ the same number of training examples per base model (``n_train / N``):
 
 Reported per configuration: clean top-k f1 (of ``predict``), certified f1 at T = 0
 and at several T (modification attack, k = 3, k_b = 1), the training time, and the
-goal of issue 25: at the T where DPA's certified f1 first drops to half its clean f1,
+goal: at the T where DPA's certified f1 first drops to half its clean f1,
 FA's certified f1 minus DPA's (goal: >= 3 points, at clean f1 within one point), and
 FA's training time over DPA's (goal: <= d).
 
@@ -80,7 +80,7 @@ def _met(ok: bool) -> str:
 
 def report(all_rows, radii, args) -> str:
     lines = [
-        "# Finite Aggregation vs DPA (issue 25)",
+        "# Finite Aggregation vs DPA",
         "",
         "Produced by `python bench/bench_finite_aggregation.py"
         + (" --quick" if args.quick else "") + "` "

@@ -1,4 +1,4 @@
-"""Finite Aggregation for multi-label top-k (issue 25): the certificate and the ensemble.
+"""Finite Aggregation for multi-label top-k: the certificate and the ensemble.
 
 The certificate is checked against brute force: on tiny ensembles (a few labels,
 buckets and models) every set of T~ buckets an attacker can corrupt is enumerated, and
