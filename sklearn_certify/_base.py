@@ -9,6 +9,8 @@ functions of :mod:`sklearn_certify.certificates`, the certificate.
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
+
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
@@ -20,13 +22,13 @@ from .certificates import certificate_spec
 from .results import CertificationResult
 
 
-class CertifiedClassifierMixin(ClassifierMixin):
-    """Mixin for certified multi-label classifiers built on label counts.
+class CertifiedClassifierMixin(ClassifierMixin, metaclass=ABCMeta):
+    """Mixin for certified multi-label classifiers built on label counts (an ABC).
 
     Subclasses name their certificate in the registry (class attribute
     ``_certificate``, e.g. ``"gaussian"``), implement ``_label_counts(X) -> (counts,
     n_draws)``,
-    ``_certificate_spec(**options) -> dict`` (keyword arguments of
+    ``_certificate_options(**options) -> dict`` (keyword arguments of
     :meth:`CertificationResult.from_counts` other than counts, Y, radius and k) and a
     ``certify`` with their own keyword arguments that calls ``_certify``, and
     set in ``fit``: ``n_classes_``, ``classes_`` and ``multiclass_`` (whether ``fit``
@@ -34,19 +36,24 @@ class CertifiedClassifierMixin(ClassifierMixin):
     ``np.arange(n_classes_)``, the column indices, for multi-label targets.
     """
 
-    def _label_counts(self, X):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _label_counts(self, X):
+        """``(counts, n_draws)``: each label's count among the base predictions."""
 
     def _certify_counts(self, X, spec: dict):
         """The counts ``certify`` certifies: ``_label_counts`` unless a certificate
         needs more (DPA's Finite Aggregation needs every model's votes)."""
         return self._label_counts(X)
 
-    def _certificate_spec(self, **options) -> dict:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _certificate_options(self, **options) -> dict:
+        """The certificate's keyword arguments for
+        :meth:`CertificationResult.from_counts`, checked (before any sampling)."""
 
-    def certify(self, X, Y, radius=0.0, **options) -> CertificationResult:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def certify(self, X, Y, radius=0.0, **options) -> CertificationResult:
+        """Certified sizes of ``X``'s true labels ``Y`` at each radius; the
+        estimator's own keyword options, then :meth:`_certify`."""
 
     def _validate_params(self):
         """scikit-learn's parameter validation, with bools refused for numeric parameters."""
@@ -118,12 +125,12 @@ class CertifiedClassifierMixin(ClassifierMixin):
 
     def _certify(self, X, Y, radius, *, k=None, label=None, **options) -> CertificationResult:
         """The work of every estimator's ``certify``; ``options`` go to
-        ``_certificate_spec`` (checked before the costly sampling)."""
+        ``_certificate_options`` (checked before the costly sampling)."""
         check_is_fitted(self)
         Y = self._encoded_targets(Y)
         k = self.k if k is None else k
         check_int(k, "k", low=1, high=self.n_classes_)
-        spec = self._certificate_spec(**options)
+        spec = self._certificate_options(**options)
         if spec.get("alpha") is not None:  # before the costly sampling
             bound_alpha = certificate_spec(spec["certificate"]).bound_alpha
             check_alpha_level(bound_alpha(spec["alpha"], spec["method"]), self.n_classes_)

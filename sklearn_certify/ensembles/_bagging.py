@@ -357,7 +357,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         return self._certify(X, Y, radius, k=k, label=label, method=method, alpha=alpha,
                              attack=attack)
 
-    def _certificate_spec(self, *, method=None, alpha=None, attack="modification") -> dict:
+    def _certificate_options(self, *, method=None, alpha=None, attack="modification") -> dict:
         method = BAGGING.check_method(self.method if method is None else method, {})
         alpha = check_alpha(self.alpha if alpha is None else alpha)
         return dict(certificate="bagging", method=method, alpha=alpha, k_base=self.k_base,

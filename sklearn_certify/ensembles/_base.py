@@ -110,7 +110,7 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
 
     Subclasses implement ``fit`` (validating through ``_check_fit_data``, setting
     ``estimators_`` and, through ``_set_targets``, ``n_classes_``, ``classes_`` and
-    ``multiclass_``) and ``_certificate_spec``.
+    ``multiclass_``) and ``_certificate_options``.
     """
 
     _parameter_constraints: dict = {

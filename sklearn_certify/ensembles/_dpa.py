@@ -421,7 +421,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         """
         return self._certify(X, Y, radius, k=k, label=label, method=method, attack=attack)
 
-    def _certificate_spec(self, *, method=None, attack="modification") -> dict:
+    def _certificate_options(self, *, method=None, attack="modification") -> dict:
         method = DPA.check_method(self.method if method is None else method, {})
         # The fitted assignment, not the parameter (which may have been set since).
         uses = getattr(self, "model_buckets_", None)

@@ -553,7 +553,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self._check_label_params(self.n_classes_)
         Y = self._encoded_targets(Y)
         k = check_int(self.k if k is None else k, "k", low=1, high=self.n_classes_)
-        spec = self._certificate_spec(method=method, alpha=alpha)
+        spec = self._certificate_options(method=method, alpha=alpha)
         if max_draws is not None:
             max_draws = check_int(max_draws, "max_draws", low=self.n_draws)
         radii, _ = check_radius(radius)
@@ -649,7 +649,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         return {"sampling_dtype": self.sampling_dtype, "compile": bool(self.compile),
                 "models": models}
 
-    def _certificate_spec(self, *, method=None, alpha=None) -> dict:
+    def _certificate_options(self, *, method=None, alpha=None) -> dict:
         method = GAUSSIAN.check_method(self.method if method is None else method,
                                        {"k_prime": self.k_prime})
         alpha = check_alpha(self.alpha if alpha is None else alpha)
