@@ -15,14 +15,14 @@ import numpy as np
 from .._params import counts_key_parameters
 from .._utils._keys import counts_key
 from .._utils._memory import CountsStore
+from .._utils._random import is_int
 from ._models import is_torch_model, torch_module_and_device
 from ._streams import input_keys
 
 __all__ = ["counts_params_key", "sample_with_store"]
 
 
-def sample_with_store(clf, X, seed: int, devices, params_key: str | None,
-                   location) -> np.ndarray:
+def sample_with_store(clf, X, seed: int, devices, params_key: str, location) -> np.ndarray:
     """Counts of ``X`` for the smoothed classifier ``clf``: inputs already
     sampled (same model, parameters and content) are read from the cache and the
     others are sampled, each worker storing its counts a chunk at a time as they
@@ -55,7 +55,7 @@ def counts_params_key(clf, seed: int, devices) -> str | None:
     (``random_state`` None or a RandomState instance) or when the model cannot be
     keyed (:func:`~sklearn_certify._utils._keys.model_key`, with a warning): nothing is
     then cached."""
-    if not isinstance(clf.random_state, Integral) or isinstance(clf.random_state, bool):
+    if not is_int(clf.random_state):
         return None
     model = clf._sampling_model()
     if devices:
