@@ -267,7 +267,7 @@ def _saved_on(obj, device: str):
     """A pickle round trip of ``obj`` as if it had been fitted on ``device``."""
     import pickle
 
-    from sklearn_certify._stacked._heads import StackedModels
+    from sklearn_certify._stacked._models import StackedModels
     from sklearn_certify.heads import LinearHead
 
     for heads in [o for o in _walk(obj) if isinstance(o, StackedModels)]:

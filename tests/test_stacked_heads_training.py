@@ -9,12 +9,8 @@ import pytest
 import torch
 
 from sklearn_certify._stacked._engine import loss_grad
-from sklearn_certify._stacked._heads import (
-    StackedModels,
-    fit_base_models,
-    fit_linear_heads,
-    is_vectorizable,
-)
+from sklearn_certify._stacked._heads import fit_base_models, fit_linear_heads, is_vectorizable
+from sklearn_certify._stacked._models import StackedModels
 from sklearn_certify._utils._random import SEED_HIGH
 from sklearn_certify._utils._scores import top_k_indicator
 from sklearn_certify.ensembles._base_model import _ConstantAwareMultiLabel, fit_base_model

@@ -18,7 +18,7 @@ stacked trainers share:
   a block that runs out of device memory in halves) and the layouts.
 
 Layouts. *Natural*: ``W (N, in, out)``, ``b (N, 1, out)`` (inference,
-:class:`~sklearn_certify._stacked._heads.StackedModels`). *Label-major*:
+:class:`~sklearn_certify._stacked._models.StackedModels`). *Label-major*:
 ``W (N, out, in)``, ``b (N, out, 1)`` (training: activations are kept
 ``(N, width, rows)``, so the products are (out x in) times (in x rows), fast on a CPU
 for narrow outputs). :func:`natural_layout` converts one to the other.

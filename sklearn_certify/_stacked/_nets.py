@@ -68,7 +68,7 @@ from ._engine import (
 from ._engine import (
     models_per_block as models_per_block_for,
 )
-from ._heads import StackedModels
+from ._models import StackedModels
 from ._skorch_replica import (
     NetRecipe,
     epoch_orders,
