@@ -467,12 +467,3 @@ def test_the_counts_cache_with_parallel_workers(tmp_path, data, smoothed, counte
     finally:
         clf.set_params(n_jobs=None)
 
-
-def test_the_documented_table_names_every_parameter():
-    from pathlib import Path
-
-    page = (Path(__file__).parents[1] / "docs" / "model_selection.md").read_text()
-    table = [line for line in page.splitlines() if line.startswith("| `")]
-    for estimator, roles in PARAMETER_ROLES.items():
-        for name in (n for group in roles.values() for n in group):
-            assert any(f"`{name}`" in line.split("|")[1] for line in table), (estimator, name)
