@@ -23,8 +23,10 @@ from sklearn_certify._utils._memory import (
 )
 from sklearn_certify.datasets import make_multidigit
 from sklearn_certify.metrics import certified_scorer
-from sklearn_certify.nets import GaussianDenoiser, MultiLabelNet
+from sklearn_certify.nets import GaussianDenoiser
 from sklearn_certify.smoothing import _classifier
+
+from ._helpers import tiny_net
 
 
 @pytest.fixture(autouse=True)
@@ -37,11 +39,6 @@ def _counts_cache_on():
 @pytest.fixture(scope="module")
 def data():
     return make_multidigit(120, 20, random_state=0)
-
-
-def tiny_net(**kwargs):
-    return MultiLabelNet(**{**dict(module__hidden=(16,), max_epochs=2, batch_size=64,
-                                   lr=3e-3), **kwargs})
 
 
 class _Counts(MutableMapping):

@@ -2,7 +2,6 @@
 ``sklearn_certify._params`` by docs/sphinxext/parameter_table.py; it names every
 parameter of every estimator, with the role the caches use."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,8 @@ from sklearn_certify import (
 )
 from sklearn_certify._params import PARAMETER_ROLES, parameter_role
 
+from ._helpers import docs_extension
+
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 ESTIMATORS = (SmoothedMultiLabelClassifier, BaggingCertifiedClassifier,
               DPACertifiedClassifier)
@@ -21,11 +22,7 @@ ESTIMATORS = (SmoothedMultiLabelClassifier, BaggingCertifiedClassifier,
 
 @pytest.fixture(scope="module")
 def table():
-    spec = importlib.util.spec_from_file_location(
-        "parameter_table", DOCS / "sphinxext" / "parameter_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return docs_extension("parameter_table")
 
 
 def test_the_table_has_a_column_per_estimator(table):
