@@ -32,6 +32,7 @@ extensions = [
     "myst_parser",
     "sphinx_gallery.gen_gallery",
     "api_coverage",
+    "parameter_table",  # docs/model_selection.md's table, from _params
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}

@@ -13,12 +13,13 @@ The table below is the contract of the ``memory`` caches and of model selection:
   and no sampling.
 
 A parameter that changes training also changes the counts (another model votes
-differently). ``docs/model_selection.md`` shows the same table.
+differently). ``docs/model_selection.md`` shows this table: the docs build generates it
+from :data:`PARAMETER_ROLES` and :data:`ROLE_NOTES` (``docs/sphinxext/parameter_table.py``).
 """
 
 from __future__ import annotations
 
-__all__ = ["PARAMETER_ROLES", "counts_key_parameters", "parameter_role"]
+__all__ = ["PARAMETER_ROLES", "ROLE_NOTES", "counts_key_parameters", "parameter_role"]
 
 PARAMETER_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
     "SmoothedMultiLabelClassifier": {
@@ -44,6 +45,29 @@ PARAMETER_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
         "training": ("estimator", "n_partitions", "spread", "vectorize"),
         "counts": ("k_base",),
         "free": ("k", "method", "n_jobs", "memory", "verbose"),
+    },
+}
+
+
+#: What the docs table adds to a parameter's role, where the role alone does not say it
+#: (Markdown, shown after the role: "refit (with ...) and resample").
+ROLE_NOTES: dict[str, dict[str, str]] = {
+    "SmoothedMultiLabelClassifier": {
+        "sigma": "(with `train_noise=True`) and resample",
+        "denoiser": "(the denoiser; the base model's cached fit is reused) and resample",
+        "random_state": "and resample",
+        "sampling_dtype": "(another base model runs: rounded differently)",
+        "compile": "(another base model runs: rounded differently)",
+        "devices": "(a device of another kind, CPU or CUDA, resamples)",
+    },
+    "BaggingCertifiedClassifier": {
+        "vectorize": "(the stacked program's models equal one-by-one fits up to float "
+                     "rounding; exact ties break the same way in both)",
+    },
+    "DPACertifiedClassifier": {
+        "n_partitions": "(with `memory`, only models whose buckets changed)",
+        "spread": "(with `memory`, only models whose buckets changed)",
+        "vectorize": "(as for bagging)",
     },
 }
 

@@ -21,6 +21,19 @@ def _trivial(k, c, d):
     return max(0, k - (c - d)), min(k, d)
 
 
+def _largest_size(k, c, d, n_other, separated):
+    """The theorems' outer loop: the largest e <= min(d, k) for which ``separated(e, s)``
+    holds, s = k - e + 1 (always when fewer than s other labels can push e true labels
+    out), clipped to the trivial bounds."""
+    best = 0
+    for e in range(1, min(d, k) + 1):
+        s = k - e + 1
+        if s > n_other or separated(e, s):
+            best = e
+    lo, hi = _trivial(k, c, d)
+    return min(max(best, lo), hi)
+
+
 def multiguard(lower, upper, y, k, kp, sigma, R, second_terms=True):
     """MultiGuard Theorem 1, Eq. (8), with p_B capped as in Section 3.3."""
     c = len(y)
@@ -32,12 +45,8 @@ def multiguard(lower, upper, y, k, kp, sigma, R, second_terms=True):
     b = sorted((upper[j] for j in range(c) if not y[j]), reverse=True)
     slack = kp - sum(lower[i] for i in true)
     shift = R / sigma
-    best = 0
-    for e in range(1, min(d, k) + 1):
-        s = k - e + 1
-        if s > len(b):  # not enough other labels to push e true labels out
-            best = e
-            continue
+
+    def separated(e, s):
         left = norm.cdf(norm.ppf(a[e - 1]) - shift)
         if second_terms:
             for u in range(1, d - e + 2):
@@ -49,10 +58,9 @@ def multiguard(lower, upper, y, k, kp, sigma, R, second_terms=True):
                 p_b = min(sum(b[s - v:s]), slack)
                 p_b = min(max(p_b, 0.0), kp)
                 right = min(right, kp / v * norm.cdf(norm.ppf(p_b / kp) + shift))
-        if _greater(left, right):
-            best = e
-    lo, hi = _trivial(k, c, d)
-    return min(max(best, lo), hi)
+        return _greater(left, right)
+
+    return _largest_size(k, c, d, len(b), separated)
 
 
 def jia(lower, upper, y, k, sigma, R):
@@ -92,22 +100,17 @@ def dpa(counts, y, k, kb, T, attack="modification", t_fixed=False):
         return 0
     Tt = 2 * int(T) if attack == "modification" else int(T)
     true, other = [int(v) for v in true], [int(v) for v in other]
-    best = 0
-    for r in range(1, min(d, k) + 1):
-        s = k - r + 1
-        if s > len(other):
-            best = r
-            continue
+
+    def separated(r, s):
         tmax_left = 1 if t_fixed else d - r + 1
         left = max(Fraction(sum(true[r - 1:r - 1 + t]) - min(kb * Tt, t * Tt), t)
                    for t in range(1, tmax_left + 1))
         tmax_right = 1 if t_fixed else s
         right = min(Fraction(sum(other[s - t:s]) + min(kb * Tt, t * Tt), t)
                     for t in range(1, tmax_right + 1))
-        if left > right:
-            best = r
-    lo, hi = _trivial(k, c, d)
-    return min(max(best, lo), hi)
+        return left > right
+
+    return _largest_size(k, c, d, len(other), separated)
 
 
 def bagging(lower, upper, y, k, kb, n, m, T, attack="modification", t_fixed=False):
@@ -138,12 +141,8 @@ def bagging(lower, upper, y, k, kb, n, m, T, attack="modification", t_fixed=Fals
     rho = Fraction(n, n_p) ** m
     true = sorted((p_sharp[i] for i in range(c) if y[i]), reverse=True)
     other = sorted((p_star[j] for j in range(c) if not y[j]), reverse=True)
-    best = 0
-    for r in range(1, min(d, k) + 1):
-        s = k - r + 1
-        if s > len(other):
-            best = r
-            continue
+
+    def separated(r, s):
         left = (true[r - 1] - 1 + a) * rho
         if not t_fixed:
             for t in range(1, d - r + 2):
@@ -152,7 +151,6 @@ def bagging(lower, upper, y, k, kb, n, m, T, attack="modification", t_fixed=Fals
         if not t_fixed:
             for t in range(1, s + 1):
                 right = min(right, (sum(other[s - t:s]) * rho + kb * (1 - b)) / t)
-        if left > right:
-            best = r
-    lo, hi = _trivial(k, c, d)
-    return min(max(best, lo), hi)
+        return left > right
+
+    return _largest_size(k, c, d, len(other), separated)

@@ -5,10 +5,11 @@ missing page; this test catches it without Sphinx installed.
 """
 
 import importlib
-import importlib.util
 from pathlib import Path
 
 import pytest
+
+from ._helpers import docs_extension
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -30,11 +31,7 @@ CONTRACT = {
 
 @pytest.fixture(scope="module")
 def coverage():
-    spec = importlib.util.spec_from_file_location(
-        "api_coverage", DOCS / "sphinxext" / "api_coverage.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return docs_extension("api_coverage")
 
 
 def test_every_public_name_has_a_page(coverage):

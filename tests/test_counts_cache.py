@@ -171,7 +171,26 @@ def test_the_key_names_why_a_model_cannot_be_cached():
         handle.remove()
 
 
-def test_the_key_covers_tensors_in_dicts_dtypes_and_class_source(tmp_path, monkeypatch):
+@pytest.fixture
+def edit_module(tmp_path, monkeypatch):
+    """``edit_module(name, source)`` writes module ``name`` in ``tmp_path`` and imports
+    it, or reloads it when it was imported before: a class edited between two runs."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    written = []
+
+    def edit(name, source):
+        (tmp_path / f"{name}.py").write_text(source)
+        if name in written:
+            return importlib.reload(sys.modules[name])
+        written.append(name)
+        return importlib.import_module(name)
+
+    yield edit
+    for name in written:
+        sys.modules.pop(name, None)
+
+
+def test_the_key_covers_tensors_in_dicts_dtypes_and_class_source(edit_module):
     net = _Net()
     net.table = {"shift": torch.zeros(3)}
     before = model_key(net)
@@ -180,26 +199,17 @@ def test_the_key_covers_tensors_in_dicts_dtypes_and_class_source(tmp_path, monke
     # two classes with one name and different source code: different keys
     source = ("import torch\n\nclass Scaled(torch.nn.Module):\n"
               "    def forward(self, x):\n        return {}\n")
-    module_path = tmp_path / "edited_model.py"
-    monkeypatch.syspath_prepend(str(tmp_path))
-    module_path.write_text(source.format("x"))
-    edited = importlib.import_module("edited_model")
-    first = model_key(edited.Scaled())
-    module_path.write_text(source.format("-x"))
-    edited = importlib.reload(edited)
+    first = model_key(edit_module("edited_model", source.format("x")).Scaled())
+    edited = edit_module("edited_model", source.format("-x"))
     assert model_key(edited.Scaled()) != first
-    sys.modules.pop("edited_model", None)
 
 
 def test_an_edited_forward_is_not_served_the_disk_counts_of_the_old_one(tmp_path,
-                                                                        monkeypatch):
+                                                                        edit_module):
     """Across processes, the source code of the model's class is part of the key."""
     source = ("import torch\n\nclass Edited(torch.nn.Linear):\n"
               "    def forward(self, x):\n        return {}\n")
-    module_path = tmp_path / "edited_forward.py"
-    monkeypatch.syspath_prepend(str(tmp_path))
-    module_path.write_text(source.format("super().forward(x)"))
-    edited = importlib.import_module("edited_forward")
+    edited = edit_module("edited_forward", source.format("super().forward(x)"))
     net = edited.Edited(N_FEATURES, N_CLASSES)
     with torch.no_grad():
         net.weight.copy_(_Net().linear.weight)
@@ -209,15 +219,13 @@ def test_an_edited_forward_is_not_served_the_disk_counts_of_the_old_one(tmp_path
     common = dict(sigma=0.5, k=1, n_draws=200, train_noise=False, random_state=0,
                   memory=tmp_path / "cache")
     first = SmoothedMultiLabelClassifier(net, **common).fit(X, Y).certify(X, Y, 0.2)
-    module_path.write_text(source.format("-super().forward(x)"))  # the next "process"
-    edited = importlib.reload(edited)
+    edited = edit_module("edited_forward", source.format("-super().forward(x)"))  # next run
     changed = edited.Edited(N_FEATURES, N_CLASSES)
     changed.load_state_dict(net.state_dict())
     clf = SmoothedMultiLabelClassifier(changed, **common).fit(X, Y)
     second = clf.certify(X, Y, 0.2)
     np.testing.assert_array_equal(second.counts, _fresh_counts(clf, X))
     assert not np.array_equal(first.counts, second.counts)
-    sys.modules.pop("edited_forward", None)
 
 
 def test_no_hashing_when_no_cache_is_on(monkeypatch):

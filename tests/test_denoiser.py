@@ -193,16 +193,9 @@ def test_denoised_smoothing_and_consistency_on_cuda(data):
     assert np.array_equal(den.certify(X_test, Y_test).counts, expected)
 
 
-def test_a_trained_denoiser_is_cached_with_memory(tmp_path, data, clean_net, monkeypatch):
+def test_a_trained_denoiser_is_cached_with_memory(tmp_path, data, clean_net, count_calls):
     X, X_test, Y, _ = data
-    calls = []
-    fit = GaussianDenoiser.fit
-
-    def counted(self, *args, **kwargs):
-        calls.append(1)
-        return fit(self, *args, **kwargs)
-
-    monkeypatch.setattr(GaussianDenoiser, "fit", counted)
+    calls = count_calls(GaussianDenoiser, "fit")
     make = lambda net: smoothed(net, GaussianDenoiser(objective="stability", max_epochs=1),  # noqa: E731
                                 memory=tmp_path)
     first = make(clean_net).fit(X, Y)

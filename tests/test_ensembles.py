@@ -359,16 +359,23 @@ def test_dpa_reproducible_across_n_jobs(digits):
     np.testing.assert_array_equal(two.predict_proba(X_test), ref.predict_proba(X_test))
 
 
-class _Recorder(BaseEstimator):
-    """Remembers which rows (feature 0 holds the row id) it was trained on."""
+class _ScoresZero(BaseEstimator):
+    """A base estimator that scores every label 0."""
 
     def fit(self, X, Y):
-        self.seen_ = np.asarray(X)[:, 0].astype(int)
         self.n_labels_ = np.asarray(Y).shape[1]
         return self
 
     def decision_function(self, X):
         return np.zeros((len(X), self.n_labels_))
+
+
+class _Recorder(_ScoresZero):
+    """Remembers which rows (feature 0 holds the row id) it was trained on."""
+
+    def fit(self, X, Y):
+        self.seen_ = np.asarray(X)[:, 0].astype(int)
+        return super().fit(X, Y)
 
 
 def test_estimators_samples_are_what_each_model_saw():
@@ -567,7 +574,7 @@ def test_parameter_validation(digits):
         DPACertifiedClassifier(n_partitions=3).fit(X_train, np.linspace(0, 1, 300))
 
 
-class _FailsOnFewRows(BaseEstimator):
+class _FailsOnFewRows(_ScoresZero):
     """A base estimator that cannot fit fewer than ``min_rows`` examples."""
 
     def __init__(self, min_rows=5):
@@ -576,11 +583,7 @@ class _FailsOnFewRows(BaseEstimator):
     def fit(self, X, Y):
         if len(X) < self.min_rows:
             raise ValueError("too few rows")
-        self.n_labels_ = np.asarray(Y).shape[1]
-        return self
-
-    def decision_function(self, X):
-        return np.zeros((len(X), self.n_labels_))
+        return super().fit(X, Y)
 
 
 def test_base_fit_failures_fall_back_to_label_frequencies():

@@ -284,12 +284,24 @@ def _fa_data():
     return X[30:], Y[30:], X[:30], Y[:30]
 
 
+def _assert_model_is_fitted_on(clf, j, in_model, X, Y, X_test, k_base):
+    """Model ``j`` of ``clf`` is its base estimator fitted, with seed ``j``, on the rows
+    ``in_model`` of ``X, Y`` in digest order (it decides ``X_test`` the same)."""
+    from sklearn_certify.ensembles._base_model import fallback_labels, fit_base_model
+    from sklearn_certify.ensembles._partitions import example_digests
+
+    digests = example_digests(X, Y)
+    rows = sorted(np.flatnonzero(in_model), key=lambda i: digests[i])
+    own = fit_base_model(clf._base_estimator(), X[rows], Y[rows], seed=j,
+                         empty_labels=fallback_labels(j, k_base, Y.shape[1]))
+    np.testing.assert_array_equal(own.decision_function(X_test),
+                                  clf.estimators_[j].decision_function(X_test))
+
+
 def test_spread_one_is_yesterdays_dpa_bit_for_bit():
     import hashlib as _hashlib
 
     from sklearn_certify import DPACertifiedClassifier
-    from sklearn_certify.ensembles._base_model import fallback_labels, fit_base_model
-    from sklearn_certify.ensembles._dpa import example_digests
 
     X, Y, X_test, Y_test = _fa_data()
     clf = DPACertifiedClassifier(n_partitions=40, spread=1, k_base=2, k=2).fit(X, Y)
@@ -300,19 +312,13 @@ def test_spread_one_is_yesterdays_dpa_bit_for_bit():
     assert result.sizes[:12].tolist() == _DPA_SIZES_HEAD
     np.testing.assert_array_equal(clf.model_buckets_, np.arange(40)[:, None])
     # every model is the base estimator fitted on its partition in digest order
-    digests = example_digests(X, Y)
     for j in (0, 17, 39):
-        rows = sorted(np.flatnonzero(clf.partitions_ == j), key=lambda i: digests[i])
-        own = fit_base_model(clf._base_estimator(), X[rows], Y[rows], seed=j,
-                             empty_labels=fallback_labels(j, 2, 5))
-        np.testing.assert_array_equal(own.decision_function(X_test),
-                                      clf.estimators_[j].decision_function(X_test))
+        _assert_model_is_fitted_on(clf, j, clf.partitions_ == j, X, Y, X_test, k_base=2)
 
 
 def test_finite_aggregation_trains_each_model_on_its_buckets():
     from sklearn_certify import DPACertifiedClassifier
-    from sklearn_certify.ensembles._base_model import fallback_labels, fit_base_model
-    from sklearn_certify.ensembles._partitions import example_digests, hash_partitions
+    from sklearn_certify.ensembles._partitions import hash_partitions
 
     X, Y, X_test, _ = _fa_data()
     clf = DPACertifiedClassifier(n_partitions=10, spread=4, k_base=1, k=2).fit(X, Y)
@@ -326,14 +332,9 @@ def test_finite_aggregation_trains_each_model_on_its_buckets():
         assert sorted(feeds.tolist()) == sorted(((b + spread_shifts(40, 4)) % 40).tolist())
     sizes = clf.partition_sizes_[clf.model_buckets_].sum(axis=1)
     assert [m.n_samples_fit_ for m in clf.estimators_] == sizes.tolist()
-    digests = example_digests(X, Y)
     for j in (0, 21):
-        rows = sorted(np.flatnonzero(np.isin(clf.partitions_, clf.model_buckets_[j])),
-                      key=lambda i: digests[i])
-        own = fit_base_model(clf._base_estimator(), X[rows], Y[rows], seed=j,
-                             empty_labels=fallback_labels(j, 1, 5))
-        np.testing.assert_array_equal(own.decision_function(X_test),
-                                      clf.estimators_[j].decision_function(X_test))
+        _assert_model_is_fitted_on(clf, j, np.isin(clf.partitions_, clf.model_buckets_[j]),
+                                   X, Y, X_test, k_base=1)
 
 
 def test_a_poisoned_example_changes_only_the_models_of_its_bucket():
@@ -453,29 +454,20 @@ def test_stacked_heads_with_spread_vote_like_their_base_models():
 
 
 def test_incremental_refit_with_spread_retrains_only_the_changed_buckets_models(
-        tmp_path, monkeypatch):
+        tmp_path, base_model_fits):
     from sklearn.datasets import make_multilabel_classification
 
     from sklearn_certify import DPACertifiedClassifier
-    from sklearn_certify.ensembles import _base_model as _base
 
-    calls = {"n": 0}
-    fit = _base._ConstantAwareMultiLabel.fit
-
-    def counted(self, X, Y):
-        calls["n"] += 1
-        return fit(self, X, Y)
-
-    monkeypatch.setattr(_base._ConstantAwareMultiLabel, "fit", counted)
     X, Y = make_multilabel_classification(302 + 30, 12, n_classes=5, random_state=1)
     X_test, X, Y = X[-30:], X[:-30], Y[:-30]
     clf = DPACertifiedClassifier(n_partitions=10, spread=3, memory=tmp_path)
     clf.fit(X[:300], Y[:300])
-    assert calls["n"] == 30
-    calls["n"] = 0
+    assert len(base_model_fits) == 30
+    base_model_fits.clear()
     clf.fit(X, Y)  # 2 examples added: at most 2 buckets, 3 models each
     touched = set(clf.partition_of(X[300:], Y[300:]).tolist())
-    assert calls["n"] == 3 * len(touched)
+    assert len(base_model_fits) == 3 * len(touched)
     fresh = DPACertifiedClassifier(n_partitions=10, spread=3).fit(X, Y)
     np.testing.assert_array_equal(clf.predict_proba(X_test), fresh.predict_proba(X_test))
     np.testing.assert_array_equal(clf.certify(X_test, Y_test := np.ones((30, 5), int),

@@ -19,14 +19,18 @@ def _linear(seed=0, n_features=N_FEATURES, n_classes=N_CLASSES):
     return torch.nn.Linear(n_features, n_classes)
 
 
-class TorchAdapter:
-    """A minimal sklearn-style estimator scoring with a torch module (generic path)."""
-
-    def __init__(self, module):
-        self.module = module
+class _FitsNothing:
+    """A minimal sklearn-style estimator: ``fit`` learns nothing."""
 
     def fit(self, X, y=None):
         return self
+
+
+class TorchAdapter(_FitsNothing):
+    """Scores with a torch module (the generic path)."""
+
+    def __init__(self, module):
+        self.module = module
 
     def decision_function(self, X):
         with torch.no_grad():
@@ -44,12 +48,11 @@ class Constant(torch.nn.Module):
         return torch.zeros(len(x), self.n_classes, dtype=x.dtype, device=x.device)
 
 
-class ConstantEstimator:
+class ConstantEstimator(_FitsNothing):
+    """Every label's probability is 0.5 (the generic path)."""
+
     def __init__(self, n_classes):
         self.n_classes = n_classes
-
-    def fit(self, X, y=None):
-        return self
 
     def predict_proba(self, X):
         return np.full((len(X), self.n_classes), 0.5)

@@ -188,13 +188,8 @@ def test_sampling_options_need_a_torch_model(data):
         _clf(Deep(), sampling_dtype="int8").fit(X, Y)
 
 
-def test_the_counts_cache_keys_on_the_sampling_options(data, monkeypatch):
-    from sklearn_certify.smoothing import _classifier
-
-    calls = []
-    sample = _classifier.sharded_label_counts
-    monkeypatch.setattr(_classifier, "sharded_label_counts",
-                        lambda *a, **k: calls.append(k) or sample(*a, **k))
+def test_the_counts_cache_keys_on_the_sampling_options(data, sampling_calls):
+    calls = sampling_calls
     X, Y = data
     clf = _clf(Deep().net).fit(X, Y)  # Deep itself records its calls: not a pure model
     with config_context(counts_cache=True):
@@ -202,7 +197,7 @@ def test_the_counts_cache_keys_on_the_sampling_options(data, monkeypatch):
         clf.predict_proba(X)
         assert len(calls) == 1
         clf.set_params(sampling_dtype="bfloat16").predict_proba(X)
-    assert len(calls) == 2 and calls[-1]["sampling_dtype"] == "bfloat16"
+    assert len(calls) == 2 and calls[-1][1]["sampling_dtype"] == "bfloat16"
 
 
 # --------------------------------------------------------------------------- compile

@@ -14,18 +14,15 @@ from sklearn_certify import SmoothedMultiLabelClassifier
 from sklearn_certify._consistency import consistency_divergence
 from sklearn_certify.datasets import make_multidigit
 from sklearn_certify.losses import AsymmetricLoss, ConsistencyLoss
-from sklearn_certify.nets import MLPModule, MultiLabelNet, TrainingNoise
+from sklearn_certify.nets import MLPModule, TrainingNoise
 from sklearn_certify.smoothing._training import DEFAULT_CONSISTENCY, DEFAULT_COPIES
+
+from ._helpers import tiny_net
 
 
 @pytest.fixture(scope="module")
 def data():
     return make_multidigit(400, 60, random_state=0)
-
-
-def tiny(**kwargs):
-    return MultiLabelNet(**{**dict(module__hidden=(16,), max_epochs=2, batch_size=64,
-                                   lr=3e-3), **kwargs})
 
 
 def weights(net):
@@ -86,9 +83,9 @@ def test_invalid_knobs_are_refused(data):
                           (dict(consistency=-1.0), "consistency"),
                           (dict(noise_copies=2.5), "noise_copies")]:
         with pytest.raises(ValueError, match=match):
-            tiny(noise_sigma=0.5, **kwargs).fit(X, Y)
+            tiny_net(noise_sigma=0.5, **kwargs).fit(X, Y)
     with pytest.raises(ValueError, match="noise_sigma"):
-        tiny(noise_copies=2, consistency=1.0).fit(X, Y)
+        tiny_net(noise_copies=2, consistency=1.0).fit(X, Y)
 
 
 # ------------------------------------------------------------------- the training noise
@@ -107,7 +104,7 @@ def test_copies_are_stacked_with_independent_noise(data):
     X, _, Y, _ = data
     recorder = Recorder()
     # the recorder runs after the noise callback (user callbacks come after defaults)
-    net = tiny(noise_sigma=0.5, noise_copies=3, consistency=1.0, max_epochs=1,
+    net = tiny_net(noise_sigma=0.5, noise_copies=3, consistency=1.0, max_epochs=1,
                callbacks=[recorder]).fit(X, Y)
     Xb, Yb = recorder.batches[0]
     assert Xb.shape == (3 * 64, X.shape[1]) and Yb.shape == (3 * 64, Y.shape[1])
@@ -123,9 +120,9 @@ def test_copies_are_stacked_with_independent_noise(data):
 def test_one_copy_trains_exactly_as_gaussian_augmentation(data):
     X, _, Y, _ = data
     torch.manual_seed(3)
-    plain = tiny(noise_sigma=0.5).fit(X, Y)
+    plain = tiny_net(noise_sigma=0.5).fit(X, Y)
     torch.manual_seed(3)
-    one = tiny(noise_sigma=0.5, noise_copies=1, consistency=0.0).fit(X, Y)
+    one = tiny_net(noise_sigma=0.5, noise_copies=1, consistency=0.0).fit(X, Y)
     assert all(torch.equal(a, b) for a, b in zip(weights(plain), weights(one)))
 
 
@@ -147,7 +144,7 @@ def test_consistency_is_measurably_more_stable_under_noise(data):
     for name, kwargs in [("gaussian", {}), ("consistency", dict(noise_copies=2,
                                                                consistency=10.0))]:
         torch.manual_seed(0)
-        net = tiny(noise_sigma=0.5, max_epochs=6, module__hidden=(32,), **kwargs).fit(X, Y)
+        net = tiny_net(noise_sigma=0.5, max_epochs=6, module__hidden=(32,), **kwargs).fit(X, Y)
         results[name] = stability(net)
     # measured (torch seeds 0, 1, 2): 0.43, 0.46, 0.44 (gaussian) against 0.51, 0.53,
     # 0.56 (consistency, weight 10): the majority label's share of the noisy votes
@@ -157,25 +154,25 @@ def test_consistency_is_measurably_more_stable_under_noise(data):
 # ------------------------------------------------------------------- train_noise option
 def test_train_noise_consistency_sets_the_recommended_knobs(data):
     X, _, Y, _ = data
-    clf = SmoothedMultiLabelClassifier(tiny(max_epochs=1), train_noise="consistency",
+    clf = SmoothedMultiLabelClassifier(tiny_net(max_epochs=1), train_noise="consistency",
                                        n_draws=10, random_state=0).fit(X, Y)
     net = clf.estimator_
     assert (net.noise_sigma, net.noise_copies, net.consistency) == (
         0.5, DEFAULT_COPIES, DEFAULT_CONSISTENCY)
     # a value the net sets is kept (a grid search reaches it as estimator__consistency)
-    own = SmoothedMultiLabelClassifier(tiny(max_epochs=1, consistency=0.5, noise_copies=3),
+    own = SmoothedMultiLabelClassifier(tiny_net(max_epochs=1, consistency=0.5, noise_copies=3),
                                        train_noise="consistency", n_draws=10,
                                        random_state=0).fit(X, Y)
     assert (own.estimator_.noise_copies, own.estimator_.consistency) == (3, 0.5)
     # reproducible from random_state
-    again = SmoothedMultiLabelClassifier(tiny(max_epochs=1), train_noise="consistency",
+    again = SmoothedMultiLabelClassifier(tiny_net(max_epochs=1), train_noise="consistency",
                                          n_draws=10, random_state=0).fit(X, Y)
     assert all(torch.equal(a, b) for a, b in zip(weights(net), weights(again.estimator_)))
 
 
 def test_true_is_gaussian(data):
     X, _, Y, _ = data
-    fits = [SmoothedMultiLabelClassifier(tiny(max_epochs=1), train_noise=value, n_draws=10,
+    fits = [SmoothedMultiLabelClassifier(tiny_net(max_epochs=1), train_noise=value, n_draws=10,
                                          random_state=0).fit(X, Y)
             for value in (True, "gaussian")]
     assert all(torch.equal(a, b) for a, b in zip(weights(fits[0].estimator_),
@@ -185,7 +182,7 @@ def test_true_is_gaussian(data):
 
 def test_grid_search_reaches_consistency(data):
     X, _, Y, _ = data
-    clf = SmoothedMultiLabelClassifier(tiny(max_epochs=1), train_noise="consistency",
+    clf = SmoothedMultiLabelClassifier(tiny_net(max_epochs=1), train_noise="consistency",
                                        n_draws=10, random_state=0)
     search = GridSearchCV(clf, {"estimator__consistency": [0.0, 3.0]}, cv=2).fit(X, Y)
     assert search.best_estimator_.estimator_.consistency in (0.0, 3.0)
@@ -207,13 +204,13 @@ def test_other_skorch_nets_get_the_callback(data):
 
 def test_models_that_cannot_train_with_consistency_say_so(data):
     X, _, Y, _ = data
-    trained = tiny(max_epochs=1).fit(X, Y)
+    trained = tiny_net(max_epochs=1).fit(X, Y)
     for estimator in (FrozenEstimator(trained), trained.module_,
                       RidgeClassifier()):
         with pytest.raises(ValueError, match="train_noise='consistency'"):
             SmoothedMultiLabelClassifier(estimator, train_noise="consistency").fit(X, Y)
     with pytest.raises(ValueError, match="train_noise"):
-        SmoothedMultiLabelClassifier(tiny(), train_noise="mixup").fit(X, Y)
+        SmoothedMultiLabelClassifier(tiny_net(), train_noise="mixup").fit(X, Y)
 
 
 def test_tuple_batches_cannot_take_copies():

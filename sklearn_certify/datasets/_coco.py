@@ -4,32 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 from sklearn.utils import Bunch
 
-from ._images import (
-    check_image_size,
-    check_split,
-    layout_error,
-    make_bunch,
-    require_dir,
-    require_file,
-)
+from ._loader import Layout, fill_doc, make_bunch
 
 COCO_SPLITS = ("train", "val")
 
-_DATASET = "MS-COCO 2014"
-_TREE = """\
+_LAYOUT = Layout("MS-COCO 2014", COCO_SPLITS, """\
 <root>/
 +-- annotations/
 |   +-- instances_train2014.json
 |   +-- instances_val2014.json
 +-- train2014/     COCO_train2014_000000000009.jpg, ...
-+-- val2014/       COCO_val2014_000000000042.jpg, ..."""
++-- val2014/       COCO_val2014_000000000042.jpg, ...""")
 
 
+@fill_doc
 def load_coco(
     root: str | os.PathLike,
     split: str = "val",
@@ -64,9 +56,7 @@ def load_coco(
         Whether to also load every image into memory (``images`` below). The
         training split at 224 x 224 takes about 50 GB; for feature extraction pass
         ``paths`` to :class:`~sklearn_certify.features.ImageFeatureExtractor` instead.
-    image_size : int or (int, int), default=224
-        Size (height, width), or side of a square, the images are resized to when
-        ``return_images=True``.
+    %(image_size)s
 
     Returns
     -------
@@ -82,9 +72,7 @@ def load_coco(
             The COCO image ids, ascending.
         category_ids : list of int
             The COCO category id behind each column of ``Y``.
-        images : ndarray of shape (n_images, 3, height, width), dtype float32
-            RGB images in [0, 1], resized to ``image_size``; only with
-            ``return_images=True``.
+        %(images)s
 
     Raises
     ------
@@ -105,12 +93,9 @@ def load_coco(
     >>> test.class_names[:3]  # doctest: +SKIP
     ['person', 'bicycle', 'car']
     """
-    check_split(split, COCO_SPLITS, _DATASET)
-    check_image_size(image_size)
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise layout_error(_DATASET, f"root {os.fspath(root)!r} does not exist.", _TREE)
-    ann_file = require_file(root / "annotations" / f"instances_{split}2014.json", _DATASET, _TREE)
+    _LAYOUT.check_arguments(split, image_size)
+    root = _LAYOUT.root(root)
+    ann_file = _LAYOUT.require_file(root / "annotations" / f"instances_{split}2014.json")
     with open(ann_file, encoding="utf-8") as f:
         data = json.load(f)
     for key in ("images", "annotations", "categories"):
@@ -140,15 +125,9 @@ def load_coco(
 
     image_dir = root / f"{split}2014"
     if return_images:
-        require_dir(image_dir, _DATASET, _TREE, what="image folder")
+        _LAYOUT.require_dir(image_dir, what="image folder")
     paths = [os.fspath(image_dir / im["file_name"]) for im in images]
-    bunch = make_bunch(
-        paths,
-        Y,
-        [str(c["name"]) for c in categories],
-        image_ids,
-        return_images=return_images,
-        image_size=image_size,
-    )
+    bunch = make_bunch(paths, Y, [str(c["name"]) for c in categories], image_ids,
+                       return_images=return_images, image_size=image_size)
     bunch.category_ids = category_ids
     return bunch

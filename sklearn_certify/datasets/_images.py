@@ -1,8 +1,8 @@
-"""Pieces shared by the image-dataset loaders and the feature extractor.
+"""Image loading shared by the image-dataset loaders and the feature extractor.
 
-Image loading (PIL, RGB, resized to a fixed size, scaled to [0, 1], channels first),
-the ``Bunch`` the loaders return, and the errors raised for a missing file or a bad
-split, which name the layout the loader expected.
+PIL, RGB, resized to a fixed size, scaled to [0, 1], channels first. What the loaders
+share beyond images (argument and layout checks, the returned ``Bunch``) is in
+``_loader.py``.
 """
 
 from __future__ import annotations
@@ -10,10 +10,8 @@ from __future__ import annotations
 import numbers
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
-from sklearn.utils import Bunch
 
 
 def check_image_size(image_size, name: str = "image_size") -> tuple[int, int]:
@@ -74,43 +72,3 @@ def load_images(
     for i, path in enumerate(paths):
         out[i] = load_image(path, size)
     return out
-
-
-def check_split(split, valid: Sequence[str], dataset: str, note: str = "") -> str:
-    """``split`` must be one of ``valid``; the error names them."""
-    if not isinstance(split, str) or split not in valid:
-        raise ValueError(f"split must be one of {list(valid)} for {dataset}{note}, got {split!r}.")
-    return split
-
-
-def layout_error(dataset: str, problem: str, tree: str) -> FileNotFoundError:
-    """A FileNotFoundError that says what is missing and draws the expected tree."""
-    return FileNotFoundError(f"{dataset}: {problem}\nExpected layout:\n{tree}")
-
-
-def require_dir(path: Path, dataset: str, tree: str, what: str = "folder") -> Path:
-    if not path.is_dir():
-        raise layout_error(dataset, f"{what} {os.fspath(path)!r} does not exist.", tree)
-    return path
-
-
-def require_file(path: Path, dataset: str, tree: str) -> Path:
-    if not path.is_file():
-        raise layout_error(dataset, f"file {os.fspath(path)!r} does not exist.", tree)
-    return path
-
-
-def make_bunch(
-    paths: list[str],
-    Y: np.ndarray,
-    class_names: list[str],
-    image_ids: list,
-    *,
-    return_images: bool,
-    image_size,
-) -> Bunch:
-    """The loaders' common return value; ``images`` only when asked for."""
-    bunch = Bunch(paths=paths, Y=Y, class_names=class_names, image_ids=image_ids)
-    if return_images:
-        bunch.images = load_images(paths, image_size)
-    return bunch

@@ -5,12 +5,10 @@ from __future__ import annotations
 import ast
 import csv
 import os
-from pathlib import Path
 
-import numpy as np
 from sklearn.utils import Bunch
 
-from ._images import check_image_size, check_split, layout_error, make_bunch, require_file
+from ._loader import Layout, fill_doc, indicator_matrix, make_bunch
 
 # The 81 concepts of NUS-WIDE's Concepts81.txt. They are in alphabetical order, which is
 # also the order the ASL loaders give (sorted set of the names in the CSV file).
@@ -31,14 +29,13 @@ NUSWIDE_SPLITS = ("train", "test")
 _SPLIT_VALUES = {"train": {"train"}, "test": {"val", "test"}}
 CSV_NAME = "nus_wid_data.csv"
 
-_DATASET = "NUS-WIDE (ASL release)"
-_TREE = f"""\
+_LAYOUT = Layout("NUS-WIDE (ASL release)", NUSWIDE_SPLITS, f"""\
 <root>/
 +-- {CSV_NAME}      a header row, then one row per image with 3 columns:
 |                         image path relative to <root>, label, split, e.g.
 |                         images/0001_2124494179.jpg,"['clouds', 'sky']",train
 |                         (label: a list of the 81 concept names; split: train or val)
-+-- images/               the image files the first column names"""
++-- images/               the image files the first column names""")
 
 
 def _parse_labels(text: str, where: str) -> list[str]:
@@ -75,6 +72,7 @@ def _columns(header: list[str]) -> tuple[int, int, int]:
     )
 
 
+@fill_doc
 def load_nuswide(
     root: str | os.PathLike,
     split: str = "train",
@@ -106,13 +104,8 @@ def load_nuswide(
     split : {"train", "test"}, default="train"
         Which rows to read. The CSV file marks the test rows ``val``; ``"val"`` is
         accepted as another name for ``"test"``.
-    return_images : bool, default=False
-        Whether to also load every image into memory (``images`` below). For feature
-        extraction, pass ``paths`` to
-        :class:`~sklearn_certify.features.ImageFeatureExtractor` instead.
-    image_size : int or (int, int), default=224
-        Size (height, width), or side of a square, the images are resized to when
-        ``return_images=True``.
+    %(return_images)s
+    %(image_size)s
 
     Returns
     -------
@@ -126,9 +119,7 @@ def load_nuswide(
             of the ASL loaders).
         image_ids : list of str
             The image path exactly as written in the CSV file.
-        images : ndarray of shape (n_images, 3, height, width), dtype float32
-            RGB images in [0, 1], resized to ``image_size``; only with
-            ``return_images=True``.
+        %(images)s
 
     Raises
     ------
@@ -148,12 +139,9 @@ def load_nuswide(
     """
     if split == "val":
         split = "test"
-    check_split(split, NUSWIDE_SPLITS, _DATASET, note=" ('val' is read as 'test')")
-    check_image_size(image_size)
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise layout_error(_DATASET, f"root {os.fspath(root)!r} does not exist.", _TREE)
-    csv_file = require_file(root / CSV_NAME, _DATASET, _TREE)
+    _LAYOUT.check_arguments(split, image_size, note=" ('val' is read as 'test')")
+    root = _LAYOUT.root(root)
+    csv_file = _LAYOUT.require_file(root / CSV_NAME)
 
     wanted = _SPLIT_VALUES[split]
     column = {name: j for j, name in enumerate(NUSWIDE_CONCEPTS)}
@@ -180,21 +168,11 @@ def load_nuswide(
             image_ids.append(record[path_col].strip())
             rows.append([column[n] for n in names])
 
-    Y = np.zeros((len(image_ids), len(NUSWIDE_CONCEPTS)), dtype=int)
-    for i, cols in enumerate(rows):
-        Y[i, cols] = 1
+    Y = indicator_matrix(rows, len(NUSWIDE_CONCEPTS))
     paths = [os.fspath(root / image_id) for image_id in image_ids]
     if return_images:
         for path in paths:
             if not os.path.isfile(path):
-                raise layout_error(
-                    _DATASET, f"image file {path!r} listed in {CSV_NAME} does not exist.", _TREE
-                )
-    return make_bunch(
-        paths,
-        Y,
-        list(NUSWIDE_CONCEPTS),
-        image_ids,
-        return_images=return_images,
-        image_size=image_size,
-    )
+                raise _LAYOUT.error(f"image file {path!r} listed in {CSV_NAME} does not exist.")
+    return make_bunch(paths, Y, list(NUSWIDE_CONCEPTS), image_ids,
+                      return_images=return_images, image_size=image_size)

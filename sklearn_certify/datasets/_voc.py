@@ -6,17 +6,9 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
 from sklearn.utils import Bunch
 
-from ._images import (
-    check_image_size,
-    check_split,
-    layout_error,
-    make_bunch,
-    require_dir,
-    require_file,
-)
+from ._loader import Layout, fill_doc, indicator_matrix, make_bunch
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -25,8 +17,7 @@ VOC_CLASSES = (
 )  # fmt: skip
 VOC_SPLITS = ("train", "val", "trainval", "test")
 
-_DATASET = "PASCAL VOC 2007"
-_TREE = """\
+_LAYOUT = Layout("PASCAL VOC 2007", VOC_SPLITS, """\
 <root>/                        (or <root> = VOCdevkit/VOC2007 itself)
 +-- VOCdevkit/
     +-- VOC2007/
@@ -35,20 +26,17 @@ _TREE = """\
         |   +-- Main/          train.txt, val.txt, trainval.txt, test.txt (one image id a line)
         +-- JPEGImages/        000005.jpg, ...
 (the test split comes from the separate VOCtest_06-Nov-2007 archive, which unpacks
-into the same VOCdevkit/VOC2007 folders)"""
+into the same VOCdevkit/VOC2007 folders)""")
 
 
 def _find_voc_dir(root: Path) -> Path:
-    if not root.is_dir():
-        raise layout_error(_DATASET, f"root {os.fspath(root)!r} does not exist.", _TREE)
+    _LAYOUT.root(root)
     for candidate in (root / "VOCdevkit" / "VOC2007", root / "VOC2007", root):
         if (candidate / "ImageSets" / "Main").is_dir():
             return candidate
-    raise layout_error(
-        _DATASET,
+    raise _LAYOUT.error(
         f"no ImageSets/Main folder in {os.fspath(root)!r}, {os.fspath(root / 'VOC2007')!r} "
-        f"or {os.fspath(root / 'VOCdevkit' / 'VOC2007')!r}.",
-        _TREE,
+        f"or {os.fspath(root / 'VOCdevkit' / 'VOC2007')!r}."
     )
 
 
@@ -57,9 +45,7 @@ def _parse_annotation(path: Path, include_difficult: bool) -> list[int]:
     try:
         tree = ET.parse(path)
     except FileNotFoundError:
-        raise layout_error(
-            _DATASET, f"annotation file {os.fspath(path)!r} does not exist.", _TREE
-        ) from None
+        raise _LAYOUT.error(f"annotation file {os.fspath(path)!r} does not exist.") from None
     present = []
     for obj in tree.getroot().iter("object"):
         name = (obj.findtext("name") or "").strip()
@@ -74,6 +60,7 @@ def _parse_annotation(path: Path, include_difficult: bool) -> list[int]:
     return present
 
 
+@fill_doc
 def load_voc2007(
     root: str | os.PathLike,
     split: str = "trainval",
@@ -107,13 +94,8 @@ def load_voc2007(
         and test on ``"test"`` (4,952 images, from the separate VOC 2007 test archive).
     include_difficult : bool, default=False
         Whether objects marked difficult make their class present.
-    return_images : bool, default=False
-        Whether to also load every image into memory (``images`` below). For feature
-        extraction, pass ``paths`` to
-        :class:`~sklearn_certify.features.ImageFeatureExtractor` instead.
-    image_size : int or (int, int), default=224
-        Size (height, width), or side of a square, the images are resized to when
-        ``return_images=True``.
+    %(return_images)s
+    %(image_size)s
 
     Returns
     -------
@@ -127,9 +109,7 @@ def load_voc2007(
             ``"tvmonitor"``).
         image_ids : list of str
             The VOC image ids, e.g. ``"000005"``.
-        images : ndarray of shape (n_images, 3, height, width), dtype float32
-            RGB images in [0, 1], resized to ``image_size``; only with
-            ``return_images=True``.
+        %(images)s
 
     Raises
     ------
@@ -148,26 +128,18 @@ def load_voc2007(
     >>> train.class_names[:3]  # doctest: +SKIP
     ['aeroplane', 'bicycle', 'bird']
     """
-    check_split(split, VOC_SPLITS, _DATASET)
-    check_image_size(image_size)
+    _LAYOUT.check_arguments(split, image_size)
     voc_dir = _find_voc_dir(Path(root).expanduser())
-    split_file = require_file(voc_dir / "ImageSets" / "Main" / f"{split}.txt", _DATASET, _TREE)
+    split_file = _LAYOUT.require_file(voc_dir / "ImageSets" / "Main" / f"{split}.txt")
     image_ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
 
-    annotations = require_dir(voc_dir / "Annotations", _DATASET, _TREE)
-    Y = np.zeros((len(image_ids), len(VOC_CLASSES)), dtype=int)
-    for i, image_id in enumerate(image_ids):
-        Y[i, _parse_annotation(annotations / f"{image_id}.xml", include_difficult)] = 1
+    annotations = _LAYOUT.require_dir(voc_dir / "Annotations")
+    Y = indicator_matrix((_parse_annotation(annotations / f"{image_id}.xml", include_difficult)
+                          for image_id in image_ids), len(VOC_CLASSES))
 
     jpeg_dir = voc_dir / "JPEGImages"
     if return_images:
-        require_dir(jpeg_dir, _DATASET, _TREE)
+        _LAYOUT.require_dir(jpeg_dir)
     paths = [os.fspath(jpeg_dir / f"{image_id}.jpg") for image_id in image_ids]
-    return make_bunch(
-        paths,
-        Y,
-        list(VOC_CLASSES),
-        image_ids,
-        return_images=return_images,
-        image_size=image_size,
-    )
+    return make_bunch(paths, Y, list(VOC_CLASSES), image_ids,
+                      return_images=return_images, image_size=image_size)
