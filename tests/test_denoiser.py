@@ -9,8 +9,7 @@ import torch
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import RidgeClassifier
 
-from sklearn_certify import SmoothedMultiLabelClassifier
-from sklearn_certify._utils._memory import recent_counts
+from sklearn_certify import SmoothedMultiLabelClassifier, config_context
 from sklearn_certify.datasets import make_multidigit
 from sklearn_certify.nets import DenoiserCNN, DenoiserMLP, GaussianDenoiser, MultiLabelNet
 from sklearn_certify.smoothing._denoised import Denoised
@@ -96,27 +95,33 @@ def test_every_sampling_path_includes_the_denoiser(data, clean_net):
     assert np.array_equal(restored.certify(X_test, Y_test).counts, expected)
 
 
+@pytest.mark.parametrize("counts_cache", [False, True])
 def test_a_denoiser_changed_in_place_is_not_served_stale_counts(tmp_path, data, clean_net,
-                                                              monkeypatch):
+                                                              counts_cache):
     X, X_test, Y, _ = data
-    monkeypatch.setattr(recent_counts, "max_bytes", 2**20)  # the in-process cache on
     denoiser = Scale(0.7)
-    for memory in (None, tmp_path):
-        recent_counts.clear()
-        clf = smoothed(clean_net, denoiser, memory=memory).fit(X, Y)
-        before = clf.predict_proba(X_test)
-        with torch.no_grad():
-            denoiser.factor.fill_(0.0)
-        after = clf.predict_proba(X_test)
-        top = int(clean_net.module_(torch.zeros(1, X.shape[1])).argmax())
-        assert (after[:, top] == 1).all() and not np.allclose(before, after)
-        with torch.no_grad():
-            denoiser.factor.fill_(0.7)
-        assert np.array_equal(clf.predict_proba(X_test), before)
+    for memory in (None, tmp_path / str(counts_cache)):
+        with config_context(counts_cache=counts_cache):
+            _assert_fresh_counts(data, clean_net, denoiser, memory)
     # the counts key holds the denoiser
     with_den = smoothed(clean_net, denoiser, memory=tmp_path).fit(X, Y)
     without = smoothed(clean_net, None, memory=tmp_path).fit(X, Y)
     assert with_den._counts_params_key(0, None) != without._counts_params_key(0, None)
+
+
+def _assert_fresh_counts(data, clean_net, denoiser, memory):
+    """Counts change with the denoiser changed in place, and come back when it does."""
+    X, X_test, Y, _ = data
+    clf = smoothed(clean_net, denoiser, memory=memory).fit(X, Y)
+    before = clf.predict_proba(X_test)
+    with torch.no_grad():
+        denoiser.factor.fill_(0.0)
+    after = clf.predict_proba(X_test)
+    top = int(clean_net.module_(torch.zeros(1, X.shape[1])).argmax())
+    assert (after[:, top] == 1).all() and not np.allclose(before, after)
+    with torch.no_grad():
+        denoiser.factor.fill_(0.7)
+    assert np.array_equal(clf.predict_proba(X_test), before)
 
 
 def test_gaussian_denoiser_learns_to_denoise(data):
