@@ -76,6 +76,24 @@ def sampling_model(estimator, denoiser):
     return Denoised(denoiser_module(denoiser), classifier, shape)
 
 
+def fitted_sampling_model(clf):
+    """The base classifier the noisy copies of the fitted ``clf`` go through:
+    ``estimator_``, behind ``denoiser_`` when there is one.
+
+    The composition is kept on ``clf`` while ``estimator_`` and ``denoiser_`` are the
+    same objects (it holds them, so in-place changes are seen), so that the prepared
+    (cast, compiled) modules of ``sampling_dtype`` and ``compile`` are reused.
+    """
+    denoiser = getattr(clf, "denoiser_", None)
+    if denoiser is None:
+        return clf.estimator_
+    kept = clf.__dict__.get("_denoised")
+    if kept is None or kept[0] is not clf.estimator_ or kept[1] is not denoiser:
+        kept = clf._denoised = (clf.estimator_, denoiser,
+                                sampling_model(clf.estimator_, denoiser))
+    return kept[2]
+
+
 def _check_torch_base(estimator) -> None:
     if not is_torch_model(estimator):
         raise ValueError(

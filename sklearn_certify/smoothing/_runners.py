@@ -25,7 +25,7 @@ from ._models import (
     torch_module_and_device,
 )
 
-__all__ = ["SamplingModels", "check_sampling_options"]
+__all__ = ["SamplingModels", "check_sampling_options", "sampling_options"]
 
 
 #: torch.compile, looked up at call time (the tests swap in a cheaper backend)
@@ -43,6 +43,18 @@ def check_sampling_options(model, sampling_dtype, compile) -> None:
             "sampling_dtype and compile=True need a torch base model (a torch.nn.Module "
             f"or a skorch net); got {type(model).__name__}. Leave them at None and False."
         )
+
+
+def sampling_options(clf) -> dict:
+    """How the fitted smoothed classifier ``clf``'s base model runs while sampling:
+    ``sampling_dtype``, ``compile`` and the prepared modules (:class:`SamplingModels`,
+    kept on ``clf`` between calls, never pickled)."""
+    check_sampling_options(clf.estimator_, clf.sampling_dtype, clf.compile)
+    models = clf.__dict__.get("_sampling_models")
+    if models is None:  # fitted by an older release
+        models = clf._sampling_models = SamplingModels()
+    return {"sampling_dtype": clf.sampling_dtype, "compile": bool(clf.compile),
+            "models": models}
 
 
 def _is_compiled(module: torch.nn.Module) -> bool:
