@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from .._utils._devices import loadable_device, tensors_to
+from .._utils._devices import loadable_device, resolve_device, tensors_to
 from .._utils._targets import encode_fit_targets
 from ..ensembles._base_model import _ConstantAwareMultiLabel, derived_seeds, tied_columns
 from ..heads import LinearHead, fit_heads, hidden_width, model_seeds
@@ -47,7 +47,6 @@ from ._engine import (
     as_features,
     first_layer_matrix,
     forward_blocks,
-    resolve_device,
     top_indices,
 )
 

@@ -82,10 +82,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
     max_samples : int or float, default=0.1
         Subsample size ``m``: an int is used as is (it may exceed ``n``); a float in
         (0, 1] is a fraction of ``n``, rounded half up, at least 1.
-    k_base : int, default=1
-        Number of labels each base model votes for (``k_b``).
-    k : int, default=3
-        Number of labels the ensemble predicts.
+    {label_params}
     alpha : float, default=0.001
         Failure probability of the certificate per input.
     method : {"poisoningguard", "bagging"}, default="poisoningguard"
@@ -120,9 +117,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
 
     Attributes
     ----------
-    estimator_ : estimator
-        The base estimator every model is cloned from (``estimator``, or the default
-        for ``estimator=None``), unfitted, as in scikit-learn's ensembles.
+    {estimator_attribute}
     estimators_ : sequence of base models
         One fitted wrapper per subsample: its ``estimator_`` is the fitted clone of
         ``estimator`` (None when every label column of the subsample was constant),
@@ -311,11 +306,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
 
         Parameters
         ----------
-        X : array-like of shape (n_inputs, ...)
-        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
-            The true labels (1-D labels when ``fit`` saw 1-D targets).
-        radius : int or array-like of int, default=0
-            T, the numbers of poisoned training examples to certify against.
+        {certify_data}
         method : {"poisoningguard", "bagging"}, optional
             Overrides the ``method`` parameter for this call.
         alpha : float, optional

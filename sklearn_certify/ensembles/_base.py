@@ -45,8 +45,18 @@ __all__ = ["BaseCertifiedEnsemble", "ENSEMBLE_DOCSTRINGS", "CERTIFY_DOCSTRINGS",
            "default_base_estimator", "split_tasks"]
 
 #: Docstring text the two ensembles share (:class:`~sklearn_certify._utils._docstring.
-#: Substitution`): the fitted target attributes, and certify's common options and note.
-ENSEMBLE_DOCSTRINGS = Substitution(fitted_targets='''
+#: Substitution`): the label-count parameters, the fitted attributes ``estimator_`` and
+#: those of the targets, and certify's common arguments, options and note.
+ENSEMBLE_DOCSTRINGS = Substitution(label_params='''
+    k_base : int, default=1
+        Number of labels each base model votes for (``k_b``).
+    k : int, default=3
+        Number of labels the ensemble predicts.
+''', estimator_attribute='''
+    estimator_ : estimator
+        The base estimator every model is cloned from (``estimator``, or the default
+        for ``estimator=None``), unfitted, as in scikit-learn's ensembles.
+''', fitted_targets='''
     n_classes_ : int
         Number of labels.
     classes_ : ndarray
@@ -58,9 +68,16 @@ ENSEMBLE_DOCSTRINGS = Substitution(fitted_targets='''
     n_features_in_ : int
         Number of features (flat 2-D inputs only).
 ''')
-CERTIFY_DOCSTRINGS = Substitution(certify_options='''
+CERTIFY_DOCSTRINGS = Substitution(certify_data='''
+        X : array-like of shape (n_inputs, ...)
+        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
+            The true labels (1-D labels when ``fit`` saw 1-D targets).
+        radius : int or array-like of int, default=0
+            T, the numbers of poisoned training examples to certify against.
+''', certify_options='''
         attack : {"modification", "addition", "deletion"}, default="modification"
-            How the T examples are poisoned.''' + CERTIFY_K_AND_LABEL, multiclass_note=CERTIFY_MULTICLASS_NOTE)
+            How the T examples are poisoned.''' + CERTIFY_K_AND_LABEL,
+    multiclass_note=CERTIFY_MULTICLASS_NOTE)
 
 # Tasks per joblib worker: more than one, so that progress (verbose) is visible and a
 # slow task does not hold the others up; the models do not depend on it.

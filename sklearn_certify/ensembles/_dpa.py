@@ -119,10 +119,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         (``method="finite-aggregation"``) uses which labels each model votes for and
         certifies more than DPA with as many examples per model. Training costs ``d``
         times DPA's. ``spread=1`` is DPA, bit for bit.
-    k_base : int, default=1
-        Number of labels each base model votes for (``k_b``).
-    k : int, default=3
-        Number of labels the ensemble predicts.
+    {label_params}
     method : {"poisoningguard", "dpa", "finite-aggregation"}, default="poisoningguard"
         Certificate used by :meth:`certify`: Theorem 2 / Eq. 9 in full, with t fixed
         to 1 ("dpa", Levine & Feizi 2021 extended to top-k), or Finite Aggregation's
@@ -157,9 +154,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
 
     Attributes
     ----------
-    estimator_ : estimator
-        The base estimator every model is cloned from (``estimator``, or the default
-        for ``estimator=None``), unfitted, as in scikit-learn's ensembles.
+    {estimator_attribute}
     estimators_ : sequence of base models, length n_partitions * spread
         The model of partition j at position j (with ``spread > 1``: of the buckets
         ``model_buckets_[j]``): its ``estimator_`` is the fitted clone of ``estimator``
@@ -371,11 +366,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
 
         Parameters
         ----------
-        X : array-like of shape (n_inputs, ...)
-        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
-            The true labels (1-D labels when ``fit`` saw 1-D targets).
-        radius : int or array-like of int, default=0
-            T, the numbers of poisoned training examples to certify against.
+        {certify_data}
         method : {"poisoningguard", "dpa", "finite-aggregation"}, optional
             Overrides the ``method`` parameter for this call (with ``spread > 1``,
             "poisoningguard" certifies with "finite-aggregation", as the parameter).

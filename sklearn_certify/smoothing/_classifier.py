@@ -359,12 +359,9 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
     # ---------------------------------------------------------------------- sampling
     def _check_input(self, X, *, reset: bool):
-        """X as a dense numeric array (a torch tensor is kept where it is), shape-checked.
-
-        Arrays go through :func:`sklearn_certify._utils._validation.check_inputs`, tensors
-        through :func:`~sklearn_certify._utils._validation.check_tensor_inputs` (finite, checked
-        on their device). ``fit`` needs at least one input; prediction accepts none.
-        """
+        """X checked by ``check_inputs`` (arrays; ``fit`` needs an input) or
+        ``check_tensor_inputs`` (tensors, kept on their device), and the shape of its
+        inputs (recorded at ``fit``)."""
         if torch.is_tensor(X):
             X = check_tensor_inputs(X)
         else:

@@ -18,6 +18,7 @@ import torch
 from sklearn.base import clone
 from torch import nn
 
+from .._utils._devices import module_device
 from .._utils._keys import UncacheableModel, fit_key, model_key
 from .._utils._memory import cached_call, data_key
 from .._utils._torch_seed import seeded_torch
@@ -120,10 +121,10 @@ def fit_denoiser(clf, X, memory):
     _check_torch_base(estimator)
     classifier, device = torch_module_and_device(estimator)
     if isinstance(denoiser, nn.Module):
-        own = next(iter([*denoiser.parameters(), *denoiser.buffers()]), None)
-        if own is not None and own.device != device:
+        own = module_device(denoiser)
+        if own is not None and own != device:
             raise ValueError(
-                f"the denoiser's parameters are on {own.device} but the base model runs on "
+                f"the denoiser's parameters are on {own} but the base model runs on "
                 f"{device}: move the denoiser there (denoiser.to(...)).")
         return denoiser
     if not hasattr(denoiser, "set_params") or "sigma" not in denoiser.get_params(deep=False):

@@ -16,9 +16,9 @@ from contextlib import nullcontext
 
 import torch
 
+from .._utils._devices import module_dtype
 from ._models import (
     SAMPLING_DTYPES,
-    _module_dtype,
     _module_scores,
     is_torch_model,
     module_input,
@@ -126,7 +126,7 @@ class _Runner:
 
     def __init__(self, model, module, device, move, sampling_dtype, compile):
         self.model, self.source, self.device = model, module, device
-        self.source_dtype = _module_dtype(module)
+        self.source_dtype = module_dtype(module)
         self.fingerprint = _fingerprint(module)
         target = SAMPLING_DTYPES.get(sampling_dtype, self.source_dtype)
         base = module._orig_mod if _is_compiled(module) else module
