@@ -95,6 +95,12 @@ class CertifiedClassifierMixin(ClassifierMixin, metaclass=ABCMeta):
         for name in self._label_params:
             check_label_count(getattr(self, name), name, n_classes)
 
+    def _check_fitted_params(self) -> None:
+        """Fitted, and the parameters (which may have been set since ``fit``) valid."""
+        check_is_fitted(self)
+        self._validate_params()
+        self._check_label_params(self.n_classes_)
+
     # --------------------------------------------------------------------- fit data
     def _check_y(self, y) -> None:
         """Refuse ``y=None`` (scikit-learn's message)."""

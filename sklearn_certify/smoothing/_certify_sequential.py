@@ -10,7 +10,6 @@ with alpha's level checked at the smallest share a stage gets.
 from __future__ import annotations
 
 import torch
-from sklearn.utils.validation import check_is_fitted
 
 from .._utils._validation import check_int, check_radius
 from ..certificates._gaussian import GAUSSIAN
@@ -25,9 +24,7 @@ def certify_sequential(clf, X, Y, radius, max_draws, *, k, label, method,
     """``clf.certify(X, Y, radius, sequential=True, ...)`` (see its docstring)."""
     from .._sequential import sequential_gaussian_certify, stage_schedule
 
-    check_is_fitted(clf)
-    clf._validate_params()
-    clf._check_label_params(clf.n_classes_)
+    clf._check_fitted_params()
     Y, k, spec = clf._checked_certify_args(Y, k, dict(method=method, alpha=alpha))
     k = int(k)
     if max_draws is not None:

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
 from .._base import CertifiedClassifierMixin
 from .._utils._devices import check_devices
@@ -376,9 +375,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         disk) or ``sklearn_certify.set_config(counts_cache=True)`` (this process), with
         an int ``random_state`` and a model the key can cover.
         """
-        check_is_fitted(self)
-        self._validate_params()
-        self._check_label_params(self.n_classes_)
+        self._check_fitted_params()
         X = self._check_input(X, reset=False)
         devices = self._checked_devices()  # a bad value fails even when counts are cached
         seed = draw_seed(self.random_state)
