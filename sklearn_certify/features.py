@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._utils._devices import module_dtype
 from .datasets._images import check_image_size, load_image
 
 __all__ = ["ImageFeatureExtractor"]
@@ -147,7 +148,7 @@ class ImageFeatureExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
             state = torch.load(self.weights, map_location="cpu", weights_only=True)
             module.load_state_dict(state)
         self.backbone_ = module.to(self.device_).eval().requires_grad_(False)
-        self._input_dtype = _input_dtype(self.backbone_)
+        self._input_dtype = module_dtype(self.backbone_, buffers=True)
         self._scale = (torch.tensor(self._mean, device=self.device_).view(1, 3, 1, 1),
                        torch.tensor(self._std, device=self.device_).view(1, 3, 1, 1))
 
@@ -214,14 +215,6 @@ class ImageFeatureExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
                     "so that its forward returns the features."
                 )
             return out.reshape(out.shape[0], -1).float().cpu().numpy()
-
-
-def _input_dtype(module: torch.nn.Module) -> torch.dtype:
-    """The floating dtype of the module's first floating parameter (or buffer); float32."""
-    for tensor in (*module.parameters(), *module.buffers()):
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return torch.float32
 
 
 def _check_channels(values, name: str, *, positive: bool) -> tuple[float, float, float]:

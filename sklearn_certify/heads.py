@@ -33,11 +33,10 @@ from ._stacked._engine import (
     forward_blocks,
     models_per_block,
     natural_layout,
-    resolve_device,
     stacked_gradients,
     train_in_blocks,
 )
-from ._utils._devices import loadable_device, tensors_to
+from ._utils._devices import loadable_device, resolve_device, tensors_to
 from ._utils._random import SEED_HIGH
 from ._utils._targets import encode_fit_targets
 

@@ -230,7 +230,7 @@ def test_an_edited_forward_is_not_served_the_disk_counts_of_the_old_one(tmp_path
 
 def test_no_hashing_when_no_cache_is_on(monkeypatch):
     from sklearn_certify._utils import _keys
-    from sklearn_certify.smoothing import _classifier, _counts_cache
+    from sklearn_certify.smoothing import _counts_cache
 
     clf, X, _ = _fitted()
 
@@ -238,7 +238,7 @@ def test_no_hashing_when_no_cache_is_on(monkeypatch):
         raise AssertionError("hashed although no cache can hit")
 
     monkeypatch.setattr(_keys, "model_key", refuse)
-    monkeypatch.setattr(_classifier, "data_key", refuse)
+    monkeypatch.setattr(_counts_cache, "data_key", refuse)
     monkeypatch.setattr(_counts_cache, "counts_key", refuse)
     clf.predict_proba(X)
 

@@ -45,7 +45,7 @@ from ..losses import AsymmetricLoss
 __all__ = ["LOSSES", "SCORE_ROWS", "Adam", "as_features", "cap_models_by_memory",
            "constant_scores", "elementwise_loss", "first_layer_matrix", "forward_blocks",
            "forward_shared", "loss_grad",
-           "models_per_block", "natural_layout", "resolve_device", "stacked_gradients",
+           "models_per_block", "natural_layout", "stacked_gradients",
            "top_indices", "train_in_blocks"]
 
 LOSSES = ("asl", "bce")
@@ -58,13 +58,6 @@ _GPU_MEMORY_FRACTION = 0.5
 # batch, so the BLAS / cuBLAS kernel (and its summation order) is the same for every
 # input (a 1-row product runs as a matrix-vector kernel, 2-3 and >= 4 rows as others).
 SCORE_ROWS = 64
-
-
-def resolve_device(device) -> torch.device:
-    """A torch device; None and ``"auto"`` mean CUDA when available, else the CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def as_features(X, device: torch.device) -> torch.Tensor:

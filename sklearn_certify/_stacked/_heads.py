@@ -35,10 +35,11 @@ import math
 import numpy as np
 import torch
 
+from .._utils._devices import resolve_device
 from .._utils._targets import encode_fit_targets
 from ..ensembles._base_model import derived_seeds, tied_columns
 from ..heads import LinearHead, fit_heads, hidden_width, model_seeds
-from ._engine import as_features, resolve_device
+from ._engine import as_features
 from ._models import StackedModels
 
 __all__ = ["fit_base_models", "fit_linear_heads", "is_vectorizable", "stack_fitted_heads"]

@@ -1,4 +1,5 @@
-"""Pickling torch tensors as CPU tensors, restored to their device where it exists.
+"""Torch devices: the default one, resolving and checking a requested one, where and in
+which dtype a module computes, and pickling tensors.
 
 A tensor pickled on a CUDA device cannot be unpickled on a machine without one
 ("Attempting to deserialize object on a CUDA device"). The vectorised heads therefore
@@ -13,7 +14,39 @@ import warnings
 
 import torch
 
-__all__ = ["check_devices", "device_exists", "loadable_device", "tensors_to"]
+__all__ = ["check_devices", "default_device", "device_exists", "loadable_device",
+           "module_device", "module_dtype", "resolve_device", "tensors_to"]
+
+
+def default_device() -> str:
+    """``"cuda"`` when CUDA is available, else ``"cpu"``: where default models run."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_device(device) -> torch.device:
+    """A torch device; None and ``"auto"`` mean CUDA when available, else the CPU."""
+    if device is None or device == "auto":
+        return torch.device(default_device())
+    return torch.device(device)
+
+
+def module_device(module: torch.nn.Module) -> torch.device | None:
+    """The device of the module's first parameter, else of its first buffer; None when
+    it has neither."""
+    tensor = next(module.parameters(), None)
+    if tensor is None:
+        tensor = next(module.buffers(), None)
+    return None if tensor is None else tensor.device
+
+
+def module_dtype(module: torch.nn.Module, *, buffers: bool = False) -> torch.dtype:
+    """The dtype of the module's first floating parameter (with ``buffers``: parameter
+    or buffer); float32 when it has none."""
+    tensors = (*module.parameters(), *module.buffers()) if buffers else module.parameters()
+    for tensor in tensors:
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float32
 
 
 def device_exists(device: torch.device) -> bool:

@@ -8,12 +8,19 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["label_scores", "top_k_indicator", "has_score_method", "check_no_nan_scores",
-           "nan_scores_error"]
+           "nan_scores_error", "positive_class_scores"]
 
 
 def has_score_method(estimator) -> bool:
     """Whether ``estimator`` exposes ``decision_function`` or ``predict_proba``."""
     return hasattr(estimator, "decision_function") or hasattr(estimator, "predict_proba")
+
+
+def _positive_class(classes) -> int | None:
+    """Position of class 1 (label present) among a binary output's ``classes``; None
+    when the output never saw it."""
+    hit = np.flatnonzero(np.asarray(classes).ravel() == 1)
+    return int(hit[0]) if hit.size else None
 
 
 def _positive_column(proba: np.ndarray, classes) -> np.ndarray:
@@ -22,11 +29,25 @@ def _positive_column(proba: np.ndarray, classes) -> np.ndarray:
     An output fitted on a constant column has a single class: its probability of 1 is
     then 1 or 0 for every input.
     """
-    classes = np.asarray(classes)
-    hit = np.flatnonzero(classes == 1)
-    if hit.size:
-        return proba[:, hit[0]]
+    column = _positive_class(classes)
+    if column is not None:
+        return proba[:, column]
     return np.zeros(proba.shape[0], dtype=np.float64)
+
+
+def positive_class_scores(estimator, scores: np.ndarray) -> np.ndarray:
+    """Score of label presence, shape (n, 1), from a single-output binary classifier's
+    two columns (one per class, 0 and 1, as ``predict_proba`` gives them).
+
+    A model fitted on one label column is a binary classifier to most estimators.
+    Without ``classes_`` the classes are taken to be ``[0, 1]``; without class 1 the
+    other columns are returned.
+    """
+    classes = getattr(estimator, "classes_", None)
+    if isinstance(classes, list) and len(classes) == 1:
+        classes = classes[0]
+    column = _positive_class([0, 1] if classes is None else classes)
+    return scores[:, 1:] if column is None else scores[:, [column]]
 
 
 def _check_not_one_vs_one(estimator) -> None:

@@ -31,6 +31,16 @@ def check_int(value, name: str, *, low: int = 1, high: int | None = None) -> int
     return int(value)
 
 
+def check_label_count(value, name: str, n_classes: int) -> int:
+    """A number of labels (``k``, ``k_prime``, ``k_base``): an integer in [1, n_classes]."""
+    if is_int(value) and value > n_classes:
+        raise ValueError(
+            f"{name} must be at least 1 and at most {n_classes}, got {value}: "
+            f"{name}={value} exceeds the number of labels, n_classes={n_classes}."
+        )
+    return check_int(value, name, low=1, high=n_classes)
+
+
 def check_alpha(alpha) -> float:
     """A failure probability strictly inside (0, 1)."""
     if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool):

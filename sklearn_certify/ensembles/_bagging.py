@@ -6,7 +6,6 @@ from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
-from joblib import Parallel, delayed
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
@@ -15,7 +14,6 @@ from sklearn.utils.validation import check_is_fitted
 from .._stacked._heads import fit_base_models
 from .._stacked._nets import fit_net_base_models
 from .._stacked._trainers import select_trainer
-from .._utils._memory import check_cache_memory
 from .._utils._random import spawn_seeds
 from .._utils._validation import check_alpha
 from ..certificates._bagging import BAGGING, BAGGING_METHODS
@@ -84,10 +82,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
     max_samples : int or float, default=0.1
         Subsample size ``m``: an int is used as is (it may exceed ``n``); a float in
         (0, 1] is a fraction of ``n``, rounded half up, at least 1.
-    k_base : int, default=1
-        Number of labels each base model votes for (``k_b``).
-    k : int, default=3
-        Number of labels the ensemble predicts.
+    {label_params}
     alpha : float, default=0.001
         Failure probability of the certificate per input.
     method : {"poisoningguard", "bagging"}, default="poisoningguard"
@@ -122,9 +117,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
 
     Attributes
     ----------
-    estimator_ : estimator
-        The base estimator every model is cloned from (``estimator``, or the default
-        for ``estimator=None``), unfitted, as in scikit-learn's ensembles.
+    {estimator_attribute}
     estimators_ : sequence of base models
         One fitted wrapper per subsample: its ``estimator_`` is the fitted clone of
         ``estimator`` (None when every label column of the subsample was constant),
@@ -232,34 +225,17 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         "random_state": ["random_state"],
     }
 
-    def __init__(
-        self,
-        estimator=None,
-        *,
-        n_estimators: int = 1000,
-        max_samples: int | float = 0.1,
-        k_base: int = 1,
-        k: int = 3,
-        alpha: float = 0.001,
-        method: str = "poisoningguard",
-        vectorize: str | bool = "auto",
-        n_jobs: int | None = None,
-        memory=None,
-        random_state=None,
-        verbose: int = 0,
-    ) -> None:
-        self.estimator = estimator
+    def __init__(self, estimator=None, *, n_estimators: int = 1000,
+                 max_samples: int | float = 0.1, k_base: int = 1, k: int = 3,
+                 alpha: float = 0.001, method: str = "poisoningguard",
+                 vectorize: str | bool = "auto", n_jobs: int | None = None, memory=None,
+                 random_state=None, verbose: int = 0) -> None:
+        super().__init__(estimator, k_base=k_base, k=k, method=method, vectorize=vectorize,
+                         n_jobs=n_jobs, memory=memory, verbose=verbose)
         self.n_estimators = n_estimators
         self.max_samples = max_samples
-        self.k_base = k_base
-        self.k = k
         self.alpha = alpha
-        self.method = method
-        self.n_jobs = n_jobs
-        self.memory = memory
         self.random_state = random_state
-        self.verbose = verbose
-        self.vectorize = vectorize
 
     def _subsample_size(self, n_train: int) -> int:
         if isinstance(self.max_samples, Integral):
@@ -282,10 +258,9 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         -------
         self : BaggingCertifiedClassifier
         """
-        memory = check_cache_memory(self.memory)
-        X, Y, classes = self._check_fit_data(X, y)
+        memory, X, Y, classes = self._check_fit_data(X, y)
         n_train, n_classes = Y.shape
-        estimator = self._base_estimator()
+        estimator = self.estimator_
         max_samples = self._subsample_size(n_train)
 
         random_state = check_random_state(self.random_state)
@@ -303,13 +278,9 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
                 seeds, [fallback_labels(i, self.k_base, n_classes)
                         for i in range(self.n_estimators)])
         else:
-            chunks = split_tasks(self.n_estimators, self.n_jobs)
-            parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-                delayed(_fit_subsample_models)(
-                    estimator, X, Y, seeds[chunk], chunk, max_samples, self.k_base, memory
-                )
-                for chunk in chunks
-            )
+            parts = self._parallel(_fit_subsample_models, (
+                (estimator, X, Y, seeds[chunk], chunk, max_samples, self.k_base, memory)
+                for chunk in split_tasks(self.n_estimators, self.n_jobs)))
             models = [model for part in parts for model in part]
         if self.stacked_models_ is None:  # the stacked trainers have no per-model failures
             self._check_fitted_models(models)
@@ -335,11 +306,7 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
 
         Parameters
         ----------
-        X : array-like of shape (n_inputs, ...)
-        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
-            The true labels (1-D labels when ``fit`` saw 1-D targets).
-        radius : int or array-like of int, default=0
-            T, the numbers of poisoned training examples to certify against.
+        {certify_data}
         method : {"poisoningguard", "bagging"}, optional
             Overrides the ``method`` parameter for this call.
         alpha : float, optional

@@ -33,21 +33,30 @@ from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import RidgeClassifier
 from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import CertifiedClassifierMixin
-from .._utils._docstring import Substitution
+from .._utils._docstring import CERTIFY_K_AND_LABEL, CERTIFY_MULTICLASS_NOTE, Substitution
+from .._utils._memory import check_cache_memory
 from .._utils._scores import has_score_method
-from .._utils._targets import encode_fit_targets
-from .._utils._validation import ATTACKS, check_choice, check_inputs, check_int
+from .._utils._validation import ATTACKS, check_choice, check_inputs
 
 __all__ = ["BaseCertifiedEnsemble", "ENSEMBLE_DOCSTRINGS", "CERTIFY_DOCSTRINGS",
            "default_base_estimator", "split_tasks"]
 
 #: Docstring text the two ensembles share (:class:`~sklearn_certify._utils._docstring.
-#: Substitution`): the fitted target attributes, and certify's common options and note.
-ENSEMBLE_DOCSTRINGS = Substitution(fitted_targets='''
+#: Substitution`): the label-count parameters, the fitted attributes ``estimator_`` and
+#: those of the targets, and certify's common arguments, options and note.
+ENSEMBLE_DOCSTRINGS = Substitution(label_params='''
+    k_base : int, default=1
+        Number of labels each base model votes for (``k_b``).
+    k : int, default=3
+        Number of labels the ensemble predicts.
+''', estimator_attribute='''
+    estimator_ : estimator
+        The base estimator every model is cloned from (``estimator``, or the default
+        for ``estimator=None``), unfitted, as in scikit-learn's ensembles.
+''', fitted_targets='''
     n_classes_ : int
         Number of labels.
     classes_ : ndarray
@@ -59,18 +68,16 @@ ENSEMBLE_DOCSTRINGS = Substitution(fitted_targets='''
     n_features_in_ : int
         Number of features (flat 2-D inputs only).
 ''')
-CERTIFY_DOCSTRINGS = Substitution(certify_options='''
+CERTIFY_DOCSTRINGS = Substitution(certify_data='''
+        X : array-like of shape (n_inputs, ...)
+        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
+            The true labels (1-D labels when ``fit`` saw 1-D targets).
+        radius : int or array-like of int, default=0
+            T, the numbers of poisoned training examples to certify against.
+''', certify_options='''
         attack : {"modification", "addition", "deletion"}, default="modification"
-            How the T examples are poisoned.
-        k : int, optional
-            Overrides the ``k`` parameter for this call.
-        label : str, optional
-            Name of the result in tables and legends.
-''', multiclass_note='''
-        For 1-D multi-class targets ``predict`` returns the top-1 label, while
-        ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
-        or here) for the certificate of ``predict``'s label.
-''')
+            How the T examples are poisoned.''' + CERTIFY_K_AND_LABEL,
+    multiclass_note=CERTIFY_MULTICLASS_NOTE)
 
 # Tasks per joblib worker: more than one, so that progress (verbose) is visible and a
 # slow task does not hold the others up; the models do not depend on it.
@@ -108,10 +115,13 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
     Gets predict, predict_proba, certify and score from
     :class:`~sklearn_certify._base.CertifiedClassifierMixin` through ``_label_counts``.
 
-    Subclasses implement ``fit`` (validating through ``_check_fit_data``, setting
-    ``estimators_`` and, through ``_set_targets``, ``n_classes_``, ``classes_`` and
+    Subclasses take the shared parameters in their ``__init__`` (stored by this one),
+    implement ``fit`` (validating through ``_check_fit_data``, setting ``estimators_``,
+    ``stacked_models_`` and, through ``_set_targets``, ``n_classes_``, ``classes_`` and
     ``multiclass_``) and ``_certificate_options``.
     """
+
+    _label_params = ("k", "k_base")
 
     _parameter_constraints: dict = {
         "estimator": [
@@ -127,6 +137,18 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
         "vectorize": [StrOptions({"auto"}), Options(bool, {False})],
     }
 
+    def __init__(self, estimator=None, *, k_base: int = 1, k: int = 3,
+                 method: str = "poisoningguard", vectorize: str | bool = "auto",
+                 n_jobs: int | None = None, memory=None, verbose: int = 0) -> None:
+        self.estimator = estimator
+        self.k_base = k_base
+        self.k = k
+        self.method = method
+        self.vectorize = vectorize
+        self.n_jobs = n_jobs
+        self.memory = memory
+        self.verbose = verbose
+
     def _base_estimator(self):
         estimator = default_base_estimator() if self.estimator is None else self.estimator
         if not has_score_method(estimator):  # pragma: no cover - caught by constraints
@@ -136,33 +158,29 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
             )
         return estimator
 
-    def _check_k(self, n_classes: int) -> None:
-        check_int(self.k, "k", low=1, high=n_classes)
-        check_int(self.k_base, "k_base", low=1, high=n_classes)
-
     def _check_fit_data(self, X, y):
-        """Validated inputs, the 0/1 target matrix and ``classes_`` (None if multi-label).
+        """The ``memory`` cache, the validated inputs, the 0/1 target matrix and
+        ``classes_`` (None if multi-label).
 
         Sets ``estimator_`` (the base estimator every model is cloned from, unfitted, as
         in scikit-learn's ensembles), ``input_shape_`` and, for flat inputs,
         ``n_features_in_``.
         """
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None."
-            )
+        memory = check_cache_memory(self.memory)
+        self._check_y(y)
         X = check_inputs(X)
-        if X.shape[0] == 0:
-            raise ValueError("X has 0 samples; at least one training example is needed.")
-        Y, classes = encode_fit_targets(y)
-        if classes is not None:
-            check_classification_targets(y)  # 1-D: discrete classes, not a regression target
-        if Y.shape[0] != X.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} rows but y has {Y.shape[0]}.")
-        self._check_k(Y.shape[1])
+        self._check_fit_samples(X)
+        Y, classes = self._fit_targets(X, y)
+        self._check_label_params(Y.shape[1])
         self._check_input_shape(X, reset=True)
         self.estimator_ = self._base_estimator()
-        return X, Y, classes
+        return memory, X, Y, classes
+
+    def _parallel(self, function, tasks) -> list:
+        """``function(*args)`` for each ``args`` of ``tasks``, through joblib with
+        ``n_jobs`` and ``verbose``; the results in order."""
+        return Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
+            delayed(function)(*args) for args in tasks)
 
     def _check_fitted_models(self, models) -> None:
         """Raise if every base model failed to fit; warn if some did."""
@@ -181,11 +199,6 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
             UserWarning, stacklevel=3,
         )
 
-    def _set_targets(self, n_classes: int, classes) -> None:
-        self.n_classes_ = n_classes
-        self.multiclass_ = classes is not None
-        self.classes_ = classes if classes is not None else np.arange(n_classes)
-
     def _check_predict_X(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = check_inputs(X)
@@ -194,19 +207,30 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
 
     def _label_counts(self, X):
         """Votes per label over the base models, and the number of base models."""
-        self._check_k(self.n_classes_)  # k or k_base may have been set after fit
+        return self._model_votes(
+            X, empty=lambda n_models: np.zeros((0, self.n_classes_), dtype=np.int64),
+            of_stacked=lambda stacked, X: stacked.vote_counts(X, self.k_base),
+            of_models=_count_votes,
+            combine=lambda parts: np.sum(parts, axis=0, dtype=np.int64))
+
+    def _model_votes(self, X, *, empty, of_stacked, of_models, combine):
+        """``(votes, n_models)``: the base models' votes on the checked ``X``.
+
+        ``empty(n_models)`` for no input; ``of_stacked(stacked_models_, X)`` for base
+        models trained (or stacked) at once; otherwise ``combine`` of the parts that
+        ``of_models(models, X, k_base)`` gives for chunks of the models, through joblib.
+        """
+        self._check_label_params(self.n_classes_)  # k or k_base may have been set after fit
         X = self._check_predict_X(X)
         n_models = len(self.estimators_)
         if X.shape[0] == 0:
-            return np.zeros((0, self.n_classes_), dtype=np.int64), n_models
+            return empty(n_models), n_models
         if self.stacked_models_ is not None:  # base models trained stacked: counted at once
-            return self.stacked_models_.vote_counts(X, self.k_base), n_models
-        chunks = split_tasks(n_models, self.n_jobs)
-        parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-            delayed(_count_votes)([self.estimators_[i] for i in chunk], X, self.k_base)
-            for chunk in chunks
-        )
-        return np.sum(parts, axis=0, dtype=np.int64), n_models
+            return of_stacked(self.stacked_models_, X), n_models
+        parts = self._parallel(of_models, (
+            ([self.estimators_[i] for i in chunk], X, self.k_base)
+            for chunk in split_tasks(n_models, self.n_jobs)))
+        return combine(parts), n_models
 
     @staticmethod
     def _check_attack(attack) -> str:

@@ -27,7 +27,12 @@ from sklearn.utils.validation import check_is_fitted
 from .._utils._keys import fit_key
 from .._utils._memory import cached_call, data_key
 from .._utils._random import SEED_HIGH, model_random_state
-from .._utils._scores import check_no_nan_scores, label_scores, top_k_indicator
+from .._utils._scores import (
+    check_no_nan_scores,
+    label_scores,
+    positive_class_scores,
+    top_k_indicator,
+)
 from .._utils._torch_seed import estimator_devices, seeded_torch
 
 __all__ = [
@@ -230,7 +235,7 @@ class _ConstantAwareMultiLabel(BaseEstimator):
         if self.estimator_ is not None and n_inputs:
             scores = label_scores(self.estimator_, X)
             if self.columns_.size == 1 and scores.shape == (n_inputs, 2):
-                scores = _positive_class_scores(self.estimator_, scores)
+                scores = positive_class_scores(self.estimator_, scores)
             if scores.shape != (n_inputs, self.columns_.size):
                 raise ValueError(
                     f"the base estimator {type(self.estimator_).__name__}, fitted on "
@@ -298,20 +303,6 @@ def _add_resource_hint(exc: BaseException) -> None:
     else:  # pragma: no cover - Python 3.10
         exc.args = (f"{exc.args[0] if exc.args else ''} {_RESOURCE_HINT}".strip(),
                     *exc.args[1:])
-
-
-def _positive_class_scores(estimator, scores: np.ndarray) -> np.ndarray:
-    """Score of label presence from a single-output binary classifier's two columns.
-
-    A base model fitted on one label column is a binary classifier to most estimators;
-    their ``predict_proba`` gives one column per class (0 and 1).
-    """
-    classes = getattr(estimator, "classes_", None)
-    if isinstance(classes, list) and len(classes) == 1:
-        classes = classes[0]
-    classes = np.asarray([0, 1] if classes is None else classes).ravel()
-    hit = np.flatnonzero(classes == 1)
-    return scores[:, hit[:1]] if hit.size else scores[:, 1:]
 
 
 def _uses_torch(estimator) -> bool:

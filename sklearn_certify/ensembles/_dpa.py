@@ -23,7 +23,6 @@ import sys
 from numbers import Integral
 
 import numpy as np
-from joblib import Parallel, delayed
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
@@ -35,7 +34,6 @@ from .._stacked._nets import (
     wrapper_seeds,
 )
 from .._stacked._trainers import select_trainer
-from .._utils._memory import check_cache_memory
 from .._utils._torch_seed import determinism_settings, run_with_determinism
 from ..certificates._dpa import DPA, DPA_METHODS
 from ..certificates._finite_aggregation import model_buckets
@@ -121,10 +119,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         (``method="finite-aggregation"``) uses which labels each model votes for and
         certifies more than DPA with as many examples per model. Training costs ``d``
         times DPA's. ``spread=1`` is DPA, bit for bit.
-    k_base : int, default=1
-        Number of labels each base model votes for (``k_b``).
-    k : int, default=3
-        Number of labels the ensemble predicts.
+    {label_params}
     method : {"poisoningguard", "dpa", "finite-aggregation"}, default="poisoningguard"
         Certificate used by :meth:`certify`: Theorem 2 / Eq. 9 in full, with t fixed
         to 1 ("dpa", Levine & Feizi 2021 extended to top-k), or Finite Aggregation's
@@ -159,9 +154,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
 
     Attributes
     ----------
-    estimator_ : estimator
-        The base estimator every model is cloned from (``estimator``, or the default
-        for ``estimator=None``), unfitted, as in scikit-learn's ensembles.
+    {estimator_attribute}
     estimators_ : sequence of base models, length n_partitions * spread
         The model of partition j at position j (with ``spread > 1``: of the buckets
         ``model_buckets_[j]``): its ``estimator_`` is the fitted clone of ``estimator``
@@ -257,30 +250,14 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         "method": [StrOptions(set(DPA_METHODS))],
     }
 
-    def __init__(
-        self,
-        estimator=None,
-        *,
-        n_partitions: int = 300,
-        spread: int = 1,
-        k_base: int = 1,
-        k: int = 3,
-        method: str = "poisoningguard",
-        vectorize: str | bool = "auto",
-        n_jobs: int | None = None,
-        memory=None,
-        verbose: int = 0,
-    ) -> None:
-        self.estimator = estimator
+    def __init__(self, estimator=None, *, n_partitions: int = 300, spread: int = 1,
+                 k_base: int = 1, k: int = 3, method: str = "poisoningguard",
+                 vectorize: str | bool = "auto", n_jobs: int | None = None, memory=None,
+                 verbose: int = 0) -> None:
+        super().__init__(estimator, k_base=k_base, k=k, method=method, vectorize=vectorize,
+                         n_jobs=n_jobs, memory=memory, verbose=verbose)
         self.n_partitions = n_partitions
         self.spread = spread
-        self.k_base = k_base
-        self.k = k
-        self.method = method
-        self.n_jobs = n_jobs
-        self.memory = memory
-        self.verbose = verbose
-        self.vectorize = vectorize
 
     def partition_of(self, X, y) -> np.ndarray:
         """Partition index of each example ``(x_i, y_i)`` (see :func:`hash_partitions`).
@@ -314,10 +291,9 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         -------
         self : DPACertifiedClassifier
         """
-        memory = check_cache_memory(self.memory)
-        X, Y, classes = self._check_fit_data(X, y)
+        memory, X, Y, classes = self._check_fit_data(X, y)
         n_classes = Y.shape[1]
-        estimator = self._base_estimator()
+        estimator = self.estimator_
         n_parts = self.n_partitions * self.spread  # buckets, and base models
 
         digests = example_digests(X, np.asarray(y).ravel() if classes is not None else Y)
@@ -350,27 +326,22 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         if select_trainer(estimator, X, self.vectorize) == "nets":
             recipe = net_recipe(estimator, X)
             seeds = wrapper_seeds(range(n_parts))
-            parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-                delayed(run_with_determinism)(
-                    settings, train_partition_nets,
-                    [X[groups[j]] for j in chunk], [Y[groups[j]] for j in chunk], recipe,
-                    [seeds[j] for j in chunk], [empty_labels[j] for j in chunk])
-                for chunk in chunks
-            )
+            parts = self._parallel(run_with_determinism, (
+                (settings, train_partition_nets, [X[groups[j]] for j in chunk],
+                 [Y[groups[j]] for j in chunk], recipe, [seeds[j] for j in chunk],
+                 [empty_labels[j] for j in chunk])
+                for chunk in chunks))
             self.stacked_models_, models = stack_partition_nets(
                 estimator, [net for part in parts for net in part], recipe, seeds,
                 empty_labels, sizes=model_sizes, input_shape=X.shape[1:],
                 n_classes=n_classes,
                 tied_to=np.stack([tied_columns(Y[group]) for group in groups]))
         else:
-            parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-                delayed(run_with_determinism)(
-                    settings, _fit_partition_models,
-                    estimator, [(j, X[groups[j]], Y[groups[j]]) for j in chunk],
-                    self.k_base, n_classes, memory,
-                )
-                for chunk in chunks
-            )
+            parts = self._parallel(run_with_determinism, (
+                (settings, _fit_partition_models, estimator,
+                 [(j, X[groups[j]], Y[groups[j]]) for j in chunk], self.k_base, n_classes,
+                 memory)
+                for chunk in chunks))
             models = [model for part in parts for model in part]
             self._check_fitted_models(models)
             if self.vectorize == "auto":
@@ -395,11 +366,7 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
 
         Parameters
         ----------
-        X : array-like of shape (n_inputs, ...)
-        Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
-            The true labels (1-D labels when ``fit`` saw 1-D targets).
-        radius : int or array-like of int, default=0
-            T, the numbers of poisoned training examples to certify against.
+        {certify_data}
         method : {"poisoningguard", "dpa", "finite-aggregation"}, optional
             Overrides the ``method`` parameter for this call (with ``spread > 1``,
             "poisoningguard" certifies with "finite-aggregation", as the parameter).
@@ -438,17 +405,8 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         """Vote counts, or every model's votes for "finite-aggregation"."""
         if spec["method"] != "finite-aggregation":
             return self._label_counts(X)
-        self._check_k(self.n_classes_)
-        X = self._check_predict_X(X)
-        n_models = len(self.estimators_)
-        if X.shape[0] == 0:
-            return np.zeros((0, n_models, self.k_base),
-                            dtype=_label_dtype(self.n_classes_)), n_models
-        if self.stacked_models_ is not None:
-            return _votes_of_heads(self.stacked_models_, X, self.k_base), n_models
-        chunks = split_tasks(n_models, self.n_jobs)
-        parts = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-            delayed(_votes_of_models)([self.estimators_[i] for i in chunk], X, self.k_base)
-            for chunk in chunks
-        )
-        return np.concatenate(parts, axis=1), n_models
+        return self._model_votes(
+            X, empty=lambda n_models: np.zeros((0, n_models, self.k_base),
+                                               dtype=_label_dtype(self.n_classes_)),
+            of_stacked=lambda stacked, X: _votes_of_heads(stacked, X, self.k_base),
+            of_models=_votes_of_models, combine=lambda parts: np.concatenate(parts, axis=1))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from numbers import Integral, Real
 from os import PathLike
 
@@ -10,34 +9,21 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
 
 from .._base import CertifiedClassifierMixin
-from .._config import get_config
 from .._utils._devices import check_devices
-from .._utils._memory import (
-    cache_key,
-    check_cache_memory,
-    data_key,
-    recent_counts,
-)
-from .._utils._targets import encode_fit_targets
-from .._utils._validation import (
-    check_alpha,
-    check_alpha_level,
-    check_inputs,
-    check_int,
-    check_radius,
-    check_tensor_inputs,
-)
+from .._utils._docstring import CERTIFY_K_AND_LABEL, CERTIFY_MULTICLASS_NOTE, Substitution
+from .._utils._memory import check_cache_memory
+from .._utils._validation import check_alpha, check_inputs, check_tensor_inputs
 from ..certificates._gaussian import GAUSSIAN, GAUSSIAN_METHODS, check_jia
 from ..results import CertificationResult
-from ._counts_cache import counts_params_key, sample_with_store
-from ._denoised import fit_denoiser, sampling_model
+from ._certify_sequential import certify_sequential, stage_sampler
+from ._counts_cache import cached_counts, counts_params_key
+from ._denoised import fit_denoiser, fitted_sampling_model
 from ._models import SAMPLING_DTYPES, is_torch_model
 from ._parallel import sharded_label_counts
-from ._runners import SamplingModels, check_sampling_options
+from ._planner_warnings import warn_unreachable
+from ._runners import SamplingModels, check_sampling_options, sampling_options
 from ._sampling import check_scores_width, draw_seed
 from ._training import (
     TRAIN_NOISE_MODES,
@@ -274,6 +260,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     """
 
     _certificate = "gaussian"  # its name in the certificate registry
+    _label_params = ("k_prime", "k")
 
     _parameter_constraints: dict = {
         "estimator": [
@@ -343,28 +330,17 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         self : SmoothedMultiLabelClassifier
             The fitted classifier.
         """
-        if Y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y is None."
-            )
+        self._check_y(Y)
         memory = check_cache_memory(self.memory)
         check_train_noise(self.estimator, train_noise_mode(self.train_noise))
         X = self._check_input(X, reset=True)
-        Y_matrix, classes = encode_fit_targets(Y)
-        if classes is not None:
-            check_classification_targets(Y)  # 1-D: discrete classes, not a regression target
-        if len(Y_matrix) != len(X):
-            raise ValueError(
-                f"X has {len(X)} inputs but Y has {len(Y_matrix)} rows; they must match."
-            )
-        if len(X) == 0:  # a tensor: arrays are checked by check_array
-            raise ValueError("fit needs at least one input; X has 0 rows.")
+        Y_matrix, classes = self._fit_targets(X, Y)
+        self._check_fit_samples(X)  # a tensor: arrays are checked by check_array
         n_classes = Y_matrix.shape[1]
         self._check_label_params(n_classes)
-        self.multiclass_ = classes is not None
-        self.classes_ = classes if self.multiclass_ else np.arange(n_classes)
-        self.n_classes_ = n_classes
-        self.estimator_ = self._fit_estimator(X, Y, Y_matrix, memory)
+        self._set_targets(n_classes, classes)
+        # the fitted base model, from memory when the same training ran before
+        self.estimator_ = fit_base_estimator(self, X, Y, Y_matrix, memory)
         self.denoiser_ = fit_denoiser(self, X, memory)
         check_scores_width(self._sampling_model(), X[:1], n_classes)
         check_sampling_options(self.estimator_, self.sampling_dtype, self.compile)
@@ -373,18 +349,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         return self
 
     def _check_label_params(self, n_classes: int) -> None:
-        for name in ("k_prime", "k"):
-            if getattr(self, name) > n_classes:
-                raise ValueError(
-                    f"{name}={getattr(self, name)} exceeds the number of labels "
-                    f"n_classes={n_classes}; {name} must be at most {n_classes}."
-                )
+        super()._check_label_params(n_classes)
         check_jia(self.method, self.k_prime)
-
-    def _fit_estimator(self, X, Y, Y_matrix, memory):
-        """The fitted base model (see ``estimator`` and ``train_noise``), from ``memory``
-        when the same training ran before (:func:`._training.fit_base_estimator`)."""
-        return fit_base_estimator(self, X, Y, Y_matrix, memory)
 
     def _train(self, estimator, X, Y, Y_matrix, seed: int | None):
         """Train ``estimator`` (a fresh clone) under ``seed``."""
@@ -392,12 +358,9 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
     # ---------------------------------------------------------------------- sampling
     def _check_input(self, X, *, reset: bool):
-        """X as a dense numeric array (a torch tensor is kept where it is), shape-checked.
-
-        Arrays go through :func:`sklearn_certify._utils._validation.check_inputs`, tensors
-        through :func:`~sklearn_certify._utils._validation.check_tensor_inputs` (finite, checked
-        on their device). ``fit`` needs at least one input; prediction accepts none.
-        """
+        """X checked by ``check_inputs`` (arrays; ``fit`` needs an input) or
+        ``check_tensor_inputs`` (tensors, kept on their device), and the shape of its
+        inputs (recorded at ``fit``)."""
         if torch.is_tensor(X):
             X = check_tensor_inputs(X)
         else:
@@ -412,66 +375,35 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         disk) or ``sklearn_certify.set_config(counts_cache=True)`` (this process), with
         an int ``random_state`` and a model the key can cover.
         """
-        check_is_fitted(self)
-        self._validate_params()
-        self._check_label_params(self.n_classes_)
+        self._check_fitted_params()
         X = self._check_input(X, reset=False)
         devices = self._checked_devices()  # a bad value fails even when counts are cached
         seed = draw_seed(self.random_state)
-        in_process = get_config()["counts_cache"]
-        location = getattr(check_cache_memory(self.memory), "location", None)
-        params_key = None
-        if in_process or location is not None:  # no hashing when nothing can hit
-            params_key = self._counts_params_key(seed, devices)
-        key = None
-        if in_process and params_key is not None:
-            key = cache_key("counts", params_key, data_key(X))
-        counts = None if key is None else recent_counts.get(key)
-        if counts is None:
-            counts = self._sample_counts(X, seed, devices, params_key, location)
-            if key is not None:
-                recent_counts.put(key, counts)
-        return counts, self.n_draws
+        return cached_counts(self, X, seed, devices), self.n_draws
 
     def _sampling_model(self):
         """The base classifier the noisy copies go through: ``estimator_``, behind
-        ``denoiser_`` when there is one (:mod:`._denoised`).
+        ``denoiser_`` when there is one (:func:`._denoised.fitted_sampling_model`)."""
+        return fitted_sampling_model(self)
 
-        The composition is kept while ``estimator_`` and ``denoiser_`` are the same
-        objects (it holds them, so in-place changes are seen), so that the prepared
-        (cast, compiled) modules of ``sampling_dtype`` and ``compile`` are reused.
-        """
-        denoiser = getattr(self, "denoiser_", None)
-        if denoiser is None:
-            return self.estimator_
-        kept = self.__dict__.get("_denoised")
-        if kept is None or kept[0] is not self.estimator_ or kept[1] is not denoiser:
-            kept = self._denoised = (self.estimator_, denoiser,
-                                     sampling_model(self.estimator_, denoiser))
-        return kept[2]
-
-    def _sample(self, X, seed: int, devices, on_chunk=None) -> np.ndarray:
+    def _sample(self, X, seed: int, devices, on_chunk=None, *, options=None,
+                **draws) -> np.ndarray:
+        """Counts of ``X`` over ``n_draws`` noisy copies per input (``draws``: the
+        ``n_draws`` and ``first_draw`` of a stage of a sequential run instead)."""
         return sharded_label_counts(
             self._sampling_model(), X, seed=seed, n_jobs=self.n_jobs,
             devices=devices, on_chunk=on_chunk, n_classes=self.n_classes_,
-            sigma=self.sigma, k_prime=self.k_prime, n_draws=self.n_draws,
+            sigma=self.sigma, k_prime=self.k_prime, **{"n_draws": self.n_draws, **draws},
             batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose,
-            **self._sampling_options(),
+            **(self._sampling_options() if options is None else options),
         )
-
-    def _sample_counts(self, X, seed: int, devices, params_key: str | None,
-                       location) -> np.ndarray:
-        """Counts of ``X``, read from the ``memory`` store where it has them
-        (:func:`._counts_cache.sample_with_store`)."""
-        if params_key is None or location is None or len(X) == 0:
-            return self._sample(X, seed, devices)
-        return sample_with_store(self, X, seed, devices, params_key, location)
 
     def _counts_params_key(self, seed: int, devices) -> str | None:
         """Key of the fitted model's content and every parameter that changes counts;
         None when nothing may be cached (:func:`._counts_cache.counts_params_key`)."""
         return counts_params_key(self, seed, devices)
 
+    @Substitution(k_and_label=CERTIFY_K_AND_LABEL, multiclass_note=CERTIFY_MULTICLASS_NOTE)
     def certify(self, X, Y, radius=0.0, sequential: bool = False, *,
                 method: str | None = None, alpha: float | None = None, k: int | None = None,
                 label: str | None = None, max_draws: int | None = None) -> CertificationResult:
@@ -498,10 +430,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
             Overrides the ``method`` parameter for this call.
         alpha : float, optional
             Overrides the ``alpha`` parameter for this call.
-        k : int, optional
-            Overrides the ``k`` parameter for this call.
-        label : str, optional
-            Name of the result in tables and legends.
+        {k_and_label}
         max_draws : int, optional
             With ``sequential=True`` only: an int above ``n_draws`` that turns
             ``n_draws`` into a budget of mean draws per input. Undecided inputs may go
@@ -526,9 +455,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
 
         Notes
         -----
-        For 1-D multi-class targets ``predict`` returns the top-1 label, while
-        ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
-        or here) for the certificate of ``predict``'s label.
+        {multiclass_note}
         """
         from .._sequential import LAST_SHARE
 
@@ -538,99 +465,16 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                 f"({type(sequential).__name__}).")
         if not sequential and max_draws is not None:
             raise TypeError("max_draws is an option of sequential=True certification.")
-        self._warn_unreachable(radius, method, alpha, k, max_draws or self.n_draws,
-                               LAST_SHARE if sequential else 1.0)
+        warn_unreachable(self, radius, method, alpha, k, max_draws or self.n_draws,
+                         LAST_SHARE if sequential else 1.0)
         if not sequential:
             return self._certify(X, Y, radius, k=k, label=label, method=method, alpha=alpha)
-        return self._certify_sequential(X, Y, radius, max_draws, k=k, label=label,
-                                        method=method, alpha=alpha)
-
-    def _certify_sequential(self, X, Y, radius, max_draws, *, k, label, method, alpha):
-        from .._sequential import sequential_gaussian_certify, stage_schedule
-
-        check_is_fitted(self)
-        self._validate_params()
-        self._check_label_params(self.n_classes_)
-        Y = self._encoded_targets(Y)
-        k = check_int(self.k if k is None else k, "k", low=1, high=self.n_classes_)
-        spec = self._certificate_options(method=method, alpha=alpha)
-        if max_draws is not None:
-            max_draws = check_int(max_draws, "max_draws", low=self.n_draws)
-        radii, _ = check_radius(radius)
-        X = self._check_input(X, reset=False)
-        if len(X) != Y.shape[0]:
-            raise ValueError(f"X has {len(X)} inputs but Y has {Y.shape[0]} rows.")
-        method, alpha = spec["method"], spec["alpha"]
-        # before any sampling: the smallest stage share must still give valid bounds
-        smallest_share = stage_schedule(self.n_draws, max_draws)[1].min()
-        check_alpha_level(GAUSSIAN.bound_alpha(alpha, method) * smallest_share,
-                          self.n_classes_)
-        last = max_draws or self.n_draws
-        outcome = sequential_gaussian_certify(
-            self._stage_sampler(X), Y, radii, k=k, k_prime=self.k_prime,
-            sigma=float(self.sigma), alpha=GAUSSIAN.bound_alpha(alpha, method),
-            method=method, n_draws=self.n_draws, max_draws=max_draws,
-            mean_budget=None if max_draws is None else self.n_draws)
-        return CertificationResult(
-            outcome.sizes, radii, k, Y.sum(axis=1), Y=Y, certificate="gaussian",
-            method=method, counts=outcome.counts, n_draws=last, alpha=alpha,
-            lower=outcome.lower, upper=outcome.upper,
-            params={"k_prime": self.k_prime, "sigma": float(self.sigma)}, label=label,
-            n_draws_used=outcome.n_draws_used, alpha_share=outcome.alpha_share)
+        return certify_sequential(self, X, Y, radius, max_draws, k=k, label=label,
+                                  method=method, alpha=alpha)
 
     def _stage_sampler(self, X):
-        """``sample(rows, start, stop)``: counts of draws ``[start, stop)`` of the inputs
-        ``X[rows]``, all from one seed drawn from ``random_state`` (so the first m draws
-        of an input are those of a fixed ``n_draws=m`` run). X is already checked."""
-        seed = draw_seed(self.random_state)
-        devices = self._checked_devices()
-        options = self._sampling_options()
-
-        def sample(rows, start, stop):
-            subset = X[torch.from_numpy(rows)] if torch.is_tensor(X) else X[rows]
-            return sharded_label_counts(
-                self._sampling_model(), subset, seed=seed, n_jobs=self.n_jobs, devices=devices,
-                n_classes=self.n_classes_, sigma=self.sigma, k_prime=self.k_prime,
-                n_draws=int(stop - start), first_draw=int(start),
-                batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose,
-                **options)
-
-        return sample
-
-    def _warn_unreachable(self, radius, method, alpha, k, n_draws: int,
-                          share: float = 1.0) -> None:
-        """Warn when a requested radius is beyond what n_draws and alpha can certify
-        (``share``: the part of alpha the last stage of a sequential run gets)."""
-        from ..bounds import draws_for_radius, max_certifiable_radius
-
-        check_is_fitted(self)
-        method = self.method if method is None else method
-        alpha = self.alpha if alpha is None else alpha
-        k = self.k if k is None else k
-        radii, _ = check_radius(radius)  # an invalid radius is refused before any warning
-        try:
-            level = share * GAUSSIAN.bound_alpha(alpha, method)
-            reach = max_certifiable_radius(n_draws, level, self.sigma, self.n_classes_, k=k,
-                                           k_prime=self.k_prime)
-        except (TypeError, ValueError):
-            return  # invalid options: certify reports them
-        beyond = radii[radii >= reach]
-        if beyond.size:
-            try:
-                needed = draws_for_radius(float(beyond.min()), level, self.sigma,
-                                          self.n_classes_, k=k, k_prime=self.k_prime)
-                hint = (f"Certifying {float(beyond.min()):.4g} needs n_draws >= {needed} "
-                        "even when every draw agrees")
-            except ValueError:
-                hint = f"No practical n_draws certifies {float(beyond.min()):.4g}"
-            warnings.warn(
-                f"radius {beyond.tolist()} lies at or beyond {reach:.4g}, the largest "
-                f"radius any input can be certified at with n_draws={n_draws} and "
-                f"alpha={alpha} (sigma={self.sigma}, k={k}, k_prime={self.k_prime}): "
-                f"nothing beyond the trivial bound is certified there. {hint} (see "
-                "sklearn_certify.bounds.draws_for_radius).",
-                UserWarning, stacklevel=3,
-            )
+        """The sampler of a sequential run (:func:`._certify_sequential.stage_sampler`)."""
+        return stage_sampler(self, X)
 
     def _checked_devices(self) -> list[torch.device] | None:
         """``devices`` as torch devices; a clear error for a bad entry, a device this
@@ -639,15 +483,8 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                              type(self.estimator_).__name__)
 
     def _sampling_options(self) -> dict:
-        """How the base model runs while sampling: ``sampling_dtype``, ``compile`` and
-        the fitted estimator's prepared modules (:class:`SamplingModels`, kept between
-        calls, never pickled)."""
-        check_sampling_options(self.estimator_, self.sampling_dtype, self.compile)
-        models = self.__dict__.get("_sampling_models")
-        if models is None:  # fitted by an older release
-            models = self._sampling_models = SamplingModels()
-        return {"sampling_dtype": self.sampling_dtype, "compile": bool(self.compile),
-                "models": models}
+        """How the base model runs while sampling (:func:`._runners.sampling_options`)."""
+        return sampling_options(self)
 
     def _certificate_options(self, *, method=None, alpha=None) -> dict:
         method = GAUSSIAN.check_method(self.method if method is None else method,
@@ -655,6 +492,3 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         alpha = check_alpha(self.alpha if alpha is None else alpha)
         return dict(certificate="gaussian", method=method, alpha=alpha,
                     k_prime=self.k_prime, sigma=float(self.sigma))
-
-
-# ------------------------------------------------------------------------------ helpers

@@ -12,14 +12,39 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from .._config import get_config
 from .._params import counts_key_parameters
 from .._utils._keys import counts_key
-from .._utils._memory import CountsStore
+from .._utils._memory import CountsStore, cache_key, check_cache_memory, data_key, recent_counts
 from .._utils._random import is_int
 from ._models import is_torch_model, torch_module_and_device
 from ._streams import input_keys
 
-__all__ = ["counts_params_key", "sample_with_store"]
+__all__ = ["cached_counts", "counts_params_key", "sample_with_store"]
+
+
+def cached_counts(clf, X, seed: int, devices) -> np.ndarray:
+    """Counts of the checked ``X`` for the smoothed classifier ``clf`` under ``seed``:
+    from the in-process cache (``set_config(counts_cache=True)``) or the ``memory=``
+    store where they hold them, else sampled (and kept there). Nothing is hashed when
+    neither cache is on."""
+    in_process = get_config()["counts_cache"]
+    location = getattr(check_cache_memory(clf.memory), "location", None)
+    params_key = None
+    if in_process or location is not None:  # no hashing when nothing can hit
+        params_key = clf._counts_params_key(seed, devices)
+    key = None
+    if in_process and params_key is not None:
+        key = cache_key("counts", params_key, data_key(X))
+    counts = None if key is None else recent_counts.get(key)
+    if counts is None:
+        if params_key is None or location is None or len(X) == 0:
+            counts = clf._sample(X, seed, devices)
+        else:
+            counts = sample_with_store(clf, X, seed, devices, params_key, location)
+        if key is not None:
+            recent_counts.put(key, counts)
+    return counts
 
 
 def sample_with_store(clf, X, seed: int, devices, params_key: str, location) -> np.ndarray:

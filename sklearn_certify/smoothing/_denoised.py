@@ -18,6 +18,7 @@ import torch
 from sklearn.base import clone
 from torch import nn
 
+from .._utils._devices import module_device
 from .._utils._keys import UncacheableModel, fit_key, model_key
 from .._utils._memory import cached_call, data_key
 from .._utils._torch_seed import seeded_torch
@@ -76,6 +77,24 @@ def sampling_model(estimator, denoiser):
     return Denoised(denoiser_module(denoiser), classifier, shape)
 
 
+def fitted_sampling_model(clf):
+    """The base classifier the noisy copies of the fitted ``clf`` go through:
+    ``estimator_``, behind ``denoiser_`` when there is one.
+
+    The composition is kept on ``clf`` while ``estimator_`` and ``denoiser_`` are the
+    same objects (it holds them, so in-place changes are seen), so that the prepared
+    (cast, compiled) modules of ``sampling_dtype`` and ``compile`` are reused.
+    """
+    denoiser = getattr(clf, "denoiser_", None)
+    if denoiser is None:
+        return clf.estimator_
+    kept = clf.__dict__.get("_denoised")
+    if kept is None or kept[0] is not clf.estimator_ or kept[1] is not denoiser:
+        kept = clf._denoised = (clf.estimator_, denoiser,
+                                sampling_model(clf.estimator_, denoiser))
+    return kept[2]
+
+
 def _check_torch_base(estimator) -> None:
     if not is_torch_model(estimator):
         raise ValueError(
@@ -102,10 +121,10 @@ def fit_denoiser(clf, X, memory):
     _check_torch_base(estimator)
     classifier, device = torch_module_and_device(estimator)
     if isinstance(denoiser, nn.Module):
-        own = next(iter([*denoiser.parameters(), *denoiser.buffers()]), None)
-        if own is not None and own.device != device:
+        own = module_device(denoiser)
+        if own is not None and own != device:
             raise ValueError(
-                f"the denoiser's parameters are on {own.device} but the base model runs on "
+                f"the denoiser's parameters are on {own} but the base model runs on "
                 f"{device}: move the denoiser there (denoiser.to(...)).")
         return denoiser
     if not hasattr(denoiser, "set_params") or "sigma" not in denoiser.get_params(deep=False):

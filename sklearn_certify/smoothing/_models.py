@@ -7,6 +7,8 @@ import math
 
 import torch
 
+from .._utils._devices import module_device
+
 __all__ = ["SAMPLING_DTYPES", "is_torch_model", "module_input", "torch_module_and_device"]
 
 #: The values of ``sampling_dtype`` other than None, and the torch dtype each one names.
@@ -33,10 +35,7 @@ def torch_module_and_device(model) -> tuple[torch.nn.Module, torch.device]:
     else:
         module, device = model.module_, getattr(model, "device", None)
     if device is None:
-        tensor = next(module.parameters(), None)
-        if tensor is None:
-            tensor = next(module.buffers(), None)
-        device = tensor.device if tensor is not None else "cpu"
+        device = module_device(module) or "cpu"
     return module, torch.device(device)
 
 
@@ -62,14 +61,6 @@ def module_input(model, X, device, dtype) -> torch.Tensor:
             and math.prod(x.shape[1:]) == math.prod(shape)):
         x = x.reshape(len(x), *shape)
     return x
-
-
-def _module_dtype(module: torch.nn.Module) -> torch.dtype:
-    """The module's floating dtype (float32 when it has no floating parameter)."""
-    for tensor in module.parameters():
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return torch.float32
 
 
 def _module_scores(module, x, n_classes):

@@ -16,16 +16,16 @@ from contextlib import nullcontext
 
 import torch
 
+from .._utils._devices import module_dtype
 from ._models import (
     SAMPLING_DTYPES,
-    _module_dtype,
     _module_scores,
     is_torch_model,
     module_input,
     torch_module_and_device,
 )
 
-__all__ = ["SamplingModels", "check_sampling_options"]
+__all__ = ["SamplingModels", "check_sampling_options", "sampling_options"]
 
 
 #: torch.compile, looked up at call time (the tests swap in a cheaper backend)
@@ -43,6 +43,18 @@ def check_sampling_options(model, sampling_dtype, compile) -> None:
             "sampling_dtype and compile=True need a torch base model (a torch.nn.Module "
             f"or a skorch net); got {type(model).__name__}. Leave them at None and False."
         )
+
+
+def sampling_options(clf) -> dict:
+    """How the fitted smoothed classifier ``clf``'s base model runs while sampling:
+    ``sampling_dtype``, ``compile`` and the prepared modules (:class:`SamplingModels`,
+    kept on ``clf`` between calls, never pickled)."""
+    check_sampling_options(clf.estimator_, clf.sampling_dtype, clf.compile)
+    models = clf.__dict__.get("_sampling_models")
+    if models is None:  # fitted by an older release
+        models = clf._sampling_models = SamplingModels()
+    return {"sampling_dtype": clf.sampling_dtype, "compile": bool(clf.compile),
+            "models": models}
 
 
 def _is_compiled(module: torch.nn.Module) -> bool:
@@ -114,7 +126,7 @@ class _Runner:
 
     def __init__(self, model, module, device, move, sampling_dtype, compile):
         self.model, self.source, self.device = model, module, device
-        self.source_dtype = _module_dtype(module)
+        self.source_dtype = module_dtype(module)
         self.fingerprint = _fingerprint(module)
         target = SAMPLING_DTYPES.get(sampling_dtype, self.source_dtype)
         base = module._orig_mod if _is_compiled(module) else module

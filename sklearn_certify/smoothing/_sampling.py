@@ -70,12 +70,12 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
+from .._utils._devices import module_dtype
 from .._utils._random import SEED_HIGH
 from .._utils._scores import check_no_nan_scores, label_scores, nan_scores_error, top_k_indicator
 from ._models import (
     _check_width,
     _eval_mode,
-    _module_dtype,
     _module_scores,
     is_torch_model,
     module_input,
@@ -425,7 +425,7 @@ def check_scores_width(model, X_head, n_classes: int) -> None:
     """Score one input and check the model gives one score per label."""
     if is_torch_model(model):
         module, device = torch_module_and_device(model)
-        x = module_input(model, X_head, device, _module_dtype(module))
+        x = module_input(model, X_head, device, module_dtype(module))
         with _eval_mode(module), torch.inference_mode():
             _module_scores(module, x, n_classes)
     else:

@@ -21,6 +21,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state, get_tags
 from skorch import NeuralNet
 
+from .._utils._devices import default_device
 from .._utils._keys import fit_key
 from .._utils._memory import cached_call, data_key
 from .._utils._random import SEED_HIGH
@@ -185,8 +186,7 @@ def _fit_net(clf, net: NeuralNet, X, Y, Y_matrix, seed: int | None) -> NeuralNet
 
 def default_estimator():
     """The base model for ``estimator=None``: a MultiLabelNet, on CUDA when available."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return MultiLabelNet(max_epochs=20, lr=1e-3, batch_size=64, device=device)
+    return MultiLabelNet(max_epochs=20, lr=1e-3, batch_size=64, device=default_device())
 
 
 def _noisy_copy(X: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
