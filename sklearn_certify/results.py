@@ -170,7 +170,7 @@ class CertificationResult:
                 lower, upper = clopper_pearson_bounds(counts, n_draws,
                                                       spec.bound_alpha(alpha, method))
             else:
-                from ._sequential import staged_bounds
+                from .certificates._gaussian_sequential import staged_bounds
 
                 n_draws_used, alpha_share = check_per_input_draws(
                     n_draws_used, alpha_share, len(counts), n_draws)
@@ -364,7 +364,6 @@ class CertificationResult:
         -------
         ndarray of float, shape (n_inputs,)
         """
-        from ._radius import certified_radius_of
         from ._utils._validation import check_int
 
         size = check_int(size, "size", low=1)
@@ -373,9 +372,9 @@ class CertificationResult:
                 "this result does not keep its labels and bounds (or counts); its "
                 "certified radii cannot be computed."
             )
-        return certified_radius_of(self.certificate, method=self.method, k=self.k,
-                                   params=self.params, Y=self.Y, lower=self.lower,
-                                   upper=self.upper, counts=self.counts, size=size)
+        return certificate_spec(self.certificate).certified_radius(
+            self.Y, k=self.k, method=self.method, params=self.params, lower=self.lower,
+            upper=self.upper, counts=self.counts, size=size)
 
     def _has_radius_inputs(self) -> bool:
         """Whether the labels and the bounds (or DPA's counts) behind the sizes are kept."""
@@ -417,14 +416,13 @@ class CertificationResult:
             "average_certified_radius": acr,
         }, name=self.name)
 
-    def _is_poisoning(self) -> bool:
-        """Whether the radius counts poisoned training examples (from the registry)."""
+    def _radius_display(self) -> tuple[str, str, bool]:
+        """The radius's column name, axis label and whether it is a whole number (steps
+        in plots), from the certificate's spec (an l2 radius when there is none)."""
         spec = CERTIFICATES.get(self.certificate)
-        return spec is not None and spec.poisoning
-
-    def _spec_radius_name(self) -> str:
-        spec = CERTIFICATES.get(self.certificate)
-        return "radius" if spec is None else spec.radius_name
+        if spec is None:
+            return "radius", "l2 radius R", False
+        return spec.radius_name, spec.radius_label, spec.integer_radius
 
     def to_frame(self) -> pd.DataFrame:
         """A tidy table, one row per radius.
@@ -433,7 +431,7 @@ class CertificationResult:
         ``precision``, ``recall``, ``f1``, and ``method``, ``k`` and ``label``.
         """
         return pd.DataFrame({
-            self._spec_radius_name(): self.radius,
+            self._radius_display()[0]: self.radius,
             "precision": self.precision(),
             "recall": self.recall(),
             "f1": self.f1(),

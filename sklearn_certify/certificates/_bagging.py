@@ -36,6 +36,7 @@ from ._common import (
     strictly_greater,
     window_sums,
 )
+from ._radius import RadiusSearch
 from ._spec import CertificateSpec
 
 BAGGING_METHODS = ("poisoningguard", "bagging")
@@ -228,7 +229,22 @@ def _eq4_sizes(p_sharp, p_star, Y, k, k_base, one_minus_a, one_minus_b, rho, inv
     return sizes
 
 
+def _bagging_radius_search(Y, *, k, method, params, lower, upper, counts) -> RadiusSearch:
+    """The certified-T search of Eq. (4); the bounds are rounded to its grid once."""
+    k_base, n_train, max_samples = params["k_base"], params["n_train"], params["max_samples"]
+    p_sharp, p_star = rounded_bounds(np.asarray(lower), np.asarray(upper), n_train,
+                                     max_samples, k_base)
+
+    def sizes_at(rows, T):
+        return bagging_sizes_at(p_sharp[rows], p_star[rows], Y[rows], k, k_base, n_train,
+                                max_samples, T[:, None], params["attack"], method)
+
+    return RadiusSearch(sizes_at)
+
+
 BAGGING = CertificateSpec(
     name="bagging", function=bagging_certified_size, methods=BAGGING_METHODS,
-    sampled=True, radius_name="T", params=("k_base", "n_train", "max_samples", "attack"),
+    sampled=True, radius_name="T", radius_label="T (poisoned training examples)",
+    poisoning=True, integer_radius=True, radius_search=_bagging_radius_search,
+    params=("k_base", "n_train", "max_samples", "attack"),
     recertifiable=frozenset({"attack"}))

@@ -38,6 +38,7 @@ from .._utils._validation import (
 )
 from ._common import check_k, finalize_sizes, sorted_true_and_other, window_sums
 from ._finite_aggregation import FAStatistics, fa_sizes_at, fa_statistics
+from ._radius import RadiusSearch
 from ._spec import CertificateSpec
 
 DPA_METHODS = ("poisoningguard", "dpa", "finite-aggregation")
@@ -195,7 +196,36 @@ def _eq9_sizes(counts, Y, k, k_base, budget, *, t_fixed):
     return sizes
 
 
+def _dpa_counts_layout(method: str) -> str:
+    """Finite Aggregation reads (and a result keeps) every model's votes."""
+    return "model-votes" if method == "finite-aggregation" else "label-counts"
+
+
+def _dpa_empty_counts(method: str, params: dict, n_classes: int) -> np.ndarray:
+    if _dpa_counts_layout(method) == "model-votes":  # (n_inputs, n_models, k_base)
+        return np.zeros((0, int(params.get("spread", 1)), int(params.get("k_base", 1))),
+                        dtype=np.int64)
+    return np.zeros((0, n_classes), dtype=np.int64)
+
+
+def _dpa_radius_search(Y, *, k, method, params, lower, upper, counts) -> RadiusSearch:
+    """The certified-T search of Eq. (9) (or Finite Aggregation, whose per-input
+    statistics of every model's votes are computed once for the whole search)."""
+    counts = np.asarray(counts)
+    k_base, attack, spread = params["k_base"], params["attack"], params.get("spread", 1)
+    if counts.ndim == 3:
+        counts = fa_statistics(counts, Y, spread)
+
+    def sizes_at(rows, T):
+        own = counts.take(rows) if isinstance(counts, FAStatistics) else counts[rows]
+        return dpa_sizes_at(own, Y[rows], k, k_base, T[:, None], attack, method, spread)
+
+    return RadiusSearch(sizes_at)
+
+
 DPA = CertificateSpec(
     name="dpa", function=dpa_certified_size, methods=DPA_METHODS, sampled=False,
-    radius_name="T", params=("k_base", "attack"), recertifiable=frozenset({"attack"}),
-    optional_params=("spread",))
+    radius_name="T", radius_label="T (poisoned training examples)", poisoning=True,
+    integer_radius=True, radius_search=_dpa_radius_search, params=("k_base", "attack"),
+    recertifiable=frozenset({"attack"}), optional_params=("spread",),
+    counts_layout=_dpa_counts_layout, empty_counts=_dpa_empty_counts)

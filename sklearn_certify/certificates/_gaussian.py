@@ -34,11 +34,13 @@ from ._common import (
     strictly_greater,
     window_sums,
 )
+from ._radius import RadiusSearch
 from ._spec import CertificateSpec
 
 GAUSSIAN_METHODS = ("multiguard", "first-term", "jia")
 
-__all__ = ["GAUSSIAN", "GAUSSIAN_METHODS", "check_jia", "gaussian_certified_size"]
+__all__ = ["GAUSSIAN", "GAUSSIAN_METHODS", "check_jia", "gaussian_certified_radius",
+           "gaussian_certified_size"]
 
 
 def check_jia(method: str, k_prime) -> None:
@@ -228,8 +230,36 @@ def _gaussian_bound_alpha(alpha: float, method: str) -> float:
     return alpha / 2 if method == "jia" else alpha
 
 
+def _gaussian_radius_search(Y, *, k, method, params, lower, upper, counts) -> RadiusSearch:
+    """The certified-radius search of Eq. (8) (and Jia et al.), run on ``R / sigma``."""
+    lower, upper = np.asarray(lower), np.asarray(upper)
+    k_prime = params["k_prime"]
+
+    def sizes_at(rows, shift):
+        return gaussian_sizes_at(lower[rows], upper[rows], Y[rows], k, k_prime,
+                                 shift[:, None], method)
+
+    return RadiusSearch(sizes_at, scale=params["sigma"])
+
+
 GAUSSIAN = CertificateSpec(
     name="gaussian", function=gaussian_certified_size, methods=GAUSSIAN_METHODS,
-    sampled=True, radius_name="radius", params=("k_prime", "sigma"),
-    bound_alpha=_gaussian_bound_alpha,
+    sampled=True, radius_name="radius", radius_label="l2 radius R", poisoning=False,
+    integer_radius=False, radius_search=_gaussian_radius_search,
+    params=("k_prime", "sigma"), bound_alpha=_gaussian_bound_alpha,
     check=lambda method, params: check_jia(method, params.get("k_prime", 1)))
+
+
+def gaussian_certified_radius(lower, upper, Y, *, k, k_prime, sigma, method, size=1):
+    """Certified l2 radius per input of Gaussian smoothing (validated arguments).
+
+    Returns
+    -------
+    ndarray of float, shape (n_inputs,)
+        The supremum of the radii at which at least ``size`` true labels are
+        certified, from below: the returned radius R is certified, and the supremum
+        lies in ``[R, R (1 + 1e-13)]``.
+    """
+    return GAUSSIAN.certified_radius(Y, k=k, method=method,
+                                     params={"k_prime": k_prime, "sigma": sigma},
+                                     lower=lower, upper=upper, size=size)

@@ -530,7 +530,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
         or here) for the certificate of ``predict``'s label.
         """
-        from .._sequential import LAST_SHARE
+        from ..certificates._gaussian_sequential import LAST_SHARE
 
         if not isinstance(sequential, bool | np.bool_):
             raise TypeError(
@@ -546,7 +546,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
                                         method=method, alpha=alpha)
 
     def _certify_sequential(self, X, Y, radius, max_draws, *, k, label, method, alpha):
-        from .._sequential import sequential_gaussian_certify, stage_schedule
+        from ..certificates._gaussian_sequential import sequential_gaussian_certify, stage_schedule
 
         check_is_fitted(self)
         self._validate_params()
