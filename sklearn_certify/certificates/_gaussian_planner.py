@@ -31,7 +31,9 @@ def max_certifiable_radius(n_draws, alpha: float, sigma: float, n_classes: int, 
     nothing (beyond the trivial bound), whatever the model. For ``k = k' = 1`` it is
     Cohen et al.'s radius at ``p_A = (alpha / n_classes) ** (1 / n_draws)``:
 
-        sigma * Phi^-1((alpha / n_classes) ** (1 / n_draws)).
+        max(0, sigma * Phi^-1((alpha / n_classes) ** (1 / n_draws))),
+
+    0 where ``p_A <= 1/2`` (too few draws: even radius 0 is not certified).
 
     Otherwise it is the certified radius (at least one true label, MultiGuard Eq. 8)
     of those best-case counts.
@@ -52,7 +54,8 @@ def max_certifiable_radius(n_draws, alpha: float, sigma: float, n_classes: int, 
     Returns
     -------
     float or ndarray of float
-        The supremum radius. ``inf`` where ``k > n_classes - k_prime`` (one label,
+        The supremum radius, 0 where no input can be certified even at radius 0
+        (too few draws for ``alpha``). ``inf`` where ``k > n_classes - k_prime`` (one label,
         ``n_classes = 1``, included): the top-k of an input whose k' labels are all
         true then always holds a true label, and ``certify`` reports it certified at
         every radius by the trivial bound ``k - (n_classes - |L|)``.
@@ -77,7 +80,9 @@ def max_certifiable_radius(n_draws, alpha: float, sigma: float, n_classes: int, 
         # true label at every radius (n_classes = 1 included).
         radius = np.full(n.shape, np.inf)
     elif k == 1 and k_prime == 1:
-        radius = sigma * ndtri(np.exp(np.log(level) / n))
+        # Phi^-1(p_A) < 0 (p_A < 1/2): not certified at radius 0 either, as the
+        # general path below reports it (the certified radius is 0, never negative).
+        radius = np.maximum(sigma * ndtri(np.exp(np.log(level) / n)), 0.0)
     else:
         rows = n.reshape(-1)
         counts = np.zeros((rows.size, n_classes), dtype=np.int64)
