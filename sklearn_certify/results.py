@@ -40,8 +40,9 @@ class CertificationResult:
         ``|L(x)|``, the number of true labels per input.
     Y : array-like of {0, 1}, shape (n_inputs, n_classes), optional
         The true labels, kept so the result can be re-certified.
-    certificate : {"gaussian", "bagging", "dpa"}, optional
-        Which theorem produced the sizes.
+    certificate : str, optional
+        Which theorem produced the sizes: a name in
+        :data:`sklearn_certify.certificates.CERTIFICATES` ("gaussian", "bagging", "dpa").
     method : str, optional
         The certificate method ("multiguard", "poisoningguard", "jia", ...).
     counts : array-like of int, shape (n_inputs, n_classes), optional
@@ -123,14 +124,17 @@ class CertificationResult:
         counts : array-like of int, shape (n_inputs, n_classes)
         Y : array-like of {0, 1}, shape (n_inputs, n_classes)
         radius : float, int or array-like
-        certificate : {"gaussian", "bagging", "dpa"}
+        certificate : str
+            A name in :data:`sklearn_certify.certificates.CERTIFICATES` ("gaussian",
+            "bagging", "dpa").
         k : int
         method : str
             A method of that certificate function.
         n_draws : int
-            Draws / base models behind ``counts`` (needed by "gaussian", "bagging").
+            Draws / base models behind ``counts`` (needed by the sampled certificates,
+            "gaussian" and "bagging").
         alpha : float
-            Failure probability (needed by "gaussian", "bagging").
+            Failure probability (needed by the sampled certificates).
         label : str, optional
         n_draws_used : array-like of int, shape (n_inputs,), optional
             The draws behind each row of ``counts`` (each at most ``n_draws``), when
