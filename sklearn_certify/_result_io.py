@@ -6,7 +6,9 @@ One ``.npz`` archive (``numpy.savez_compressed``), read back with
 Arrays
     ``sizes`` (int64, n_inputs x n_radii), ``radius`` (n_radii,), ``n_true`` (int64,
     n_inputs) and, when the result has them, ``Y`` (n_inputs x n_classes), ``counts``
-    (n_inputs x n_classes), ``lower`` and ``upper`` (float, n_inputs x n_classes) and
+    (in the certificate's ``counts_layout``: n_inputs x n_classes label counts, or
+    n_inputs x n_models x k_base model votes), ``lower`` and ``upper`` (float,
+    n_inputs x n_classes) and
     ``n_draws_used`` (int64, n_inputs) and, for sequential certification,
     ``alpha_share`` (float, n_inputs: the share of alpha behind each input's bounds).
 ``settings``
