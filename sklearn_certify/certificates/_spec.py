@@ -18,7 +18,7 @@ import numpy as np
 from .._utils._validation import check_choice
 from ._radius import RadiusSearch, certified_radius
 
-__all__ = ["COUNTS_LAYOUTS", "CertificateSpec", "RadiusSearch"]
+__all__ = ["COUNTS_LAYOUTS", "CertificateSpec"]
 
 #: The layouts of a result's ``counts``: "label-counts", shape (n_inputs, n_classes),
 #: how many draws or base models put each label in their top-k' / top-k_b;
@@ -116,8 +116,8 @@ class CertificateSpec:
     def certified_radius(self, Y, *, k: int, method: str, params: dict, lower=None,
                          upper=None, counts=None, size: int = 1) -> np.ndarray:
         """Per input, the supremum (integer radius: maximum) of the radii at which at
-        least ``size`` true labels are certified (validated arguments); see
-        :func:`~._radius.certified_radius`."""
+        least ``size`` true labels are certified (validated arguments): the search of
+        ``certificates/_radius.py`` on :attr:`radius_search`."""
         return certified_radius(self, Y, k=k, method=method, params=params, lower=lower,
                                 upper=upper, counts=counts, size=size)
 
