@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the package, when run from a checkout
 
 from sklearn_certify import SmoothedMultiLabelClassifier  # noqa: E402
-from sklearn_certify._sequential import (  # noqa: E402
+from sklearn_certify.certificates._gaussian_sequential import (  # noqa: E402
     FUTILITY_LEVEL,
     sequential_gaussian_certify,
     stage_schedule,

@@ -25,7 +25,10 @@ import numpy as np
 def _pure_functions(record: dict) -> None:
     from sklearn_certify.bounds import clopper_pearson_bounds, max_certifiable_radius
     from sklearn_certify.certificates import (
-        bagging_certified_size, dpa_certified_size, gaussian_certified_size)
+        bagging_certified_size,
+        dpa_certified_size,
+        gaussian_certified_size,
+    )
 
     rng = np.random.default_rng(0)
     n_classes, n_draws = 8, 500

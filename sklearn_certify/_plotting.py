@@ -18,9 +18,8 @@ def plot_result(result, ax=None, *, label: str | None = None, **line_kwargs):
     axes = np.asarray(ax, dtype=object).ravel()
     if axes.size != 3:
         raise ValueError(f"ax must hold 3 Axes (precision, recall, f1), got {axes.size}.")
-    poisoning = result._is_poisoning()
-    xlabel = "T (poisoned training examples)" if poisoning else "l2 radius R"
-    drawstyle = "steps-post" if poisoning else "default"
+    _, xlabel, integer = result._radius_display()
+    drawstyle = "steps-post" if integer else "default"
     for panel, metric in zip(axes, ("precision", "recall", "f1")):
         panel.plot(result.radius, getattr(result, metric)(), label=label or result.name,
                    drawstyle=drawstyle, **line_kwargs)

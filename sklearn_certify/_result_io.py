@@ -6,7 +6,9 @@ One ``.npz`` archive (``numpy.savez_compressed``), read back with
 Arrays
     ``sizes`` (int64, n_inputs x n_radii), ``radius`` (n_radii,), ``n_true`` (int64,
     n_inputs) and, when the result has them, ``Y`` (n_inputs x n_classes), ``counts``
-    (n_inputs x n_classes), ``lower`` and ``upper`` (float, n_inputs x n_classes) and
+    (in the certificate's ``counts_layout``: n_inputs x n_classes label counts, or
+    n_inputs x n_models x k_base model votes), ``lower`` and ``upper`` (float,
+    n_inputs x n_classes) and
     ``n_draws_used`` (int64, n_inputs) and, for sequential certification,
     ``alpha_share`` (float, n_inputs: the share of alpha behind each input's bounds).
 ``settings``
@@ -238,7 +240,7 @@ def _checked_fields(data: dict, settings: dict) -> dict:
     sizes, radius, n_true = data["sizes"], data["radius"], data["n_true"]
     _check_array("radius", radius, 1, "number")
     try:
-        check_radius(radius, integer=spec is not None and spec.poisoning)
+        check_radius(radius, integer=spec is not None and spec.integer_radius)
     except (TypeError, ValueError) as exc:
         raise _Damaged("radius", str(exc)) from None
     _check_array("sizes", sizes, 2, "integer")
@@ -252,9 +254,10 @@ def _checked_fields(data: dict, settings: dict) -> dict:
         raise _Damaged("sizes", "must lie between 0 and min(k, n_true) on every row")
 
     n_classes = None
-    # Finite Aggregation keeps every model's votes, (n_inputs, n_models, k_base) label
-    # indices, as its counts
-    votes = method == "finite-aggregation"
+    # the counts' layout is the certificate's: label counts (n_inputs, n_classes), or
+    # every model's votes, (n_inputs, n_models, k_base) label indices (Finite Aggregation)
+    votes = (spec is not None and method is not None
+             and spec.counts_layout(method) == "model-votes")
     for name in ("Y", "counts", "lower", "upper"):
         if name in data and not (votes and name == "counts"):
             kind = "number" if name != "Y" else "label"
@@ -335,17 +338,14 @@ def _check_array(name: str, array: np.ndarray, ndim: int, kind: str,
 
 def _check_params(spec, k, radius, method, params, n_classes) -> None:
     """The certificate's parameters, checked by its own function on zero inputs."""
+    method = method if method is not None else spec.methods[0]
     empty = np.zeros((0, n_classes))
     labels = np.zeros((0, n_classes), dtype=np.int64)
-    args = (empty, empty, labels) if spec.sampled else (empty.astype(np.int64), labels)
-    if method == "finite-aggregation":  # every model's votes (n_inputs, n_models, k_base)
-        votes = np.zeros((0, int(params.get("spread", 1)), int(params.get("k_base", 1))),
-                         dtype=np.int64)
-        args = (votes, labels)
     try:
-        spec.check_method(method if method is not None else spec.methods[0], params)
-        spec.function(*args, k=k, radius=radius,
-                      method=method if method is not None else spec.methods[0], **params)
+        args = ((empty, empty, labels) if spec.sampled
+                else (spec.empty_counts(method, params, n_classes), labels))
+        spec.check_method(method, params)
+        spec.function(*args, k=k, radius=radius, method=method, **params)
     except (TypeError, ValueError) as exc:
         raise _Damaged("params", str(exc)) from None
 

@@ -40,8 +40,9 @@ class CertificationResult:
         ``|L(x)|``, the number of true labels per input.
     Y : array-like of {0, 1}, shape (n_inputs, n_classes), optional
         The true labels, kept so the result can be re-certified.
-    certificate : {"gaussian", "bagging", "dpa"}, optional
-        Which theorem produced the sizes.
+    certificate : str, optional
+        Which theorem produced the sizes: a name in
+        :data:`sklearn_certify.certificates.CERTIFICATES` ("gaussian", "bagging", "dpa").
     method : str, optional
         The certificate method ("multiguard", "poisoningguard", "jia", ...).
     counts : array-like of int, shape (n_inputs, n_classes), optional
@@ -123,14 +124,17 @@ class CertificationResult:
         counts : array-like of int, shape (n_inputs, n_classes)
         Y : array-like of {0, 1}, shape (n_inputs, n_classes)
         radius : float, int or array-like
-        certificate : {"gaussian", "bagging", "dpa"}
+        certificate : str
+            A name in :data:`sklearn_certify.certificates.CERTIFICATES` ("gaussian",
+            "bagging", "dpa").
         k : int
         method : str
             A method of that certificate function.
         n_draws : int
-            Draws / base models behind ``counts`` (needed by "gaussian", "bagging").
+            Draws / base models behind ``counts`` (needed by the sampled certificates,
+            "gaussian" and "bagging").
         alpha : float
-            Failure probability (needed by "gaussian", "bagging").
+            Failure probability (needed by the sampled certificates).
         label : str, optional
         n_draws_used : array-like of int, shape (n_inputs,), optional
             The draws behind each row of ``counts`` (each at most ``n_draws``), when
@@ -170,7 +174,7 @@ class CertificationResult:
                 lower, upper = clopper_pearson_bounds(counts, n_draws,
                                                       spec.bound_alpha(alpha, method))
             else:
-                from ._sequential import staged_bounds
+                from .certificates._gaussian_sequential import staged_bounds
 
                 n_draws_used, alpha_share = check_per_input_draws(
                     n_draws_used, alpha_share, len(counts), n_draws)
@@ -364,7 +368,6 @@ class CertificationResult:
         -------
         ndarray of float, shape (n_inputs,)
         """
-        from ._radius import certified_radius_of
         from ._utils._validation import check_int
 
         size = check_int(size, "size", low=1)
@@ -373,9 +376,9 @@ class CertificationResult:
                 "this result does not keep its labels and bounds (or counts); its "
                 "certified radii cannot be computed."
             )
-        return certified_radius_of(self.certificate, method=self.method, k=self.k,
-                                   params=self.params, Y=self.Y, lower=self.lower,
-                                   upper=self.upper, counts=self.counts, size=size)
+        return certificate_spec(self.certificate).certified_radius(
+            self.Y, k=self.k, method=self.method, params=self.params, lower=self.lower,
+            upper=self.upper, counts=self.counts, size=size)
 
     def _has_radius_inputs(self) -> bool:
         """Whether the labels and the bounds (or DPA's counts) behind the sizes are kept."""
@@ -417,14 +420,13 @@ class CertificationResult:
             "average_certified_radius": acr,
         }, name=self.name)
 
-    def _is_poisoning(self) -> bool:
-        """Whether the radius counts poisoned training examples (from the registry)."""
+    def _radius_display(self) -> tuple[str, str, bool]:
+        """The radius's column name, axis label and whether it is a whole number (steps
+        in plots), from the certificate's spec (an l2 radius when there is none)."""
         spec = CERTIFICATES.get(self.certificate)
-        return spec is not None and spec.poisoning
-
-    def _spec_radius_name(self) -> str:
-        spec = CERTIFICATES.get(self.certificate)
-        return "radius" if spec is None else spec.radius_name
+        if spec is None:
+            return "radius", "l2 radius R", False
+        return spec.radius_name, spec.radius_label, spec.integer_radius
 
     def to_frame(self) -> pd.DataFrame:
         """A tidy table, one row per radius.
@@ -433,7 +435,7 @@ class CertificationResult:
         ``precision``, ``recall``, ``f1``, and ``method``, ``k`` and ``label``.
         """
         return pd.DataFrame({
-            self._spec_radius_name(): self.radius,
+            self._radius_display()[0]: self.radius,
             "precision": self.precision(),
             "recall": self.recall(),
             "f1": self.f1(),

@@ -87,8 +87,8 @@ def test_gaussian_radius_is_the_edge_of_the_certificate(method, size):
 def test_gaussian_radius_is_certified_after_rounding_sigma_times_shift(pa, upper_others):
     """R = sigma * (R / sigma) may round up: the certificate at R (computed from R /
     sigma) must still hold."""
-    from sklearn_certify._radius import gaussian_certified_radius
     from sklearn_certify.certificates import gaussian_certified_size
+    from sklearn_certify.certificates._gaussian import gaussian_certified_radius
 
     lower = np.array([[pa, 0.0, 0.0, 0.0, 0.0]])
     upper = np.array([[1.0, *upper_others]])

@@ -24,9 +24,37 @@ from sklearn_certify.certificates import gaussian_certified_size
 @pytest.mark.parametrize("n_classes", [2, 10, 80])
 def test_closed_form_at_k_one(n_draws, n_classes):
     alpha, sigma = 0.001, 0.5
-    expected = sigma * norm.ppf((alpha / n_classes) ** (1 / n_draws))
+    # 0, not negative, where p_A <= 1/2 (n_draws 1 and 10 here)
+    expected = max(0.0, sigma * norm.ppf((alpha / n_classes) ** (1 / n_draws)))
     assert max_certifiable_radius(n_draws, alpha, sigma, n_classes) == pytest.approx(
         expected, rel=1e-12, abs=1e-12)
+
+
+def test_too_few_draws_certify_nothing_and_give_radius_zero():
+    """alpha = 0.001, 10 labels: p_A = (1e-4) ** (1 / n) exceeds 1/2 from n = 14 on
+    (log(1e-4) / log(0.5) = 13.29). Below, the closed form sigma * Phi^-1(p_A) is
+    negative (-1.8595 at n = 1, sigma = 0.5), but nothing is certified, radius 0
+    included: the planner says 0, as the certificate of the best-case counts does."""
+    alpha, sigma, c = 0.001, 0.5, 10
+    assert sigma * norm.ppf(1e-4) == pytest.approx(-1.8595082, abs=1e-6)
+    n = np.array([1, 2, 13, 14])
+    reach = max_certifiable_radius(n, alpha, sigma, c)
+    assert reach[:3].tolist() == [0.0, 0.0, 0.0]
+    assert reach[3] == pytest.approx(sigma * norm.ppf(1e-4 ** (1 / 14)), rel=1e-12)
+    assert reach[3] == pytest.approx(0.0225, abs=1e-4)
+    assert max_certifiable_radius(1, alpha, sigma, c) == 0.0
+    assert max_certifiable_radius(2, 0.5, sigma, 2) == 0.0  # p_A = 0.25 ** 0.5 = 0.5
+    # the certificate agrees: the best-case input (every draw on label 0) is certified
+    # at radius 0 from 14 draws on, not with 13
+    Y = np.eye(1, c, dtype=int)
+    for draws, certified in ((13, 0), (14, 1)):
+        counts = np.zeros((1, c), dtype=np.int64)
+        counts[0, 0] = draws
+        lower, upper = clopper_pearson_bounds(counts, draws, alpha)
+        assert gaussian_certified_size(lower, upper, Y, k=1, k_prime=1, sigma=sigma,
+                                       radius=0.0).tolist() == [certified]
+    # draws_for_radius is unchanged: the fewest draws certifying radius 0 is 14
+    assert draws_for_radius(0.0, alpha, sigma, c) == 14
 
 
 def test_known_value_and_vectorised():

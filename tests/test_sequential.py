@@ -9,12 +9,12 @@ from scipy.special import ndtr
 from scipy.stats import beta
 
 from sklearn_certify import SmoothedMultiLabelClassifier
-from sklearn_certify._sequential import (
+from sklearn_certify.certificates import gaussian_certified_size
+from sklearn_certify.certificates._gaussian_sequential import (
     sequential_gaussian_certify,
     stage_schedule,
     staged_bounds,
 )
-from sklearn_certify.certificates import gaussian_certified_size
 from sklearn_certify.results import CertificationResult
 
 SIGMA = 0.5

@@ -29,13 +29,8 @@ from fractions import Fraction
 import numpy as np
 
 from .._utils._validation import ATTACKS, check_bounds, check_choice, check_int, check_radius
-from ._common import (
-    check_k,
-    finalize_sizes,
-    sorted_true_and_other,
-    strictly_greater,
-    window_sums,
-)
+from ._common import RankedLabels, check_top_k, finalize_sizes, strictly_greater
+from ._radius import RadiusSearch
 from ._spec import CertificateSpec
 
 BAGGING_METHODS = ("poisoningguard", "bagging")
@@ -92,9 +87,7 @@ def bagging_certified_size(
     [[1, 1, 0]]
     """
     lower, upper, Y = check_bounds(lower, upper, Y)
-    n_classes = Y.shape[1]
-    k = check_k(k, n_classes)
-    k_base = check_k(k_base, n_classes, "k_base")
+    n_classes, k, k_base = check_top_k(Y, k, k_base, "k_base")
     n_train = check_int(n_train, "n_train")
     max_samples = check_int(max_samples, "max_samples")
     T, scalar = check_radius(radius, integer=True)
@@ -196,31 +189,29 @@ def _overlap_terms(T, n, m, attack):
 def _eq4_sizes(p_sharp, p_star, Y, k, k_base, one_minus_a, one_minus_b, rho, inv_scale,
                feasible, *, t_fixed):
     n_inputs, n_classes = Y.shape
-    lo, hi, d = sorted_true_and_other(p_sharp, p_star, Y)
-    hi = np.nan_to_num(hi, nan=0.0)  # absent labels have probability 0
-    prefix_lo, prefix_hi = window_sums(lo), window_sums(hi)
+    ranked = RankedLabels(p_sharp, p_star, Y)  # p# of the true labels, p* of the others
+    d = ranked.n_true
     sizes = np.zeros((n_inputs, rho.shape[1]), dtype=np.int64)
 
     for r in range(1, min(k, int(d.max(initial=0))) + 1):
         # Left: lower bound on min_U max_{u in U} p'_u over U of M - r + 1 true labels.
-        p_r = np.nan_to_num(lo[:, r - 1], nan=0.0)
+        p_r = ranked.true_at(r)
         left = (p_r[:, None] - one_minus_a) * rho
         if not t_fixed:
             for t in range(1, n_classes - r + 2):
                 exists = r - 1 + t <= d  # t <= M - r + 1
-                window = prefix_lo[:, min(r - 1 + t, n_classes)] - prefix_lo[:, r - 1]
+                window = ranked.true_window(r, t)  # p#_{l_r} + ... + p#_{l_{r+t-1}}
                 term = (window[:, None] - k_base * one_minus_a) * rho / t
                 left = np.where(exists[:, None], np.maximum(left, term), left)
                 if not exists.any():
                     break
         # Right: upper bound on max_V min_{v in V} p'_v over V of k - r + 1 other labels.
         s = k - r + 1
-        top = min(s, n_classes)
-        p_s = hi[:, s - 1] if s <= n_classes else np.zeros(n_inputs)
+        p_s = ranked.other[:, s - 1] if s <= n_classes else np.zeros(n_inputs)
         right = p_s[:, None] * rho + one_minus_b * inv_scale
         if not t_fixed:
             for t in range(1, s + 1):
-                window = prefix_hi[:, top] - prefix_hi[:, min(s - t, n_classes)]
+                window = ranked.other_window(s, t)  # p*_{s_{k-r+2-t}} + ... + p*_{s_{k-r+1}}
                 term = (window[:, None] * rho + k_base * one_minus_b * inv_scale) / t
                 right = np.minimum(right, term)
         passes = strictly_greater(left, right) & (d >= r)[:, None] & feasible
@@ -228,7 +219,22 @@ def _eq4_sizes(p_sharp, p_star, Y, k, k_base, one_minus_a, one_minus_b, rho, inv
     return sizes
 
 
+def _bagging_radius_search(Y, *, k, method, params, lower, upper, counts) -> RadiusSearch:
+    """The certified-T search of Eq. (4); the bounds are rounded to its grid once."""
+    k_base, n_train, max_samples = params["k_base"], params["n_train"], params["max_samples"]
+    p_sharp, p_star = rounded_bounds(np.asarray(lower), np.asarray(upper), n_train,
+                                     max_samples, k_base)
+
+    def sizes_at(rows, T):
+        return bagging_sizes_at(p_sharp[rows], p_star[rows], Y[rows], k, k_base, n_train,
+                                max_samples, T[:, None], params["attack"], method)
+
+    return RadiusSearch(sizes_at)
+
+
 BAGGING = CertificateSpec(
     name="bagging", function=bagging_certified_size, methods=BAGGING_METHODS,
-    sampled=True, radius_name="T", params=("k_base", "n_train", "max_samples", "attack"),
+    sampled=True, radius_name="T", radius_label="T (poisoned training examples)",
+    poisoning=True, integer_radius=True, radius_search=_bagging_radius_search,
+    params=("k_base", "n_train", "max_samples", "attack"),
     recertifiable=frozenset({"attack"}))

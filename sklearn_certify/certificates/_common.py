@@ -11,6 +11,14 @@ def check_k(k, n_classes: int, name: str = "k") -> int:
     return check_int(k, name, low=1, high=n_classes)
 
 
+def check_top_k(Y: np.ndarray, k, base, base_name: str) -> tuple[int, int, int]:
+    """``(n_classes, k, base)``: the number of labels of ``Y``, and ``k`` (labels the
+    certified classifier predicts) and the size of each base prediction (``k_prime`` or
+    ``k_base``, named ``base_name``), each checked against it."""
+    n_classes = Y.shape[1]
+    return n_classes, check_k(k, n_classes), check_k(base, n_classes, base_name)
+
+
 def sorted_true_and_other(values_true, values_other, Y):
     """Sort the true labels' values and the other labels' values, each descending.
 
@@ -24,6 +32,49 @@ def sorted_true_and_other(values_true, values_other, Y):
     true_sorted[~np.isfinite(true_sorted)] = np.nan
     other_sorted[~np.isfinite(other_sorted)] = np.nan
     return true_sorted, other_sorted, Y.sum(axis=1)
+
+
+class RankedLabels:
+    """The ranking every theorem reads: per input, the true labels' values sorted
+    descending ``a_1 >= ... >= a_d`` (``d = |L|``) and the other labels' values sorted
+    descending ``b_1 >= b_2 >= ...``, with sums of consecutive positions.
+
+    MultiGuard Eq. (8) reads ``A_u = a_e' + ... + a_{e'+u-1}`` and
+    ``B_v = b_{s-v+1} + ... + b_s``; PoisoningGuard Eq. (4) and Eq. (9) read the same
+    windows of the rounded bounds and of the vote counts (their ``t``). Positions count
+    from 1; a label that does not exist (a position beyond the ``c - d`` other labels)
+    has value 0.
+
+    Attributes
+    ----------
+    true : ndarray, shape (n_inputs, n_classes)
+        ``a``, NaN after the ``d`` true labels of each row.
+    other : ndarray, shape (n_inputs, n_classes)
+        ``b``, 0 after the ``c - d`` other labels of each row.
+    n_true : ndarray of int, shape (n_inputs,)
+        ``d``.
+    """
+
+    def __init__(self, values_true: np.ndarray, values_other: np.ndarray, Y: np.ndarray):
+        self.true, other, self.n_true = sorted_true_and_other(values_true, values_other, Y)
+        self.other = np.nan_to_num(other, nan=0.0)  # absent labels: probability / votes 0
+        self.n_classes = Y.shape[1]
+        self._prefix_true = window_sums(self.true)
+        self._prefix_other = window_sums(self.other)
+
+    def true_at(self, position: int) -> np.ndarray:
+        """``a_position`` per input, 0 where the input has fewer true labels."""
+        return np.nan_to_num(self.true[:, position - 1], nan=0.0)
+
+    def true_window(self, first: int, width: int) -> np.ndarray:
+        """``a_first + ... + a_{first+width-1}`` per input (absent labels count 0)."""
+        last = min(first - 1 + width, self.n_classes)
+        return self._prefix_true[:, last] - self._prefix_true[:, first - 1]
+
+    def other_window(self, last: int, width: int) -> np.ndarray:
+        """``b_{last-width+1} + ... + b_last`` per input (absent labels count 0)."""
+        c = self.n_classes
+        return self._prefix_other[:, min(last, c)] - self._prefix_other[:, min(last - width, c)]
 
 
 def window_sums(values_sorted: np.ndarray) -> np.ndarray:

@@ -36,8 +36,9 @@ from .._utils._validation import (
     check_label_matrix,
     check_radius,
 )
-from ._common import check_k, finalize_sizes, sorted_true_and_other, window_sums
+from ._common import RankedLabels, check_top_k, finalize_sizes
 from ._finite_aggregation import FAStatistics, fa_sizes_at, fa_statistics
+from ._radius import RadiusSearch
 from ._spec import CertificateSpec
 
 DPA_METHODS = ("poisoningguard", "dpa", "finite-aggregation")
@@ -106,9 +107,7 @@ def dpa_certified_size(
     [[1, 1, 0]]
     """
     Y = check_label_matrix(Y)
-    n_classes = Y.shape[1]
-    k = check_k(k, n_classes)
-    k_base = check_k(k_base, n_classes, "k_base")
+    n_classes, k, k_base = check_top_k(Y, k, k_base, "k_base")
     T, scalar = check_radius(radius, integer=True)
     check_choice(attack, "attack", ATTACKS)
     check_choice(method, "method", DPA_METHODS)
@@ -169,9 +168,8 @@ def dpa_sizes_at(counts, Y, k, k_base, T, attack, method, spread=1):
 
 def _eq9_sizes(counts, Y, k, k_base, budget, *, t_fixed):
     n_inputs, n_classes = Y.shape
-    true_n, other_n, d = sorted_true_and_other(counts, counts, Y)
-    other_n = np.nan_to_num(other_n, nan=0.0)  # absent labels: no votes
-    prefix_true, prefix_other = window_sums(true_n), window_sums(other_n)
+    ranked = RankedLabels(counts, counts, Y)  # absent labels: no votes
+    d = ranked.n_true
     sizes = np.zeros((n_inputs, budget.shape[1]), dtype=np.int64)
 
     for r in range(1, min(k, int(d.max(initial=0))) + 1):
@@ -180,14 +178,13 @@ def _eq9_sizes(counts, Y, k, k_base, budget, *, t_fixed):
             exists = r - 1 + t <= d  # t <= M - r + 1
             if not exists.any():
                 break
-            window = prefix_true[:, min(r - 1 + t, n_classes)] - prefix_true[:, r - 1]
+            window = ranked.true_window(r, t)  # n_{l_r} + ... + n_{l_{r+t-1}}
             term = (window[:, None] - min(k_base, t) * budget) / t
             left = np.where(exists[:, None], np.maximum(left, term), left)
         s = k - r + 1
-        top = min(s, n_classes)
         right = np.full((n_inputs, budget.shape[1]), np.inf)
         for t in range(1, 2 if t_fixed else s + 1):
-            window = prefix_other[:, top] - prefix_other[:, min(s - t, n_classes)]
+            window = ranked.other_window(s, t)  # n_{s_{k-r+2-t}} + ... + n_{s_{k-r+1}}
             term = (window[:, None] + min(k_base, t) * budget) / t
             right = np.minimum(right, term)
         passes = (left > right) & (d >= r)[:, None]
@@ -195,7 +192,36 @@ def _eq9_sizes(counts, Y, k, k_base, budget, *, t_fixed):
     return sizes
 
 
+def _dpa_counts_layout(method: str) -> str:
+    """Finite Aggregation reads (and a result keeps) every model's votes."""
+    return "model-votes" if method == "finite-aggregation" else "label-counts"
+
+
+def _dpa_empty_counts(method: str, params: dict, n_classes: int) -> np.ndarray:
+    if _dpa_counts_layout(method) == "model-votes":  # (n_inputs, n_models, k_base)
+        return np.zeros((0, int(params.get("spread", 1)), int(params.get("k_base", 1))),
+                        dtype=np.int64)
+    return np.zeros((0, n_classes), dtype=np.int64)
+
+
+def _dpa_radius_search(Y, *, k, method, params, lower, upper, counts) -> RadiusSearch:
+    """The certified-T search of Eq. (9) (or Finite Aggregation, whose per-input
+    statistics of every model's votes are computed once for the whole search)."""
+    counts = np.asarray(counts)
+    k_base, attack, spread = params["k_base"], params["attack"], params.get("spread", 1)
+    if counts.ndim == 3:
+        counts = fa_statistics(counts, Y, spread)
+
+    def sizes_at(rows, T):
+        own = counts.take(rows) if isinstance(counts, FAStatistics) else counts[rows]
+        return dpa_sizes_at(own, Y[rows], k, k_base, T[:, None], attack, method, spread)
+
+    return RadiusSearch(sizes_at)
+
+
 DPA = CertificateSpec(
     name="dpa", function=dpa_certified_size, methods=DPA_METHODS, sampled=False,
-    radius_name="T", params=("k_base", "attack"), recertifiable=frozenset({"attack"}),
-    optional_params=("spread",))
+    radius_name="T", radius_label="T (poisoned training examples)", poisoning=True,
+    integer_radius=True, radius_search=_dpa_radius_search, params=("k_base", "attack"),
+    recertifiable=frozenset({"attack"}), optional_params=("spread",),
+    counts_layout=_dpa_counts_layout, empty_counts=_dpa_empty_counts)

@@ -27,18 +27,14 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from .._utils._validation import check_bounds, check_choice, check_positive, check_radius
-from ._common import (
-    check_k,
-    finalize_sizes,
-    sorted_true_and_other,
-    strictly_greater,
-    window_sums,
-)
+from ._common import RankedLabels, check_top_k, finalize_sizes, strictly_greater
+from ._radius import RadiusSearch
 from ._spec import CertificateSpec
 
 GAUSSIAN_METHODS = ("multiguard", "first-term", "jia")
 
-__all__ = ["GAUSSIAN", "GAUSSIAN_METHODS", "check_jia", "gaussian_certified_size"]
+__all__ = ["GAUSSIAN", "GAUSSIAN_METHODS", "check_jia", "gaussian_certified_radius",
+           "gaussian_certified_size"]
 
 
 def check_jia(method: str, k_prime) -> None:
@@ -100,9 +96,7 @@ def gaussian_certified_size(
     [[1, 1, 0]]
     """
     lower, upper, Y = check_bounds(lower, upper, Y)
-    n_classes = Y.shape[1]
-    k = check_k(k, n_classes)
-    k_prime = check_k(k_prime, n_classes, "k_prime")
+    n_classes, k, k_prime = check_top_k(Y, k, k_prime, "k_prime")
     sigma = check_positive(sigma, "sigma")
     radii, scalar = check_radius(radius)
     check_choice(method, "method", GAUSSIAN_METHODS)
@@ -131,12 +125,11 @@ def _phi_shifted(z: np.ndarray, shift: np.ndarray) -> np.ndarray:
 
 def _multiguard_sizes(lower, upper, Y, k, k_prime, shift, second_terms):
     n_inputs, n_classes = Y.shape
-    a, b, d = sorted_true_and_other(lower, upper, Y)  # a: true lowers, b: other uppers
+    # a: the true labels' lower bounds, b: the other labels' upper bounds, each sorted.
     # A label that does not exist has probability 0; where s exceeds the number of
     # other labels the trivial floor in finalize_sizes already certifies e'.
-    b = np.nan_to_num(b, nan=0.0)
-    prefix_a = window_sums(a)
-    prefix_b = window_sums(b)
+    ranked = RankedLabels(lower, upper, Y)
+    d = ranked.n_true
     slack = np.clip(k_prime - (lower * Y).sum(axis=1), 0.0, k_prime)  # k' - sum_L lower
     sizes = np.zeros((n_inputs, shift.shape[1]), dtype=np.int64)
     max_d = int(d.max(initial=0))
@@ -144,11 +137,11 @@ def _multiguard_sizes(lower, upper, Y, k, k_prime, shift, second_terms):
     for e in range(1, min(k, max_d) + 1):
         valid = d >= e  # (n,)
         # Left-hand side: lower bound on the e'-th largest adversarial probability.
-        z_left = [ndtri(np.nan_to_num(a[:, e - 1], nan=0.0))]
+        z_left = [ndtri(ranked.true_at(e))]
         w_left = [1.0]
         if second_terms:
             for u in range(1, max_d - e + 2):  # eta = d - e' + 1 varies per input
-                p_a = prefix_a[:, e - 1 + u] - prefix_a[:, e - 1]
+                p_a = ranked.true_window(e, u)  # A_u
                 z = ndtri(np.clip(p_a / k_prime, 0.0, 1.0))
                 z = np.where(e - 1 + u <= d, z, -np.inf)  # u beyond eta: no term
                 z_left.append(z)
@@ -161,12 +154,12 @@ def _multiguard_sizes(lower, upper, Y, k, k_prime, shift, second_terms):
         # Right-hand side: upper bound on the s-th largest adversarial probability of
         # the other labels.
         s = k - e + 1
-        z_right = [ndtri(b[:, s - 1]) if s <= n_classes else np.full(n_inputs, -np.inf)]
+        z_right = [ndtri(ranked.other[:, s - 1]) if s <= n_classes
+                   else np.full(n_inputs, -np.inf)]
         w_right = [1.0]
         if second_terms:
             for v in range(1, s + 1):
-                hi, lo = min(s, n_classes), min(s - v, n_classes)
-                p_b = np.minimum(prefix_b[:, hi] - prefix_b[:, lo], slack)
+                p_b = np.minimum(ranked.other_window(s, v), slack)  # B_v, Section 3.3
                 # Clipped into [0, k']: a sum above k' is still bounded by k', so the
                 # term is (k'/v) * Phi(+inf) = k'/v, not dropped.
                 z_right.append(ndtri(np.clip(p_b / k_prime, 0.0, 1.0)))
@@ -228,8 +221,36 @@ def _gaussian_bound_alpha(alpha: float, method: str) -> float:
     return alpha / 2 if method == "jia" else alpha
 
 
+def _gaussian_radius_search(Y, *, k, method, params, lower, upper, counts) -> RadiusSearch:
+    """The certified-radius search of Eq. (8) (and Jia et al.), run on ``R / sigma``."""
+    lower, upper = np.asarray(lower), np.asarray(upper)
+    k_prime = params["k_prime"]
+
+    def sizes_at(rows, shift):
+        return gaussian_sizes_at(lower[rows], upper[rows], Y[rows], k, k_prime,
+                                 shift[:, None], method)
+
+    return RadiusSearch(sizes_at, scale=params["sigma"])
+
+
 GAUSSIAN = CertificateSpec(
     name="gaussian", function=gaussian_certified_size, methods=GAUSSIAN_METHODS,
-    sampled=True, radius_name="radius", params=("k_prime", "sigma"),
-    bound_alpha=_gaussian_bound_alpha,
+    sampled=True, radius_name="radius", radius_label="l2 radius R", poisoning=False,
+    integer_radius=False, radius_search=_gaussian_radius_search,
+    params=("k_prime", "sigma"), bound_alpha=_gaussian_bound_alpha,
     check=lambda method, params: check_jia(method, params.get("k_prime", 1)))
+
+
+def gaussian_certified_radius(lower, upper, Y, *, k, k_prime, sigma, method, size=1):
+    """Certified l2 radius per input of Gaussian smoothing (validated arguments).
+
+    Returns
+    -------
+    ndarray of float, shape (n_inputs,)
+        The supremum of the radii at which at least ``size`` true labels are
+        certified, from below: the returned radius R is certified, and the supremum
+        lies in ``[R, R (1 + 1e-13)]``.
+    """
+    return GAUSSIAN.certified_radius(Y, k=k, method=method,
+                                     params={"k_prime": k_prime, "sigma": sigma},
+                                     lower=lower, upper=upper, size=size)

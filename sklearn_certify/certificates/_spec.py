@@ -3,8 +3,9 @@
 Each certificate module defines its function and, beside it, a :class:`CertificateSpec`;
 :data:`sklearn_certify.certificates.CERTIFICATES` maps their names to the specs. A new
 certificate is a new module with both, added to that mapping: results
-(:class:`~sklearn_certify.results.CertificationResult`) and estimators read everything
-else from the spec.
+(:class:`~sklearn_certify.results.CertificationResult`: ``recertify``,
+``certified_radius``, ``save``/``load``, tables and plots), the metrics and the
+estimators read everything else from the spec.
 """
 
 from __future__ import annotations
@@ -12,9 +13,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .._utils._validation import check_choice
+import numpy as np
 
-__all__ = ["CertificateSpec"]
+from .._utils._validation import check_choice
+from ._radius import RadiusSearch, certified_radius
+
+__all__ = ["COUNTS_LAYOUTS", "CertificateSpec"]
+
+#: The layouts of a result's ``counts``: "label-counts", shape (n_inputs, n_classes),
+#: how many draws or base models put each label in their top-k' / top-k_b;
+#: "model-votes", shape (n_inputs, n_models, k_base), the labels each base model votes
+#: for (label indices).
+COUNTS_LAYOUTS = ("label-counts", "model-votes")
 
 
 def _same_alpha(alpha: float, method: str) -> float:
@@ -23,6 +33,14 @@ def _same_alpha(alpha: float, method: str) -> float:
 
 def _no_check(method: str, params: dict) -> None:
     return None
+
+
+def _label_counts(method: str) -> str:
+    return "label-counts"
+
+
+def _empty_label_counts(method: str, params: dict, n_classes: int) -> np.ndarray:
+    return np.zeros((0, n_classes), dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -44,6 +62,19 @@ class CertificateSpec:
     radius_name : str
         Name of the radius in tables ("radius" for l2 radii, "T" for numbers of
         poisoned training examples).
+    radius_label : str
+        Axis label of the radius in plots.
+    poisoning : bool
+        Whether the radius counts poisoned training examples (data poisoning) rather
+        than measuring an input perturbation (evasion).
+    integer_radius : bool
+        Whether radii are whole numbers: validated as such, searched exactly by
+        :meth:`certified_radius` and drawn as steps.
+    radius_search : callable
+        ``radius_search(Y, *, k, method, params, lower, upper, counts)`` ->
+        :class:`RadiusSearch`: the certified sizes of a batch of inputs at one radius
+        each, for :meth:`certified_radius` (``lower``, ``upper`` for a sampled
+        certificate, ``counts`` otherwise; ``params`` as in :attr:`params`).
     params : tuple of str
         The function's other keyword arguments, all required.
     optional_params : tuple of str
@@ -56,6 +87,13 @@ class CertificateSpec:
         ``bound_alpha(alpha, method)``: the level given to the Clopper-Pearson bounds.
     check : callable
         ``check(method, params)``: raises when the parameters do not suit the method.
+    counts_layout : callable
+        ``counts_layout(method)``: one of :data:`COUNTS_LAYOUTS`, the layout of the
+        counts the certificate reads with that method (and a result keeps).
+    empty_counts : callable
+        ``empty_counts(method, params, n_classes)``: counts of zero inputs in that
+        layout, which ``function`` accepts (a deterministic certificate's parameters are
+        checked by calling it on them).
     """
 
     name: str
@@ -63,16 +101,25 @@ class CertificateSpec:
     methods: tuple[str, ...]
     sampled: bool
     radius_name: str
+    radius_label: str
+    poisoning: bool
+    integer_radius: bool
+    radius_search: Callable[..., RadiusSearch]
     params: tuple[str, ...]
     recertifiable: frozenset = field(default_factory=frozenset)
     optional_params: tuple[str, ...] = ()
     bound_alpha: Callable[[float, str], float] = _same_alpha
     check: Callable[[str, dict], None] = _no_check
+    counts_layout: Callable[[str], str] = _label_counts
+    empty_counts: Callable[[str, dict, int], np.ndarray] = _empty_label_counts
 
-    @property
-    def poisoning(self) -> bool:
-        """Whether the radius counts poisoned training examples."""
-        return self.radius_name == "T"
+    def certified_radius(self, Y, *, k: int, method: str, params: dict, lower=None,
+                         upper=None, counts=None, size: int = 1) -> np.ndarray:
+        """Per input, the supremum (integer radius: maximum) of the radii at which at
+        least ``size`` true labels are certified (validated arguments): the search of
+        ``certificates/_radius.py`` on :attr:`radius_search`."""
+        return certified_radius(self, Y, k=k, method=method, params=params, lower=lower,
+                                upper=upper, counts=counts, size=size)
 
     def check_method(self, method: str, params: dict) -> str:
         """``method``, checked against :attr:`methods` and ``params``."""

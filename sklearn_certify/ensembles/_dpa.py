@@ -402,8 +402,8 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         return spec
 
     def _certify_counts(self, X, spec: dict):
-        """Vote counts, or every model's votes for "finite-aggregation"."""
-        if spec["method"] != "finite-aggregation":
+        """Vote counts, or every model's votes where the method's counts are those."""
+        if DPA.counts_layout(spec["method"]) != "model-votes":
             return self._label_counts(X)
         return self._model_votes(
             X, empty=lambda n_models: np.zeros((0, n_models, self.k_base),

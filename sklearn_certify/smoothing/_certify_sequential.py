@@ -22,7 +22,7 @@ __all__ = ["certify_sequential", "stage_sampler"]
 def certify_sequential(clf, X, Y, radius, max_draws, *, k, label, method,
                        alpha) -> CertificationResult:
     """``clf.certify(X, Y, radius, sequential=True, ...)`` (see its docstring)."""
-    from .._sequential import sequential_gaussian_certify, stage_schedule
+    from ..certificates._gaussian_sequential import sequential_gaussian_certify, stage_schedule
 
     clf._check_fitted_params()
     Y, k, spec = clf._checked_certify_args(Y, k, dict(method=method, alpha=alpha))
@@ -41,7 +41,7 @@ def certify_sequential(clf, X, Y, radius, max_draws, *, k, label, method,
         n_draws=clf.n_draws, max_draws=max_draws,
         mean_budget=None if max_draws is None else clf.n_draws)
     return CertificationResult(
-        outcome.sizes, radii, k, Y.sum(axis=1), Y=Y, certificate="gaussian",
+        outcome.sizes, radii, k, Y.sum(axis=1), Y=Y, certificate=clf._certificate,
         method=method, counts=outcome.counts, n_draws=max_draws or clf.n_draws,
         alpha=alpha, lower=outcome.lower, upper=outcome.upper,
         params={"k_prime": clf.k_prime, "sigma": float(clf.sigma)}, label=label,

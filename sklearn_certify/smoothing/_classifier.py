@@ -457,7 +457,7 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         -----
         {multiclass_note}
         """
-        from .._sequential import LAST_SHARE
+        from ..certificates._gaussian_sequential import LAST_SHARE
 
         if not isinstance(sequential, bool | np.bool_):
             raise TypeError(
@@ -490,5 +490,5 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         method = GAUSSIAN.check_method(self.method if method is None else method,
                                        {"k_prime": self.k_prime})
         alpha = check_alpha(self.alpha if alpha is None else alpha)
-        return dict(certificate="gaussian", method=method, alpha=alpha,
+        return dict(certificate=self._certificate, method=method, alpha=alpha,
                     k_prime=self.k_prime, sigma=float(self.sigma))

@@ -1,4 +1,8 @@
-"""Sequential certification: draws in stages, each input stopping once it is decided.
+"""Sequential certification of Gaussian smoothing: draws in stages, each input stopping
+once it is decided.
+
+The math and the loop only: the caller gives a ``sample(rows, start, stop)`` callable
+(the estimator's sampling engine); only numpy and scipy are used here.
 
 Schedule
 --------
@@ -46,9 +50,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import beta
 
-from .bounds import clopper_pearson_bounds
-from .certificates._common import finalize_sizes
-from .certificates._gaussian import gaussian_sizes_at
+from ._clopper_pearson import clopper_pearson_bounds
+from ._common import finalize_sizes
+from ._gaussian import gaussian_sizes_at
 
 __all__ = ["stage_schedule", "sequential_gaussian_certify", "SequentialOutcome"]
 
