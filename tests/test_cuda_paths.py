@@ -473,7 +473,7 @@ def test_out_of_memory_falls_back_to_smaller_blocks(monkeypatch, digits):
 def test_vote_counts_builds_the_first_layer_layout_once(monkeypatch, digits):
     import pickle
 
-    from sklearn_certify._stacked import _heads as _stacked_heads
+    from sklearn_certify._stacked import _models as _stacked_models
     from sklearn_certify._stacked._heads import fit_linear_heads
 
     X, X_test, Y, _ = digits
@@ -484,8 +484,8 @@ def test_vote_counts_builds_the_first_layer_layout_once(monkeypatch, digits):
     heads = pickle.loads(pickle.dumps(heads))  # the cached matrix is not pickled
     assert "_first_layer" not in heads.__dict__
     calls = []
-    build = _stacked_heads.first_layer_matrix
-    monkeypatch.setattr(_stacked_heads, "first_layer_matrix",
+    build = _stacked_models.first_layer_matrix
+    monkeypatch.setattr(_stacked_models, "first_layer_matrix",
                         lambda W: calls.append(W.shape) or build(W))
     np.testing.assert_array_equal(heads.vote_counts(X_test, 2, batch_size=3), expected)
     np.testing.assert_array_equal(heads.vote_counts(X_test, 2, batch_size=2), expected)

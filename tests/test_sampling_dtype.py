@@ -236,7 +236,9 @@ def test_a_model_that_cannot_compile_runs_eagerly_with_one_warning(data, monkeyp
     np.testing.assert_array_equal(got, _clf(Deep()).fit(X, Y).predict_proba(X))
 
 
-@pytest.mark.filterwarnings("default")  # torch.compile's tracing warns inside torch
+# torch.compile's tracing calls a deprecated torch.jit helper and reads .grad inside torch
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
 def test_a_skorch_net_compiled_by_skorch_is_not_compiled_again(data, eager_compile):
     X, Y = data
     net = MultiLabelNet(module__hidden=(8,), max_epochs=1, compile=True,
@@ -248,7 +250,8 @@ def test_a_skorch_net_compiled_by_skorch_is_not_compiled_again(data, eager_compi
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("default")  # torch.compile's tracing warns inside torch
+# torch.compile's tracing calls a deprecated torch.jit helper inside torch
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compile_with_inductor_gives_the_eager_counts(data):
     """The real thing: torch.compile's default backend (generates C++ on a CPU)."""
     X, Y = data
