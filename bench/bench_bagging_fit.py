@@ -37,8 +37,9 @@ from sklearn_certify import BaggingCertifiedClassifier
 
 
 def time_fit(estimator, X, Y, n_estimators: int, n_jobs: int) -> float:
-    clf = BaggingCertifiedClassifier(estimator, n_estimators=n_estimators, max_samples=0.1,
-                                     n_jobs=n_jobs, random_state=0)
+    clf = BaggingCertifiedClassifier(
+        estimator, n_estimators=n_estimators, max_samples=0.1, n_jobs=n_jobs, random_state=0
+    )
     start = time.perf_counter()
     clf.fit(X, Y)
     return time.perf_counter() - start
@@ -57,14 +58,20 @@ def main(argv=None) -> None:
 
     X, Y = make_multilabel_classification(5000, 64, n_classes=10, random_state=0)
     X = X.astype(np.float64)
-    print(f"data: X {X.shape}, Y {Y.shape}; max_samples=0.1 (m=500); "
-          f"cpus={os.cpu_count()}; load average {os.getloadavg()[0]:.1f}; "
-          f"BLAS/OpenMP threads in this process: {args.blas_threads or 'library default'}")
+    print(
+        f"data: X {X.shape}, Y {Y.shape}; max_samples=0.1 (m=500); "
+        f"cpus={os.cpu_count()}; load average {os.getloadavg()[0]:.1f}; "
+        f"BLAS/OpenMP threads in this process: {args.blas_threads or 'library default'}"
+    )
     print(f"{'base':<34}{'n_jobs':>7}{'models':>8}{'seconds':>10}{'models/s':>10}")
-    configs = [("RidgeClassifier() [default]", None, args.n_estimators),
-               ("OneVsRest(LogisticRegression())",
-                OneVsRestClassifier(LogisticRegression(max_iter=200)),
-                args.logistic_estimators)]
+    configs = [
+        ("RidgeClassifier() [default]", None, args.n_estimators),
+        (
+            "OneVsRest(LogisticRegression())",
+            OneVsRestClassifier(LogisticRegression(max_iter=200)),
+            args.logistic_estimators,
+        ),
+    ]
     # Warm the loky worker pool so that process start-up is not billed to the first run.
     time_fit(None, X, Y, 4, max(args.n_jobs))
     for name, estimator, n_models in configs:
@@ -72,8 +79,10 @@ def main(argv=None) -> None:
             with warnings.catch_warnings(), limits():
                 warnings.simplefilter("ignore")
                 seconds = time_fit(estimator, X, Y, n_models, n_jobs)
-            print(f"{name:<34}{n_jobs:>7}{n_models:>8}{seconds:>10.2f}"
-                  f"{n_models / seconds:>10.1f}", flush=True)
+            print(
+                f"{name:<34}{n_jobs:>7}{n_models:>8}{seconds:>10.2f}{n_models / seconds:>10.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

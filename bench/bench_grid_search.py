@@ -51,8 +51,10 @@ METRICS = ("f1", "precision", "recall")
 def counting(counts: dict, *, counts_cache: bool = True):
     """Count base-model trainings and sampling passes, with the in-process counts cache
     switched on or off (``sklearn_certify.config_context``)."""
-    train, sample = _classifier.SmoothedMultiLabelClassifier._train, \
-        _classifier.sharded_label_counts
+    train, sample = (
+        _classifier.SmoothedMultiLabelClassifier._train,
+        _classifier.sharded_label_counts,
+    )
 
     def counted_train(*args, **kwargs):
         counts["fits"] += 1
@@ -73,11 +75,13 @@ def counting(counts: dict, *, counts_cache: bool = True):
 
 
 def run_search(X, Y, grid, net_params, memory, counts_cache: bool) -> tuple[dict, dict, float]:
-    clf = SmoothedMultiLabelClassifier(MultiLabelNet(**net_params), k_prime=1, alpha=0.01,
-                                       memory=memory, random_state=0)
+    clf = SmoothedMultiLabelClassifier(
+        MultiLabelNet(**net_params), k_prime=1, alpha=0.01, memory=memory, random_state=0
+    )
     scoring = {m: certified_scorer(m, radius=RADIUS) for m in METRICS}
-    search = GridSearchCV(clf, grid, scoring=scoring, refit="f1",
-                          cv=KFold(3, shuffle=True, random_state=0), n_jobs=1)
+    search = GridSearchCV(
+        clf, grid, scoring=scoring, refit="f1", cv=KFold(3, shuffle=True, random_state=0), n_jobs=1
+    )
     counts = {"fits": 0, "sampling passes": 0}
     with counting(counts, counts_cache=counts_cache):
         start = time.perf_counter()
@@ -88,8 +92,11 @@ def run_search(X, Y, grid, net_params, memory, counts_cache: bool) -> tuple[dict
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny data, 2 epochs and 20/40 draws: checks the script only")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny data, 2 epochs and 20/40 draws: checks the script only",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -101,8 +108,10 @@ def main(argv=None) -> None:
     grid = {"sigma": [0.25, 0.5], "k": [1, 2, 3], "n_draws": draws}
     net_params = dict(max_epochs=epochs, lr=3e-3, batch_size=64, module__hidden=(128,))
     n_candidates = int(np.prod([len(v) for v in grid.values()]))
-    print(f"GridSearchCV: {n_candidates} candidates x 3 folds + refit, "
-          f"{len(METRICS)} certified scorers at R = {RADIUS}; train {X.shape}\n")
+    print(
+        f"GridSearchCV: {n_candidates} candidates x 3 folds + refit, "
+        f"{len(METRICS)} certified scorers at R = {RADIUS}; train {X.shape}\n"
+    )
 
     # warm-up (imports, first torch calls), not timed
     run_search(X[:60], Y[:60], {"k": [1]}, {**net_params, "max_epochs": 1}, None, True)
@@ -110,22 +119,27 @@ def main(argv=None) -> None:
     runs["nothing cached"] = run_search(X, Y, grid, net_params, None, False)
     runs["process cache"] = run_search(X, Y, grid, net_params, None, True)
     with tempfile.TemporaryDirectory() as location:
-        runs["memory"] = run_search(X, Y, grid, net_params,
-                                    joblib.Memory(location, verbose=0), False)
+        runs["memory"] = run_search(
+            X, Y, grid, net_params, joblib.Memory(location, verbose=0), False
+        )
 
     reference = runs["memory"][0]
     columns = [c for c in reference if c.startswith("split") and "_test_" in c]
-    identical = all(np.array_equal(reference[c], results[c], equal_nan=True)
-                    for results, _, _ in runs.values() for c in columns)
+    identical = all(
+        np.array_equal(reference[c], results[c], equal_nan=True)
+        for results, _, _ in runs.values()
+        for c in columns
+    )
 
     print(f"{'run':<16}{'time (s)':>10}{'fits':>7}{'sampling passes':>18}")
     for name, (_, counts, seconds) in runs.items():
-        print(f"{name:<16}{seconds:>10.2f}{counts['fits']:>7}"
-              f"{counts['sampling passes']:>18}")
+        print(f"{name:<16}{seconds:>10.2f}{counts['fits']:>7}{counts['sampling passes']:>18}")
     fast = runs["memory"][2]
-    print(f"\nspeed-up of memory=: {runs['process cache'][2] / fast:.1f}x against the "
-          "process cache, "
-          f"{runs['nothing cached'][2] / fast:.1f}x against nothing cached")
+    print(
+        f"\nspeed-up of memory=: {runs['process cache'][2] / fast:.1f}x against the "
+        "process cache, "
+        f"{runs['nothing cached'][2] / fast:.1f}x against nothing cached"
+    )
     print(f"cv_results_ scores bit-identical across the runs: {identical}")
     if not identical:
         raise SystemExit("scores differ between the runs")

@@ -58,22 +58,39 @@ def main() -> None:
         "MLP 256-256-10": (MLPModule(256, N_CLASSES), (256,)),
         "SmallCNN 1x16x16": (SmallCNN(1, N_CLASSES, (16, 16)), (1, 16, 16)),
     }
-    print(f"{args.n_inputs} inputs x {args.n_draws} draws on {args.device} "
-          f"({torch.get_num_threads()} threads), best of {args.repeats}")
+    print(
+        f"{args.n_inputs} inputs x {args.n_draws} draws on {args.device} "
+        f"({torch.get_num_threads()} threads), best of {args.repeats}"
+    )
     print(f"{'model':<18} {'certify':>9} {'bare loop':>10} {'ratio':>7} {'copies/s':>11}")
     for name, (module, shape) in models.items():
         module = module.to(args.device).eval()
         X = rng.rand(args.n_inputs, *shape).astype(np.float32)
         Y = (rng.rand(args.n_inputs, N_CLASSES) < 0.25).astype(int)
-        clf = SmoothedMultiLabelClassifier(module, sigma=0.5, k=3, n_draws=args.n_draws,
-                                           batch_size=args.n_draws, train_noise=False,
-                                           random_state=0)
+        clf = SmoothedMultiLabelClassifier(
+            module,
+            sigma=0.5,
+            k=3,
+            n_draws=args.n_draws,
+            batch_size=args.n_draws,
+            train_noise=False,
+            random_state=0,
+        )
         clf.fit(X, Y)  # a torch module is used as is: fit only checks it
         engine, bare = [], []
         for _ in range(args.repeats):  # interleaved, so both see the same machine load
             engine.append(timed(clf.certify, X, Y, [0.0, 0.5, 1.0]))
-            bare.append(timed(bare_loop, module, X, sigma=0.5, k_prime=1,
-                              n_draws=args.n_draws, device=args.device))
+            bare.append(
+                timed(
+                    bare_loop,
+                    module,
+                    X,
+                    sigma=0.5,
+                    k_prime=1,
+                    n_draws=args.n_draws,
+                    device=args.device,
+                )
+            )
         engine, bare = min(engine), min(bare)
         rate = args.n_inputs * args.n_draws / engine
         print(f"{name:<18} {engine:>8.2f}s {bare:>9.2f}s {engine / bare:>7.2f} {rate:>11,.0f}")

@@ -46,6 +46,7 @@ from sklearn_certify.certificates._gaussian_sequential import (  # noqa: E402
 from sklearn_certify.datasets import make_multidigit  # noqa: E402
 from sklearn_certify.nets import MultiLabelNet  # noqa: E402
 from sklearn_certify.results import CertificationResult  # noqa: E402
+from sklearn_certify.smoothing._certify_sequential import stage_sampler  # noqa: E402
 
 FUTILITY_LEVELS = (0.5, 0.3, FUTILITY_LEVEL, 0.1, 0.05, 0.01)
 FIXED_FRACTIONS = (0.25, 0.5, 1.0, 2.0)
@@ -71,10 +72,12 @@ def parse_args() -> argparse.Namespace:
 
 def train(args):
     X_train, X_test, Y_train, Y_test = make_multidigit(
-        args.n_train, args.n_test, image_shape=True, random_state=args.seed)
+        args.n_train, args.n_test, image_shape=True, random_state=args.seed
+    )
     net = MultiLabelNet(max_epochs=args.epochs, batch_size=128, lr=2e-3, device="cpu")
-    clf = SmoothedMultiLabelClassifier(net, sigma=0.5, k_prime=1, k=3, n_draws=args.n_draws,
-                                       alpha=0.001, random_state=args.seed)
+    clf = SmoothedMultiLabelClassifier(
+        net, sigma=0.5, k_prime=1, k=3, n_draws=args.n_draws, alpha=0.001, random_state=args.seed
+    )
     return clf.fit(X_train, Y_train), X_test, Y_test
 
 
@@ -83,7 +86,7 @@ class CumulativeCounts:
 
     def __init__(self, clf, X, ends):
         self.ends = np.unique(np.r_[0, ends]).astype(np.int64)
-        sample = clf._stage_sampler(clf._check_input(X, reset=False))
+        sample = stage_sampler(clf, clf._check_input(X, reset=False))
         rows = np.arange(len(X))
         table = [np.zeros((len(X), clf.n_classes_), dtype=np.int64)]
         for start, stop in zip(self.ends[:-1], self.ends[1:]):
@@ -106,8 +109,9 @@ def main() -> None:
     tic = time.perf_counter()
     clf, X, Y = train(args)
     train_s = time.perf_counter() - tic
-    settings = dict(k=clf.k, k_prime=clf.k_prime, sigma=clf.sigma, alpha=clf.alpha,
-                    method=clf.method)
+    settings = dict(
+        k=clf.k, k_prime=clf.k_prime, sigma=clf.sigma, alpha=clf.alpha, method=clf.method
+    )
 
     fixed_ns = sorted({max(1, int(f * n)) for f in FIXED_FRACTIONS})
     ends = [*fixed_ns, *stage_schedule(n)[0]]
@@ -118,51 +122,81 @@ def main() -> None:
     sample_s = time.perf_counter() - tic
 
     def fixed_f1(m, radius):
-        return float(CertificationResult.from_counts(
-            cumulative.at(m), Y, radius, certificate="gaussian", n_draws=m,
-            k=settings["k"], method=settings["method"], alpha=settings["alpha"],
-            k_prime=settings["k_prime"], sigma=settings["sigma"]).f1()[0])
+        return float(
+            CertificationResult.from_counts(
+                cumulative.at(m),
+                Y,
+                radius,
+                certificate="gaussian",
+                n_draws=m,
+                k=settings["k"],
+                method=settings["method"],
+                alpha=settings["alpha"],
+                k_prime=settings["k_prime"],
+                sigma=settings["sigma"],
+            ).f1()[0]
+        )
 
     def sequential(radius, **kwargs):
-        outcome = sequential_gaussian_certify(cumulative, Y, np.array([radius]), n_draws=n,
-                                              **settings, **kwargs)
-        f1 = CertificationResult(outcome.sizes, [radius], settings["k"],
-                                 Y.sum(axis=1)).f1()[0]
+        outcome = sequential_gaussian_certify(
+            cumulative, Y, np.array([radius]), n_draws=n, **settings, **kwargs
+        )
+        f1 = CertificationResult(outcome.sizes, [radius], settings["k"], Y.sum(axis=1)).f1()[0]
         return outcome, float(f1)
 
-    report = {"settings": {**settings, "n_draws": n, "n_train": args.n_train,
-                           "n_test": args.n_test, "epochs": args.epochs,
-                           "train_s": train_s, "sample_s": sample_s,
-                           "draws_sampled_per_input": int(cumulative.ends[-1])},
-              "radii": {}}
+    report = {
+        "settings": {
+            **settings,
+            "n_draws": n,
+            "n_train": args.n_train,
+            "n_test": args.n_test,
+            "epochs": args.epochs,
+            "train_s": train_s,
+            "sample_s": sample_s,
+            "draws_sampled_per_input": int(cumulative.ends[-1]),
+        },
+        "radii": {},
+    }
     for radius in args.radii:
         base = fixed_f1(n, radius)
         outcome, f1 = sequential(radius)
         # the public API: the same streams, hence exactly the same certificates
         public = clf.certify(X, Y, radius, sequential=True)
-        same = bool(np.array_equal(public.sizes, outcome.sizes)
-                    and np.array_equal(public.n_draws_used, outcome.n_draws_used))
+        same = bool(
+            np.array_equal(public.sizes, outcome.sizes)
+            and np.array_equal(public.n_draws_used, outcome.n_draws_used)
+        )
         curve_fixed = [{"mean_draws": m / n, "f1": fixed_f1(m, radius)} for m in fixed_ns]
         curve_seq = []
         for level in FUTILITY_LEVELS:
             out, value = sequential(radius, futility=level)
-            curve_seq.append({"futility": level,
-                              "mean_draws": float(out.n_draws_used.mean() / n),
-                              "f1": value})
+            curve_seq.append(
+                {"futility": level, "mean_draws": float(out.n_draws_used.mean() / n), "f1": value}
+            )
         budget = []
         for factor in BUDGET_FACTORS:
             out, value = sequential(radius, max_draws=factor * n, mean_budget=n)
-            budget.append({"max_draws": factor * n,
-                           "mean_draws": float(out.n_draws_used.mean() / n), "f1": value,
-                           "f1_gain": value - base})
+            budget.append(
+                {
+                    "max_draws": factor * n,
+                    "mean_draws": float(out.n_draws_used.mean() / n),
+                    "f1": value,
+                    "f1_gain": value - base,
+                }
+            )
         best_budget = max(budget, key=lambda row: row["f1"])
         report["radii"][str(radius)] = {
             "fixed_f1": base,
-            "sequential": {"mean_draws": float(outcome.n_draws_used.mean() / n), "f1": f1,
-                           "f1_difference": f1 - base,
-                           "stops": {int(k): int(v) for k, v in zip(
-                               *np.unique(outcome.n_draws_used, return_counts=True))},
-                           "public_api_identical": same},
+            "sequential": {
+                "mean_draws": float(outcome.n_draws_used.mean() / n),
+                "f1": f1,
+                "f1_difference": f1 - base,
+                "stops": {
+                    int(k): int(v)
+                    for k, v in zip(*np.unique(outcome.n_draws_used, return_counts=True))
+                },
+                "public_api_identical": same,
+            },
             "curve_fixed": curve_fixed,
             "curve_sequential": curve_seq,
             "budget_as_mean": budget,
@@ -182,7 +216,8 @@ def markdown(report) -> str:
     lines = [
         f"Sequential certification, quickstart settings (sigma={s['sigma']}, k'="
         f"{s['k_prime']}, k={s['k']}, alpha={s['alpha']}, {s['n_test']} test images, "
-        f"fixed n={s['n_draws']}).", "",
+        f"fixed n={s['n_draws']}).",
+        "",
         "| R | fixed-n f1 | sequential: mean draws / n | f1 difference | "
         "budget as a mean: best max_draws | mean draws / n | f1 gain |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -193,18 +228,26 @@ def markdown(report) -> str:
         lines.append(
             f"| {radius} | {row['fixed_f1']:.4f} | {seq['mean_draws']:.3f} | "
             f"{seq['f1_difference']:+.4f} | {best['max_draws']} | {best['mean_draws']:.3f} | "
-            f"{best['f1_gain']:+.4f} |")
+            f"{best['f1_gain']:+.4f} |"
+        )
     lines += ["", "Trade-off (mean draws / n -> certified f1):", ""]
     for radius, row in report["radii"].items():
         fixed = ", ".join(f"{p['mean_draws']:.2f} -> {p['f1']:.4f}" for p in row["curve_fixed"])
-        seq = ", ".join(f"{p['mean_draws']:.3f} -> {p['f1']:.4f} (level {p['futility']})"
-                        for p in row["curve_sequential"])
-        budget = ", ".join(f"{p['mean_draws']:.3f} -> {p['f1']:.4f} (max {p['max_draws']})"
-                           for p in row["budget_as_mean"])
-        lines += [f"* R = {radius}: fixed n: {fixed}", f"  * sequential: {seq}",
-                  f"  * budget as a mean: {budget}",
-                  f"  * goals: {row['goals']}; public certify identical: "
-                  f"{row['sequential']['public_api_identical']}"]
+        seq = ", ".join(
+            f"{p['mean_draws']:.3f} -> {p['f1']:.4f} (level {p['futility']})"
+            for p in row["curve_sequential"]
+        )
+        budget = ", ".join(
+            f"{p['mean_draws']:.3f} -> {p['f1']:.4f} (max {p['max_draws']})"
+            for p in row["budget_as_mean"]
+        )
+        lines += [
+            f"* R = {radius}: fixed n: {fixed}",
+            f"  * sequential: {seq}",
+            f"  * budget as a mean: {budget}",
+            f"  * goals: {row['goals']}; public certify identical: "
+            f"{row['sequential']['public_api_identical']}",
+        ]
     return "\n".join(lines) + "\n"
 
 

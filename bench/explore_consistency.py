@@ -3,6 +3,7 @@ certifies most (plain torch, small data, one thread). Results: bench/results_tra
 
     python bench/explore_consistency.py [--epochs 12] [--n-train 4000] [--seeds 0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,7 @@ def loss_fn(z, y, cfg, asl):
         q = torch.sigmoid(z)
         qbar = q.mean(0).clamp(1e-6, 1 - 1e-6)
         qc = q.clamp(1e-6, 1 - 1e-6)
-        kl = (qbar * (qbar.log() - qc.log()) + (1 - qbar) * ((1 - qbar).log() - (1 - qc).log()))
+        kl = qbar * (qbar.log() - qc.log()) + (1 - qbar) * ((1 - qbar).log() - (1 - qc).log())
         loss = loss + cfg["bern"] * kl.sum(-1).mean()
     return loss
 
@@ -65,7 +66,7 @@ def train(cfg, X, Y, epochs, seed):
     for _ in range(epochs):
         perm = torch.randperm(len(Xt))
         for i in range(0, len(Xt), 128):
-            idx = perm[i:i + 128]
+            idx = perm[i : i + 128]
             x, y = Xt[idx], Yt[idx]
             noisy = x.unsqueeze(0) + SIGMA * torch.randn(m, *x.shape)
             z = model(noisy.reshape(-1, x.shape[1])).reshape(m, len(x), -1)
@@ -128,14 +129,22 @@ def main():
             tic = time.perf_counter()
             model = train(cfg, X, Y, args.epochs * cfg.get("epoch_mult", 1), seed)
             secs.append(time.perf_counter() - tic)
-            clf = SmoothedMultiLabelClassifier(model, sigma=SIGMA, k=3, n_draws=1000,
-                                               train_noise=False, random_state=0).fit(X, Y)
+            clf = SmoothedMultiLabelClassifier(
+                model, sigma=SIGMA, k=3, n_draws=1000, train_noise=False, random_state=0
+            ).fit(X, Y)
             f1s.append(100 * clf.certify(Xte, Yte, RADII).f1())
         f1 = np.mean(f1s, axis=0)
-        rows[name] = dict(f1=f1.round(1).tolist(), mean=round(float(f1.mean()), 1),
-                          train_s=round(float(np.mean(secs)), 1))
-        print(f"{name:36s} mean {f1.mean():5.1f}  " + " ".join(f"{v:5.1f}" for v in f1)
-              + f"  train {np.mean(secs):.1f}s", flush=True)
+        rows[name] = dict(
+            f1=f1.round(1).tolist(),
+            mean=round(float(f1.mean()), 1),
+            train_s=round(float(np.mean(secs)), 1),
+        )
+        print(
+            f"{name:36s} mean {f1.mean():5.1f}  "
+            + " ".join(f"{v:5.1f}" for v in f1)
+            + f"  train {np.mean(secs):.1f}s",
+            flush=True,
+        )
     if args.out:
         json.dump(rows, open(args.out, "w"), indent=1)
 

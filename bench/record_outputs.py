@@ -39,16 +39,30 @@ def _pure_functions(record: dict) -> None:
     radii = np.linspace(0, 1.5, 7)
     for method in ("multiguard", "first-term"):
         record[f"gaussian_{method}"] = gaussian_certified_size(
-            lower, upper, Y, k=3, k_prime=2, sigma=0.5, radius=radii, method=method)
+            lower, upper, Y, k=3, k_prime=2, sigma=0.5, radius=radii, method=method
+        )
     for attack in ("modification", "addition", "deletion"):
         record[f"bagging_{attack}"] = bagging_certified_size(
-            lower, upper, Y, k=3, k_base=2, n_train=1000, max_samples=50,
-            radius=np.arange(6), attack=attack)
+            lower,
+            upper,
+            Y,
+            k=3,
+            k_base=2,
+            n_train=1000,
+            max_samples=50,
+            radius=np.arange(6),
+            attack=attack,
+        )
         record[f"dpa_{attack}"] = dpa_certified_size(
-            counts, Y, k=3, k_base=2, radius=np.arange(0, 200, 20), attack=attack)
-    record["max_radius"] = np.array([
-        max_certifiable_radius(n, 0.001, 0.5, 10, k=k, k_prime=kp)
-        for n in (100, 1000, 10_000) for k, kp in ((1, 1), (3, 1), (3, 2))])
+            counts, Y, k=3, k_base=2, radius=np.arange(0, 200, 20), attack=attack
+        )
+    record["max_radius"] = np.array(
+        [
+            max_certifiable_radius(n, 0.001, 0.5, 10, k=k, k_prime=kp)
+            for n in (100, 1000, 10_000)
+            for k, kp in ((1, 1), (3, 1), (3, 2))
+        ]
+    )
 
 
 def _smoothing(record: dict) -> None:
@@ -61,8 +75,9 @@ def _smoothing(record: dict) -> None:
     torch.set_num_threads(1)
     X_train, X_test, Y_train, Y_test = make_multidigit(400, 40, random_state=0)
     net = MultiLabelNet(max_epochs=3, batch_size=64, verbose=0)
-    clf = SmoothedMultiLabelClassifier(net, sigma=0.5, k=3, n_draws=300,
-                                       random_state=0).fit(X_train, Y_train)
+    clf = SmoothedMultiLabelClassifier(net, sigma=0.5, k=3, n_draws=300, random_state=0).fit(
+        X_train, Y_train
+    )
     radii = np.array([0.0, 0.25, 0.5])
     result = clf.certify(X_test, Y_test, radii)
     record["smooth_counts"] = result.counts
@@ -85,8 +100,9 @@ def _ensembles(record: dict) -> None:
 
     X, X_test, Y, Y_test = make_multidigit(500, 100, random_state=1)
     for name, base in (("ridge", RidgeClassifier()), ("default", None)):
-        bagging = BaggingCertifiedClassifier(base, n_estimators=60, max_samples=0.2, k=3,
-                                             random_state=0).fit(X, Y)
+        bagging = BaggingCertifiedClassifier(
+            base, n_estimators=60, max_samples=0.2, k=3, random_state=0
+        ).fit(X, Y)
         result = bagging.certify(X_test, Y_test, np.arange(4))
         record[f"bagging_{name}_counts"] = result.counts
         record[f"bagging_{name}_sizes"] = result.sizes
@@ -95,8 +111,7 @@ def _ensembles(record: dict) -> None:
         dpa = DPACertifiedClassifier(None, n_partitions=30, spread=spread, k=3)
         dpa.fit(X, Y)
         result = dpa.certify(X_test, Y_test, np.arange(0, 12, 2))
-        record[f"dpa{spread}_counts"], record[f"dpa{spread}_sizes"] = (result.counts,
-                                                                     result.sizes)
+        record[f"dpa{spread}_counts"], record[f"dpa{spread}_sizes"] = (result.counts, result.sizes)
         record[f"dpa{spread}_radius"] = result.certified_radius(size=1)
         record[f"dpa{spread}_predict"] = dpa.predict(X_test)
 
@@ -117,8 +132,10 @@ def compare(before: str, after: str) -> int:
         a, b = old[name], new[name]
         if a.shape != b.shape or a.dtype != b.dtype or a.tobytes() != b.tobytes():
             differ.append(name)
-    print(f"{len(set(old.files) & set(new.files))} arrays compared; "
-          f"{len(differ)} differ{': ' + ', '.join(differ) if differ else ''}")
+    print(
+        f"{len(set(old.files) & set(new.files))} arrays compared; "
+        f"{len(differ)} differ{': ' + ', '.join(differ) if differ else ''}"
+    )
     return 1 if differ else 0
 
 

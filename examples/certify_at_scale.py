@@ -64,35 +64,51 @@ def interrupt_when_stored(cache: str, n_inputs: int) -> threading.Thread:
 
 def main() -> None:
     torch.set_num_threads(1)
-    X_train, X_test, Y_train, Y_test = make_multidigit(10000, 500, image_shape=True,
-                                                       random_state=0)
+    X_train, X_test, Y_train, Y_test = make_multidigit(10000, 500, image_shape=True, random_state=0)
     net = MultiLabelNet(max_epochs=10, batch_size=128, lr=2e-3)
     with tempfile.TemporaryDirectory() as cache:
-        clf = SmoothedMultiLabelClassifier(net, sigma=0.5, k=3, n_draws=N_DRAWS,
-                                           alpha=0.001, n_jobs=2, memory=cache,
-                                           random_state=0)
+        clf = SmoothedMultiLabelClassifier(
+            net,
+            sigma=0.5,
+            k=3,
+            n_draws=N_DRAWS,
+            alpha=0.001,
+            n_jobs=2,
+            memory=cache,
+            random_state=0,
+        )
         tic = time.perf_counter()
         clf.fit(X_train[:2000], Y_train[:2000])
         print(f"fit on 2000 images: {time.perf_counter() - tic:.1f} s")
 
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                          dashboard_address=":0") as cluster, Client(cluster), \
-                joblib.parallel_backend("dask"):
-            print(f"certifying {len(X_test)} images x {N_DRAWS} draws on a LocalCluster "
-                  "with 2 workers")
+        with (
+            LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+            ) as cluster,
+            Client(cluster),
+            joblib.parallel_backend("dask"),
+        ):
+            print(
+                f"certifying {len(X_test)} images x {N_DRAWS} draws on a LocalCluster "
+                "with 2 workers"
+            )
             tic = time.perf_counter()
             try:
                 interrupt_when_stored(cache, len(X_test) // 3)
                 clf.certify(X_test, Y_test, RADII)
                 print("first run: finished before the interruption")
             except KeyboardInterrupt:
-                print(f"first run: interrupted after {time.perf_counter() - tic:.1f} s, "
-                      f"{stored_inputs(cache)} of {len(X_test)} images in the cache")
+                print(
+                    f"first run: interrupted after {time.perf_counter() - tic:.1f} s, "
+                    f"{stored_inputs(cache)} of {len(X_test)} images in the cache"
+                )
             tic = time.perf_counter()
             before = stored_inputs(cache)
             result = clf.certify(X_test, Y_test, RADII)
-            print(f"second run: sampled the other {len(X_test) - before} images in "
-                  f"{time.perf_counter() - tic:.1f} s")
+            print(
+                f"second run: sampled the other {len(X_test) - before} images in "
+                f"{time.perf_counter() - tic:.1f} s"
+            )
 
         # a third run with another k samples nothing
         tic = time.perf_counter()
@@ -106,12 +122,18 @@ def main() -> None:
         result.save(path)
         loaded = CertificationResult.load(path)
     print(f"\nsaved and loaded: {np.array_equal(loaded.counts, result.counts)}")
-    print(loaded.to_frame()[["radius", "precision", "recall", "f1"]]
-          .to_string(index=False, float_format="%.3f"))
+    print(
+        loaded.to_frame()[["radius", "precision", "recall", "f1"]].to_string(
+            index=False, float_format="%.3f"
+        )
+    )
     other = loaded.recertify(radius=np.linspace(0.0, 1.0, 5), k=1, method="first-term")
     print("\nrecertified for k=1, method='first-term', five radii (no model, no sampling):")
-    print(other.to_frame()[["radius", "precision", "recall", "f1"]]
-          .to_string(index=False, float_format="%.3f"))
+    print(
+        other.to_frame()[["radius", "precision", "recall", "f1"]].to_string(
+            index=False, float_format="%.3f"
+        )
+    )
 
 
 if __name__ == "__main__":

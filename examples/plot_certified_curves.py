@@ -28,8 +28,9 @@ from sklearn_certify.results import plot_certified_curves
 
 X_train, X_test, Y_train, Y_test = make_multidigit(3000, 150, random_state=0)
 net = MultiLabelNet(max_epochs=15, batch_size=128, lr=2e-3, device="cpu")
-clf = SmoothedMultiLabelClassifier(net, sigma=0.5, k_prime=1, k=3, n_draws=500,
-                                   alpha=0.001, random_state=0)
+clf = SmoothedMultiLabelClassifier(
+    net, sigma=0.5, k_prime=1, k=3, n_draws=500, alpha=0.001, random_state=0
+)
 clf.fit(X_train, Y_train)
 
 # %%
@@ -50,6 +51,7 @@ multiguard.to_frame().round(3)
 # Certified top-3 precision, recall and f1 against the l2 radius R: the fraction of
 # the predicted labels, of the true labels, and their harmonic mean, that provably
 # survive every perturbation of norm at most R.
-axes = plot_certified_curves([multiguard, first_term, jia],
-                             labels=["MultiGuard", "first term only", "Jia et al. 2020"])
+axes = plot_certified_curves(
+    [multiguard, first_term, jia], labels=["MultiGuard", "first term only", "Jia et al. 2020"]
+)
 _ = axes[0].figure.suptitle("make_multidigit, sigma=0.5, k'=1, k=3, n=500")

@@ -71,19 +71,28 @@ def main(argv=None) -> list:
     args = parse_args(argv)
     verbose = 10 if args.verbose else 0
     X_train, X_test, Y_train, Y_test = make_multidigit(
-        args.n_train, args.n_test, random_state=args.random_state)
-    log(f"make_multidigit: {X_train.shape[0]} training / {X_test.shape[0]} test images, "
+        args.n_train, args.n_test, random_state=args.random_state
+    )
+    log(
+        f"make_multidigit: {X_train.shape[0]} training / {X_test.shape[0]} test images, "
         f"{X_train.shape[1]} pixels, {Y_train.shape[1]} labels, "
-        f"{Y_test.sum(axis=1).mean():.2f} labels per test image")
+        f"{Y_test.sum(axis=1).mean():.2f} labels per test image"
+    )
     T = np.arange(args.t_max + 1)
     common = dict(k=args.k, k_base=args.k_base, n_jobs=args.n_jobs, verbose=verbose)
 
-    log(f"bagging: fitting {args.n_estimators} base models on m={args.max_samples} "
-        "examples each ...")
+    log(
+        f"bagging: fitting {args.n_estimators} base models on m={args.max_samples} "
+        "examples each ..."
+    )
     start = time.perf_counter()
     bagging = BaggingCertifiedClassifier(
-        n_estimators=args.n_estimators, max_samples=args.max_samples, alpha=args.alpha,
-        random_state=args.random_state, **common).fit(X_train, Y_train)
+        n_estimators=args.n_estimators,
+        max_samples=args.max_samples,
+        alpha=args.alpha,
+        random_state=args.random_state,
+        **common,
+    ).fit(X_train, Y_train)
     log(f"bagging: fitted in {time.perf_counter() - start:.1f} s; certifying ...")
     pg_bagging = bagging.certify(X_test, Y_test, T, attack="modification")
     pg_bagging.label = "PG-Bagging"
@@ -91,11 +100,12 @@ def main(argv=None) -> list:
 
     log(f"DPA: fitting {args.n_partitions} base models on hash partitions ...")
     start = time.perf_counter()
-    dpa = DPACertifiedClassifier(n_partitions=args.n_partitions, **common).fit(
-        X_train, Y_train)
+    dpa = DPACertifiedClassifier(n_partitions=args.n_partitions, **common).fit(X_train, Y_train)
     sizes = dpa.partition_sizes_
-    log(f"DPA: fitted in {time.perf_counter() - start:.1f} s (partition sizes "
-        f"{sizes.min()}..{sizes.max()}, {int((sizes == 0).sum())} empty); certifying ...")
+    log(
+        f"DPA: fitted in {time.perf_counter() - start:.1f} s (partition sizes "
+        f"{sizes.min()}..{sizes.max()}, {int((sizes == 0).sum())} empty); certifying ..."
+    )
     pg_dpa = dpa.certify(X_test, Y_test, T, attack="modification")
     pg_dpa.label = "PG-DPA"
     levine = pg_dpa.recertify(method="dpa", label="DPA")
@@ -105,8 +115,7 @@ def main(argv=None) -> list:
     shown = [t for t in (0, 1, 2, 5, 10, 15, 20, 30, 40, 60) if t <= args.t_max]
     for metric in ("precision", "recall", "f1"):
         pivot = table[table["T"].isin(shown)].pivot(index="T", columns="label", values=metric)
-        print(f"\ncertified top-{args.k} {metric} under modification of T training "
-              "examples")
+        print(f"\ncertified top-{args.k} {metric} under modification of T training examples")
         print(pivot[[r.name for r in results]].round(3).to_string())
 
     import matplotlib
@@ -115,14 +124,19 @@ def main(argv=None) -> list:
     import matplotlib.pyplot as plt
 
     axes = None
-    styles = [dict(color="tab:blue"), dict(color="tab:blue", linestyle="--"),
-              dict(color="tab:red"), dict(color="tab:red", linestyle="--")]
+    styles = [
+        dict(color="tab:blue"),
+        dict(color="tab:blue", linestyle="--"),
+        dict(color="tab:red"),
+        dict(color="tab:red", linestyle="--"),
+    ]
     for result, style in zip(results, styles):
         axes = result.plot(ax=axes, **style)
     axes[0].figure.suptitle(
         f"make_multidigit, modification attack: bagging ({args.n_estimators} models, "
         f"m={args.max_samples}) and DPA (N={args.n_partitions}), k={args.k}, "
-        f"k_base={args.k_base}")
+        f"k_base={args.k_base}"
+    )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     axes[0].figure.savefig(args.output, dpi=120)
     plt.close(axes[0].figure)

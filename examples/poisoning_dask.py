@@ -48,29 +48,34 @@ def main(argv=None) -> bool:
     parser.add_argument("--n-estimators", type=int, default=1000)
     parser.add_argument("--max-samples", type=int, default=100)
     parser.add_argument("--n-partitions", type=int, default=300)
-    parser.add_argument("--scheduler", default=None,
-                        help="address of an existing Dask scheduler (default: start a "
-                             "LocalCluster of 2 worker processes)")
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of an existing Dask scheduler (default: start a "
+        "LocalCluster of 2 worker processes)",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     verbose = 10 if args.verbose else 0
 
-    X_train, X_test, Y_train, Y_test = make_multidigit(args.n_train, args.n_test,
-                                                       random_state=0)
+    X_train, X_test, Y_train, Y_test = make_multidigit(args.n_train, args.n_test, random_state=0)
     T = np.arange(0, 41, 5)
     makers = {
         "bagging": lambda: BaggingCertifiedClassifier(
-            n_estimators=args.n_estimators, max_samples=args.max_samples, random_state=0,
-            verbose=verbose),
-        "DPA": lambda: DPACertifiedClassifier(n_partitions=args.n_partitions,
-                                              verbose=verbose),
+            n_estimators=args.n_estimators,
+            max_samples=args.max_samples,
+            random_state=0,
+            verbose=verbose,
+        ),
+        "DPA": lambda: DPACertifiedClassifier(n_partitions=args.n_partitions, verbose=verbose),
     }
 
     local = {}
     for name, make in makers.items():
         log(f"{name}: training on the local loky backend (n_jobs=2) ...")
-        local[name] = fit_and_certify(make().set_params(n_jobs=2), X_train, Y_train,
-                                      X_test, Y_test, T)
+        local[name] = fit_and_certify(
+            make().set_params(n_jobs=2), X_train, Y_train, X_test, Y_test, T
+        )
         log(f"{name}: {local[name][2]:.1f} s")
 
     if args.scheduler:
@@ -78,8 +83,9 @@ def main(argv=None) -> bool:
         client = Client(args.scheduler)
     else:
         log("starting a dask.distributed LocalCluster: 2 worker processes, 1 thread each")
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         client = Client(cluster)
     identical = True
     try:
@@ -87,17 +93,24 @@ def main(argv=None) -> bool:
         for name, make in makers.items():
             log(f"{name}: training on the Dask cluster ...")
             with joblib.parallel_backend("dask"):
-                model, result, seconds = fit_and_certify(make(), X_train, Y_train, X_test,
-                                                         Y_test, T)
+                model, result, seconds = fit_and_certify(
+                    make(), X_train, Y_train, X_test, Y_test, T
+                )
                 proba = model.predict_proba(X_test)
             local_model, local_result, _ = local[name]
-            same = (np.array_equal(proba, local_model.predict_proba(X_test))
-                    and np.array_equal(result.sizes, local_result.sizes))
+            same = np.array_equal(proba, local_model.predict_proba(X_test)) and np.array_equal(
+                result.sizes, local_result.sizes
+            )
             identical &= same
-            log(f"{name}: {seconds:.1f} s on Dask; vote counts and certified sizes "
-                f"identical to the local backend: {same}")
-            print(result.to_frame()[["T", "precision", "recall", "f1"]].round(3)
-                  .to_string(index=False))
+            log(
+                f"{name}: {seconds:.1f} s on Dask; vote counts and certified sizes "
+                f"identical to the local backend: {same}"
+            )
+            print(
+                result.to_frame()[["T", "precision", "recall", "f1"]]
+                .round(3)
+                .to_string(index=False)
+            )
     finally:
         client.close()
         if cluster is not None:

@@ -52,15 +52,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=3, help="labels the smoothed model predicts")
     parser.add_argument("--n-draws", type=int, default=1000, help="noisy copies per image")
     parser.add_argument("--alpha", type=float, default=0.001, help="failure probability")
-    parser.add_argument("--train-noise", default="gaussian",
-                        choices=["gaussian", "consistency"],
-                        help="how the CNN is trained for noise (docs/training.md): Gaussian "
-                             "augmentation, or consistency regularisation (two noisy copies "
-                             "per image, about twice the training time)")
+    parser.add_argument(
+        "--train-noise",
+        default="gaussian",
+        choices=["gaussian", "consistency"],
+        help="how the CNN is trained for noise (docs/training.md): Gaussian "
+        "augmentation, or consistency regularisation (two noisy copies "
+        "per image, about twice the training time)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice); 1 is faster on "
-                             "a machine whose cores are busy with other work")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice); 1 is faster on "
+        "a machine whose cores are busy with other work",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=OUTPUT, help="curves PNG")
     return parser.parse_args()
@@ -87,22 +94,34 @@ def main() -> None:
 
     tic = time.perf_counter()
     X_train, X_test, Y_train, Y_test = make_multidigit(
-        args.n_train, args.n_test, image_shape=True, random_state=args.seed)
+        args.n_train, args.n_test, image_shape=True, random_state=args.seed
+    )
     timings["data"] = time.perf_counter() - tic
-    print(f"make_multidigit: {len(X_train)} training and {len(X_test)} test images of "
-          f"shape {X_test.shape[1:]}, {Y_train.shape[1]} labels, "
-          f"{Y_test.sum(axis=1).mean():.2f} labels per image")
+    print(
+        f"make_multidigit: {len(X_train)} training and {len(X_test)} test images of "
+        f"shape {X_test.shape[1:]}, {Y_train.shape[1]} labels, "
+        f"{Y_test.sum(axis=1).mean():.2f} labels per image"
+    )
 
     # The base classifier: a small CNN (MultiLabelNet picks it for image-shaped X)
     # trained with the asymmetric loss; train_noise="gaussian" (the default) sets its
     # noise_sigma to sigma, so every training batch gets fresh Gaussian noise;
     # "consistency" also trains on two noisy copies per image with a consistency term.
-    net = MultiLabelNet(max_epochs=args.epochs, batch_size=128, lr=2e-3,
-                        device=args.device, verbose=1)
+    net = MultiLabelNet(
+        max_epochs=args.epochs, batch_size=128, lr=2e-3, device=args.device, verbose=1
+    )
     clf = SmoothedMultiLabelClassifier(
-        net, sigma=args.sigma, k_prime=args.k_prime, k=args.k, n_draws=args.n_draws,
-        alpha=args.alpha, method="multiguard", train_noise=args.train_noise,
-        random_state=args.seed, verbose=1)
+        net,
+        sigma=args.sigma,
+        k_prime=args.k_prime,
+        k=args.k,
+        n_draws=args.n_draws,
+        alpha=args.alpha,
+        method="multiguard",
+        train_noise=args.train_noise,
+        random_state=args.seed,
+        verbose=1,
+    )
 
     tic = time.perf_counter()
     clf.fit(X_train, Y_train)
@@ -123,30 +142,39 @@ def main() -> None:
     timings["recertify"] = time.perf_counter() - tic
 
     pd.set_option("display.width", 120)
-    print(f"\nCertified top-{args.k} precision / recall / f1 (%) under l2 attacks of radius R "
-          f"(sigma={args.sigma}, k'={args.k_prime}, n={args.n_draws}, alpha={args.alpha}, "
-          f"{len(X_test)} test images)")
+    print(
+        f"\nCertified top-{args.k} precision / recall / f1 (%) under l2 attacks of radius R "
+        f"(sigma={args.sigma}, k'={args.k_prime}, n={args.n_draws}, alpha={args.alpha}, "
+        f"{len(X_test)} test images)"
+    )
     print(results_table(results).round(1).to_string())
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     axes = plot_certified_curves(list(results.values()))
-    axes[0].figure.suptitle(f"make_multidigit, sigma={args.sigma}, k'={args.k_prime}, "
-                            f"k={args.k}, n={args.n_draws}")
+    axes[0].figure.suptitle(
+        f"make_multidigit, sigma={args.sigma}, k'={args.k_prime}, k={args.k}, n={args.n_draws}"
+    )
     axes[0].figure.savefig(args.output, dpi=120)
     print(f"\ncurves saved to {args.output}")
 
     timings["total"] = time.perf_counter() - start
     draws = len(X_test) * args.n_draws
-    print("timings: " + ", ".join(f"{name} {sec:.1f}s" for name, sec in timings.items())
-          + f"  ({draws / timings['certify (sampling)']:,.0f} noisy copies/s on "
-          f"{args.device}, {torch.get_num_threads()} threads)")
+    print(
+        "timings: "
+        + ", ".join(f"{name} {sec:.1f}s" for name, sec in timings.items())
+        + f"  ({draws / timings['certify (sampling)']:,.0f} noisy copies/s on "
+        f"{args.device}, {torch.get_num_threads()} threads)"
+    )
     mg, jia = results["multiguard"], results.get("jia")
     if jia is not None:
         at = RADII.index(0.5)
-        print("at R=0.5, MultiGuard vs Jia et al.: "
-              + ", ".join(f"{m} {100 * getattr(mg, m)()[at]:.1f} vs "
-                          f"{100 * getattr(jia, m)()[at]:.1f}"
-                          for m in ("precision", "recall", "f1")))
+        print(
+            "at R=0.5, MultiGuard vs Jia et al.: "
+            + ", ".join(
+                f"{m} {100 * getattr(mg, m)()[at]:.1f} vs {100 * getattr(jia, m)()[at]:.1f}"
+                for m in ("precision", "recall", "f1")
+            )
+        )
     np.set_printoptions()
 
 

@@ -89,25 +89,66 @@ from sklearn_certify.results import plot_certified_curves
 #: PoisoningGuard 4.1: m = 100 on VOC, 1000 on COCO and NUS-WIDE. The embedded
 #: benchmark (10 classes, about 2.5 labels an image, like VOC) uses VOC's settings.
 DATASETS = {
-    "voc2007": dict(loader=load_voc2007, splits=("trainval", "test"), mg_k_prime=1, mg_k=3,
-                    max_samples=100, name="PASCAL VOC 2007"),
-    "coco": dict(loader=load_coco, splits=("train", "val"), mg_k_prime=3, mg_k=10,
-                 max_samples=1000, name="MS-COCO 2014"),
-    "nuswide": dict(loader=load_nuswide, splits=("train", "test"), mg_k_prime=3, mg_k=10,
-                    max_samples=1000, name="NUS-WIDE"),
-    "multidigit": dict(loader=None, splits=None, mg_k_prime=1, mg_k=3, max_samples=100,
-                       name="make_multidigit (embedded)"),
+    "voc2007": dict(
+        loader=load_voc2007,
+        splits=("trainval", "test"),
+        mg_k_prime=1,
+        mg_k=3,
+        max_samples=100,
+        name="PASCAL VOC 2007",
+    ),
+    "coco": dict(
+        loader=load_coco,
+        splits=("train", "val"),
+        mg_k_prime=3,
+        mg_k=10,
+        max_samples=1000,
+        name="MS-COCO 2014",
+    ),
+    "nuswide": dict(
+        loader=load_nuswide,
+        splits=("train", "test"),
+        mg_k_prime=3,
+        mg_k=10,
+        max_samples=1000,
+        name="NUS-WIDE",
+    ),
+    "multidigit": dict(
+        loader=None,
+        splits=None,
+        mg_k_prime=1,
+        mg_k=3,
+        max_samples=100,
+        name="make_multidigit (embedded)",
+    ),
 }
 
 #: Settings shared by every data set (MultiGuard 4.1, PoisoningGuard 4.1), then the
 #: smaller CI-size settings of ``--quick``. ``None`` means "the data set's default".
 DEFAULTS = dict(
-    sigma=0.5, n_draws=1000, alpha=0.001, mg_n_test=500, mg_epochs=None, pg_k=3,
-    pg_k_base=1, n_estimators=1000, n_partitions=300, pg_epochs=100, n_train=None,
+    sigma=0.5,
+    n_draws=1000,
+    alpha=0.001,
+    mg_n_test=500,
+    mg_epochs=None,
+    pg_k=3,
+    pg_k_base=1,
+    n_estimators=1000,
+    n_partitions=300,
+    pg_epochs=100,
+    n_train=None,
     pg_n_test=0,
 )
-QUICK = dict(n_draws=100, mg_n_test=100, mg_epochs=3, n_estimators=100, n_partitions=50,
-             pg_epochs=30, n_train=1000, pg_n_test=500)
+QUICK = dict(
+    n_draws=100,
+    mg_n_test=100,
+    mg_epochs=3,
+    n_estimators=100,
+    n_partitions=50,
+    pg_epochs=30,
+    n_train=1000,
+    pg_n_test=500,
+)
 #: Training epochs of the MultiGuard base classifier (the paper does not give them).
 MG_EPOCHS = {"multidigit": 20, "real": 10}
 #: Training images of the embedded benchmark: as many as VOC 2007's trainval split.
@@ -115,9 +156,11 @@ MULTIDIGIT_N_TRAIN = 5011
 
 #: MultiGuard Section 4.2, VOC 2007, default setting, R = 0.5 (certified top-3, %).
 MULTIGUARD_PAPER_VOC = pd.DataFrame(
-    [("MultiGuard", 31.3, 66.4, 42.6),
-     ("MultiGuard (first terms only)", 23.6, 48.8, 31.8),
-     ("Jia et al. 2020", 24.3, 51.6, 33.0)],
+    [
+        ("MultiGuard", 31.3, 66.4, 42.6),
+        ("MultiGuard (first terms only)", 23.6, 48.8, 31.8),
+        ("Jia et al. 2020", 24.3, 51.6, 33.0),
+    ],
     columns=["label", "paper_precision", "paper_recall", "paper_f1"],
 )
 PAPER_RADIUS = 0.5
@@ -131,103 +174,199 @@ MG_RADII = np.round(np.arange(41) * 0.05, 10)  # R = 0, 0.05, ..., 2.0
 MG_TABLE_RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
 PG_TABLE_T = (0, 5, 10, 20, 50, 100, 150, 200)
 
-MG_LABELS = {"multiguard": "MultiGuard", "first-term": "MultiGuard (first terms only)",
-             "jia": "Jia et al. 2020"}
-PG_LABELS = {"poisoningguard-bagging": "PG-Bagging", "bagging": "Bagging (Jia et al. 2021)",
-             "poisoningguard-dpa": "PG-DPA", "dpa": "DPA (Levine & Feizi 2021)"}
+MG_LABELS = {
+    "multiguard": "MultiGuard",
+    "first-term": "MultiGuard (first terms only)",
+    "jia": "Jia et al. 2020",
+}
+PG_LABELS = {
+    "poisoningguard-bagging": "PG-Bagging",
+    "bagging": "Bagging (Jia et al. 2021)",
+    "poisoningguard-dpa": "PG-DPA",
+    "dpa": "DPA (Levine & Feizi 2021)",
+}
 
 
 # ------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Reproduce the MultiGuard and PoisoningGuard experiments (Section 4.1 "
-                    "of each paper). Without --data-root, runs on make_multidigit.",
+        "of each paper). Without --data-root, runs on make_multidigit.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("data and run")
-    g.add_argument("--data-root", type=Path, default=None,
-                   help="root of the data set (see the loaders' docstrings for the layout); "
-                        "omit to use the embedded make_multidigit benchmark")
-    g.add_argument("--dataset", choices=["voc2007", "coco", "nuswide"], default=None,
-                   help="which data set --data-root holds (default voc2007)")
-    g.add_argument("--papers", nargs="+", choices=["multiguard", "poisoningguard"],
-                   default=["multiguard", "poisoningguard"], help="which experiments to run")
-    g.add_argument("--out", type=Path, default=Path("reproduce_results"),
-                   help="folder for CSV tables, PNG plots, counts and run.json")
+    g.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="root of the data set (see the loaders' docstrings for the layout); "
+        "omit to use the embedded make_multidigit benchmark",
+    )
+    g.add_argument(
+        "--dataset",
+        choices=["voc2007", "coco", "nuswide"],
+        default=None,
+        help="which data set --data-root holds (default voc2007)",
+    )
+    g.add_argument(
+        "--papers",
+        nargs="+",
+        choices=["multiguard", "poisoningguard"],
+        default=["multiguard", "poisoningguard"],
+        help="which experiments to run",
+    )
+    g.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reproduce_results"),
+        help="folder for CSV tables, PNG plots, counts and run.json",
+    )
     g.add_argument("--device", default="cpu", help='torch device, e.g. "cuda"')
     g.add_argument("--seed", type=int, default=0, help="seed of every random choice")
-    g.add_argument("--quick", action="store_true",
-                   help="CI-size settings: 100 draws, 100 base models, 50 partitions, "
-                        "100 MultiGuard test inputs, 1000 training images, few epochs")
-    g.add_argument("--n-train", type=int, default=None,
-                   help="training images: generated ones for make_multidigit (default 5011, "
-                        "as VOC), a random subset of the training split otherwise "
-                        "(default 0 = all)")
-    g.add_argument("--workers", type=int, default=4,
-                   help="DataLoader worker processes decoding images (0 = in the main "
-                        "process)")
+    g.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI-size settings: 100 draws, 100 base models, 50 partitions, "
+        "100 MultiGuard test inputs, 1000 training images, few epochs",
+    )
+    g.add_argument(
+        "--n-train",
+        type=int,
+        default=None,
+        help="training images: generated ones for make_multidigit (default 5011, "
+        "as VOC), a random subset of the training split otherwise "
+        "(default 0 = all)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="DataLoader worker processes decoding images (0 = in the main process)",
+    )
     g.add_argument("--verbose", type=int, default=0, help="progress bars when > 0")
 
     g = p.add_argument_group("encoder (real data sets only; nothing is downloaded)")
-    g.add_argument("--backbone", default="resnet50",
-                   help="torchvision model name, built without weights; its classification "
-                        "layer (fc) is replaced by the identity")
-    g.add_argument("--backbone-module", default=None, metavar="MODULE:CALLABLE",
-                   help="instead of torchvision: a callable returning the encoder "
-                        "(nn.Module, images -> features), as 'package.module:name' or "
-                        "'path/to/file.py:name'")
-    g.add_argument("--backbone-weights", type=Path, default=None,
-                   help="state_dict file for the encoder (torchvision style; MoCo "
-                        "checkpoints' encoder_q is picked out); required with --backbone")
-    g.add_argument("--image-size", type=int, default=224,
-                   help="images are resized to this square size (ASL uses 448)")
-    g.add_argument("--feature-batch-size", type=int, default=128,
-                   help="images per encoder pass when extracting features")
-    g.add_argument("--amp", action="store_true",
-                   help="run the encoder under bfloat16 autocast (faster on GPUs)")
+    g.add_argument(
+        "--backbone",
+        default="resnet50",
+        help="torchvision model name, built without weights; its classification "
+        "layer (fc) is replaced by the identity",
+    )
+    g.add_argument(
+        "--backbone-module",
+        default=None,
+        metavar="MODULE:CALLABLE",
+        help="instead of torchvision: a callable returning the encoder "
+        "(nn.Module, images -> features), as 'package.module:name' or "
+        "'path/to/file.py:name'",
+    )
+    g.add_argument(
+        "--backbone-weights",
+        type=Path,
+        default=None,
+        help="state_dict file for the encoder (torchvision style; MoCo "
+        "checkpoints' encoder_q is picked out); required with --backbone",
+    )
+    g.add_argument(
+        "--image-size",
+        type=int,
+        default=224,
+        help="images are resized to this square size (ASL uses 448)",
+    )
+    g.add_argument(
+        "--feature-batch-size",
+        type=int,
+        default=128,
+        help="images per encoder pass when extracting features",
+    )
+    g.add_argument(
+        "--amp",
+        action="store_true",
+        help="run the encoder under bfloat16 autocast (faster on GPUs)",
+    )
 
     g = p.add_argument_group("MultiGuard (MultiGuard paper, Section 4.1)")
     g.add_argument("--sigma", type=float, default=None, help="noise std (default 0.5)")
     g.add_argument("--n-draws", type=int, default=None, help="n, noisy draws (default 1000)")
-    g.add_argument("--alpha", type=float, default=None,
-                   help="failure probability, also of PG-Bagging (default 0.001)")
-    g.add_argument("--mg-k-prime", type=int, default=None,
-                   help="k' (default 1 on VOC, 3 on COCO and NUS-WIDE)")
-    g.add_argument("--mg-k", type=int, default=None,
-                   help="k (default 3 on VOC, 10 on COCO and NUS-WIDE)")
-    g.add_argument("--mg-n-test", type=int, default=None,
-                   help="random test images to certify (default 500)")
-    g.add_argument("--mg-train", choices=["full", "head"], default="full",
-                   help="real data: fine-tune encoder and head on noisy images (the "
-                        "paper) or train only a head on a frozen encoder")
-    g.add_argument("--mg-epochs", type=int, default=None,
-                   help="training epochs (default 20 on make_multidigit, 10 otherwise)")
+    g.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="failure probability, also of PG-Bagging (default 0.001)",
+    )
+    g.add_argument(
+        "--mg-k-prime", type=int, default=None, help="k' (default 1 on VOC, 3 on COCO and NUS-WIDE)"
+    )
+    g.add_argument(
+        "--mg-k", type=int, default=None, help="k (default 3 on VOC, 10 on COCO and NUS-WIDE)"
+    )
+    g.add_argument(
+        "--mg-n-test", type=int, default=None, help="random test images to certify (default 500)"
+    )
+    g.add_argument(
+        "--mg-train",
+        choices=["full", "head"],
+        default="full",
+        help="real data: fine-tune encoder and head on noisy images (the "
+        "paper) or train only a head on a frozen encoder",
+    )
+    g.add_argument(
+        "--mg-epochs",
+        type=int,
+        default=None,
+        help="training epochs (default 20 on make_multidigit, 10 otherwise)",
+    )
     g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the head")
-    g.add_argument("--backbone-lr", type=float, default=1e-4,
-                   help="Adam learning rate of the encoder with --mg-train full")
+    g.add_argument(
+        "--backbone-lr",
+        type=float,
+        default=1e-4,
+        help="Adam learning rate of the encoder with --mg-train full",
+    )
     g.add_argument("--train-batch-size", type=int, default=32, help="training batch size")
-    g.add_argument("--sample-batch-size", type=int, default=500,
-                   help="noisy copies per forward pass at certification")
+    g.add_argument(
+        "--sample-batch-size",
+        type=int,
+        default=500,
+        help="noisy copies per forward pass at certification",
+    )
 
     g = p.add_argument_group("PoisoningGuard (PoisoningGuard paper, Section 4.1)")
     g.add_argument("--pg-k", type=int, default=None, help="k (default 3)")
     g.add_argument("--pg-k-base", type=int, default=None, help="k_b (default 1)")
-    g.add_argument("--n-estimators", type=int, default=None,
-                   help="base models of bagging (default 1000)")
-    g.add_argument("--max-samples", type=int, default=None,
-                   help="m, subsample size of bagging (default 100 on VOC, 1000 elsewhere)")
-    g.add_argument("--n-partitions", type=int, default=None,
-                   help="N, partitions of DPA (default 300)")
-    g.add_argument("--pg-head", choices=["asl", "ridge"], default=None,
-                   help="base classifier on the features: a linear layer trained with the "
-                        "asymmetric loss (default on real data), or ridge (default on "
-                        "make_multidigit)")
-    g.add_argument("--pg-epochs", type=int, default=None,
-                   help="full-batch Adam steps of each asl head (default 100)")
-    g.add_argument("--pg-n-test", type=int, default=None,
-                   help="test images to certify (default 0 = the whole test split)")
-    g.add_argument("--n-jobs", type=int, default=1,
-                   help="joblib jobs for fitting the base models")
+    g.add_argument(
+        "--n-estimators", type=int, default=None, help="base models of bagging (default 1000)"
+    )
+    g.add_argument(
+        "--max-samples",
+        type=int,
+        default=None,
+        help="m, subsample size of bagging (default 100 on VOC, 1000 elsewhere)",
+    )
+    g.add_argument(
+        "--n-partitions", type=int, default=None, help="N, partitions of DPA (default 300)"
+    )
+    g.add_argument(
+        "--pg-head",
+        choices=["asl", "ridge"],
+        default=None,
+        help="base classifier on the features: a linear layer trained with the "
+        "asymmetric loss (default on real data), or ridge (default on "
+        "make_multidigit)",
+    )
+    g.add_argument(
+        "--pg-epochs",
+        type=int,
+        default=None,
+        help="full-batch Adam steps of each asl head (default 100)",
+    )
+    g.add_argument(
+        "--pg-n-test",
+        type=int,
+        default=None,
+        help="test images to certify (default 0 = the whole test split)",
+    )
+    g.add_argument("--n-jobs", type=int, default=1, help="joblib jobs for fitting the base models")
     return p
 
 
@@ -252,18 +391,50 @@ def resolve_settings(args: argparse.Namespace) -> dict:
         s["n_train"] = MULTIDIGIT_N_TRAIN if dataset == "multidigit" else 0
     s["dataset"] = dataset
     s["dataset_arg"] = args.dataset
-    for key in ("data_root", "papers", "out", "device", "seed", "quick", "workers",
-                "verbose", "backbone", "backbone_module", "backbone_weights", "image_size",
-                "feature_batch_size", "amp", "mg_train", "lr", "backbone_lr",
-                "train_batch_size", "sample_batch_size", "n_jobs"):
+    for key in (
+        "data_root",
+        "papers",
+        "out",
+        "device",
+        "seed",
+        "quick",
+        "workers",
+        "verbose",
+        "backbone",
+        "backbone_module",
+        "backbone_weights",
+        "image_size",
+        "feature_batch_size",
+        "amp",
+        "mg_train",
+        "lr",
+        "backbone_lr",
+        "train_batch_size",
+        "sample_batch_size",
+        "n_jobs",
+    ):
         s[key] = getattr(args, key)
     return s
 
 
 def check_settings(s: dict, parser: argparse.ArgumentParser) -> None:
-    positive = ("n_draws", "mg_epochs", "pg_k", "pg_k_base", "n_estimators", "max_samples",
-                "n_partitions", "pg_epochs", "mg_k", "mg_k_prime", "mg_n_test", "image_size",
-                "feature_batch_size", "train_batch_size", "sample_batch_size")
+    positive = (
+        "n_draws",
+        "mg_epochs",
+        "pg_k",
+        "pg_k_base",
+        "n_estimators",
+        "max_samples",
+        "n_partitions",
+        "pg_epochs",
+        "mg_k",
+        "mg_k_prime",
+        "mg_n_test",
+        "image_size",
+        "feature_batch_size",
+        "train_batch_size",
+        "sample_batch_size",
+    )
     for name in positive:
         if s[name] < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {s[name]}.")
@@ -276,11 +447,14 @@ def check_settings(s: dict, parser: argparse.ArgumentParser) -> None:
         parser.error(f"--alpha must be in (0, 1), got {s['alpha']}.")
     if s["dataset"] == "multidigit":
         if s["dataset_arg"] is not None:
-            parser.error("--dataset needs --data-root (without it the script runs on "
-                         "make_multidigit).")
+            parser.error(
+                "--dataset needs --data-root (without it the script runs on make_multidigit)."
+            )
         if s["backbone_module"] or s["backbone_weights"]:
-            parser.error("--backbone-module and --backbone-weights need --data-root; the "
-                         "embedded benchmark uses the pixels as features.")
+            parser.error(
+                "--backbone-module and --backbone-weights need --data-root; the "
+                "embedded benchmark uses the pixels as features."
+            )
         if s["n_train"] < 1:
             parser.error("--n-train must be at least 1 for make_multidigit.")
 
@@ -327,8 +501,11 @@ class ImageFiles(torch.utils.data.Dataset):
 def image_loader(paths, Y, s: dict, *, batch_size: int, shuffle: bool = False, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(
-        ImageFiles(paths, Y, s["image_size"]), batch_size=batch_size, shuffle=shuffle,
-        num_workers=s["workers"], generator=generator,
+        ImageFiles(paths, Y, s["image_size"]),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=s["workers"],
+        generator=generator,
         pin_memory=torch.device(s["device"]).type == "cuda",
     )
 
@@ -338,9 +515,10 @@ def load_images(paths, s: dict) -> np.ndarray:
     size = s["image_size"]
     out = np.empty((len(paths), 3, size, size), dtype=np.float32)
     start = 0
-    for x, _ in image_loader(paths, np.zeros((len(paths), 0)), s,
-                             batch_size=s["feature_batch_size"]):
-        out[start:start + len(x)] = x.numpy()
+    for x, _ in image_loader(
+        paths, np.zeros((len(paths), 0)), s, batch_size=s["feature_batch_size"]
+    ):
+        out[start : start + len(x)] = x.numpy()
         start += len(x)
     return out
 
@@ -375,10 +553,10 @@ def read_state_dict(path: Path) -> dict:
         raise ValueError(f"{os.fspath(path)!r} does not hold a state_dict.")
     for prefix in ("module.encoder_q.", "encoder_q."):
         if any(key.startswith(prefix) for key in state):
-            state = {key[len(prefix):]: v for key, v in state.items() if key.startswith(prefix)}
+            state = {key[len(prefix) :]: v for key, v in state.items() if key.startswith(prefix)}
             break
     if state and all(key.startswith("module.") for key in state):
-        state = {key[len("module."):]: v for key, v in state.items()}
+        state = {key[len("module.") :]: v for key, v in state.items()}
     return state
 
 
@@ -387,8 +565,9 @@ def build_encoder(s: dict) -> nn.Module:
     if s["backbone_module"]:
         module = import_callable(s["backbone_module"])()
         if not isinstance(module, nn.Module):
-            raise TypeError(f"{s['backbone_module']} returned {type(module).__name__}, "
-                            "not a torch.nn.Module.")
+            raise TypeError(
+                f"{s['backbone_module']} returned {type(module).__name__}, not a torch.nn.Module."
+            )
         drop_fc = False
     else:
         try:
@@ -399,8 +578,10 @@ def build_encoder(s: dict) -> nn.Module:
                 "callable returning the encoder as a torch.nn.Module) instead of --backbone."
             ) from None
         if s["backbone_weights"] is None:
-            raise SystemExit("--backbone-weights is required with --backbone: nothing is "
-                             "downloaded, and an encoder with random weights is useless.")
+            raise SystemExit(
+                "--backbone-weights is required with --backbone: nothing is "
+                "downloaded, and an encoder with random weights is useless."
+            )
         module = getattr(torchvision.models, s["backbone"])(weights=None)
         if hasattr(module, "fc"):
             module.fc = nn.Identity()
@@ -410,8 +591,7 @@ def build_encoder(s: dict) -> nn.Module:
     if s["backbone_weights"] is not None:
         state = read_state_dict(s["backbone_weights"])
         if drop_fc:  # the ImageNet classifier, or MoCo's projection head
-            state = {k: v for k, v in state.items()
-                     if not k.startswith(("fc.", "classifier."))}
+            state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
         missing, unexpected = module.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(
@@ -426,8 +606,9 @@ class ImageClassifier(nn.Module):
     linear head. Gaussian noise is added to its input, so the certificate is about l2
     perturbations of the [0, 1] image."""
 
-    def __init__(self, encoder: nn.Module, n_features: int, n_classes: int, *, mean, std,
-                 amp: bool = False):
+    def __init__(
+        self, encoder: nn.Module, n_features: int, n_classes: int, *, mean, std, amp: bool = False
+    ):
         super().__init__()
         self.encoder = encoder
         self.head = nn.Linear(n_features, n_classes)
@@ -466,29 +647,49 @@ def load_data(s: dict, log: Log) -> dict:
     if s["dataset"] == "multidigit":
         n_test = max(s["mg_n_test"], s["pg_n_test"])
         X_train, X_test, Y_train, Y_test = make_multidigit(
-            s["n_train"], n_test, random_state=s["seed"])
-        log(f"make_multidigit: {len(X_train)} training and {len(X_test)} test images, "
-            f"{Y_train.shape[1]} classes, {Y_train.sum(1).mean():.2f} labels an image")
-        return dict(X_train=X_train, Y_train=Y_train, X_test=X_test, Y_test=Y_test,
-                    class_names=[str(i) for i in range(Y_train.shape[1])])
+            s["n_train"], n_test, random_state=s["seed"]
+        )
+        log(
+            f"make_multidigit: {len(X_train)} training and {len(X_test)} test images, "
+            f"{Y_train.shape[1]} classes, {Y_train.sum(1).mean():.2f} labels an image"
+        )
+        return dict(
+            X_train=X_train,
+            Y_train=Y_train,
+            X_test=X_test,
+            Y_test=Y_test,
+            class_names=[str(i) for i in range(Y_train.shape[1])],
+        )
     spec = DATASETS[s["dataset"]]
     train = spec["loader"](s["data_root"], spec["splits"][0])
     test = spec["loader"](s["data_root"], spec["splits"][1])
     rows = sample_rows(len(train.paths), s["n_train"], s["seed"])
     paths_train = [train.paths[i] for i in rows]
-    log(f"{spec['name']}: {len(paths_train)} training images ({spec['splits'][0]}"
+    log(
+        f"{spec['name']}: {len(paths_train)} training images ({spec['splits'][0]}"
         f"{', random subset' if len(rows) < len(train.paths) else ''}), {len(test.paths)} "
-        f"test images ({spec['splits'][1]}), {train.Y.shape[1]} classes")
-    return dict(paths_train=paths_train, Y_train=train.Y[rows], paths_test=list(test.paths),
-                Y_test=test.Y, class_names=list(train.class_names))
+        f"test images ({spec['splits'][1]}), {train.Y.shape[1]} classes"
+    )
+    return dict(
+        paths_train=paths_train,
+        Y_train=train.Y[rows],
+        paths_test=list(test.paths),
+        Y_test=test.Y,
+        class_names=list(train.class_names),
+    )
 
 
 def make_extractor(s: dict, log: Log) -> ImageFeatureExtractor:
     extractor = ImageFeatureExtractor(
-        build_encoder(s), image_size=s["image_size"], batch_size=s["feature_batch_size"],
-        device=s["device"]).fit()
-    log(f"encoder: {s['backbone_module'] or s['backbone']}, "
-        f"{extractor.n_features_out_} features, on {extractor.device_}")
+        build_encoder(s),
+        image_size=s["image_size"],
+        batch_size=s["feature_batch_size"],
+        device=s["device"],
+    ).fit()
+    log(
+        f"encoder: {s['backbone_module'] or s['backbone']}, "
+        f"{extractor.n_features_out_} features, on {extractor.device_}"
+    )
     return extractor
 
 
@@ -499,16 +700,28 @@ def train_image_classifier(extractor, data, s: dict, log: Log) -> ImageClassifie
     full = s["mg_train"] == "full"
     encoder = copy.deepcopy(extractor.backbone_) if full else extractor.backbone_
     encoder.requires_grad_(full)
-    model = ImageClassifier(encoder, extractor.n_features_out_, data["Y_train"].shape[1],
-                            mean=extractor.mean, std=extractor.std, amp=s["amp"]).to(device)
+    model = ImageClassifier(
+        encoder,
+        extractor.n_features_out_,
+        data["Y_train"].shape[1],
+        mean=extractor.mean,
+        std=extractor.std,
+        amp=s["amp"],
+    ).to(device)
     groups = [{"params": model.head.parameters(), "lr": s["lr"]}]
     if full:
         groups.append({"params": model.encoder.parameters(), "lr": s["backbone_lr"]})
     optimizer = torch.optim.Adam(groups)
     criterion = AsymmetricLoss()
     noise = torch.Generator(device=device).manual_seed(s["seed"] + 1)
-    loader = image_loader(data["paths_train"], data["Y_train"], s,
-                          batch_size=s["train_batch_size"], shuffle=True, seed=s["seed"])
+    loader = image_loader(
+        data["paths_train"],
+        data["Y_train"],
+        s,
+        batch_size=s["train_batch_size"],
+        shuffle=True,
+        seed=s["seed"],
+    )
     for epoch in range(s["mg_epochs"]):
         model.train(full)
         model.head.train()
@@ -529,32 +742,47 @@ def train_image_classifier(extractor, data, s: dict, log: Log) -> ImageClassifie
             optimizer.step()
             total += float(loss.detach()) * len(x)
             seen += len(x)
-        log(f"MultiGuard base ({s['mg_train']}): epoch {epoch + 1}/{s['mg_epochs']}, "
-            f"ASL loss {total / max(seen, 1):.4f}")
+        log(
+            f"MultiGuard base ({s['mg_train']}): epoch {epoch + 1}/{s['mg_epochs']}, "
+            f"ASL loss {total / max(seen, 1):.4f}"
+        )
     return model.eval().requires_grad_(False)
 
 
 def run_multiguard(data, extractor, s: dict, log: Log) -> list:
     """Train the base classifier on noisy inputs and certify: MultiGuard, its first-term
     ablation and Jia et al. (k' = 1 only), from one sampling pass."""
-    smoothing = dict(sigma=s["sigma"], k_prime=s["mg_k_prime"], k=s["mg_k"],
-                     n_draws=s["n_draws"], alpha=s["alpha"],
-                     batch_size=s["sample_batch_size"], random_state=s["seed"],
-                     verbose=s["verbose"])
+    smoothing = dict(
+        sigma=s["sigma"],
+        k_prime=s["mg_k_prime"],
+        k=s["mg_k"],
+        n_draws=s["n_draws"],
+        alpha=s["alpha"],
+        batch_size=s["sample_batch_size"],
+        random_state=s["seed"],
+        verbose=s["verbose"],
+    )
     if s["dataset"] == "multidigit":
-        base = MultiLabelNet(max_epochs=s["mg_epochs"], lr=s["lr"],
-                             batch_size=s["train_batch_size"], device=s["device"])
-        log(f"MultiGuard: training MultiLabelNet on noisy inputs (sigma={s['sigma']}, "
-            f"{s['mg_epochs']} epochs)")
-        clf = SmoothedMultiLabelClassifier(base, **smoothing).fit(
-            data["X_train"], data["Y_train"])
-        rows = sample_rows(len(data["Y_test"]), s["mg_n_test"], s["seed"],
-                           eligible=data["Y_test"].sum(1) > 0)
+        base = MultiLabelNet(
+            max_epochs=s["mg_epochs"],
+            lr=s["lr"],
+            batch_size=s["train_batch_size"],
+            device=s["device"],
+        )
+        log(
+            f"MultiGuard: training MultiLabelNet on noisy inputs (sigma={s['sigma']}, "
+            f"{s['mg_epochs']} epochs)"
+        )
+        clf = SmoothedMultiLabelClassifier(base, **smoothing).fit(data["X_train"], data["Y_train"])
+        rows = sample_rows(
+            len(data["Y_test"]), s["mg_n_test"], s["seed"], eligible=data["Y_test"].sum(1) > 0
+        )
         X, Y = data["X_test"][rows], data["Y_test"][rows]
     else:
         model = train_image_classifier(extractor, data, s, log)
-        rows = sample_rows(len(data["Y_test"]), s["mg_n_test"], s["seed"],
-                           eligible=data["Y_test"].sum(1) > 0)
+        rows = sample_rows(
+            len(data["Y_test"]), s["mg_n_test"], s["seed"], eligible=data["Y_test"].sum(1) > 0
+        )
         X = load_images([data["paths_test"][i] for i in rows], s)
         Y = data["Y_test"][rows]
         # trained on noisy images above: used as is
@@ -579,8 +807,10 @@ def run_poisoningguard(data, extractor, s: dict, log: Log) -> list:
         F_test, Y_test = data["X_test"][rows], data["Y_test"][rows]
     else:
         rows = sample_rows(len(data["Y_test"]), s["pg_n_test"], s["seed"])
-        log(f"PoisoningGuard: encoding {len(data['paths_train'])} training and {len(rows)} "
-            "test images")
+        log(
+            f"PoisoningGuard: encoding {len(data['paths_train'])} training and {len(rows)} "
+            "test images"
+        )
         F_train = encode(extractor, data["paths_train"], s)
         F_test = encode(extractor, [data["paths_test"][i] for i in rows], s)
         Y_train, Y_test = data["Y_train"], data["Y_test"][rows]
@@ -591,29 +821,46 @@ def run_poisoningguard(data, extractor, s: dict, log: Log) -> list:
     else:
         head = RidgeClassifier()
     T = t_grid(len(F_train), s["max_samples"], s["n_partitions"])
-    common = dict(k_base=s["pg_k_base"], k=s["pg_k"], n_jobs=s["n_jobs"],
-                  verbose=max(0, s["verbose"] - 1))
+    common = dict(
+        k_base=s["pg_k_base"], k=s["pg_k"], n_jobs=s["n_jobs"], verbose=max(0, s["verbose"] - 1)
+    )
 
-    log(f"PoisoningGuard: bagging, {s['n_estimators']} {s['pg_head']} heads on "
-        f"m={s['max_samples']} of {len(F_train)} examples")
+    log(
+        f"PoisoningGuard: bagging, {s['n_estimators']} {s['pg_head']} heads on "
+        f"m={s['max_samples']} of {len(F_train)} examples"
+    )
     bagging = BaggingCertifiedClassifier(
-        head, n_estimators=s["n_estimators"], max_samples=s["max_samples"],
-        alpha=s["alpha"], random_state=s["seed"], **common).fit(F_train, Y_train)
+        head,
+        n_estimators=s["n_estimators"],
+        max_samples=s["max_samples"],
+        alpha=s["alpha"],
+        random_state=s["seed"],
+        **common,
+    ).fit(F_train, Y_train)
     pg_bag = bagging.certify(F_test, Y_test, radius=T, attack="modification")
     pg_bag.label = PG_LABELS["poisoningguard-bagging"]
     log(f"PoisoningGuard: DPA, {s['n_partitions']} {s['pg_head']} heads on hash partitions")
     dpa = DPACertifiedClassifier(head, n_partitions=s["n_partitions"], **common).fit(
-        F_train, Y_train)
+        F_train, Y_train
+    )
     pg_dpa = dpa.certify(F_test, Y_test, radius=T, attack="modification")
     pg_dpa.label = PG_LABELS["poisoningguard-dpa"]
-    return [pg_bag, pg_bag.recertify(method="bagging", label=PG_LABELS["bagging"]),
-            pg_dpa, pg_dpa.recertify(method="dpa", label=PG_LABELS["dpa"])]
+    return [
+        pg_bag,
+        pg_bag.recertify(method="bagging", label=PG_LABELS["bagging"]),
+        pg_dpa,
+        pg_dpa.recertify(method="dpa", label=PG_LABELS["dpa"]),
+    ]
 
 
 def encode(extractor, paths, s: dict) -> np.ndarray:
     """Encoder features of image files; the workers decode, the extractor encodes."""
-    chunks = [extractor.transform(x.numpy()) for x, _ in image_loader(
-        paths, np.zeros((len(paths), 0)), s, batch_size=s["feature_batch_size"])]
+    chunks = [
+        extractor.transform(x.numpy())
+        for x, _ in image_loader(
+            paths, np.zeros((len(paths), 0)), s, batch_size=s["feature_batch_size"]
+        )
+    ]
     if not chunks:
         return np.empty((0, extractor.n_features_out_), dtype=np.float32)
     return np.concatenate(chunks)
@@ -626,8 +873,9 @@ def curves_frame(results) -> pd.DataFrame:
 
 def summary_table(curves: pd.DataFrame, radius_col: str, at) -> pd.DataFrame:
     """Precision, recall and f1 in % at a few radii, one row per method and radius."""
-    keep = np.isclose(curves[radius_col].to_numpy(dtype=float)[:, None],
-                      np.asarray(at, dtype=float)[None, :]).any(axis=1)
+    keep = np.isclose(
+        curves[radius_col].to_numpy(dtype=float)[:, None], np.asarray(at, dtype=float)[None, :]
+    ).any(axis=1)
     table = curves.loc[keep, [radius_col, "label", "k", "precision", "recall", "f1"]].copy()
     table[["precision", "recall", "f1"]] = (100 * table[["precision", "recall", "f1"]]).round(1)
     return table.sort_values([radius_col, "label"], kind="stable").reset_index(drop=True)
@@ -639,12 +887,18 @@ def paper_comparison(curves: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, paper in MULTIGUARD_PAPER_VOC.iterrows():
         ours = at.loc[paper["label"]] if paper["label"] in at.index else None
-        rows.append({
-            "label": paper["label"],
-            **{f"paper_{m}": paper[f"paper_{m}"] for m in ("precision", "recall", "f1")},
-            **{f"this_run_{m}": (round(100 * float(ours[m]), 1) if ours is not None
-                                 else np.nan) for m in ("precision", "recall", "f1")},
-        })
+        rows.append(
+            {
+                "label": paper["label"],
+                **{f"paper_{m}": paper[f"paper_{m}"] for m in ("precision", "recall", "f1")},
+                **{
+                    f"this_run_{m}": (
+                        round(100 * float(ours[m]), 1) if ours is not None else np.nan
+                    )
+                    for m in ("precision", "recall", "f1")
+                },
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -669,11 +923,18 @@ def save_plot(results, path: Path, title: str) -> bool:
 
 def save_counts(r, path: Path) -> None:
     """The label counts behind a result, to re-certify later without retraining."""
-    np.savez_compressed(path, counts=r.counts, Y=r.Y, radius=r.radius, k=r.k,
-                        n_draws=-1 if r.n_draws is None else r.n_draws,
-                        alpha=np.nan if r.alpha is None else r.alpha,
-                        params=json.dumps({k: (v.item() if hasattr(v, "item") else v)
-                                           for k, v in r.params.items()}))
+    np.savez_compressed(
+        path,
+        counts=r.counts,
+        Y=r.Y,
+        radius=r.radius,
+        k=r.k,
+        n_draws=-1 if r.n_draws is None else r.n_draws,
+        alpha=np.nan if r.alpha is None else r.alpha,
+        params=json.dumps(
+            {k: (v.item() if hasattr(v, "item") else v) for k, v in r.params.items()}
+        ),
+    )
 
 
 def write_outputs(name: str, results, s: dict, radius_col: str, at, log: Log) -> dict:
@@ -687,24 +948,33 @@ def write_outputs(name: str, results, s: dict, radius_col: str, at, log: Log) ->
     else:
         save_counts(results[0], out / "poisoningguard_bagging_counts.npz")
         save_counts(results[2], out / "poisoningguard_dpa_counts.npz")
-    title = f"{'MultiGuard' if name == 'multiguard' else 'PoisoningGuard'} on " \
-            f"{DATASETS[s['dataset']]['name']}"
+    title = (
+        f"{'MultiGuard' if name == 'multiguard' else 'PoisoningGuard'} on "
+        f"{DATASETS[s['dataset']]['name']}"
+    )
     plotted = save_plot(results, out / f"{name}_curves.png", title)
-    log(f"wrote {name}_curves.csv, {name}_table.csv"
-        f"{', ' + name + '_curves.png' if plotted else ' (no matplotlib: no plot)'}")
+    log(
+        f"wrote {name}_curves.csv, {name}_table.csv"
+        f"{', ' + name + '_curves.png' if plotted else ' (no matplotlib: no plot)'}"
+    )
     return dict(results=results, curves=curves, table=table)
 
 
 def print_multiguard(report: dict, s: dict) -> pd.DataFrame:
     table = report["table"]
-    print(f"\nMultiGuard on {DATASETS[s['dataset']]['name']}: certified top-{s['mg_k']} "
-          f"precision / recall / f1 (%), sigma={s['sigma']}, k'={s['mg_k_prime']}, "
-          f"n={s['n_draws']}, alpha={s['alpha']}")
+    print(
+        f"\nMultiGuard on {DATASETS[s['dataset']]['name']}: certified top-{s['mg_k']} "
+        f"precision / recall / f1 (%), sigma={s['sigma']}, k'={s['mg_k_prime']}, "
+        f"n={s['n_draws']}, alpha={s['alpha']}"
+    )
     print(table.to_string(index=False))
     comparison = paper_comparison(report["curves"])
-    note = ("" if s["dataset"] == "voc2007" else
-            f"  (this run is on {DATASETS[s['dataset']]['name']}, not VOC 2007: compare the "
-            "ordering of the methods, not the values)")
+    note = (
+        ""
+        if s["dataset"] == "voc2007"
+        else f"  (this run is on {DATASETS[s['dataset']]['name']}, not VOC 2007: compare the "
+        "ordering of the methods, not the values)"
+    )
     print(f"\nBeside the MultiGuard paper, VOC 2007, R = {PAPER_RADIUS} (%):{note}")
     print(comparison.to_string(index=False))
     comparison.to_csv(s["out"] / "multiguard_vs_paper.csv", index=False)
@@ -712,18 +982,24 @@ def print_multiguard(report: dict, s: dict) -> pd.DataFrame:
 
 
 def print_poisoningguard(report: dict, s: dict) -> None:
-    print(f"\nPoisoningGuard on {DATASETS[s['dataset']]['name']}, modification attack: "
-          f"certified top-{s['pg_k']} precision / recall / f1 (%), k_b={s['pg_k_base']}, "
-          f"bagging N={s['n_estimators']} m={s['max_samples']} alpha={s['alpha']}, "
-          f"DPA N={s['n_partitions']}, {s['pg_head']} heads")
+    print(
+        f"\nPoisoningGuard on {DATASETS[s['dataset']]['name']}, modification attack: "
+        f"certified top-{s['pg_k']} precision / recall / f1 (%), k_b={s['pg_k_base']}, "
+        f"bagging N={s['n_estimators']} m={s['max_samples']} alpha={s['alpha']}, "
+        f"DPA N={s['n_partitions']}, {s['pg_head']} heads"
+    )
     print(report["table"].to_string(index=False))
     print("\n" + POISONINGGUARD_PAPER_NOTE)
 
 
 def environment() -> dict:
-    env = dict(python=platform.python_version(), torch=torch.__version__,
-               numpy=np.__version__, sklearn_certify=sklearn_certify.__version__,
-               platform=platform.platform())
+    env = dict(
+        python=platform.python_version(),
+        torch=torch.__version__,
+        numpy=np.__version__,
+        sklearn_certify=sklearn_certify.__version__,
+        platform=platform.platform(),
+    )
     if torch.cuda.is_available():
         env["cuda_device"] = torch.cuda.get_device_name()
     return env
@@ -747,23 +1023,28 @@ def main(argv=None) -> dict:
     timings, output = {}, {"settings": s}
     if "multiguard" in s["papers"]:
         start = time.perf_counter()
-        report = write_outputs("multiguard", run_multiguard(data, extractor, s, log), s,
-                               "radius", MG_TABLE_RADII, log)
+        report = write_outputs(
+            "multiguard", run_multiguard(data, extractor, s, log), s, "radius", MG_TABLE_RADII, log
+        )
         timings["multiguard_s"] = round(time.perf_counter() - start, 1)
         report["paper"] = print_multiguard(report, s)
         output["multiguard"] = report
     if "poisoningguard" in s["papers"]:
         start = time.perf_counter()
-        report = write_outputs("poisoningguard", run_poisoningguard(data, extractor, s, log),
-                               s, "T", PG_TABLE_T, log)
+        report = write_outputs(
+            "poisoningguard", run_poisoningguard(data, extractor, s, log), s, "T", PG_TABLE_T, log
+        )
         timings["poisoningguard_s"] = round(time.perf_counter() - start, 1)
         print_poisoningguard(report, s)
         output["poisoningguard"] = report
 
-    run = dict(settings={k: (os.fspath(v) if isinstance(v, Path) else v)
-                         for k, v in s.items()},
-               timings=timings, environment=environment(),
-               n_train=len(data["Y_train"]), n_classes=int(data["Y_train"].shape[1]))
+    run = dict(
+        settings={k: (os.fspath(v) if isinstance(v, Path) else v) for k, v in s.items()},
+        timings=timings,
+        environment=environment(),
+        n_train=len(data["Y_train"]),
+        n_classes=int(data["Y_train"].shape[1]),
+    )
     (s["out"] / "run.json").write_text(json.dumps(run, indent=2, default=str))
     log(f"done; outputs in {os.fspath(s['out'])}")
     return output

@@ -123,9 +123,7 @@ class CertifiedClassifierMixin(ClassifierMixin, metaclass=ABCMeta):
         if classes is not None:
             check_classification_targets(y)  # 1-D: discrete classes, not a regression target
         if len(Y) != len(X):
-            raise ValueError(
-                f"X has {len(X)} inputs but Y has {len(Y)} rows; they must match."
-            )
+            raise ValueError(f"X has {len(X)} inputs but Y has {len(Y)} rows; they must match.")
         return Y, classes
 
     def _set_targets(self, n_classes: int, classes) -> None:
@@ -156,8 +154,7 @@ class CertifiedClassifierMixin(ClassifierMixin, metaclass=ABCMeta):
         check_is_fitted(self)
         counts, _ = self._label_counts(X)
         if self.multiclass_:
-            return self.classes_[np.argmax(counts, axis=1)] if len(counts) else \
-                self.classes_[:0]
+            return self.classes_[np.argmax(counts, axis=1)] if len(counts) else self.classes_[:0]
         return top_k_indicator(counts, self.k).astype(np.int64)
 
     def predict_proba(self, X):
@@ -188,8 +185,7 @@ class CertifiedClassifierMixin(ClassifierMixin, metaclass=ABCMeta):
         """Refuse an ``alpha`` whose per-label level (times ``share``, the part of it a
         stage of a sequential run gets) is too small for valid bounds."""
         if spec.get("alpha") is not None:
-            level = certificate_spec(spec["certificate"]).bound_alpha(spec["alpha"],
-                                                                      spec["method"])
+            level = certificate_spec(spec["certificate"]).bound_alpha(spec["alpha"], spec["method"])
             check_alpha_level(level if share is None else level * share, self.n_classes_)
 
     @staticmethod
@@ -204,8 +200,9 @@ class CertifiedClassifierMixin(ClassifierMixin, metaclass=ABCMeta):
         self._check_alpha_level(spec)  # the checks before the costly sampling
         self._check_n_inputs(X, Y)
         counts, n_draws = self._certify_counts(X, spec)
-        return CertificationResult.from_counts(counts, Y, radius, k=k, n_draws=n_draws,
-                                               label=label, **spec)
+        return CertificationResult.from_counts(
+            counts, Y, radius, k=k, n_draws=n_draws, label=label, **spec
+        )
 
     def score(self, X, y, sample_weight=None) -> float:
         """Mean certified f1 at radius 0 (``2e / (|L| + k)``), for model selection.

@@ -45,8 +45,7 @@ DIVERGENCES = ("bernoulli-kl", "softmax-kl")
 _EPS = 1e-6
 
 
-def consistency_divergence(scores: torch.Tensor, divergence: str = "bernoulli-kl"
-                           ) -> torch.Tensor:
+def consistency_divergence(scores: torch.Tensor, divergence: str = "bernoulli-kl") -> torch.Tensor:
     """Mean over the examples of the divergence between the copies' predictions.
 
     Parameters
@@ -67,8 +66,7 @@ def consistency_divergence(scores: torch.Tensor, divergence: str = "bernoulli-kl
     if divergence == "bernoulli-kl":
         q = torch.sigmoid(scores).clamp(_EPS, 1 - _EPS)
         qbar = q.mean(0, keepdim=True)
-        kl = (qbar * (qbar.log() - q.log())
-              + (1 - qbar) * ((1 - qbar).log() - (1 - q).log()))
+        kl = qbar * (qbar.log() - q.log()) + (1 - qbar) * ((1 - qbar).log() - (1 - q).log())
         return kl.sum(-1).mean()
     if divergence == "softmax-kl":
         log_p = F.log_softmax(scores, dim=-1)
@@ -112,8 +110,13 @@ class ConsistencyLoss(nn.Module):
     True
     """
 
-    def __init__(self, criterion: nn.Module, copies: int = 2, weight: float = 1.0,
-                 divergence: str = "bernoulli-kl") -> None:
+    def __init__(
+        self,
+        criterion: nn.Module,
+        copies: int = 2,
+        weight: float = 1.0,
+        divergence: str = "bernoulli-kl",
+    ) -> None:
         super().__init__()
         check_consistency_params(copies, weight, divergence)
         self.criterion = criterion
@@ -129,8 +132,13 @@ class ConsistencyLoss(nn.Module):
         if len(scores) % m:
             raise ValueError(f"{len(scores)} score rows are not {m} copies of one batch.")
         n = len(scores) // m
-        base = sum(self.criterion(scores[c * n:(c + 1) * n], targets[c * n:(c + 1) * n])
-                   for c in range(m)) / m
+        base = (
+            sum(
+                self.criterion(scores[c * n : (c + 1) * n], targets[c * n : (c + 1) * n])
+                for c in range(m)
+            )
+            / m
+        )
         if self.weight == 0 or m == 1:
             return base
         stacked = scores.reshape(m, n, *scores.shape[1:]).flatten(2)
@@ -139,12 +147,14 @@ class ConsistencyLoss(nn.Module):
 
 def check_consistency_params(copies, weight, divergence) -> None:
     """Clear errors for invalid ``copies``, ``weight`` or ``divergence``."""
-    if (not isinstance(copies, numbers.Integral) or isinstance(copies, bool)
-            or copies < 1):
+    if not isinstance(copies, numbers.Integral) or isinstance(copies, bool) or copies < 1:
         raise ValueError(f"noise_copies must be an int >= 1, got {copies!r}.")
-    if (not isinstance(weight, numbers.Real) or isinstance(weight, bool)
-            or not float(weight) >= 0 or weight == float("inf")):
+    if (
+        not isinstance(weight, numbers.Real)
+        or isinstance(weight, bool)
+        or not float(weight) >= 0
+        or weight == float("inf")
+    ):
         raise ValueError(f"consistency must be a finite float >= 0, got {weight!r}.")
     if divergence not in DIVERGENCES:
-        raise ValueError(f"divergence must be one of {list(DIVERGENCES)}, got "
-                         f"{divergence!r}.")
+        raise ValueError(f"divergence must be one of {list(DIVERGENCES)}, got {divergence!r}.")

@@ -174,9 +174,18 @@ class GaussianDenoiser(NeuralNet):
         **kwargs,
     ) -> None:
         kwargs.setdefault("iterator_train__shuffle", True)
-        super().__init__(module, criterion, optimizer=optimizer, lr=lr,
-                         max_epochs=max_epochs, batch_size=batch_size,
-                         train_split=train_split, device=device, verbose=verbose, **kwargs)
+        super().__init__(
+            module,
+            criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            train_split=train_split,
+            device=device,
+            verbose=verbose,
+            **kwargs,
+        )
         self.sigma = sigma
         self.objective = objective
         self.stability_weight = stability_weight
@@ -204,24 +213,32 @@ class GaussianDenoiser(NeuralNet):
 
             accepted = _accepted_kwargs(module)
             inferred = {"n_features": int(np.prod(shape)), "in_channels": shape[0]}
-            kwargs = {**{k: v for k, v in inferred.items()
-                         if k in accepted and k not in kwargs}, **kwargs}
+            kwargs = {
+                **{k: v for k, v in inferred.items() if k in accepted and k not in kwargs},
+                **kwargs,
+            }
         self.module_ = self.initialized_instance(module, kwargs)
         return self
 
     def _check_params(self, classifier) -> None:
         if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got "
-                             f"{self.objective!r}.")
+            raise ValueError(
+                f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}."
+            )
         sigma = self.sigma
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0 \
-                or not np.isfinite(sigma):
+        if (
+            isinstance(sigma, bool)
+            or not isinstance(sigma, (int, float))
+            or not sigma > 0
+            or not np.isfinite(sigma)
+        ):
             raise ValueError(f"sigma must be a finite float > 0, got {sigma!r}.")
         if self.objective == "stability" and classifier is None:
             raise ValueError(
                 "objective='stability' trains through the base classifier: pass it as "
                 "fit(X, classifier=...) (SmoothedMultiLabelClassifier does), or use "
-                "objective='mse'.")
+                "objective='mse'."
+            )
         if not float(self.stability_weight) >= 0:
             raise ValueError(f"stability_weight must be >= 0, got {self.stability_weight!r}.")
 
@@ -245,8 +262,11 @@ class GaussianDenoiser(NeuralNet):
         self : GaussianDenoiser
         """
         self._check_params(classifier)
-        X = torch.as_tensor(X).to(torch.float32) if torch.is_tensor(X) \
+        X = (
+            torch.as_tensor(X).to(torch.float32)
+            if torch.is_tensor(X)
             else np.asarray(X, dtype=np.float32)
+        )
         self.input_shape_ = tuple(int(s) for s in X.shape[1:])
         # set through __dict__: skorch registers torch modules set as attributes, and
         # the frozen classifier is a training aid, not a part of the denoiser
@@ -277,8 +297,11 @@ class GaussianDenoiser(NeuralNet):
 
     def transform(self, X) -> np.ndarray:
         """The denoised inputs, shaped like ``X``, as float32."""
-        X = torch.as_tensor(X).to(torch.float32) if torch.is_tensor(X) \
+        X = (
+            torch.as_tensor(X).to(torch.float32)
+            if torch.is_tensor(X)
             else np.asarray(X, dtype=np.float32)
+        )
         chunks = [to_numpy(out) for out in self.forward_iter(X, training=False)]
         return np.concatenate(chunks, axis=0)
 

@@ -134,10 +134,7 @@ class SmallCNN(nn.Module):
         )
         n_flat = c2 * (height // 4) * (width // 4)
         self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(n_flat, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, int(n_classes)),
+            nn.Flatten(), nn.Linear(n_flat, hidden), nn.ReLU(), nn.Linear(hidden, int(n_classes))
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -75,8 +75,13 @@ class TrainingNoise(Callback):
         (:func:`~sklearn_certify._consistency.consistency_divergence`).
     """
 
-    def __init__(self, sigma: float | None = None, copies: int | None = None,
-                 consistency: float | None = None, divergence: str = "bernoulli-kl"):
+    def __init__(
+        self,
+        sigma: float | None = None,
+        copies: int | None = None,
+        consistency: float | None = None,
+        divergence: str = "bernoulli-kl",
+    ):
         self.sigma = sigma
         self.copies = copies
         self.consistency = consistency
@@ -85,8 +90,7 @@ class TrainingNoise(Callback):
     def _settings(self, net) -> tuple[float, int, float]:
         sigma = getattr(net, "noise_sigma", 0.0) if self.sigma is None else self.sigma
         copies = getattr(net, "noise_copies", None) if self.copies is None else self.copies
-        weight = (getattr(net, "consistency", None) if self.consistency is None
-                  else self.consistency)
+        weight = getattr(net, "consistency", None) if self.consistency is None else self.consistency
         return sigma, 1 if copies is None else copies, 0.0 if weight is None else weight
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
@@ -128,10 +132,10 @@ class TrainingNoise(Callback):
             if torch.is_tensor(yi):
                 batch[1] = yi.repeat(copies, *([1] * (yi.ndim - 1)))
             elif yi is not None:
-                raise TypeError(f"noise_copies > 1 needs tensor targets, got "
-                                f"{type(yi).__name__}.")
+                raise TypeError(f"noise_copies > 1 needs tensor targets, got {type(yi).__name__}.")
         elif copies == 1:  # a tuple cannot take a moved tensor: noise on its own device
             Xi.copy_(Xi + sigma * torch.randn_like(Xi))
         else:
-            raise TypeError("noise_copies > 1 needs list batches (skorch's default "
-                            "collation); got a tuple.")
+            raise TypeError(
+                "noise_copies > 1 needs list batches (skorch's default collation); got a tuple."
+            )

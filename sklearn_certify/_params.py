@@ -30,14 +30,12 @@ PARAMETER_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
         "counts": ("k_prime", "n_draws", "sampling_dtype", "compile"),
         # devices: a device of another kind (CPU, CUDA) resamples, through the key's
         # device type
-        "free": ("k", "alpha", "method", "batch_size", "n_jobs", "devices", "memory",
-                 "verbose"),
+        "free": ("k", "alpha", "method", "batch_size", "n_jobs", "devices", "memory", "verbose"),
     },
     # vectorize: the stacked program's models equal one-by-one fits up to float
     # rounding, and its vote counting may break exact score ties differently
     "BaggingCertifiedClassifier": {
-        "training": ("estimator", "n_estimators", "max_samples", "random_state",
-                     "vectorize"),
+        "training": ("estimator", "n_estimators", "max_samples", "random_state", "vectorize"),
         "counts": ("k_base",),
         "free": ("k", "alpha", "method", "n_jobs", "memory", "verbose"),
     },
@@ -62,7 +60,7 @@ ROLE_NOTES: dict[str, dict[str, str]] = {
     },
     "BaggingCertifiedClassifier": {
         "vectorize": "(the stacked program's models equal one-by-one fits up to float "
-                     "rounding; exact ties break the same way in both)",
+        "rounding; exact ties break the same way in both)"
     },
     "DPACertifiedClassifier": {
         "n_partitions": "(with `memory`, only models whose buckets changed)",
@@ -85,12 +83,11 @@ def parameter_role(estimator: str, parameter: str) -> str:
 #: (``estimator``, ``train_noise`` and ``denoiser`` enter the counts key through the
 #: fitted model's content, ``random_state`` through the seed.)
 SAMPLED_TRAINING_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "SmoothedMultiLabelClassifier": ("sigma",),
+    "SmoothedMultiLabelClassifier": ("sigma",)
 }
 
 
 def counts_key_parameters(estimator: str) -> tuple[str, ...]:
     """The parameters whose values make the key of cached counts (with the fitted
     model's content, the seed, the device type and the inputs' content)."""
-    return (SAMPLED_TRAINING_PARAMETERS.get(estimator, ())
-            + PARAMETER_ROLES[estimator]["counts"])
+    return SAMPLED_TRAINING_PARAMETERS.get(estimator, ()) + PARAMETER_ROLES[estimator]["counts"]

@@ -49,8 +49,18 @@ _REQUIRED = ("sizes", "radius", "n_true")
 _OPTIONAL = ("Y", "counts", "lower", "upper", "n_draws_used", "alpha_share")
 _EOCD_SIZE = 22
 _MEMBERS = ("settings", *_REQUIRED, *_OPTIONAL)
-_SETTINGS = ("format", "format_version", "library_version", "certificate", "method", "k",
-             "alpha", "n_draws", "label", "params")
+_SETTINGS = (
+    "format",
+    "format_version",
+    "library_version",
+    "certificate",
+    "method",
+    "k",
+    "alpha",
+    "n_draws",
+    "label",
+    "params",
+)
 
 
 def save_result(result, path) -> None:
@@ -96,8 +106,19 @@ class _Damaged(ValueError):
 
 # What reading a damaged archive can raise, from zipfile, zlib and the .npy header
 # parser (FileNotFoundError is let through).
-_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, IndexError, TypeError,
-                RuntimeError, OverflowError, struct.error, zlib.error, zipfile.BadZipFile)
+_READ_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    IndexError,
+    TypeError,
+    RuntimeError,
+    OverflowError,
+    struct.error,
+    zlib.error,
+    zipfile.BadZipFile,
+)
 
 
 def load_result(cls, path):
@@ -115,9 +136,7 @@ def load_result(cls, path):
     except FileNotFoundError:
         raise
     except _READ_ERRORS as exc:
-        raise ValueError(
-            f"{path!r} is not a readable CertificationResult file ({exc})."
-        ) from None
+        raise ValueError(f"{path!r} is not a readable CertificationResult file ({exc}).") from None
     if not isinstance(settings, dict) or settings.get("format") != _FORMAT:
         raise ValueError(f"{path!r} is not a CertificationResult file.")
     version = settings.get("format_version")
@@ -154,8 +173,9 @@ def _read_members(path) -> dict:
     listed = struct.unpack("<H", end[10:12])[0]
     with zipfile.ZipFile(path) as archive:
         if len(archive.infolist()) != listed:
-            raise ValueError(f"the archive lists {listed} members but "
-                             f"{len(archive.infolist())} can be read")
+            raise ValueError(
+                f"the archive lists {listed} members but {len(archive.infolist())} can be read"
+            )
         for name in archive.namelist():
             stem = name[:-4] if name.endswith(".npy") else None
             if stem not in _MEMBERS or stem in data:
@@ -177,7 +197,7 @@ def _read_npy(raw: bytes) -> np.ndarray:
         raise ValueError(f"unsupported .npy version {version}")
     if dtype.hasobject:
         raise ValueError("an array holds Python objects")
-    body = raw[stream.tell():]
+    body = raw[stream.tell() :]
     count = math.prod(shape)
     if len(body) != count * dtype.itemsize:
         raise ValueError(f"an array's data ({len(body)} bytes) does not match its header")
@@ -208,12 +228,12 @@ def _checked_fields(data: dict, settings: dict) -> dict:
         raise _Damaged("k", f"must be a positive int, got {k!r}")
     certificate = settings["certificate"]
     if certificate is not None and certificate not in CERTIFICATES:
-        raise _Damaged("certificate",
-                       f"{certificate!r} is not one of {sorted(CERTIFICATES)}")
+        raise _Damaged("certificate", f"{certificate!r} is not one of {sorted(CERTIFICATES)}")
     spec = CERTIFICATES.get(certificate)
     method = settings["method"]
-    if method is not None and (not isinstance(method, str)
-                               or (spec is not None and method not in spec.methods)):
+    if method is not None and (
+        not isinstance(method, str) or (spec is not None and method not in spec.methods)
+    ):
         raise _Damaged("method", f"{method!r} is not a method of {certificate!r}")
     alpha = settings["alpha"]
     if alpha is not None:
@@ -232,10 +252,14 @@ def _checked_fields(data: dict, settings: dict) -> dict:
     params = settings["params"]
     if not isinstance(params, dict):
         raise _Damaged("params", f"must be a JSON object, got {params!r}")
-    if spec is not None and params and not (
-            set(spec.params) <= set(params) <= set(spec.params) | set(spec.optional_params)):
-        raise _Damaged("params", f"{certificate} certificates take {list(spec.params)}, "
-                                 f"got {sorted(params)}")
+    if (
+        spec is not None
+        and params
+        and not (set(spec.params) <= set(params) <= set(spec.params) | set(spec.optional_params))
+    ):
+        raise _Damaged(
+            "params", f"{certificate} certificates take {list(spec.params)}, got {sorted(params)}"
+        )
 
     sizes, radius, n_true = data["sizes"], data["radius"], data["n_true"]
     _check_array("radius", radius, 1, "number")
@@ -256,8 +280,7 @@ def _checked_fields(data: dict, settings: dict) -> dict:
     n_classes = None
     # the counts' layout is the certificate's: label counts (n_inputs, n_classes), or
     # every model's votes, (n_inputs, n_models, k_base) label indices (Finite Aggregation)
-    votes = (spec is not None and method is not None
-             and spec.counts_layout(method) == "model-votes")
+    votes = spec is not None and method is not None and spec.counts_layout(method) == "model-votes"
     for name in ("Y", "counts", "lower", "upper"):
         if name in data and not (votes and name == "counts"):
             kind = "number" if name != "Y" else "label"
@@ -273,20 +296,22 @@ def _checked_fields(data: dict, settings: dict) -> dict:
     if Y is not None and not np.array_equal(n_true, Y.sum(axis=1)):
         raise _Damaged("n_true", "is not the number of true labels of each row of Y")
     if ("lower" in data) != ("upper" in data):
-        raise _Damaged("lower" if "lower" not in data else "upper",
-                       "is missing: lower and upper come together")
+        raise _Damaged(
+            "lower" if "lower" not in data else "upper", "is missing: lower and upper come together"
+        )
     lower, upper = data.get("lower"), data.get("upper")
     if lower is not None:
         if not (np.all(np.isfinite(lower)) and np.all(np.isfinite(upper))):
-            raise _Damaged("lower" if not np.all(np.isfinite(lower)) else "upper",
-                           "holds NaN or infinity")
+            raise _Damaged(
+                "lower" if not np.all(np.isfinite(lower)) else "upper", "holds NaN or infinity"
+            )
         if np.any(lower < 0) or np.any(upper > 1) or np.any(lower > upper):
             bad = "lower" if np.any(lower < 0) or np.any(lower > upper) else "upper"
             raise _Damaged(bad, "bounds must satisfy 0 <= lower <= upper <= 1")
     counts = data.get("counts")
-    if counts is not None and not (np.all(np.isfinite(counts))
-                                   and np.all(counts == np.round(counts))
-                                   and np.all(counts >= 0)):
+    if counts is not None and not (
+        np.all(np.isfinite(counts)) and np.all(counts == np.round(counts)) and np.all(counts >= 0)
+    ):
         raise _Damaged("counts", "must hold finite non-negative whole numbers")
     n_draws_used = data.get("n_draws_used")
     alpha_share = data.get("alpha_share")
@@ -296,10 +321,15 @@ def _checked_fields(data: dict, settings: dict) -> dict:
         name = "n_draws_used"
         try:
             n_draws_used, alpha_share = check_per_input_draws(
-                n_draws_used, alpha_share, n_inputs, n_draws)
+                n_draws_used, alpha_share, n_inputs, n_draws
+            )
             name = "counts"
-            if counts is not None and spec is not None and spec.sampled and np.any(
-                    counts > n_draws_used[:, None]):
+            if (
+                counts is not None
+                and spec is not None
+                and spec.sampled
+                and np.any(counts > n_draws_used[:, None])
+            ):
                 raise ValueError("counts exceed the draws used on a row")
         except (TypeError, ValueError) as exc:
             if "alpha_share" in str(exc):
@@ -308,30 +338,52 @@ def _checked_fields(data: dict, settings: dict) -> dict:
     if spec is not None and params and n_classes is not None and Y is not None:
         _check_params(spec, k, radius, method, params, n_classes)
     return dict(
-        sizes=sizes, radius=radius, k=k, n_true=n_true, Y=Y, certificate=certificate,
-        method=method, counts=counts, n_draws=n_draws, alpha=alpha, lower=lower,
-        upper=upper, params=params, label=settings["label"], n_draws_used=n_draws_used,
-        alpha_share=alpha_share)
+        sizes=sizes,
+        radius=radius,
+        k=k,
+        n_true=n_true,
+        Y=Y,
+        certificate=certificate,
+        method=method,
+        counts=counts,
+        n_draws=n_draws,
+        alpha=alpha,
+        lower=lower,
+        upper=upper,
+        params=params,
+        label=settings["label"],
+        n_draws_used=n_draws_used,
+        alpha_share=alpha_share,
+    )
 
 
-def _check_array(name: str, array: np.ndarray, ndim: int, kind: str,
-                 shape: tuple | None = None) -> None:
+def _check_array(
+    name: str, array: np.ndarray, ndim: int, kind: str, shape: tuple | None = None
+) -> None:
     """``array`` has ``ndim`` dimensions, the given shape (None: any size) and a dtype of
     ``kind``: "integer", "number" (integer or float; never bool) or "label" (0/1)."""
     if array.ndim != ndim:
         raise _Damaged(name, f"must be {ndim}-D, got shape {array.shape}")
-    if shape is not None and any(n is not None and n != m for n, m in
-                                 zip(shape, array.shape)):
+    if shape is not None and any(n is not None and n != m for n, m in zip(shape, array.shape)):
         expected = tuple("any" if n is None else n for n in shape)
         raise _Damaged(name, f"has shape {array.shape}, expected {expected}")
     dtype = array.dtype
     if kind == "label":
-        if not (dtype.kind == "b" or np.issubdtype(dtype, np.integer)
-                or np.issubdtype(dtype, np.floating)) or not np.isin(array, (0, 1)).all():
+        if (
+            not (
+                dtype.kind == "b"
+                or np.issubdtype(dtype, np.integer)
+                or np.issubdtype(dtype, np.floating)
+            )
+            or not np.isin(array, (0, 1)).all()
+        ):
             raise _Damaged(name, "must hold only 0 and 1")
         return
-    numeric = (np.issubdtype(dtype, np.integer) if kind == "integer" else
-               np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating))
+    numeric = (
+        np.issubdtype(dtype, np.integer)
+        if kind == "integer"
+        else np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+    )
     if dtype.kind == "b" or not numeric:
         raise _Damaged(name, f"must hold {kind}s, got dtype {dtype}")
 
@@ -342,8 +394,11 @@ def _check_params(spec, k, radius, method, params, n_classes) -> None:
     empty = np.zeros((0, n_classes))
     labels = np.zeros((0, n_classes), dtype=np.int64)
     try:
-        args = ((empty, empty, labels) if spec.sampled
-                else (spec.empty_counts(method, params, n_classes), labels))
+        args = (
+            (empty, empty, labels)
+            if spec.sampled
+            else (spec.empty_counts(method, params, n_classes), labels)
+        )
         spec.check_method(method, params)
         spec.function(*args, k=k, radius=radius, method=method, **params)
     except (TypeError, ValueError) as exc:

@@ -149,8 +149,10 @@ class ImageFeatureExtractor(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
             module.load_state_dict(state)
         self.backbone_ = module.to(self.device_).eval().requires_grad_(False)
         self._input_dtype = module_dtype(self.backbone_, buffers=True)
-        self._scale = (torch.tensor(self._mean, device=self.device_).view(1, 3, 1, 1),
-                       torch.tensor(self._std, device=self.device_).view(1, 3, 1, 1))
+        self._scale = (
+            torch.tensor(self._mean, device=self.device_).view(1, 3, 1, 1),
+            torch.tensor(self._std, device=self.device_).view(1, 3, 1, 1),
+        )
 
         blank = np.zeros((1, 3, *self.image_size_), dtype=np.float32)
         self.n_features_out_ = self._encode(blank).shape[1]

@@ -78,8 +78,7 @@ def initial_weights(seeds, n_features: int, n_classes: int, hidden: int | None):
     """
     n_models = len(seeds)
     if hidden is None:
-        return [torch.zeros(n_models, n_features, n_classes),
-                torch.zeros(n_models, 1, n_classes)]
+        return [torch.zeros(n_models, n_features, n_classes), torch.zeros(n_models, 1, n_classes)]
     W1 = torch.empty(n_models, n_features, hidden)
     b1 = torch.empty(n_models, 1, hidden)
     bound = 1.0 / math.sqrt(n_features)
@@ -87,8 +86,7 @@ def initial_weights(seeds, n_features: int, n_classes: int, hidden: int | None):
         generator = torch.Generator().manual_seed(int(seed))
         for param in (W1, b1):
             param[i] = torch.rand(param.shape[1:], generator=generator) * (2 * bound) - bound
-    return [W1, b1, torch.zeros(n_models, hidden, n_classes),
-            torch.zeros(n_models, 1, n_classes)]
+    return [W1, b1, torch.zeros(n_models, hidden, n_classes), torch.zeros(n_models, 1, n_classes)]
 
 
 def index_block(index_sets, models) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +97,7 @@ def index_block(index_sets, models) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(index_sets[models], dtype=np.int64).reshape(len(models), m_max), sizes
     block = np.zeros((len(models), m_max), dtype=np.int64)
     for row, i in enumerate(models):
-        block[row, :sizes[row]] = index_sets[i]
+        block[row, : sizes[row]] = index_sets[i]
     return block, sizes
 
 
@@ -143,8 +141,21 @@ def _train_block(X, Y, rows, sizes, params, *, loss_fn, epochs, lr, alpha, const
     return natural_layout(params), scores
 
 
-def fit_heads(X, Y, index_sets, *, hidden, loss, epochs, lr, alpha, device, seeds,
-               constant_columns, models_per_batch):
+def fit_heads(
+    X,
+    Y,
+    index_sets,
+    *,
+    hidden,
+    loss,
+    epochs,
+    lr,
+    alpha,
+    device,
+    seeds,
+    constant_columns,
+    models_per_batch,
+):
     """Train N heads at once, head i on ``X[index_sets[i]], Y[index_sets[i]]``.
 
     ``X`` (n, d) and ``Y`` (n, c) are float32 tensors on ``device``; ``seeds`` the
@@ -161,14 +172,26 @@ def fit_heads(X, Y, index_sets, *, hidden, loss, epochs, lr, alpha, device, seed
     if models_per_batch is None:
         models_per_batch = cap_models_by_memory(
             _auto_models_per_batch(device, m_max, max(n_classes, width or 0), n_features),
-            device, [n_features, *([width] if width else []), n_classes], m_max)
+            device,
+            [n_features, *([width] if width else []), n_classes],
+            m_max,
+        )
 
     def train(models):
         rows, block_sizes = index_block(index_sets, models)
         init = initial_weights(seeds[models], n_features, n_classes, width)
         return _train_block(
-            X, Y, rows, block_sizes, init, loss_fn=loss_fn, epochs=int(epochs),
-            lr=float(lr), alpha=float(alpha), constant_columns=constant_columns)
+            X,
+            Y,
+            rows,
+            block_sizes,
+            init,
+            loss_fn=loss_fn,
+            epochs=int(epochs),
+            lr=float(lr),
+            alpha=float(alpha),
+            constant_columns=constant_columns,
+        )
 
     params, scores = train_in_blocks(n_models, models_per_batch, train)
     return params, scores, sizes
@@ -231,8 +254,17 @@ class LinearHead(ClassifierMixin, BaseEstimator):
         "random_state": ["random_state"],
     }
 
-    def __init__(self, hidden=None, *, loss="asl", epochs: int = 100, lr: float = 0.01,
-                 alpha: float = 1e-4, device="cpu", random_state=None):
+    def __init__(
+        self,
+        hidden=None,
+        *,
+        loss="asl",
+        epochs: int = 100,
+        lr: float = 0.01,
+        alpha: float = 1e-4,
+        device="cpu",
+        random_state=None,
+    ):
         self.hidden = hidden
         self.loss = loss
         self.epochs = epochs
@@ -257,9 +289,19 @@ class LinearHead(ClassifierMixin, BaseEstimator):
             seeds = model_seeds(self.random_state, 1)
         Yt = torch.as_tensor(Y_arr, dtype=torch.float32, device=device)
         params, _, _ = fit_heads(
-            Xt, Yt, [np.arange(len(Xt))], hidden=self.hidden, loss=self.loss,
-            epochs=self.epochs, lr=self.lr, alpha=self.alpha, device=device, seeds=seeds,
-            constant_columns="fit", models_per_batch=1)
+            Xt,
+            Yt,
+            [np.arange(len(Xt))],
+            hidden=self.hidden,
+            loss=self.loss,
+            epochs=self.epochs,
+            lr=self.lr,
+            alpha=self.alpha,
+            device=device,
+            seeds=seeds,
+            constant_columns="fit",
+            models_per_batch=1,
+        )
         self._set_fitted([p[0] for p in params], n_features=Xt.shape[1], classes=classes)
         return self
 
@@ -275,8 +317,11 @@ class LinearHead(ClassifierMixin, BaseEstimator):
     def __getstate__(self):
         state = super().__getstate__()
         if "params_" in state:  # CPU tensors in the pickle (see _devices)
-            state = {**state, "params_": tensors_to(self.params_, "cpu"),
-                     "params_device_": str(self.params_[0].device)}
+            state = {
+                **state,
+                "params_": tensors_to(self.params_, "cpu"),
+                "params_device_": str(self.params_[0].device),
+            }
         return state
 
     def __setstate__(self, state):
@@ -295,8 +340,9 @@ class LinearHead(ClassifierMixin, BaseEstimator):
         device = self.params_[0].device
         X = as_features(X, device)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but LinearHead was fitted on "
-                             f"{self.n_features_in_}.")
+            raise ValueError(
+                f"X has {X.shape[1]} features, but LinearHead was fitted on {self.n_features_in_}."
+            )
         with torch.inference_mode():
             # fixed-shape blocks: an input's logits do not depend on the batch
             logits = forward_blocks([p[None] for p in self.params_], X)[0]

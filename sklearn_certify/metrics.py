@@ -69,8 +69,10 @@ def _score(metric, Y_true, sizes, k):
             f"sizes must have shape (n_inputs,) or (n_inputs, n_radii) with n_inputs = "
             f"{n_true.shape[0]}, got {sizes.shape}."
         )
-    if sizes.dtype == bool or not np.issubdtype(sizes.dtype, np.number) or not np.all(
-        np.isfinite(sizes) & (sizes == np.round(sizes))
+    if (
+        sizes.dtype == bool
+        or not np.issubdtype(sizes.dtype, np.number)
+        or not np.all(np.isfinite(sizes) & (sizes == np.round(sizes)))
     ):
         raise ValueError("sizes must hold whole numbers (certified intersection sizes).")
     cap = np.minimum(k, n_true).reshape((-1,) + (1,) * (sizes.ndim - 1))

@@ -32,8 +32,15 @@ from ._modules import MLPModule, SmallCNN
 from ._noise_training import TrainingNoise, _accepted_kwargs, _as_float32
 from .losses import AsymmetricLoss
 
-__all__ = ["DenoiserCNN", "DenoiserMLP", "GaussianDenoiser", "MLPModule", "SmallCNN",
-           "MultiLabelNet", "TrainingNoise"]
+__all__ = [
+    "DenoiserCNN",
+    "DenoiserMLP",
+    "GaussianDenoiser",
+    "MLPModule",
+    "SmallCNN",
+    "MultiLabelNet",
+    "TrainingNoise",
+]
 
 
 class MultiLabelNet(NeuralNet):
@@ -230,8 +237,10 @@ class MultiLabelNet(NeuralNet):
     def _check_noise_sigma(self) -> None:
         sigma = self.noise_sigma
         if sigma and self.callbacks == "disable":
-            raise ValueError("noise_sigma > 0 adds noise through a skorch callback, but the "
-                             "net has callbacks='disable'.")
+            raise ValueError(
+                "noise_sigma > 0 adds noise through a skorch callback, but the "
+                "net has callbacks='disable'."
+            )
         if (
             not isinstance(sigma, numbers.Real)
             or isinstance(sigma, bool)
@@ -246,7 +255,8 @@ class MultiLabelNet(NeuralNet):
             raise ValueError(
                 f"noise_copies={self.noise_copies!r} and consistency={self.consistency!r} "
                 "train on noisy copies, but noise_sigma=0: set noise_sigma > 0 (or "
-                "SmoothedMultiLabelClassifier's train_noise).")
+                "SmoothedMultiLabelClassifier's train_noise)."
+            )
 
     def fit(self, X, y=None, **fit_params) -> MultiLabelNet:
         """Initialise the module for the shapes of ``X`` and ``y`` and train it.

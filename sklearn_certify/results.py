@@ -8,18 +8,17 @@ again (:meth:`CertificationResult.recertify`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 
+from ._plotting import plot_certified_curves
 from ._result_io import load_result, save_result
-from ._utils._validation import check_per_input_draws
-from .bounds import clopper_pearson_bounds
 from .certificates import CERTIFICATES, certificate_spec
+from .certificates._from_counts import certify_counts
 from .metrics import mean_certified_metric
 
 __all__ = ["CertificationResult", "plot_certified_curves"]
+
 
 class CertificationResult:
     """Certified intersection sizes of a set of inputs at one or more radii.
@@ -82,9 +81,26 @@ class CertificationResult:
     ([[1, 1]], [1.0, 1.0])
     """
 
-    def __init__(self, sizes, radius, k, n_true, *, Y=None, certificate=None, method=None,
-                 counts=None, n_draws=None, alpha=None, lower=None, upper=None,
-                 params=None, label=None, n_draws_used=None, alpha_share=None):
+    def __init__(
+        self,
+        sizes,
+        radius,
+        k,
+        n_true,
+        *,
+        Y=None,
+        certificate=None,
+        method=None,
+        counts=None,
+        n_draws=None,
+        alpha=None,
+        lower=None,
+        upper=None,
+        params=None,
+        label=None,
+        n_draws_used=None,
+        alpha_share=None,
+    ):
         self.radius = np.atleast_1d(np.asarray(radius))
         sizes = np.asarray(sizes, dtype=np.int64)
         if sizes.size != len(n_true) * self.radius.size:
@@ -107,16 +123,30 @@ class CertificationResult:
         self.label = label
         if n_draws_used is None and n_draws is not None:
             n_draws_used = np.broadcast_to(n_draws, self.n_true.shape)
-        self.n_draws_used = (None if n_draws_used is None
-                             else np.array(n_draws_used, dtype=np.int64).reshape(-1))
-        self.alpha_share = (None if alpha_share is None
-                            else np.array(alpha_share, dtype=np.float64).reshape(-1))
+        self.n_draws_used = (
+            None if n_draws_used is None else np.array(n_draws_used, dtype=np.int64).reshape(-1)
+        )
+        self.alpha_share = (
+            None if alpha_share is None else np.array(alpha_share, dtype=np.float64).reshape(-1)
+        )
 
     @classmethod
-    def from_counts(cls, counts, Y, radius, *, certificate: str, k: int, method: str,
-                    n_draws: int | None = None, alpha: float | None = None,
-                    label: str | None = None, n_draws_used=None, alpha_share=None,
-                    **params) -> CertificationResult:
+    def from_counts(
+        cls,
+        counts,
+        Y,
+        radius,
+        *,
+        certificate: str,
+        k: int,
+        method: str,
+        n_draws: int | None = None,
+        alpha: float | None = None,
+        label: str | None = None,
+        n_draws_used=None,
+        alpha_share=None,
+        **params,
+    ) -> CertificationResult:
         """Certify from label counts with one of the pure certificate functions.
 
         Parameters
@@ -150,54 +180,50 @@ class CertificationResult:
         **params
             The certificate function's remaining keyword arguments.
         """
-        spec = certificate_spec(certificate)
-        names = spec.params
-        missing = [name for name in names if name not in params]
-        unknown = sorted(set(params) - set(names) - set(spec.optional_params))
-        if missing or unknown:
-            raise TypeError(
-                f"certificate {certificate!r} needs parameters {list(names)}; "
-                f"missing {missing}, unexpected {unknown}."
-            )
-        spec.check_method(method, params)
-        counts = np.asarray(counts)
-        Y = np.asarray(Y)
+        counts, Y = np.asarray(counts), np.asarray(Y)
         radii = np.atleast_1d(np.asarray(radius))
-        lower = upper = None
-        if spec.sampled:
-            if n_draws is None or alpha is None:
-                raise TypeError(f"certificate {certificate!r} needs n_draws and alpha.")
-            if alpha_share is not None and n_draws_used is None:
-                raise TypeError("alpha_share needs n_draws_used, the draws behind each "
-                                "row of counts.")
-            if n_draws_used is None:
-                lower, upper = clopper_pearson_bounds(counts, n_draws,
-                                                      spec.bound_alpha(alpha, method))
-            else:
-                from .certificates._gaussian_sequential import staged_bounds
+        sizes, lower, upper, n_draws_used, alpha_share = certify_counts(
+            certificate_spec(certificate),
+            counts,
+            Y,
+            radii,
+            k=k,
+            method=method,
+            n_draws=n_draws,
+            alpha=alpha,
+            n_draws_used=n_draws_used,
+            alpha_share=alpha_share,
+            params=params,
+        )
+        return cls(
+            sizes,
+            radii,
+            k,
+            Y.sum(axis=1),
+            Y=Y,
+            certificate=certificate,
+            method=method,
+            counts=counts,
+            n_draws=n_draws,
+            alpha=alpha,
+            lower=lower,
+            upper=upper,
+            params=params,
+            label=label,
+            n_draws_used=n_draws_used,
+            alpha_share=alpha_share,
+        )
 
-                n_draws_used, alpha_share = check_per_input_draws(
-                    n_draws_used, alpha_share, len(counts), n_draws)
-                lower, upper = staged_bounds(counts, n_draws_used,
-                                             spec.bound_alpha(alpha, method),
-                                             np.ones(len(counts)) if alpha_share is None
-                                             else alpha_share)
-            sizes = spec.function(lower, upper, Y, k=k, radius=radii, method=method, **params)
-        else:
-            spec.check_no_alpha(alpha)
-            if alpha_share is not None:
-                raise TypeError(
-                    f"{certificate} certificates are deterministic and take no "
-                    "alpha_share.")
-            sizes = spec.function(counts, Y, k=k, radius=radii, method=method, **params)
-        return cls(sizes, radii, k, Y.sum(axis=1), Y=Y, certificate=certificate,
-                   method=method, counts=counts, n_draws=n_draws, alpha=alpha,
-                   lower=lower, upper=upper, params=params, label=label,
-                   n_draws_used=n_draws_used, alpha_share=alpha_share)
-
-    def recertify(self, radius=None, *, k: int | None = None, alpha: float | None = None,
-                  method: str | None = None, label: str | None = None,
-                  **params) -> CertificationResult:
+    def recertify(
+        self,
+        radius=None,
+        *,
+        k: int | None = None,
+        alpha: float | None = None,
+        method: str | None = None,
+        label: str | None = None,
+        **params,
+    ) -> CertificationResult:
         """Certify the same counts again with other settings, without sampling.
 
         Parameters
@@ -230,31 +256,19 @@ class CertificationResult:
                 "this result does not keep counts and labels; it cannot be re-certified."
             )
         spec = certificate_spec(self.certificate)
-        unknown = sorted(set(params) - set(self.params))
-        if unknown:
-            takes = ["radius", "k", "alpha", "method", "label",
-                     *sorted(spec.recertifiable & set(self.params))]
-            raise TypeError(
-                f"recertify got unexpected parameter(s) {unknown}; it takes "
-                f"{', '.join(takes)}. The counts, n_draws and Y are this result's own: "
-                "certify again to change them."
-            )
-        spec.check_no_alpha(alpha)
-        for key, value in params.items():
-            # sigma, k', k_b, n and m describe how the counts were drawn: changing them
-            # would certify a classifier other than the one that was sampled.
-            if key not in spec.recertifiable and self.params.get(key, value) != value:
-                raise ValueError(
-                    f"{key} describes how the counts were sampled ({key}="
-                    f"{self.params[key]!r}); certify again to change it. Only "
-                    f"{sorted(spec.recertifiable)} (and radius, k, alpha, method) can change."
-                )
+        spec.check_recertify(self.params, params, alpha)
         return CertificationResult.from_counts(
-            self.counts, self.Y, self.radius if radius is None else radius,
-            certificate=self.certificate, k=self.k if k is None else k,
-            method=self.method if method is None else method, n_draws=self.n_draws,
-            alpha=self.alpha if alpha is None else alpha, label=label,
-            **self._sequential_state(), **{**self.params, **params},
+            self.counts,
+            self.Y,
+            self.radius if radius is None else radius,
+            certificate=self.certificate,
+            k=self.k if k is None else k,
+            method=self.method if method is None else method,
+            n_draws=self.n_draws,
+            alpha=self.alpha if alpha is None else alpha,
+            label=label,
+            **self._sequential_state(),
+            **{**self.params, **params},
         )
 
     def _sequential_state(self) -> dict:
@@ -377,8 +391,15 @@ class CertificationResult:
                 "certified radii cannot be computed."
             )
         return certificate_spec(self.certificate).certified_radius(
-            self.Y, k=self.k, method=self.method, params=self.params, lower=self.lower,
-            upper=self.upper, counts=self.counts, size=size)
+            self.Y,
+            k=self.k,
+            method=self.method,
+            params=self.params,
+            lower=self.lower,
+            upper=self.upper,
+            counts=self.counts,
+            size=size,
+        )
 
     def _has_radius_inputs(self) -> bool:
         """Whether the labels and the bounds (or DPA's counts) behind the sizes are kept."""
@@ -408,17 +429,20 @@ class CertificationResult:
             no bounds to compute it from).
         """
         used = self.n_draws_used
-        acr = self.average_certified_radius(size) if self._has_radius_inputs() \
-            else float("nan")
-        return pd.Series({
-            "label": self.name,
-            "method": self.method,
-            "k": self.k,
-            "n_inputs": self.n_inputs,
-            "mean_draws_used": float(used.mean()) if used is not None and used.size
-            else float("nan"),
-            "average_certified_radius": acr,
-        }, name=self.name)
+        acr = self.average_certified_radius(size) if self._has_radius_inputs() else float("nan")
+        return pd.Series(
+            {
+                "label": self.name,
+                "method": self.method,
+                "k": self.k,
+                "n_inputs": self.n_inputs,
+                "mean_draws_used": float(used.mean())
+                if used is not None and used.size
+                else float("nan"),
+                "average_certified_radius": acr,
+            },
+            name=self.name,
+        )
 
     def _radius_display(self) -> tuple[str, str, bool]:
         """The radius's column name, axis label and whether it is a whole number (steps
@@ -434,15 +458,17 @@ class CertificationResult:
         Columns: the radius (named ``radius`` for smoothing, ``T`` for ensembles),
         ``precision``, ``recall``, ``f1``, and ``method``, ``k`` and ``label``.
         """
-        return pd.DataFrame({
-            self._radius_display()[0]: self.radius,
-            "precision": self.precision(),
-            "recall": self.recall(),
-            "f1": self.f1(),
-            "method": self.method,
-            "k": self.k,
-            "label": self.name,
-        })
+        return pd.DataFrame(
+            {
+                self._radius_display()[0]: self.radius,
+                "precision": self.precision(),
+                "recall": self.recall(),
+                "f1": self.f1(),
+                "method": self.method,
+                "k": self.k,
+                "label": self.name,
+            }
+        )
 
     def plot(self, ax=None, *, label: str | None = None, **line_kwargs):
         """Certified precision, recall and f1 against the radius, in three panels.
@@ -466,27 +492,7 @@ class CertificationResult:
         return plot_result(self, ax, label=label, **line_kwargs)
 
     def __repr__(self) -> str:
-        return (f"CertificationResult(method={self.method!r}, k={self.k}, "
-                f"n_inputs={self.n_inputs}, n_radii={self.radius.size})")
-
-
-def plot_certified_curves(results: Sequence[CertificationResult],
-                          labels: Sequence[str] | None = None, ax=None):
-    """Overlay several results (methods, sigmas, ...) in one three-panel figure.
-
-    Parameters
-    ----------
-    results : sequence of CertificationResult
-    labels : sequence of str, optional
-        Legend entries; default to each result's label or method.
-    ax : sequence of 3 Axes, optional
-
-    Returns
-    -------
-    ndarray of 3 Axes
-    """
-    if labels is not None and len(labels) != len(results):
-        raise ValueError(f"got {len(labels)} labels for {len(results)} results.")
-    for i, result in enumerate(results):
-        ax = result.plot(ax=ax, label=None if labels is None else labels[i])
-    return ax
+        return (
+            f"CertificationResult(method={self.method!r}, k={self.k}, "
+            f"n_inputs={self.n_inputs}, n_radii={self.radius.size})"
+        )

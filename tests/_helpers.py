@@ -8,8 +8,9 @@ from sklearn_certify.nets import MultiLabelNet
 def tiny_net(**kwargs) -> MultiLabelNet:
     """A small unfitted ``MultiLabelNet`` (one hidden layer of 16, two epochs) for fast
     tests; ``kwargs`` override its parameters."""
-    return MultiLabelNet(**{**dict(module__hidden=(16,), max_epochs=2, batch_size=64,
-                                   lr=3e-3), **kwargs})
+    return MultiLabelNet(
+        **{**dict(module__hidden=(16,), max_epochs=2, batch_size=64, lr=3e-3), **kwargs}
+    )
 
 
 def docs_extension(name: str):

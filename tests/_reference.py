@@ -50,12 +50,12 @@ def multiguard(lower, upper, y, k, kp, sigma, R, second_terms=True):
         left = norm.cdf(norm.ppf(a[e - 1]) - shift)
         if second_terms:
             for u in range(1, d - e + 2):
-                p_a = min(max(sum(a[e - 1:e - 1 + u]), 0.0), kp)
+                p_a = min(max(sum(a[e - 1 : e - 1 + u]), 0.0), kp)
                 left = max(left, kp / u * norm.cdf(norm.ppf(p_a / kp) - shift))
         right = norm.cdf(norm.ppf(b[s - 1]) + shift)
         if second_terms:
             for v in range(1, s + 1):
-                p_b = min(sum(b[s - v:s]), slack)
+                p_b = min(sum(b[s - v : s]), slack)
                 p_b = min(max(p_b, 0.0), kp)
                 right = min(right, kp / v * norm.cdf(norm.ppf(p_b / kp) + shift))
         return _greater(left, right)
@@ -80,7 +80,7 @@ def jia(lower, upper, y, k, sigma, R):
         left = norm.cdf(norm.ppf(lower[l]) - shift)
         certified = False
         for t in range(1, k + 1):
-            s_t = min(sum(others[k - t:k]), cap)
+            s_t = min(sum(others[k - t : k]), cap)
             if _greater(left, norm.cdf(norm.ppf(s_t) + shift) / t):
                 certified = True
         count += certified
@@ -103,11 +103,15 @@ def dpa(counts, y, k, kb, T, attack="modification", t_fixed=False):
 
     def separated(r, s):
         tmax_left = 1 if t_fixed else d - r + 1
-        left = max(Fraction(sum(true[r - 1:r - 1 + t]) - min(kb * Tt, t * Tt), t)
-                   for t in range(1, tmax_left + 1))
+        left = max(
+            Fraction(sum(true[r - 1 : r - 1 + t]) - min(kb * Tt, t * Tt), t)
+            for t in range(1, tmax_left + 1)
+        )
         tmax_right = 1 if t_fixed else s
-        right = min(Fraction(sum(other[s - t:s]) + min(kb * Tt, t * Tt), t)
-                    for t in range(1, tmax_right + 1))
+        right = min(
+            Fraction(sum(other[s - t : s]) + min(kb * Tt, t * Tt), t)
+            for t in range(1, tmax_right + 1)
+        )
         return left > right
 
     return _largest_size(k, c, d, len(other), separated)
@@ -146,11 +150,11 @@ def bagging(lower, upper, y, k, kb, n, m, T, attack="modification", t_fixed=Fals
         left = (true[r - 1] - 1 + a) * rho
         if not t_fixed:
             for t in range(1, d - r + 2):
-                left = max(left, (sum(true[r - 1:r - 1 + t]) - kb + kb * a) * rho / t)
+                left = max(left, (sum(true[r - 1 : r - 1 + t]) - kb + kb * a) * rho / t)
         right = other[s - 1] * rho + 1 - b
         if not t_fixed:
             for t in range(1, s + 1):
-                right = min(right, (sum(other[s - t:s]) * rho + kb * (1 - b)) / t)
+                right = min(right, (sum(other[s - t : s]) * rho + kb * (1 - b)) / t)
         return left > right
 
     return _largest_size(k, c, d, len(other), separated)

@@ -44,9 +44,17 @@ def _margin_radius_search(Y, *, k, method, params, lower, upper, counts):
 
 
 MARGIN = CertificateSpec(
-    name="margin", function=margin_certified_size, methods=("plain",), sampled=False,
-    radius_name="T", radius_label="T (toy)", poisoning=True, integer_radius=True,
-    radius_search=_margin_radius_search, params=("margin",))
+    name="margin",
+    function=margin_certified_size,
+    methods=("plain",),
+    sampled=False,
+    radius_name="T",
+    radius_label="T (toy)",
+    poisoning=True,
+    integer_radius=True,
+    radius_search=_margin_radius_search,
+    params=("margin",),
+)
 
 
 @pytest.fixture
@@ -56,15 +64,20 @@ def registered(monkeypatch):
 
 def test_a_registered_certificate_works_through_results(registered, tmp_path):
     # 8 labels, k = 1: the trivial floor k - (8 - |L|) is 0 for |L| <= 7
-    counts = np.array([[10, 7, 3, 0, 0, 0, 0, 0],   # true 0 and 1; best other: 3
-                       [9, 2, 1, 1, 0, 0, 0, 4],    # true 0; best other: 4
-                       [1, 2, 5, 0, 0, 0, 0, 0]])   # true 0; other 2 wins
+    counts = np.array(
+        [
+            [10, 7, 3, 0, 0, 0, 0, 0],  # true 0 and 1; best other: 3
+            [9, 2, 1, 1, 0, 0, 0, 4],  # true 0; best other: 4
+            [1, 2, 5, 0, 0, 0, 0, 0],
+        ]
+    )  # true 0; other 2 wins
     Y = np.zeros((3, 8), dtype=int)
     Y[0, [0, 1]] = 1
     Y[1, 0] = 1
     Y[2, 0] = 1
-    result = CertificationResult.from_counts(counts, Y, [0, 1, 2, 3], certificate="margin",
-                                             k=1, method="plain", margin=2)
+    result = CertificationResult.from_counts(
+        counts, Y, [0, 1, 2, 3], certificate="margin", k=1, method="plain", margin=2
+    )
     # input 0: 10 - 2T > 3 until T = 3; input 1: 9 - 2T > 4 until T = 2; input 2: never
     assert result.sizes.tolist() == [[1, 1, 1, 1], [1, 1, 1, 0], [0, 0, 0, 0]]
     # largest T with 10 - 2T > 3 is 3, with 9 - 2T > 4 is 2
@@ -82,8 +95,9 @@ def test_a_registered_certificate_works_through_results(registered, tmp_path):
     assert axes[0].lines[0].get_drawstyle() == "steps-post"  # an integer radius
     plt.close("all")
     # the spec's integer_radius is what load checks the radii against
-    CertificationResult.from_counts(counts, Y, [0.5], certificate="margin", k=1,
-                                    method="plain", margin=2).save(tmp_path / "half.npz")
+    CertificationResult.from_counts(
+        counts, Y, [0.5], certificate="margin", k=1, method="plain", margin=2
+    ).save(tmp_path / "half.npz")
     with pytest.raises(ValueError, match="radius"):
         CertificationResult.load(tmp_path / "half.npz")
 
@@ -101,15 +115,14 @@ def test_ranked_labels_windows_equal_brute_force():
         b = sorted(values_other[i, ~Y[i]], reverse=True) + [0.0] * 10  # absent: 0
         assert ranked.n_true[i] == len(a)
         for first, width in itertools.product(range(1, 6), range(1, 6)):
-            expected = sum(a[first - 1:first - 1 + width])
+            expected = sum(a[first - 1 : first - 1 + width])
             assert ranked.true_window(first, width)[i] == pytest.approx(expected, abs=1e-12)
         for position in range(1, 6):
-            assert ranked.true_at(position)[i] == (a[position - 1] if position <= len(a)
-                                                   else 0.0)
+            assert ranked.true_at(position)[i] == (a[position - 1] if position <= len(a) else 0.0)
         for last, width in itertools.product(range(1, 8), range(1, 8)):
             if width > last:
                 continue
-            expected = sum(b[last - width:last])
+            expected = sum(b[last - width : last])
             assert ranked.other_window(last, width)[i] == pytest.approx(expected, abs=1e-12)
 
 
@@ -117,8 +130,14 @@ def test_ranked_labels_windows_equal_brute_force():
 @pytest.mark.parametrize("name", sorted(CERTIFICATES))
 def test_every_method_reads_empty_counts_of_its_own_layout(name):
     spec = CERTIFICATES[name]
-    params = {"k_prime": 2, "sigma": 0.5, "k_base": 2, "n_train": 100,
-              "max_samples": 10, "attack": "deletion"}
+    params = {
+        "k_prime": 2,
+        "sigma": 0.5,
+        "k_base": 2,
+        "n_train": 100,
+        "max_samples": 10,
+        "attack": "deletion",
+    }
     params = {key: params[key] for key in spec.params}
     labels = np.zeros((0, 6), dtype=np.int64)
     for method in spec.methods:
@@ -135,10 +154,18 @@ def test_every_method_reads_empty_counts_of_its_own_layout(name):
 def test_finite_aggregation_keeps_model_votes():
     dpa = CERTIFICATES["dpa"]
     assert [dpa.counts_layout(m) for m in dpa.methods] == [
-        "label-counts", "label-counts", "model-votes"]
-    assert dpa.empty_counts("finite-aggregation", {"k_base": 2, "spread": 3}, 6).shape == (
-        0, 3, 2)
+        "label-counts",
+        "label-counts",
+        "model-votes",
+    ]
+    assert dpa.empty_counts("finite-aggregation", {"k_base": 2, "spread": 3}, 6).shape == (0, 3, 2)
     assert [CERTIFICATES[n].poisoning for n in ("gaussian", "bagging", "dpa")] == [
-        False, True, True]
+        False,
+        True,
+        True,
+    ]
     assert [CERTIFICATES[n].integer_radius for n in ("gaussian", "bagging", "dpa")] == [
-        False, True, True]
+        False,
+        True,
+        True,
+    ]

@@ -95,10 +95,14 @@ def test_cohen_radius_k1(p_top, p_other):
     # "first-term" has no cap at 1 - lower (that comes with Eq. 8's second term).
     for method, cap in (("multiguard", 1 - p_top), ("jia", 1 - p_top), ("first-term", 1.0)):
         cohen = sigma / 2 * (norm.ppf(p_top) - norm.ppf(min(p_other, cap)))
-        radii = np.array([0.0, cohen * 0.999, cohen * 1.001, cohen + 1.0]) if cohen > 0 \
+        radii = (
+            np.array([0.0, cohen * 0.999, cohen * 1.001, cohen + 1.0])
+            if cohen > 0
             else np.array([0.0, 0.1])
-        sizes = gaussian_certified_size(lower, upper, [[1, 0, 0]], k=1, k_prime=1,
-                                        sigma=sigma, radius=radii, method=method)
+        )
+        sizes = gaussian_certified_size(
+            lower, upper, [[1, 0, 0]], k=1, k_prime=1, sigma=sigma, radius=radii, method=method
+        )
         np.testing.assert_array_equal(sizes[0], (radii < cohen).astype(int), err_msg=method)
 
 
@@ -113,8 +117,9 @@ def test_dpa_vote_gap_closed_form():
     gap = counts[np.arange(200), y] - other
     for attack, factor in (("modification", 2), ("addition", 1), ("deletion", 1)):
         for method in ("poisoningguard", "dpa"):
-            sizes = dpa_certified_size(counts, Y, k=1, k_base=1, radius=T, attack=attack,
-                                       method=method)
+            sizes = dpa_certified_size(
+                counts, Y, k=1, k_base=1, radius=T, attack=attack, method=method
+            )
             np.testing.assert_array_equal(sizes, (gap[:, None] > 2 * factor * T).astype(int))
 
 
@@ -124,8 +129,9 @@ def test_bagging_closed_form_k1():
     lower = np.array([[0.8, 0.0, 0.0], [0.55, 0.0, 0.0]])
     upper = np.array([[1.0, 0.15, 0.05], [1.0, 0.44, 0.01]])
     T = np.arange(0, 120)
-    sizes = bagging_certified_size(lower, upper, [[1, 0, 0], [1, 0, 0]], k=1, k_base=1,
-                                   n_train=n, max_samples=m, radius=T)
+    sizes = bagging_certified_size(
+        lower, upper, [[1, 0, 0], [1, 0, 0]], k=1, k_base=1, n_train=n, max_samples=m, radius=T
+    )
     for i, (pa, pb) in enumerate(((0.8, 0.15), (0.55, 0.44))):
         expected = (pa - pb > 2 * (1 - ((n - T) / n) ** m)).astype(int)
         np.testing.assert_array_equal(sizes[i], expected)
@@ -137,9 +143,17 @@ def test_bagging_huge_n_power_m_no_overflow():
     lower = np.array([[0.9, 0.6, 0.0, 0.0]])
     upper = np.array([[1.0, 1.0, 0.05, 0.02]])
     for attack in ("modification", "addition", "deletion"):
-        sizes = bagging_certified_size(lower, upper, [[1, 1, 0, 0]], k=2, k_base=1,
-                                       n_train=50_000, max_samples=1000,
-                                       radius=[0, 5, 20, 100, 10_000, 60_000], attack=attack)
+        sizes = bagging_certified_size(
+            lower,
+            upper,
+            [[1, 1, 0, 0]],
+            k=2,
+            k_base=1,
+            n_train=50_000,
+            max_samples=1000,
+            radius=[0, 5, 20, 100, 10_000, 60_000],
+            attack=attack,
+        )
         assert sizes[0, 0] == 2 and sizes[0, -1] == 0
         assert np.all(np.diff(sizes[0]) <= 0)
 
@@ -153,42 +167,56 @@ def test_gaussian_matches_literal_transcription(case):
     lower, upper, Y, k, kp, sigma = case
     radii = RADII[::3]
     for method, second in (("multiguard", True), ("first-term", False)):
-        sizes = gaussian_certified_size(lower, upper, Y, k=k, k_prime=kp, sigma=sigma,
-                                        radius=radii, method=method)
-        expected = [[ref.multiguard(lower[i], upper[i], Y[i], k, kp, sigma, R, second)
-                     for R in radii] for i in range(len(Y))]
+        sizes = gaussian_certified_size(
+            lower, upper, Y, k=k, k_prime=kp, sigma=sigma, radius=radii, method=method
+        )
+        expected = [
+            [ref.multiguard(lower[i], upper[i], Y[i], k, kp, sigma, R, second) for R in radii]
+            for i in range(len(Y))
+        ]
         np.testing.assert_array_equal(sizes, expected, err_msg=method)
     if kp == 1:
-        sizes = gaussian_certified_size(lower, upper, Y, k=k, k_prime=1, sigma=sigma,
-                                        radius=radii, method="jia")
-        expected = [[ref.jia(lower[i], upper[i], Y[i], k, sigma, R) for R in radii]
-                    for i in range(len(Y))]
+        sizes = gaussian_certified_size(
+            lower, upper, Y, k=k, k_prime=1, sigma=sigma, radius=radii, method="jia"
+        )
+        expected = [
+            [ref.jia(lower[i], upper[i], Y[i], k, sigma, R) for R in radii] for i in range(len(Y))
+        ]
         np.testing.assert_array_equal(sizes, expected)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 6), st.integers(0, 2**31 - 1), st.sampled_from(
-    ["modification", "addition", "deletion"]))
+@given(
+    st.integers(1, 6),
+    st.integers(0, 2**31 - 1),
+    st.sampled_from(["modification", "addition", "deletion"]),
+)
 def test_dpa_matches_literal_transcription(c, seed, attack):
     rng = np.random.default_rng(seed)
     k, kb = int(rng.integers(1, c + 1)), int(rng.integers(1, c + 1))
     N = int(rng.integers(1, 40))
-    votes = np.array([[rng.choice(c, size=kb, replace=False) for _ in range(N)]
-                      for _ in range(3)])
+    votes = np.array([[rng.choice(c, size=kb, replace=False) for _ in range(N)] for _ in range(3)])
     counts = np.array([np.bincount(v.ravel(), minlength=c) for v in votes])
     Y = (rng.random((3, c)) < 0.5).astype(int)
     T = np.arange(0, 8)
     for method in ("poisoningguard", "dpa"):
-        sizes = dpa_certified_size(counts, Y, k=k, k_base=kb, radius=T, attack=attack,
-                                   method=method)
-        expected = [[ref.dpa(counts[i], Y[i], k, kb, t, attack, method == "dpa") for t in T]
-                    for i in range(3)]
+        sizes = dpa_certified_size(
+            counts, Y, k=k, k_base=kb, radius=T, attack=attack, method=method
+        )
+        expected = [
+            [ref.dpa(counts[i], Y[i], k, kb, t, attack, method == "dpa") for t in T]
+            for i in range(3)
+        ]
         np.testing.assert_array_equal(sizes, expected)
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 6), st.integers(0, 2**31 - 1), st.sampled_from(
-    ["modification", "addition", "deletion"]), st.sampled_from([(12, 2), (30, 3), (200, 5)]))
+@given(
+    st.integers(1, 6),
+    st.integers(0, 2**31 - 1),
+    st.sampled_from(["modification", "addition", "deletion"]),
+    st.sampled_from([(12, 2), (30, 3), (200, 5)]),
+)
 def test_bagging_matches_literal_transcription(c, seed, attack, nm):
     """Small n and m, so that the rounding to multiples of k_b / n^m is visible."""
     n, m = nm
@@ -198,10 +226,25 @@ def test_bagging_matches_literal_transcription(c, seed, attack, nm):
     _, lower, upper, Y = random_bounds(rng, 3, c, kp=kb, n_draws=100)
     T = np.array([0, 1, 2, 3, 5, 8])
     for method in ("poisoningguard", "bagging"):
-        sizes = bagging_certified_size(lower, upper, Y, k=k, k_base=kb, n_train=n,
-                                       max_samples=m, radius=T, attack=attack, method=method)
-        expected = [[ref.bagging(lower[i], upper[i], Y[i], k, kb, n, m, t, attack,
-                                 method == "bagging") for t in T] for i in range(3)]
+        sizes = bagging_certified_size(
+            lower,
+            upper,
+            Y,
+            k=k,
+            k_base=kb,
+            n_train=n,
+            max_samples=m,
+            radius=T,
+            attack=attack,
+            method=method,
+        )
+        expected = [
+            [
+                ref.bagging(lower[i], upper[i], Y[i], k, kb, n, m, t, attack, method == "bagging")
+                for t in T
+            ]
+            for i in range(3)
+        ]
         np.testing.assert_array_equal(sizes, expected)
 
 
@@ -221,7 +264,7 @@ def worst_case_dpa(votes, y, k, kb, n_corrupt):
         for new in itertools.product(vote_sets, repeat=len(victims)):
             counts = np.zeros(c, dtype=int)
             for j in range(N):
-                for label in (new[victims.index(j)] if j in victims else votes[j]):
+                for label in new[victims.index(j)] if j in victims else votes[j]:
                     counts[label] += 1
             # Sort by count, then non-true labels first among ties.
             order = sorted(range(c), key=lambda lab: (-counts[lab], y[lab]))
@@ -244,8 +287,9 @@ def test_dpa_never_exceeds_brute_force_worst_case(seed):
     for T in (0, 1):
         for attack in ("modification", "addition"):
             n_corrupt = 2 * T if attack == "modification" else T
-            certified = dpa_certified_size(counts, y[None, :], k=k, k_base=kb, radius=T,
-                                           attack=attack)[0]
+            certified = dpa_certified_size(
+                counts, y[None, :], k=k, k_base=kb, radius=T, attack=attack
+            )[0]
             assert certified <= worst_case_dpa(votes, y, k, kb, n_corrupt)
 
 
@@ -258,9 +302,12 @@ def test_gaussian_properties(case):
     lower, upper, Y, k, kp, sigma = case
     c = Y.shape[1]
     d = Y.sum(axis=1)
-    sizes = {m: gaussian_certified_size(lower, upper, Y, k=k, k_prime=kp, sigma=sigma,
-                                        radius=RADII, method=m)
-             for m in (["multiguard", "first-term"] + (["jia"] if kp == 1 else []))}
+    sizes = {
+        m: gaussian_certified_size(
+            lower, upper, Y, k=k, k_prime=kp, sigma=sigma, radius=RADII, method=m
+        )
+        for m in (["multiguard", "first-term"] + (["jia"] if kp == 1 else []))
+    }
     floor = np.maximum(0, k - (c - d))[:, None]
     cap = np.minimum(k, d)[:, None]
     for s in sizes.values():
@@ -283,13 +330,23 @@ def test_poisoning_properties(c, seed):
     cap = np.minimum(k, d)[:, None]
     T = np.arange(0, 40, 3)
     for attack in ("modification", "addition", "deletion"):
-        pg = bagging_certified_size(lower, upper, Y, k=k, k_base=kb, n_train=1000,
-                                    max_samples=20, radius=T, attack=attack)
-        base = bagging_certified_size(lower, upper, Y, k=k, k_base=kb, n_train=1000,
-                                      max_samples=20, radius=T, attack=attack, method="bagging")
+        pg = bagging_certified_size(
+            lower, upper, Y, k=k, k_base=kb, n_train=1000, max_samples=20, radius=T, attack=attack
+        )
+        base = bagging_certified_size(
+            lower,
+            upper,
+            Y,
+            k=k,
+            k_base=kb,
+            n_train=1000,
+            max_samples=20,
+            radius=T,
+            attack=attack,
+            method="bagging",
+        )
         dpg = dpa_certified_size(counts, Y, k=k, k_base=kb, radius=T, attack=attack)
-        dbase = dpa_certified_size(counts, Y, k=k, k_base=kb, radius=T, attack=attack,
-                                   method="dpa")
+        dbase = dpa_certified_size(counts, Y, k=k, k_base=kb, radius=T, attack=attack, method="dpa")
         for s in (pg, base, dpg, dbase):
             assert np.all(np.diff(s, axis=1) <= 0)
             assert np.all(s >= floor) and np.all(s <= cap)
@@ -299,12 +356,21 @@ def test_poisoning_properties(c, seed):
 def test_scalar_radius_gives_1d_and_empty_inputs():
     lower = np.array([[0.9, 0.01]])
     upper = np.array([[1.0, 0.05]])
-    assert gaussian_certified_size(lower, upper, [[1, 0]], k=1, k_prime=1, sigma=0.5,
-                                   radius=0.1).shape == (1,)
-    assert gaussian_certified_size(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3)),
-                                   k=1, k_prime=1, sigma=0.5, radius=[0, 1]).shape == (0, 2)
-    assert dpa_certified_size(np.zeros((0, 3), int), np.zeros((0, 3)), k=2, k_base=1,
-                              radius=3).shape == (0,)
+    assert gaussian_certified_size(
+        lower, upper, [[1, 0]], k=1, k_prime=1, sigma=0.5, radius=0.1
+    ).shape == (1,)
+    assert gaussian_certified_size(
+        np.zeros((0, 3)),
+        np.zeros((0, 3)),
+        np.zeros((0, 3)),
+        k=1,
+        k_prime=1,
+        sigma=0.5,
+        radius=[0, 1],
+    ).shape == (0, 2)
+    assert dpa_certified_size(
+        np.zeros((0, 3), int), np.zeros((0, 3)), k=2, k_base=1, radius=3
+    ).shape == (0,)
 
 
 def test_multiguard_beats_jia_on_multi_label_example():
@@ -312,21 +378,26 @@ def test_multiguard_beats_jia_on_multi_label_example():
     lower = np.array([[0.45, 0.45, 0.0, 0.0, 0.0]])
     upper = np.array([[1.0, 1.0, 0.04, 0.03, 0.02]])
     kwargs = dict(k=1, k_prime=1, sigma=0.5, radius=[0.0, 0.5, 1.0])
-    assert gaussian_certified_size(lower, upper, [[1, 1, 0, 0, 0]], **kwargs).tolist() == \
-        [[1, 1, 0]]
-    assert gaussian_certified_size(lower, upper, [[1, 1, 0, 0, 0]], method="jia",
-                                   **kwargs).tolist() == [[0, 0, 0]]
+    assert gaussian_certified_size(lower, upper, [[1, 1, 0, 0, 0]], **kwargs).tolist() == [
+        [1, 1, 0]
+    ]
+    assert gaussian_certified_size(
+        lower, upper, [[1, 1, 0, 0, 0]], method="jia", **kwargs
+    ).tolist() == [[0, 0, 0]]
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(k=0), "k must be at least 1"),
-    (dict(k=4), "at most 3"),
-    (dict(k_prime=2, method="jia"), "k_prime == 1"),
-    (dict(sigma=0.0), "sigma"),
-    (dict(radius=-1.0), "non-negative"),
-    (dict(radius=np.nan), "finite"),
-    (dict(method="cohen"), "method must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(k=0), "k must be at least 1"),
+        (dict(k=4), "at most 3"),
+        (dict(k_prime=2, method="jia"), "k_prime == 1"),
+        (dict(sigma=0.0), "sigma"),
+        (dict(radius=-1.0), "non-negative"),
+        (dict(radius=np.nan), "finite"),
+        (dict(method="cohen"), "method must be one of"),
+    ],
+)
 def test_gaussian_errors(kwargs, match):
     base = dict(k=1, k_prime=1, sigma=0.5, radius=0.5, method="multiguard")
     base.update(kwargs)
@@ -336,11 +407,13 @@ def test_gaussian_errors(kwargs, match):
 
 def test_bounds_and_labels_errors():
     with pytest.raises(ValueError, match="lower <= upper"):
-        gaussian_certified_size([[0.5, 0.3]], [[0.4, 0.4]], [[1, 0]], k=1, k_prime=1,
-                                sigma=1.0, radius=0)
+        gaussian_certified_size(
+            [[0.5, 0.3]], [[0.4, 0.4]], [[1, 0]], k=1, k_prime=1, sigma=1.0, radius=0
+        )
     with pytest.raises(ValueError, match="only 0 and 1"):
-        gaussian_certified_size([[0.5, 0.3]], [[0.6, 0.4]], [[2, 0]], k=1, k_prime=1,
-                                sigma=1.0, radius=0)
+        gaussian_certified_size(
+            [[0.5, 0.3]], [[0.6, 0.4]], [[2, 0]], k=1, k_prime=1, sigma=1.0, radius=0
+        )
     with pytest.raises(ValueError, match="integers"):
         dpa_certified_size([[3, 1]], [[1, 0]], k=1, k_base=1, radius=0.5)
     with pytest.raises(ValueError, match="attack"):
@@ -350,38 +423,60 @@ def test_bounds_and_labels_errors():
 # ---------------------------------------------------------------- ties and extremes
 
 
-@pytest.mark.parametrize("lower, upper, k, kp, method", [
-    # a true label tied with the s-th other label: Eq. 8 must reject (real arithmetic)
-    ([[0.03, 0, 0, 0]], [[1, 0.8, 0.17, 0.03]], 3, 1, "multiguard"),
-    # k' * Phi(Phi^-1(x / k')) differs from x by an ulp
-    ([[0.1, 0, 0, 0]], [[1, 0.1, 0, 0]], 1, 2, "multiguard"),
-    ([[0.003, 0, 0, 0]], [[1, 0.003, 0.003, 0]], 2, 1, "jia"),
-])
+@pytest.mark.parametrize(
+    "lower, upper, k, kp, method",
+    [
+        # a true label tied with the s-th other label: Eq. 8 must reject (real arithmetic)
+        ([[0.03, 0, 0, 0]], [[1, 0.8, 0.17, 0.03]], 3, 1, "multiguard"),
+        # k' * Phi(Phi^-1(x / k')) differs from x by an ulp
+        ([[0.1, 0, 0, 0]], [[1, 0.1, 0, 0]], 1, 2, "multiguard"),
+        ([[0.003, 0, 0, 0]], [[1, 0.003, 0.003, 0]], 2, 1, "jia"),
+    ],
+)
 def test_gaussian_exact_ties_are_not_certified(lower, upper, k, kp, method):
-    sizes = gaussian_certified_size(lower, upper, [[1, 0, 0, 0]], k=k, k_prime=kp, sigma=1.0,
-                                    radius=0.0, method=method)
+    sizes = gaussian_certified_size(
+        lower, upper, [[1, 0, 0, 0]], k=k, k_prime=kp, sigma=1.0, radius=0.0, method=method
+    )
     assert sizes.tolist() == [0]
 
 
 def test_bagging_ties_and_coarse_grid_rounding():
     # p# = 0.2 ties p* = 0.2 at T = 0 (prefix-sum differences must not break the tie)
-    assert bagging_certified_size([[0.2, 0, 0, 0]], [[1, 0.7, 0.2, 0.2]], [[1, 0, 0, 0]],
-                                  k=3, k_base=1, n_train=1000, max_samples=100,
-                                  radius=0).tolist() == [0]
+    assert bagging_certified_size(
+        [[0.2, 0, 0, 0]],
+        [[1, 0.7, 0.2, 0.2]],
+        [[1, 0, 0, 0]],
+        k=3,
+        k_base=1,
+        n_train=1000,
+        max_samples=100,
+        radius=0,
+    ).tolist() == [0]
     # the float 0.3 lies below 3/10: on the grid of 1/10^4, p# = 0.2999, not 0.3
-    assert bagging_certified_size([[0.3, 0]], [[1, 0.2999]], [[1, 0]], k=1, k_base=1,
-                                  n_train=10, max_samples=4, radius=0).tolist() == [0]
+    assert bagging_certified_size(
+        [[0.3, 0]], [[1, 0.2999]], [[1, 0]], k=1, k_base=1, n_train=10, max_samples=4, radius=0
+    ).tolist() == [0]
     # and the float 0.1 lies above 1/10: p* = 0.1001
-    assert bagging_certified_size([[0.1001, 0]], [[1, 0.1]], [[1, 0]], k=1, k_base=1,
-                                  n_train=10, max_samples=4, radius=0).tolist() == [0]
+    assert bagging_certified_size(
+        [[0.1001, 0]], [[1, 0.1]], [[1, 0]], k=1, k_base=1, n_train=10, max_samples=4, radius=0
+    ).tolist() == [0]
 
 
 @pytest.mark.parametrize("T", [2**62, 2**63, 1e19])
 def test_huge_poisoning_sizes_certify_nothing(T):
     """T beyond int64 must not wrap around to a small or negative number."""
     for attack in ("modification", "addition", "deletion"):
-        assert dpa_certified_size([[10, 3, 1]], [[1, 0, 0]], k=1, k_base=1, radius=T,
-                                  attack=attack).tolist() == [0]
-        assert bagging_certified_size([[0.8, 0]], [[1, 0.1]], [[1, 0]], k=1, k_base=1,
-                                      n_train=1000, max_samples=10, radius=T,
-                                      attack=attack).tolist() == [0]
+        assert dpa_certified_size(
+            [[10, 3, 1]], [[1, 0, 0]], k=1, k_base=1, radius=T, attack=attack
+        ).tolist() == [0]
+        assert bagging_certified_size(
+            [[0.8, 0]],
+            [[1, 0.1]],
+            [[1, 0]],
+            k=1,
+            k_base=1,
+            n_train=1000,
+            max_samples=10,
+            radius=T,
+            attack=attack,
+        ).tolist() == [0]

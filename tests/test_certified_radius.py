@@ -38,8 +38,17 @@ def _one_hot_counts(seed, n=300, c=5, n_draws=1000):
 def test_cohen_closed_form_at_k_one(method, sigma):
     counts, Y, y = _one_hot_counts(0)
     res = CertificationResult.from_counts(
-        counts, Y, 0.0, certificate="gaussian", k=1, method=method, n_draws=1000,
-        alpha=0.001, k_prime=1, sigma=sigma)
+        counts,
+        Y,
+        0.0,
+        certificate="gaussian",
+        k=1,
+        method=method,
+        n_draws=1000,
+        alpha=0.001,
+        k_prime=1,
+        sigma=sigma,
+    )
     rows = np.arange(len(y))
     a = res.lower[rows, y]
     b = np.where(Y == 1, -np.inf, res.upper).max(axis=1)
@@ -57,8 +66,17 @@ def test_gaussian_radius_is_the_edge_of_the_certificate(method, size):
     """sizes >= size exactly at the radii below the certified radius (k = 3, k' = 2)."""
     counts, Y = _multilabel_counts(1, kp=2)
     res = CertificationResult.from_counts(
-        counts, Y, 0.0, certificate="gaussian", k=3, method=method, n_draws=400,
-        alpha=0.01, k_prime=2, sigma=0.5)
+        counts,
+        Y,
+        0.0,
+        certificate="gaussian",
+        k=3,
+        method=method,
+        n_draws=400,
+        alpha=0.01,
+        k_prime=2,
+        sigma=0.5,
+    )
     radius = res.certified_radius(size)
     finite = np.isfinite(radius)
     assert (radius[finite] > 0).sum() >= 10
@@ -72,18 +90,34 @@ def test_gaussian_radius_is_the_edge_of_the_certificate(method, size):
     edge = res.recertify(radius=0.0)
     for i in np.flatnonzero(finite & (radius > 0))[:5]:
         one = CertificationResult.from_counts(
-            counts[[i]], Y[[i]], radius[i], certificate="gaussian", k=3, method=method,
-            n_draws=400, alpha=0.01, k_prime=2, sigma=0.5)
+            counts[[i]],
+            Y[[i]],
+            radius[i],
+            certificate="gaussian",
+            k=3,
+            method=method,
+            n_draws=400,
+            alpha=0.01,
+            k_prime=2,
+            sigma=0.5,
+        )
         assert one.sizes[0, 0] >= size
     assert edge.sizes.shape == (len(Y), 1)
 
 
-@pytest.mark.parametrize("pa, upper_others", [
-    (0.7989813152364129, [0.05313757662529612, 0.07974427378742317, 0.04292731191592621,
-                          0.14240505039053647]),
-    (0.6576179130313453, [0.1218240384805517, 0.06005937850833214, 0.13292084623923056,
-                          0.13616094841776238]),
-])
+@pytest.mark.parametrize(
+    "pa, upper_others",
+    [
+        (
+            0.7989813152364129,
+            [0.05313757662529612, 0.07974427378742317, 0.04292731191592621, 0.14240505039053647],
+        ),
+        (
+            0.6576179130313453,
+            [0.1218240384805517, 0.06005937850833214, 0.13292084623923056, 0.13616094841776238],
+        ),
+    ],
+)
 def test_gaussian_radius_is_certified_after_rounding_sigma_times_shift(pa, upper_others):
     """R = sigma * (R / sigma) may round up: the certificate at R (computed from R /
     sigma) must still hold."""
@@ -93,11 +127,13 @@ def test_gaussian_radius_is_certified_after_rounding_sigma_times_shift(pa, upper
     lower = np.array([[pa, 0.0, 0.0, 0.0, 0.0]])
     upper = np.array([[1.0, *upper_others]])
     Y = np.array([[1, 0, 0, 0, 0]])
-    radius = gaussian_certified_radius(lower, upper, Y, k=1, k_prime=1, sigma=0.1,
-                                       method="multiguard")
+    radius = gaussian_certified_radius(
+        lower, upper, Y, k=1, k_prime=1, sigma=0.1, method="multiguard"
+    )
     assert radius[0] > 0
-    size = gaussian_certified_size(lower, upper, Y, k=1, k_prime=1, sigma=0.1,
-                                   radius=float(radius[0]))
+    size = gaussian_certified_size(
+        lower, upper, Y, k=1, k_prime=1, sigma=0.1, radius=float(radius[0])
+    )
     assert np.asarray(size).ravel()[0] >= 1
 
 
@@ -109,16 +145,35 @@ def test_gaussian_radius_is_within_1e_13_below_the_supremum(k, k_prime, sigma):
 
     counts, Y = _multilabel_counts(3, n=300, kp=k_prime)
     res = CertificationResult.from_counts(
-        counts, Y, 0.0, certificate="gaussian", k=k, method="multiguard", n_draws=400,
-        alpha=0.01, k_prime=k_prime, sigma=sigma)
+        counts,
+        Y,
+        0.0,
+        certificate="gaussian",
+        k=k,
+        method="multiguard",
+        n_draws=400,
+        alpha=0.01,
+        k_prime=k_prime,
+        sigma=sigma,
+    )
     radius = res.certified_radius()
     rows = np.flatnonzero(np.isfinite(radius) & (radius > 0))
     assert rows.size >= 50
 
-    at = np.array([gaussian_certified_size(res.lower[[i]], res.upper[[i]], Y[[i]], k=k,
-                                           k_prime=k_prime, sigma=sigma,
-                                           radius=[radius[i], radius[i] * (1 + 1.01e-13)])[0]
-                   for i in rows])
+    at = np.array(
+        [
+            gaussian_certified_size(
+                res.lower[[i]],
+                res.upper[[i]],
+                Y[[i]],
+                k=k,
+                k_prime=k_prime,
+                sigma=sigma,
+                radius=[radius[i], radius[i] * (1 + 1.01e-13)],
+            )[0]
+            for i in rows
+        ]
+    )
     assert np.all(at[:, 0] >= 1)  # certified at R
     assert np.all(at[:, 1] == 0)  # not at R (1 + 1e-13): the supremum is within that
 
@@ -126,9 +181,18 @@ def test_gaussian_radius_is_within_1e_13_below_the_supremum(k, k_prime, sigma):
 def test_trivially_certified_inputs_have_infinite_radius():
     counts = np.array([[10, 0, 0], [0, 10, 0], [0, 0, 10]])
     Y = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0]])
-    res = CertificationResult.from_counts(counts, Y, 0.0, certificate="gaussian", k=2,
-                                          method="multiguard", n_draws=10, alpha=0.01,
-                                          k_prime=1, sigma=1.0)
+    res = CertificationResult.from_counts(
+        counts,
+        Y,
+        0.0,
+        certificate="gaussian",
+        k=2,
+        method="multiguard",
+        n_draws=10,
+        alpha=0.01,
+        k_prime=1,
+        sigma=1.0,
+    )
     # k - (n_classes - |L|) = 2 - 1 = 1 true label always in the top-2 of input 0
     radius = res.certified_radius()
     assert radius[0] == np.inf
@@ -148,8 +212,9 @@ def test_dpa_vote_gap_at_k_one(attack, touched, method):
     p /= p.sum(axis=1, keepdims=True)
     counts = np.array([rng.multinomial(n_partitions, row) for row in p])
     Y = np.eye(c, dtype=int)[y]
-    res = CertificationResult.from_counts(counts, Y, 0, certificate="dpa", k=1,
-                                          method=method, k_base=1, attack=attack)
+    res = CertificationResult.from_counts(
+        counts, Y, 0, certificate="dpa", k=1, method=method, k_base=1, attack=attack
+    )
     gap = counts[np.arange(n), y] - np.where(Y == 1, -1, counts).max(axis=1)
     # largest integer T with gap > 2 * touched * T
     expected = np.where(gap > 0, -(-gap // (2 * touched)) - 1, 0)
@@ -164,14 +229,32 @@ def test_dpa_vote_gap_at_k_one(attack, touched, method):
 def test_ensemble_T_against_brute_force(certificate, size):
     counts, Y = _multilabel_counts(3, n=40, n_draws=300)
     if certificate == "dpa":
-        res = CertificationResult.from_counts(counts, Y, 0, certificate="dpa", k=3,
-                                              method="poisoningguard", k_base=1,
-                                              attack="modification")
+        res = CertificationResult.from_counts(
+            counts,
+            Y,
+            0,
+            certificate="dpa",
+            k=3,
+            method="poisoningguard",
+            k_base=1,
+            attack="modification",
+        )
         grid = np.arange(0, 200)
     else:
         res = CertificationResult.from_counts(
-            counts, Y, 0, certificate="bagging", k=3, method="poisoningguard", n_draws=300,
-            alpha=0.01, k_base=1, n_train=2000, max_samples=20, attack="addition")
+            counts,
+            Y,
+            0,
+            certificate="bagging",
+            k=3,
+            method="poisoningguard",
+            n_draws=300,
+            alpha=0.01,
+            k_base=1,
+            n_train=2000,
+            max_samples=20,
+            attack="addition",
+        )
         grid = np.arange(0, 200)
     certified = res.recertify(radius=grid).sizes >= size
     T = res.certified_radius(size)
@@ -181,20 +264,27 @@ def test_ensemble_T_against_brute_force(certificate, size):
     assert certified[:, -1].sum() == 0  # the grid reaches past every radius
     # monotone: certified on 0 .. T and nowhere else
     largest = np.where(certified.any(axis=1), certified.sum(axis=1) - 1, 0)
-    np.testing.assert_array_equal(certified, (grid[None, :] <= largest[:, None])
-                                  & certified[:, :1])
+    np.testing.assert_array_equal(certified, (grid[None, :] <= largest[:, None]) & certified[:, :1])
     np.testing.assert_array_equal(T, largest)
     assert np.all(T == np.round(T)) and T.max() >= 5
 
 
 def test_summary_and_errors():
     counts, Y = _multilabel_counts(4, n=20)
-    res = CertificationResult.from_counts(counts, Y, [0.0, 0.25], certificate="gaussian",
-                                          k=2, method="multiguard", n_draws=400,
-                                          alpha=0.01, k_prime=1, sigma=0.5)
+    res = CertificationResult.from_counts(
+        counts,
+        Y,
+        [0.0, 0.25],
+        certificate="gaussian",
+        k=2,
+        method="multiguard",
+        n_draws=400,
+        alpha=0.01,
+        k_prime=1,
+        sigma=0.5,
+    )
     summary = res.summary()
-    assert summary["average_certified_radius"] == pytest.approx(
-        res.certified_radius().mean())
+    assert summary["average_certified_radius"] == pytest.approx(res.certified_radius().mean())
     assert summary["mean_draws_used"] == 400.0
     np.testing.assert_array_equal(res.n_draws_used, np.full(20, 400))
     assert res.n_draws_used.dtype == np.int64

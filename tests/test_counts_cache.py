@@ -51,6 +51,7 @@ def _changes():
     def closure_scale(factor):
         def forward(x):
             return torch.nn.Linear.forward(net_ref[0].linear, x) * factor
+
         return forward
 
     net_ref = []
@@ -74,8 +75,7 @@ def _changes():
 
     def dict_of_tensors(net):
         net.shift = {"bias": torch.tensor([0.0, 0.0, 5.0])}
-        net.forward = types.MethodType(
-            lambda self, x: self.linear(x) + self.shift["bias"], net)
+        net.forward = types.MethodType(lambda self, x: self.linear(x) + self.shift["bias"], net)
 
     return {
         "forward pre-hook": lambda net: net.register_forward_pre_hook(pre_hook),
@@ -84,8 +84,10 @@ def _changes():
         "tensor in a dict": dict_of_tensors,
         "submodule in a plain list": lambda net: setattr(net, "linear", Listed(net.linear)),
         "module global read by forward": lambda net: globals().__setitem__("SCALE", -1.0),
-        "config object": lambda net: (setattr(net, "config", types.SimpleNamespace(a=1)),
-                                      net.register_forward_pre_hook(pre_hook)),
+        "config object": lambda net: (
+            setattr(net, "config", types.SimpleNamespace(a=1)),
+            net.register_forward_pre_hook(pre_hook),
+        ),
     }
 
 
@@ -99,15 +101,24 @@ def _fitted(**kwargs):
     X = np.random.RandomState(0).normal(size=(30, N_FEATURES)).astype(np.float32)
     Y = (X[:, :N_CLASSES] > 0).astype(int)
     Y[:, 0] = 1
-    clf = SmoothedMultiLabelClassifier(_Net(), sigma=0.5, k=1, n_draws=200,
-                                       train_noise=False, random_state=0, **kwargs)
+    clf = SmoothedMultiLabelClassifier(
+        _Net(), sigma=0.5, k=1, n_draws=200, train_noise=False, random_state=0, **kwargs
+    )
     return clf.fit(X, Y), X, Y
 
 
 def _fresh_counts(clf, X):
     """What sampling the model as it is now gives, bypassing every cache."""
-    return sample_label_counts(clf.estimator_, X, n_classes=N_CLASSES, sigma=0.5, k_prime=1,
-                               n_draws=200, batch_size=1000, seed=_seed(clf))
+    return sample_label_counts(
+        clf.estimator_,
+        X,
+        n_classes=N_CLASSES,
+        sigma=0.5,
+        k_prime=1,
+        n_draws=200,
+        batch_size=1000,
+        seed=_seed(clf),
+    )
 
 
 def _seed(clf):
@@ -197,18 +208,21 @@ def test_the_key_covers_tensors_in_dicts_dtypes_and_class_source(edit_module):
     net.table["shift"][0] = 1.0
     assert model_key(net) != before
     # two classes with one name and different source code: different keys
-    source = ("import torch\n\nclass Scaled(torch.nn.Module):\n"
-              "    def forward(self, x):\n        return {}\n")
+    source = (
+        "import torch\n\nclass Scaled(torch.nn.Module):\n"
+        "    def forward(self, x):\n        return {}\n"
+    )
     first = model_key(edit_module("edited_model", source.format("x")).Scaled())
     edited = edit_module("edited_model", source.format("-x"))
     assert model_key(edited.Scaled()) != first
 
 
-def test_an_edited_forward_is_not_served_the_disk_counts_of_the_old_one(tmp_path,
-                                                                        edit_module):
+def test_an_edited_forward_is_not_served_the_disk_counts_of_the_old_one(tmp_path, edit_module):
     """Across processes, the source code of the model's class is part of the key."""
-    source = ("import torch\n\nclass Edited(torch.nn.Linear):\n"
-              "    def forward(self, x):\n        return {}\n")
+    source = (
+        "import torch\n\nclass Edited(torch.nn.Linear):\n"
+        "    def forward(self, x):\n        return {}\n"
+    )
     edited = edit_module("edited_forward", source.format("super().forward(x)"))
     net = edited.Edited(N_FEATURES, N_CLASSES)
     with torch.no_grad():
@@ -216,8 +230,9 @@ def test_an_edited_forward_is_not_served_the_disk_counts_of_the_old_one(tmp_path
         net.bias.zero_()
     X = np.random.RandomState(0).normal(size=(30, N_FEATURES)).astype(np.float32)
     Y = (X[:, :N_CLASSES] > 0).astype(int)
-    common = dict(sigma=0.5, k=1, n_draws=200, train_noise=False, random_state=0,
-                  memory=tmp_path / "cache")
+    common = dict(
+        sigma=0.5, k=1, n_draws=200, train_noise=False, random_state=0, memory=tmp_path / "cache"
+    )
     first = SmoothedMultiLabelClassifier(net, **common).fit(X, Y).certify(X, Y, 0.2)
     edited = edit_module("edited_forward", source.format("-super().forward(x)"))  # next run
     changed = edited.Edited(N_FEATURES, N_CLASSES)

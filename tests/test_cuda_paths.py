@@ -49,14 +49,16 @@ class _FailingOnSomeData(BaseEstimator):
 def _ensembles(error):
     return [
         DPACertifiedClassifier(_FailingOnSomeData(error), n_partitions=8),
-        BaggingCertifiedClassifier(_FailingOnSomeData(error), n_estimators=8,
-                                   max_samples=20, random_state=0),
+        BaggingCertifiedClassifier(
+            _FailingOnSomeData(error), n_estimators=8, max_samples=20, random_state=0
+        ),
     ]
 
 
-@pytest.mark.parametrize("error, kind", [("oom", torch.OutOfMemoryError),
-                                         ("memory", MemoryError),
-                                         ("device", RuntimeError)])
+@pytest.mark.parametrize(
+    "error, kind",
+    [("oom", torch.OutOfMemoryError), ("memory", MemoryError), ("device", RuntimeError)],
+)
 @pytest.mark.parametrize("which", [0, 1], ids=["dpa", "bagging"])
 def test_resource_errors_propagate_from_fit(digits, error, kind, which):
     X, _, Y, _ = digits
@@ -91,6 +93,7 @@ def test_which_errors_are_resource_errors():
 # ------------------------------------------------------- seeded training forks used devices
 def _no_cuda_allowed(monkeypatch):
     """Pretend two GPUs exist, and fail on anything that would initialise CUDA."""
+
     def forbidden(*args, **kwargs):
         raise AssertionError("CUDA was initialised")
 
@@ -105,22 +108,20 @@ def _no_cuda_allowed(monkeypatch):
 def _small_net(**params):
     from sklearn_certify.nets import MLPModule, MultiLabelNet
 
-    return MultiLabelNet(**{"module": MLPModule, "module__hidden": (8,), "max_epochs": 1,
-                            "batch_size": 16, **params})
+    return MultiLabelNet(
+        **{"module": MLPModule, "module__hidden": (8,), "max_epochs": 1, "batch_size": 16, **params}
+    )
 
 
 def test_seeded_cpu_training_does_not_touch_cuda(digits, monkeypatch):
     X, X_test, Y, _ = digits
-    expected = DPACertifiedClassifier(
-        _small_net(), n_partitions=3,
-    ).fit(X, Y).predict_proba(X_test)
+    expected = DPACertifiedClassifier(_small_net(), n_partitions=3).fit(X, Y).predict_proba(X_test)
     _no_cuda_allowed(monkeypatch)
-    clf = DPACertifiedClassifier(_small_net(),
-                                 n_partitions=3).fit(X, Y)
+    clf = DPACertifiedClassifier(_small_net(), n_partitions=3).fit(X, Y)
     np.testing.assert_array_equal(clf.predict_proba(X_test), expected)
     bagging = BaggingCertifiedClassifier(
-        _small_net(), n_estimators=3,
-        max_samples=30, random_state=0)
+        _small_net(), n_estimators=3, max_samples=30, random_state=0
+    )
     bagging.fit(X, Y)  # the vectorised trainer
     assert clf.estimators_[0].estimator_ is not None  # a skorch net built from the heads
 
@@ -145,8 +146,12 @@ def test_seeded_torch_forks_and_seeds_only_the_devices_in_use(monkeypatch):
             seeded[self.index] = seed
 
     monkeypatch.setattr(torch.random, "fork_rng", fake_fork_rng)
-    monkeypatch.setattr(torch.cuda, "default_generators",
-                        (FakeGenerator(0), FakeGenerator(1), FakeGenerator(2)), raising=False)
+    monkeypatch.setattr(
+        torch.cuda,
+        "default_generators",
+        (FakeGenerator(0), FakeGenerator(1), FakeGenerator(2)),
+        raising=False,
+    )
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
     state = torch.get_rng_state()
     with _torch_seed.seeded_torch(7, ["cpu", None]):
@@ -177,8 +182,12 @@ def test_estimator_devices_reads_device_parameters(monkeypatch):
 # ------------------------------------------------------------ reduced-precision backbones
 def _backbone():
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
-                               torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2))
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(2),
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -221,9 +230,12 @@ class _RecordingDeterminism(BaseEstimator):
     def fit(self, X, Y):
         import os
 
-        self.settings_ = (torch.are_deterministic_algorithms_enabled(),
-                          torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
-                          os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+        self.settings_ = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark,
+            os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        )
         self.model_ = RidgeClassifier().fit(X, Y)
         return self
 
@@ -235,8 +247,11 @@ class _RecordingDeterminism(BaseEstimator):
 def test_dpa_applies_the_callers_determinism_settings_in_loky_workers(digits, monkeypatch):
     X, _, Y, _ = digits
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-              torch.backends.cudnn.benchmark)
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     try:
@@ -253,8 +268,11 @@ def test_run_with_determinism_restores_the_workers_own_settings():
     from sklearn_certify._utils._torch_seed import determinism_settings, run_with_determinism
 
     own = determinism_settings()
-    wanted = {**own, "deterministic": not own["deterministic"],
-              "cudnn_benchmark": not own["cudnn_benchmark"]}
+    wanted = {
+        **own,
+        "deterministic": not own["deterministic"],
+        "cudnn_benchmark": not own["cudnn_benchmark"],
+    }
     seen = run_with_determinism(wanted, determinism_settings)
     assert seen["deterministic"] is wanted["deterministic"]
     assert seen["cudnn_benchmark"] is wanted["cudnn_benchmark"]
@@ -317,8 +335,9 @@ def test_heads_pickle_as_cpu_tensors(digits):
     from sklearn_certify.heads import LinearHead
 
     X, X_test, Y, _ = digits
-    heads = fit_linear_heads(X, Y, [np.arange(0, 60), np.arange(60, 120)], hidden=4,
-                             epochs=3, random_state=0)
+    heads = fit_linear_heads(
+        X, Y, [np.arange(0, 60), np.arange(60, 120)], hidden=4, epochs=3, random_state=0
+    )
     state = heads.__getstate__()
     assert all(p.device.type == "cpu" for p in state["params_"])
     head = LinearHead(4, epochs=3, random_state=0).fit(X, Y)
@@ -339,8 +358,9 @@ def test_cuda_saved_heads_load_on_the_cpu(digits, kind):
         expected = model.decision_function(X_test)
     else:
         base = LinearHead(epochs=3) if kind == "ensemble" else _small_net()
-        model = BaggingCertifiedClassifier(base, n_estimators=4, max_samples=30,
-                                           random_state=0).fit(X, Y)
+        model = BaggingCertifiedClassifier(
+            base, n_estimators=4, max_samples=30, random_state=0
+        ).fit(X, Y)
         assert model.stacked_models_ is not None
         if kind == "net_ensemble":
             model.estimators_.estimator.set_params(device="cuda:0")
@@ -356,8 +376,12 @@ def test_cuda_saved_heads_load_on_the_cpu(digits, kind):
     assert loaded.stacked_models_.device_ == torch.device("cpu")
     np.testing.assert_array_equal(loaded.predict_proba(X_test), expected)
     net = loaded.estimators_[0].estimator_  # a base model built or stored on the CPU
-    assert next(iter(net.module_.parameters()) if kind == "net_ensemble"
-                else iter(net.params_)).device.type == "cpu"
+    assert (
+        next(
+            iter(net.module_.parameters()) if kind == "net_ensemble" else iter(net.params_)
+        ).device.type
+        == "cpu"
+    )
 
 
 # ------------------------------------------------------- training noise on the device
@@ -406,8 +430,9 @@ def test_gpu_blocks_are_capped_by_the_memory_budget(monkeypatch, digits):
     from sklearn_certify._stacked import _skorch_replica
     from sklearn_certify._stacked._engine import _model_bytes, cap_models_by_memory
 
-    monkeypatch.setattr(_stacked, "_memory_budget",
-                        lambda device: 4 * GiB if device.type == "cuda" else None)
+    monkeypatch.setattr(
+        _stacked, "_memory_budget", lambda device: 4 * GiB if device.type == "cuda" else None
+    )
     cuda = torch.device("cuda")
     per_model = _model_bytes([2048, 1024, 20], 50)
     n = cap_models_by_memory(327, cuda, [2048, 1024, 20], 50)
@@ -416,8 +441,9 @@ def test_gpu_blocks_are_capped_by_the_memory_budget(monkeypatch, digits):
     assert cap_models_by_memory(10, cuda, [10**6, 10**4, 20], 50) == 1  # at least one
     # skorch MLP heads of 512, batches of 16: 2048 nets by activations alone
     X, _, Y, _ = digits
-    recipe = replace(_skorch_replica.net_recipe(
-        _small_net(module__hidden=(512,), batch_size=16), X), device=cuda)
+    recipe = replace(
+        _skorch_replica.net_recipe(_small_net(module__hidden=(512,), batch_size=16), X), device=cuda
+    )
     n_nets = _stacked_nets._models_per_block(recipe, 100, 2048, 20)
     assert n_nets * _model_bytes([2048, 512, 20], 16) <= 4 * GiB
     assert (n_nets + 1) * _model_bytes([2048, 512, 20], 16) > 4 * GiB
@@ -428,6 +454,7 @@ def _oom_above(limit, train_block, size_of):
         if size_of(*args, **kwargs) > limit:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
         return train_block(*args, **kwargs)
+
     return train
 
 
@@ -439,32 +466,47 @@ def test_out_of_memory_falls_back_to_smaller_blocks(monkeypatch, digits):
 
     X, X_test, Y, _ = digits
     rows = np.random.default_rng(0).integers(0, len(X), size=(7, 30))
-    expected = fit_linear_heads(X, Y, rows, hidden=4, epochs=3, random_state=0,
-                                models_per_batch=2).vote_counts(X_test, 2)
-    bagging = BaggingCertifiedClassifier(LinearHead(4, epochs=3), n_estimators=7,
-                                         max_samples=30, random_state=0)
+    expected = fit_linear_heads(
+        X, Y, rows, hidden=4, epochs=3, random_state=0, models_per_batch=2
+    ).vote_counts(X_test, 2)
+    bagging = BaggingCertifiedClassifier(
+        LinearHead(4, epochs=3), n_estimators=7, max_samples=30, random_state=0
+    )
     expected_bagging = bagging.fit(X, Y).predict_proba(X_test)
     recipe = _stacked_nets.net_recipe(_small_net(), X)
-    expected_nets, _ = _stacked_nets.train_nets(X, Y, rows, recipe, list(range(7)),
-                                                  models_per_block=2)
+    expected_nets, _ = _stacked_nets.train_nets(
+        X, Y, rows, recipe, list(range(7)), models_per_block=2
+    )
     sizes = []
-    monkeypatch.setattr(_heads, "_train_block", _oom_above(
-        2, _heads._train_block, lambda X, Y, rows, sizes_, *a, **k: len(sizes_)))
-    monkeypatch.setattr(_stacked_nets, "_train_block", _oom_above(
-        2, _stacked_nets._train_block,
-        lambda X, Y, rows_t, *a, **k: sizes.append(len(rows_t)) or len(rows_t)))
+    monkeypatch.setattr(
+        _heads,
+        "_train_block",
+        _oom_above(2, _heads._train_block, lambda X, Y, rows, sizes_, *a, **k: len(sizes_)),
+    )
+    monkeypatch.setattr(
+        _stacked_nets,
+        "_train_block",
+        _oom_above(
+            2,
+            _stacked_nets._train_block,
+            lambda X, Y, rows_t, *a, **k: sizes.append(len(rows_t)) or len(rows_t),
+        ),
+    )
 
-    heads = fit_linear_heads(X, Y, rows, hidden=4, epochs=3, random_state=0,
-                             models_per_batch=8)
+    heads = fit_linear_heads(X, Y, rows, hidden=4, epochs=3, random_state=0, models_per_batch=8)
     np.testing.assert_array_equal(heads.vote_counts(X_test, 2), expected)
     np.testing.assert_array_equal(bagging.fit(X, Y).predict_proba(X_test), expected_bagging)
-    params, _ = _stacked_nets.train_nets(X, Y, rows, recipe, list(range(7)),
-                                           models_per_block=8)
+    params, _ = _stacked_nets.train_nets(X, Y, rows, recipe, list(range(7)), models_per_block=8)
     assert sizes == [7, 4, 2, 2, 2, 1]  # halved until it fits, then the rest
     for got, want in zip(params, expected_nets):
         torch.testing.assert_close(got, want)
-    monkeypatch.setattr(_heads, "_train_block", _oom_above(  # not even one model
-        0, _heads._train_block, lambda *args, **kwargs: 1))
+    monkeypatch.setattr(
+        _heads,
+        "_train_block",
+        _oom_above(  # not even one model
+            0, _heads._train_block, lambda *args, **kwargs: 1
+        ),
+    )
     with pytest.raises(torch.OutOfMemoryError):
         fit_linear_heads(X, Y, rows, epochs=1, models_per_batch=4)
 
@@ -485,8 +527,9 @@ def test_vote_counts_builds_the_first_layer_layout_once(monkeypatch, digits):
     assert "_first_layer" not in heads.__dict__
     calls = []
     build = _stacked_models.first_layer_matrix
-    monkeypatch.setattr(_stacked_models, "first_layer_matrix",
-                        lambda W: calls.append(W.shape) or build(W))
+    monkeypatch.setattr(
+        _stacked_models, "first_layer_matrix", lambda W: calls.append(W.shape) or build(W)
+    )
     np.testing.assert_array_equal(heads.vote_counts(X_test, 2, batch_size=3), expected)
     np.testing.assert_array_equal(heads.vote_counts(X_test, 2, batch_size=2), expected)
     assert len(calls) == 1  # 4 + 5 chunks, one layout copy
@@ -502,21 +545,23 @@ def test_dpa_stacks_fitted_linear_heads_for_vote_counting(hidden):
 
     rng = np.random.default_rng(0)
     X, X_test = rng.normal(size=(120, 6)), rng.normal(size=(15, 6))
-    Y = np.column_stack([rng.random(120) < 0.5, rng.random(120) < 0.1,
-                         np.ones(120, bool), rng.random(120) < 0.3]).astype(int)
-    clf = DPACertifiedClassifier(LinearHead(hidden, epochs=5, random_state=0),
-                                 n_partitions=40, k_base=2).fit(X, Y)
+    Y = np.column_stack(
+        [rng.random(120) < 0.5, rng.random(120) < 0.1, np.ones(120, bool), rng.random(120) < 0.3]
+    ).astype(int)
+    clf = DPACertifiedClassifier(
+        LinearHead(hidden, epochs=5, random_state=0), n_partitions=40, k_base=2
+    ).fit(X, Y)
     models = clf.estimators_
     assert clf.stacked_models_ is not None and len(clf.stacked_models_) == 40
-    kinds = {(m.estimator_ is None, getattr(m.estimator_, "multiclass_", None))
-             for m in models}
+    kinds = {(m.estimator_ is None, getattr(m.estimator_, "multiclass_", None)) for m in models}
     assert {(True, None), (False, True), (False, False)} <= kinds  # empty, 1-column, more
     by_model = _count_votes(models, X_test, 2)
     np.testing.assert_array_equal(clf.stacked_models_.vote_counts(X_test, 2), by_model)
     np.testing.assert_array_equal(np.rint(clf.predict_proba(X_test) * 40), by_model)
     # the models themselves are those of a one-by-one fit without stacking
-    again = DPACertifiedClassifier(LinearHead(hidden, epochs=5, random_state=0),
-                                   n_partitions=40, k_base=2).fit(X, Y)
+    again = DPACertifiedClassifier(
+        LinearHead(hidden, epochs=5, random_state=0), n_partitions=40, k_base=2
+    ).fit(X, Y)
     for a, b in zip(models, again.estimators_):
         if a.estimator_ is not None:
             for p, q in zip(a.estimator_.params_, b.estimator_.params_):

@@ -12,6 +12,7 @@ from sklearn.linear_model import RidgeClassifier
 from sklearn_certify import SmoothedMultiLabelClassifier, config_context
 from sklearn_certify.datasets import make_multidigit
 from sklearn_certify.nets import DenoiserCNN, DenoiserMLP, GaussianDenoiser, MultiLabelNet
+from sklearn_certify.smoothing._counts_cache import counts_params_key
 from sklearn_certify.smoothing._denoised import Denoised
 from sklearn_certify.smoothing._sampling import sample_label_counts
 
@@ -40,9 +41,15 @@ class Scale(torch.nn.Module):
 
 
 def smoothed(net, denoiser, **kwargs):
-    return SmoothedMultiLabelClassifier(FrozenEstimator(net), denoiser=denoiser,
-                                        train_noise=False, n_draws=50, batch_size=64,
-                                        random_state=0, **kwargs)
+    return SmoothedMultiLabelClassifier(
+        FrozenEstimator(net),
+        denoiser=denoiser,
+        train_noise=False,
+        n_draws=50,
+        batch_size=64,
+        random_state=0,
+        **kwargs,
+    )
 
 
 def composed_counts(net, denoiser, X, seed_from):
@@ -51,8 +58,16 @@ def composed_counts(net, denoiser, X, seed_from):
     from sklearn_certify.smoothing._sampling import draw_seed
 
     module = Denoised(denoiser, net.module_)
-    return sample_label_counts(module, X, n_classes=10, sigma=0.5, k_prime=1, n_draws=50,
-                               batch_size=64, seed=draw_seed(seed_from))
+    return sample_label_counts(
+        module,
+        X,
+        n_classes=10,
+        sigma=0.5,
+        k_prime=1,
+        n_draws=50,
+        batch_size=64,
+        seed=draw_seed(seed_from),
+    )
 
 
 def test_the_denoiser_runs_in_front_of_the_classifier(data, clean_net):
@@ -96,8 +111,9 @@ def test_every_sampling_path_includes_the_denoiser(data, clean_net):
 
 
 @pytest.mark.parametrize("counts_cache", [False, True])
-def test_a_denoiser_changed_in_place_is_not_served_stale_counts(tmp_path, data, clean_net,
-                                                              counts_cache):
+def test_a_denoiser_changed_in_place_is_not_served_stale_counts(
+    tmp_path, data, clean_net, counts_cache
+):
     X, X_test, Y, _ = data
     denoiser = Scale(0.7)
     for memory in (None, tmp_path / str(counts_cache)):
@@ -106,7 +122,7 @@ def test_a_denoiser_changed_in_place_is_not_served_stale_counts(tmp_path, data, 
     # the counts key holds the denoiser
     with_den = smoothed(clean_net, denoiser, memory=tmp_path).fit(X, Y)
     without = smoothed(clean_net, None, memory=tmp_path).fit(X, Y)
-    assert with_den._counts_params_key(0, None) != without._counts_params_key(0, None)
+    assert counts_params_key(with_den, 0, None) != counts_params_key(without, 0, None)
 
 
 def _assert_fresh_counts(data, clean_net, denoiser, memory):
@@ -137,8 +153,7 @@ def test_gaussian_denoiser_learns_to_denoise(data):
     assert mse < 0.1, mse
     images = make_multidigit(60, 1, image_shape=True, random_state=0)[0]
     assert isinstance(GaussianDenoiser(max_epochs=1).fit(images).module_, DenoiserCNN)
-    assert GaussianDenoiser(max_epochs=1).fit(images).transform(images[:2]).shape == \
-        (2, 1, 16, 16)
+    assert GaussianDenoiser(max_epochs=1).fit(images).transform(images[:2]).shape == (2, 1, 16, 16)
 
 
 def test_stability_denoiser_for_a_clean_trained_net(data, clean_net):
@@ -147,18 +162,22 @@ def test_stability_denoiser_for_a_clean_trained_net(data, clean_net):
     sigma, through the frozen classifier, which it leaves unchanged."""
     X, X_test, Y, Y_test = data
     before = [p.detach().clone() for p in clean_net.module_.parameters()]
-    clf = smoothed(clean_net, GaussianDenoiser(objective="stability", max_epochs=4,
-                                               lr=3e-3), sigma=0.25).fit(X, Y)
+    clf = smoothed(
+        clean_net, GaussianDenoiser(objective="stability", max_epochs=4, lr=3e-3), sigma=0.25
+    ).fit(X, Y)
     assert clf.denoiser_.sigma == 0.25 and clf.denoiser_.objective == "stability"
     assert all(torch.equal(a, b) for a, b in zip(before, clean_net.module_.parameters()))
     assert clf.estimator_.estimator is clean_net
     # the fitted denoiser does not keep the classifier
     assert getattr(clf.denoiser_, "_classifier", None) is None
     # reproducible from random_state
-    again = smoothed(clean_net, GaussianDenoiser(objective="stability", max_epochs=4,
-                                                 lr=3e-3), sigma=0.25).fit(X, Y)
-    assert all(torch.equal(a, b) for a, b in zip(clf.denoiser_.module_.parameters(),
-                                                 again.denoiser_.module_.parameters()))
+    again = smoothed(
+        clean_net, GaussianDenoiser(objective="stability", max_epochs=4, lr=3e-3), sigma=0.25
+    ).fit(X, Y)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(clf.denoiser_.module_.parameters(), again.denoiser_.module_.parameters())
+    )
     result = clf.certify(X_test, Y_test, [0.0, 0.25])
     assert result.sizes.shape == (len(X_test), 2)
 
@@ -166,15 +185,17 @@ def test_stability_denoiser_for_a_clean_trained_net(data, clean_net):
 def test_clear_errors(data, clean_net):
     X, _, Y, _ = data
     with pytest.raises(ValueError, match="denoiser needs a torch base model"):
-        SmoothedMultiLabelClassifier(RidgeClassifier(), denoiser=Scale(1.0),
-                                     train_noise=False, n_draws=10).fit(X, Y)
+        SmoothedMultiLabelClassifier(
+            RidgeClassifier(), denoiser=Scale(1.0), train_noise=False, n_draws=10
+        ).fit(X, Y)
     with pytest.raises(ValueError, match="objective='stability'"):
         GaussianDenoiser(objective="stability", max_epochs=1).fit(X)
     with pytest.raises(ValueError, match="objective"):
         GaussianDenoiser(objective="l1", max_epochs=1).fit(X)
     with pytest.raises(ValueError, match="denoiser"):
-        SmoothedMultiLabelClassifier(FrozenEstimator(clean_net), denoiser="yes",
-                                     train_noise=False).fit(X, Y)
+        SmoothedMultiLabelClassifier(
+            FrozenEstimator(clean_net), denoiser="yes", train_noise=False
+        ).fit(X, Y)
     meta = Scale(1.0).to("meta")
     with pytest.raises(ValueError, match="move the denoiser"):
         smoothed(clean_net, meta).fit(X, Y)
@@ -188,11 +209,18 @@ def test_denoised_smoothing_and_consistency_on_cuda(data):
     X, X_test, Y, Y_test = data
     clf = SmoothedMultiLabelClassifier(
         MultiLabelNet(module__hidden=(16,), max_epochs=2, device="cuda"),
-        train_noise="consistency", n_draws=50, random_state=0).fit(X, Y)
+        train_noise="consistency",
+        n_draws=50,
+        random_state=0,
+    ).fit(X, Y)
     assert next(clf.estimator_.module_.parameters()).is_cuda
     den = SmoothedMultiLabelClassifier(
-        FrozenEstimator(clf.estimator_), train_noise=False, n_draws=50, random_state=0,
-        denoiser=GaussianDenoiser(objective="stability", max_epochs=1)).fit(X, Y)
+        FrozenEstimator(clf.estimator_),
+        train_noise=False,
+        n_draws=50,
+        random_state=0,
+        denoiser=GaussianDenoiser(objective="stability", max_epochs=1),
+    ).fit(X, Y)
     assert next(den.denoiser_.module_.parameters()).is_cuda
     expected = composed_counts(clf.estimator_, den.denoiser_.module_, X_test, 0)
     assert np.array_equal(den.certify(X_test, Y_test).counts, expected)
@@ -201,8 +229,10 @@ def test_denoised_smoothing_and_consistency_on_cuda(data):
 def test_a_trained_denoiser_is_cached_with_memory(tmp_path, data, clean_net, count_calls):
     X, X_test, Y, _ = data
     calls = count_calls(GaussianDenoiser, "fit")
-    make = lambda net: smoothed(net, GaussianDenoiser(objective="stability", max_epochs=1),  # noqa: E731
-                                memory=tmp_path)
+
+    def make(net):
+        return smoothed(net, GaussianDenoiser(objective="stability", max_epochs=1), memory=tmp_path)
+
     first = make(clean_net).fit(X, Y)
     second = make(clean_net).fit(X, Y)
     assert len(calls) == 1

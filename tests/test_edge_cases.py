@@ -77,8 +77,12 @@ def test_non_finite_tensors_are_refused_at_fit_and_prediction(bad):
     with pytest.raises(ValueError, match=r"\bX\b"):
         clf.fit(Xbad, Y)
     clf.fit(Xt, Y)
-    for method, args in [("predict", (Xbad,)), ("predict_proba", (Xbad,)),
-                         ("certify", (Xbad, Y, 0.01)), ("score", (Xbad, Y))]:
+    for method, args in [
+        ("predict", (Xbad,)),
+        ("predict_proba", (Xbad,)),
+        ("certify", (Xbad, Y, 0.01)),
+        ("score", (Xbad, Y)),
+    ]:
         with pytest.raises(ValueError, match=r"\bX\b"):
             getattr(clf, method)(*args)
     # Integer tensors are finite by construction and pass.
@@ -100,8 +104,9 @@ def test_ensembles_read_tensors_as_arrays():
     Xt = torch.tensor(X, dtype=torch.float32, requires_grad=True)
     model = DPACertifiedClassifier(n_partitions=3, k=2).fit(Xt, Y)
     reference = DPACertifiedClassifier(n_partitions=3, k=2).fit(X.astype(np.float32), Y)
-    np.testing.assert_array_equal(model.predict_proba(Xt),
-                                  reference.predict_proba(X.astype(np.float32)))
+    np.testing.assert_array_equal(
+        model.predict_proba(Xt), reference.predict_proba(X.astype(np.float32))
+    )
 
 
 # ---------------------------------------------------------------------- any numpy view works
@@ -119,21 +124,23 @@ def _views(A):
 def test_views_give_the_same_results_as_contiguous_copies(base):
     if base == "torch":
         torch.manual_seed(0)
-        model = SmoothedMultiLabelClassifier(torch.nn.Linear(4, 3), k=2, n_draws=32,
-                                             train_noise=False, random_state=0).fit(X, Y)
+        model = SmoothedMultiLabelClassifier(
+            torch.nn.Linear(4, 3), k=2, n_draws=32, train_noise=False, random_state=0
+        ).fit(X, Y)
     elif base == "generic":
-        model = SmoothedMultiLabelClassifier(RidgeClassifier(), k=2, n_draws=32,
-                                             random_state=0).fit(X, Y)
+        model = SmoothedMultiLabelClassifier(
+            RidgeClassifier(), k=2, n_draws=32, random_state=0
+        ).fit(X, Y)
     else:
         model = DPACertifiedClassifier(n_partitions=5, k=2).fit(X[::-1], Y[::-1])
     for name, view in _views(X).items():
         copy = np.ascontiguousarray(view, dtype=np.float64)
-        np.testing.assert_array_equal(model.predict_proba(view), model.predict_proba(copy),
-                                      err_msg=name)
+        np.testing.assert_array_equal(
+            model.predict_proba(view), model.predict_proba(copy), err_msg=name
+        )
     fitted_on_view = DPACertifiedClassifier(n_partitions=5, k=2).fit(np.asfortranarray(X), Y)
     fitted_on_copy = DPACertifiedClassifier(n_partitions=5, k=2).fit(X.copy(), Y)
-    np.testing.assert_array_equal(fitted_on_view.predict_proba(X),
-                                  fitted_on_copy.predict_proba(X))
+    np.testing.assert_array_equal(fitted_on_view.predict_proba(X), fitted_on_copy.predict_proba(X))
 
 
 # ------------------------------------------------------------- Clopper-Pearson at tiny alpha
@@ -157,8 +164,10 @@ def test_clopper_pearson_at_a_tiny_alpha_and_a_count_near_zero():
     assert lo_tail[0] >= np.log(level) - 1e-6 and up_tail[0] >= np.log(level) - 1e-6
 
 
-@pytest.mark.parametrize("n, alpha", [(1000, 1e-3), (1000, 2e-100), (50, 1e-250),
-                                      (100_000, 1e-30), (7, 0.5), (3, 1e-280)])
+@pytest.mark.parametrize(
+    "n, alpha",
+    [(1000, 1e-3), (1000, 2e-100), (50, 1e-250), (100_000, 1e-30), (7, 0.5), (3, 1e-280)],
+)
 def test_clopper_pearson_tails_hold_at_every_accepted_alpha(n, alpha):
     rng = np.random.default_rng(n)
     counts = rng.integers(0, n + 1, size=(40, 5))
@@ -190,17 +199,16 @@ def test_clopper_pearson_refuses_alpha_below_its_floor():
 def test_one_vs_one_decision_function_is_refused():
     y = RNG.integers(0, 3, len(X))
     with pytest.raises(ValueError, match="decision_function_shape"):
-        SmoothedMultiLabelClassifier(SVC(decision_function_shape="ovo"), k=1,
-                                     n_draws=8).fit(X, y)
+        SmoothedMultiLabelClassifier(SVC(decision_function_shape="ovo"), k=1, n_draws=8).fit(X, y)
     # The default one-vs-rest shape gives one score per class: accepted, and the smoothed
     # classifier at tiny noise agrees with the base model.
-    clf = SmoothedMultiLabelClassifier(SVC(), sigma=1e-6, k=1, n_draws=8,
-                                       random_state=0).fit(X, y)
+    clf = SmoothedMultiLabelClassifier(SVC(), sigma=1e-6, k=1, n_draws=8, random_state=0).fit(X, y)
     np.testing.assert_array_equal(clf.predict(X), clf.estimator_.predict(X))
     # With two classes a one-vs-one decision function has one column, as one-vs-rest.
     y2 = (X[:, 0] > 0).astype(int)
-    clf2 = SmoothedMultiLabelClassifier(SVC(decision_function_shape="ovo"), sigma=1e-6, k=1,
-                                        n_draws=8, random_state=0).fit(X, y2)
+    clf2 = SmoothedMultiLabelClassifier(
+        SVC(decision_function_shape="ovo"), sigma=1e-6, k=1, n_draws=8, random_state=0
+    ).fit(X, y2)
     np.testing.assert_array_equal(clf2.predict(X), clf2.estimator_.predict(X))
 
 
@@ -231,26 +239,34 @@ class _NaNRidge(RidgeClassifier):
 def test_nan_scores_raise_naming_inputs_and_labels(base):
     model = _NaNModule() if base == "torch" else _NaNRidge()
     # 24 inputs, a chunk of (2 * 32) // 8 = 8 inputs: the first chunk holds 3 and 7.
-    clf = SmoothedMultiLabelClassifier(model, sigma=1e-3, k=2, n_draws=8, batch_size=2,
-                                       train_noise=False, random_state=0).fit(X_NAN_AT[:3], Y[:3])
-    with pytest.raises(ValueError, match=r"NaN scores.*input\(s\) \[3(, 7)?\] at label\(s\) "
-                                         r"\[1\]"):
+    clf = SmoothedMultiLabelClassifier(
+        model, sigma=1e-3, k=2, n_draws=8, batch_size=2, train_noise=False, random_state=0
+    ).fit(X_NAN_AT[:3], Y[:3])
+    with pytest.raises(
+        ValueError,
+        match=r"NaN scores.*input\(s\) \[3(, 7)?\] at label\(s\) "
+        r"\[1\]",
+    ):
         clf.predict_proba(X_NAN_AT)
     assert clf.predict_proba(np.abs(X_NAN_AT)).shape == (len(X), 3)
 
 
 def test_nan_scores_of_ensemble_base_models_raise():
     model = DPACertifiedClassifier(_NaNRidge(), n_partitions=3, k=2).fit(np.abs(X), Y)
-    with pytest.raises(ValueError, match=r"NaN scores.*input\(s\) \[3, 7, 20\] at "
-                                         r"label\(s\) \[1\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"NaN scores.*input\(s\) \[3, 7, 20\] at "
+        r"label\(s\) \[1\]",
+    ):
         model.predict(X_NAN_AT)
 
 
 def test_nan_scores_of_vectorised_heads_raise():
     from sklearn_certify.heads import LinearHead
 
-    model = BaggingCertifiedClassifier(LinearHead(), n_estimators=6, max_samples=12, k=2,
-                                       random_state=0).fit(X, Y)
+    model = BaggingCertifiedClassifier(
+        LinearHead(), n_estimators=6, max_samples=12, k=2, random_state=0
+    ).fit(X, Y)
     heads = getattr(model, "stacked_models_", None)
     if heads is None:
         pytest.skip("LinearHead base models are not trained as one batched program here")
@@ -261,29 +277,45 @@ def test_nan_scores_of_vectorised_heads_raise():
 
 # ---------------------------------------------- a certified scorer's radius on an ensemble
 def test_non_integer_radius_on_an_ensemble_stops_a_grid_search_with_error_score_raise():
-    search = GridSearchCV(DPACertifiedClassifier(n_partitions=3), {"k": [1, 2]},
-                          scoring=certified_scorer("f1", radius=0.5), cv=2,
-                          error_score="raise")
+    search = GridSearchCV(
+        DPACertifiedClassifier(n_partitions=3),
+        {"k": [1, 2]},
+        scoring=certified_scorer("f1", radius=0.5),
+        cv=2,
+        error_score="raise",
+    )
     with pytest.raises(ValueError, match=r"radius=0\.5.*DPACertifiedClassifier"):
         search.fit(X, Y)
 
 
 def test_non_integer_radius_on_an_ensemble_is_a_named_nan_with_the_default_error_score():
-    search = GridSearchCV(DPACertifiedClassifier(n_partitions=3), {"k": [1, 2]},
-                          scoring=certified_scorer("f1", radius=0.5), cv=2, refit=False)
-    with (pytest.warns(UserWarning, match="test scores are non-finite"),
-          pytest.warns(UserWarning, match=r"Scoring failed(.|\n)*radius=0\.5")):
+    search = GridSearchCV(
+        DPACertifiedClassifier(n_partitions=3),
+        {"k": [1, 2]},
+        scoring=certified_scorer("f1", radius=0.5),
+        cv=2,
+        refit=False,
+    )
+    with (
+        pytest.warns(UserWarning, match="test scores are non-finite"),
+        pytest.warns(UserWarning, match=r"Scoring failed(.|\n)*radius=0\.5"),
+    ):
         search.fit(X, Y)
     assert np.isnan(search.cv_results_["mean_test_score"]).all()
 
 
 def test_integer_radius_on_an_ensemble_and_real_radius_on_smoothing_still_score():
-    search = GridSearchCV(DPACertifiedClassifier(n_partitions=3), {"k": [1, 2]},
-                          scoring=certified_scorer("f1", radius=1.0), cv=2).fit(X, Y)
+    search = GridSearchCV(
+        DPACertifiedClassifier(n_partitions=3),
+        {"k": [1, 2]},
+        scoring=certified_scorer("f1", radius=1.0),
+        cv=2,
+    ).fit(X, Y)
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
     smoother = SmoothedMultiLabelClassifier(RidgeClassifier(), n_draws=16, random_state=0)
-    search = GridSearchCV(smoother, {"k": [1, 2]}, scoring=certified_scorer("f1", radius=0.1),
-                          cv=2).fit(X, Y)
+    search = GridSearchCV(
+        smoother, {"k": [1, 2]}, scoring=certified_scorer("f1", radius=0.1), cv=2
+    ).fit(X, Y)
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
 
 

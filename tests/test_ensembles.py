@@ -58,23 +58,49 @@ def _votes_by_hand(clf, X):
 # --------------------------------------------------------------------- public contract
 
 
-@pytest.mark.parametrize("cls, expected", [
-    (BaggingCertifiedClassifier, dict(estimator=None, n_estimators=1000, max_samples=0.1,
-                                      k_base=1, k=3, alpha=0.001, method="poisoningguard",
-                                      vectorize="auto", n_jobs=None, memory=None,
-                                      random_state=None, verbose=0)),
-    (DPACertifiedClassifier, dict(estimator=None, n_partitions=300, spread=1, k_base=1, k=3,
-                                  method="poisoningguard", vectorize="auto", n_jobs=None,
-                                  memory=None,
-                                  verbose=0)),
-])
+@pytest.mark.parametrize(
+    "cls, expected",
+    [
+        (
+            BaggingCertifiedClassifier,
+            dict(
+                estimator=None,
+                n_estimators=1000,
+                max_samples=0.1,
+                k_base=1,
+                k=3,
+                alpha=0.001,
+                method="poisoningguard",
+                vectorize="auto",
+                n_jobs=None,
+                memory=None,
+                random_state=None,
+                verbose=0,
+            ),
+        ),
+        (
+            DPACertifiedClassifier,
+            dict(
+                estimator=None,
+                n_partitions=300,
+                spread=1,
+                k_base=1,
+                k=3,
+                method="poisoningguard",
+                vectorize="auto",
+                n_jobs=None,
+                memory=None,
+                verbose=0,
+            ),
+        ),
+    ],
+)
 def test_signature_matches_api(cls, expected):
     params = inspect.signature(cls.__init__).parameters
     assert list(params)[1:] == list(expected)
     assert {name: p.default for name, p in params.items() if name != "self"} == expected
     assert params["estimator"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
-    assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY
-               for name in list(expected)[1:])
+    assert all(params[name].kind is inspect.Parameter.KEYWORD_ONLY for name in list(expected)[1:])
     assert clone(cls()).get_params() == expected
 
 
@@ -86,10 +112,13 @@ def test_lazy_package_exports():
     assert sklearn_certify.DPACertifiedClassifier is ensembles.DPACertifiedClassifier
 
 
-@pytest.mark.parametrize("make", [
-    lambda: BaggingCertifiedClassifier(n_estimators=30, max_samples=40, random_state=0),
-    lambda: DPACertifiedClassifier(n_partitions=15),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: BaggingCertifiedClassifier(n_estimators=30, max_samples=40, random_state=0),
+        lambda: DPACertifiedClassifier(n_partitions=15),
+    ],
+)
 def test_predict_proba_certify_score(digits, make):
     X_train, X_test, Y_train, Y_test = digits
     clf = make().fit(X_train, Y_train)
@@ -124,8 +153,7 @@ def test_dpa_vote_gap_closed_form(blobs):
     others[rows, true] = -1
     gap = counts[rows, true] - others.max(axis=1)
     assert gap.max() > 8 and (gap < 0).any()  # a spread of certified radii
-    for attack, touched in (("modification", 2 * RADII), ("addition", RADII),
-                            ("deletion", RADII)):
+    for attack, touched in (("modification", 2 * RADII), ("addition", RADII), ("deletion", RADII)):
         expected = (gap[:, None] > 2 * touched[None, :]).astype(int)
         for method in ("poisoningguard", "dpa"):
             sizes = clf.certify(X_test, y_test, RADII, attack=attack, method=method).sizes
@@ -137,13 +165,14 @@ def test_dpa_vote_gap_closed_form(blobs):
 def test_bagging_k1_reduces_to_jia_condition(blobs):
     """k = k_b = 1, modification: p_A_lower - p_B_upper > 2 (1 - (1 - T/n)^m), up to rounding."""
     X_train, X_test, y_train, y_test = blobs
-    clf = BaggingCertifiedClassifier(n_estimators=100, max_samples=20, k=1, k_base=1,
-                                     alpha=0.01, random_state=0).fit(X_train, y_train)
+    clf = BaggingCertifiedClassifier(
+        n_estimators=100, max_samples=20, k=1, k_base=1, alpha=0.01, random_state=0
+    ).fit(X_train, y_train)
     result = clf.certify(X_test, y_test, RADII)
     for method in ("poisoningguard", "bagging"):
         np.testing.assert_array_equal(result.recertify(method=method).sizes, result.sizes)
     lower, upper = clopper_pearson_bounds(_counts(clf, X_test), 100, 0.01)
-    Y = (y_test[:, None] == clf.classes_[None, :])
+    Y = y_test[:, None] == clf.classes_[None, :]
     p_a = lower[Y]
     p_b = np.where(Y, -1.0, upper).max(axis=1)
     margin = 2 * (1 - (1 - RADII / 420) ** 20)
@@ -155,8 +184,9 @@ def test_bagging_k1_reduces_to_jia_condition(blobs):
 @pytest.fixture(scope="module")
 def fitted_bagging(digits):
     X_train, _, Y_train, _ = digits
-    return BaggingCertifiedClassifier(n_estimators=60, max_samples=0.2, k_base=2, k=3,
-                                      alpha=0.01, random_state=1).fit(X_train, Y_train)
+    return BaggingCertifiedClassifier(
+        n_estimators=60, max_samples=0.2, k_base=2, k=3, alpha=0.01, random_state=1
+    ).fit(X_train, Y_train)
 
 
 @pytest.mark.parametrize("attack", ["modification", "addition", "deletion"])
@@ -167,16 +197,35 @@ def test_bagging_certify_equals_pure_functions(digits, fitted_bagging, attack, m
     assert clf.max_samples_ == 60 and clf.n_train_ == 300
     counts = _counts(clf, X_test)
     lower, upper = clopper_pearson_bounds(counts, 60, 0.01)
-    expected = bagging_certified_size(lower, upper, Y_test, k=3, k_base=2, n_train=300,
-                                      max_samples=60, radius=RADII, attack=attack,
-                                      method=method)
+    expected = bagging_certified_size(
+        lower,
+        upper,
+        Y_test,
+        k=3,
+        k_base=2,
+        n_train=300,
+        max_samples=60,
+        radius=RADII,
+        attack=attack,
+        method=method,
+    )
     result = clf.certify(X_test, Y_test, RADII, attack=attack, method=method)
     np.testing.assert_array_equal(result.sizes, expected)
     np.testing.assert_array_equal(result.counts, counts)
     # alpha and k overrides go to the same functions
     lower, upper = clopper_pearson_bounds(counts, 60, 0.1)
-    expected = bagging_certified_size(lower, upper, Y_test, k=2, k_base=2, n_train=300,
-                                      max_samples=60, radius=3, attack=attack, method=method)
+    expected = bagging_certified_size(
+        lower,
+        upper,
+        Y_test,
+        k=2,
+        k_base=2,
+        n_train=300,
+        max_samples=60,
+        radius=3,
+        attack=attack,
+        method=method,
+    )
     result = clf.certify(X_test, Y_test, 3, attack=attack, method=method, alpha=0.1, k=2)
     np.testing.assert_array_equal(result.sizes[:, 0], expected)
 
@@ -193,8 +242,9 @@ def test_dpa_certify_equals_pure_functions(digits, fitted_dpa, attack, method):
     _, X_test, _, Y_test = digits
     clf = fitted_dpa
     counts = _counts(clf, X_test)
-    expected = dpa_certified_size(counts, Y_test, k=3, k_base=2, radius=RADII,
-                                  attack=attack, method=method)
+    expected = dpa_certified_size(
+        counts, Y_test, k=3, k_base=2, radius=RADII, attack=attack, method=method
+    )
     result = clf.certify(X_test, Y_test, RADII, attack=attack, method=method)
     np.testing.assert_array_equal(result.sizes, expected)
     assert result.alpha is None and result.n_draws == 30
@@ -225,22 +275,26 @@ def test_hash_bytes_are_the_documented_ones():
     X = np.array([[1.0, -0.0, 2.5], [3.0, 4.0, 5.0]])
     Y = np.array([[0, 1], [1, 1]])
     expected = [
-        hashlib.sha256(np.array(row, dtype="<f8").tobytes()
-                       + np.array(labels, dtype="<i8").tobytes()).digest()
+        hashlib.sha256(
+            np.array(row, dtype="<f8").tobytes() + np.array(labels, dtype="<i8").tobytes()
+        ).digest()
         for row, labels in (([1.0, 0.0, 2.5], [0, 1]), ([3.0, 4.0, 5.0], [1, 1]))
     ]
     assert example_digests(X, Y) == expected
     parts = [int.from_bytes(d, "big") % 7 for d in expected]
     np.testing.assert_array_equal(hash_partitions(X, Y, 7), parts)
     # dtype, memory order, -0.0 and the label matrix's dtype do not matter
-    for X_alt, Y_alt in ((X.astype(np.float32), Y.astype(bool)),
-                         (np.asfortranarray(X), Y.astype(float)),
-                         (np.abs(X), Y)):
+    for X_alt, Y_alt in (
+        (X.astype(np.float32), Y.astype(bool)),
+        (np.asfortranarray(X), Y.astype(float)),
+        (np.abs(X), Y),
+    ):
         np.testing.assert_array_equal(hash_partitions(X_alt, Y_alt, 7), parts)
     # 1-D labels are hashed as the label itself: 3 and 3.0 alike, strings as UTF-8
     x = np.array([[1.0, 2.0]])
-    three = hashlib.sha256(np.array([1.0, 2.0], "<f8").tobytes()
-                           + np.array([3], "<i8").tobytes()).digest()
+    three = hashlib.sha256(
+        np.array([1.0, 2.0], "<f8").tobytes() + np.array([3], "<i8").tobytes()
+    ).digest()
     assert example_digests(x, np.array([3])) == [three]
     assert example_digests(x, np.array([3.0])) == [three]
     cat = hashlib.sha256(np.array([1.0, 2.0], "<f8").tobytes() + b"cat").digest()
@@ -273,13 +327,16 @@ def test_dpa_ensemble_invariant_under_row_order_and_dtype(digits):
     clf = DPACertifiedClassifier(n_partitions=12, k_base=2).fit(X_train, Y_train)
     perm = np.random.RandomState(1).permutation(len(X_train))
     other = DPACertifiedClassifier(n_partitions=12, k_base=2).fit(
-        X_train[perm].astype(np.float64), Y_train[perm].astype(bool))
+        X_train[perm].astype(np.float64), Y_train[perm].astype(bool)
+    )
     np.testing.assert_array_equal(other.partitions_, clf.partitions_[perm])
     np.testing.assert_array_equal(other.partition_sizes_, clf.partition_sizes_)
     np.testing.assert_array_equal(_counts(other, X_test), _counts(clf, X_test))
     np.testing.assert_array_equal(clf.partition_of(X_train, Y_train), clf.partitions_)
-    assert DPACertifiedClassifier(n_partitions=12).partition_of(X_train[:3], Y_train[:3]) \
-        .tolist() == clf.partitions_[:3].tolist()  # no fit needed
+    assert (
+        DPACertifiedClassifier(n_partitions=12).partition_of(X_train[:3], Y_train[:3]).tolist()
+        == clf.partitions_[:3].tolist()
+    )  # no fit needed
 
 
 def test_hash_stable_across_processes(tmp_path, digits):
@@ -294,8 +351,14 @@ def test_hash_stable_across_processes(tmp_path, digits):
     """)
     # Another interpreter, with a string-hash salt of its own.
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
     other = [int(v) for v in run.stdout.strip().split(",")]
     assert other == hash_partitions(X[:50], Y[:50], 300).tolist()
 
@@ -315,8 +378,9 @@ def test_bagging_reproducible_across_n_jobs_and_backends(digits):
         for a, b in zip(clf.estimators_samples_, ref.estimators_samples_):
             np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(clf.predict_proba(X_test), ref.predict_proba(X_test))
-        np.testing.assert_array_equal(clf.certify(X_test, Y_test, RADII).sizes,
-                                      ref.certify(X_test, Y_test, RADII).sizes)
+        np.testing.assert_array_equal(
+            clf.certify(X_test, Y_test, RADII).sizes, ref.certify(X_test, Y_test, RADII).sizes
+        )
     other = BaggingCertifiedClassifier(**{**params, "random_state": 7}).fit(X_train, Y_train)
     assert not np.array_equal(other.seeds_, ref.seeds_)
 
@@ -382,8 +446,9 @@ def test_estimators_samples_are_what_each_model_saw():
     rng = np.random.RandomState(0)
     X = np.column_stack([np.arange(200), rng.randn(200, 3)])
     Y = (rng.rand(200, 4) < 0.5).astype(int)
-    clf = BaggingCertifiedClassifier(_Recorder(), n_estimators=15, max_samples=0.1,
-                                     random_state=3).fit(X, Y)
+    clf = BaggingCertifiedClassifier(
+        _Recorder(), n_estimators=15, max_samples=0.1, random_state=3
+    ).fit(X, Y)
     samples = clf.estimators_samples_
     assert len(samples) == 15 and clf.max_samples_ == 20
     for model, rows in zip(clf.estimators_, samples):
@@ -392,10 +457,18 @@ def test_estimators_samples_are_what_each_model_saw():
     # drawn with replacement: some subsample repeats a row
     assert any(len(np.unique(rows)) < len(rows) for rows in samples)
     # fraction rounding: half up, at least 1
-    assert BaggingCertifiedClassifier(_Recorder(), n_estimators=1, max_samples=0.0001) \
-        .fit(X, Y).max_samples_ == 1
-    assert BaggingCertifiedClassifier(_Recorder(), n_estimators=1, max_samples=0.0125) \
-        .fit(X, Y).max_samples_ == 3  # 2.5 -> 3
+    assert (
+        BaggingCertifiedClassifier(_Recorder(), n_estimators=1, max_samples=0.0001)
+        .fit(X, Y)
+        .max_samples_
+        == 1
+    )
+    assert (
+        BaggingCertifiedClassifier(_Recorder(), n_estimators=1, max_samples=0.0125)
+        .fit(X, Y)
+        .max_samples_
+        == 3
+    )  # 2.5 -> 3
 
 
 def test_dpa_models_see_their_partition_in_digest_order():
@@ -421,10 +494,9 @@ def _messy_labels(n, rng):
     return Y
 
 
-@pytest.mark.parametrize("base", [
-    MultiOutputClassifier(LogisticRegression()),
-    OneVsRestClassifier(LogisticRegression()),
-])
+@pytest.mark.parametrize(
+    "base", [MultiOutputClassifier(LogisticRegression()), OneVsRestClassifier(LogisticRegression())]
+)
 def test_constant_columns_with_logistic_regression(base):
     rng = np.random.RandomState(0)
     X = rng.randn(80, 4)
@@ -432,17 +504,21 @@ def test_constant_columns_with_logistic_regression(base):
     X_test = rng.randn(10, 4)
     with pytest.raises(ValueError):  # what the wrapper protects against
         clone(MultiOutputClassifier(LogisticRegression())).fit(X, Y)
-    for clf in (BaggingCertifiedClassifier(base, n_estimators=8, max_samples=6, k_base=2,
-                                           k=2, random_state=0),
-                DPACertifiedClassifier(base, n_partitions=40, k_base=2, k=2)):
+    for clf in (
+        BaggingCertifiedClassifier(
+            base, n_estimators=8, max_samples=6, k_base=2, k=2, random_state=0
+        ),
+        DPACertifiedClassifier(base, n_partitions=40, k_base=2, k=2),
+    ):
         clf.fit(X, Y)
         counts = _counts(clf, X_test)
         assert (counts.sum(axis=1) == 2 * len(clf.estimators_)).all()
         # The never-present label gets no vote but the fixed ones of empty partitions;
         # a model that saw data scores it -inf and the always-present label +inf.
         empty = [j for j, model in enumerate(clf.estimators_) if model.n_samples_fit_ == 0]
-        fixed = sum(j in empty and 1 in fallback_labels(j, 2, 5)
-                    for j in range(len(clf.estimators_)))
+        fixed = sum(
+            j in empty and 1 in fallback_labels(j, 2, 5) for j in range(len(clf.estimators_))
+        )
         assert (counts[:, 1] == fixed).all()
         for j, model in enumerate(clf.estimators_):
             if j not in empty:
@@ -456,9 +532,14 @@ def test_single_example_subsamples_vote_for_their_labels():
     X = rng.randn(30, 3)
     Y = (rng.rand(30, 4) < 0.4).astype(int)
     Y[0] = 0
-    clf = BaggingCertifiedClassifier(MultiOutputClassifier(LogisticRegression()),
-                                     n_estimators=25, max_samples=1, k_base=2, k=2,
-                                     random_state=0).fit(X, Y)
+    clf = BaggingCertifiedClassifier(
+        MultiOutputClassifier(LogisticRegression()),
+        n_estimators=25,
+        max_samples=1,
+        k_base=2,
+        k=2,
+        random_state=0,
+    ).fit(X, Y)
     X_test = rng.randn(5, 3)
     for model, rows in zip(clf.estimators_, clf.estimators_samples_):
         assert model.estimator_ is None
@@ -475,8 +556,9 @@ def test_empty_partitions_cast_fixed_votes():
     rng = np.random.RandomState(2)
     X = rng.randn(12, 3)
     Y = (rng.rand(12, 5) < 0.5).astype(int)
-    clf = DPACertifiedClassifier(MultiOutputClassifier(LogisticRegression()),
-                                 n_partitions=40, k_base=2, k=2).fit(X, Y)
+    clf = DPACertifiedClassifier(
+        MultiOutputClassifier(LogisticRegression()), n_partitions=40, k_base=2, k=2
+    ).fit(X, Y)
     empty = np.flatnonzero(clf.partition_sizes_ == 0)
     singles = np.flatnonzero(clf.partition_sizes_ == 1)
     assert empty.size >= 28 and singles.size >= 1
@@ -490,7 +572,8 @@ def test_empty_partitions_cast_fixed_votes():
     np.testing.assert_array_equal(counts, _votes_by_hand(clf, X_test))
     sizes = clf.certify(X_test, Y[:6], np.arange(4)).sizes
     np.testing.assert_array_equal(
-        sizes, dpa_certified_size(counts, Y[:6], k=2, k_base=2, radius=np.arange(4)))
+        sizes, dpa_certified_size(counts, Y[:6], k=2, k_base=2, radius=np.arange(4))
+    )
 
 
 def test_fallback_labels_rotate():
@@ -502,11 +585,13 @@ def test_fallback_labels_rotate():
 # -------------------------------------------------------------------- multi-class y
 
 
-@pytest.mark.parametrize("make", [
-    lambda: BaggingCertifiedClassifier(n_estimators=20, max_samples=50, k=1,
-                                       random_state=0),
-    lambda: DPACertifiedClassifier(n_partitions=10, k=1),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: BaggingCertifiedClassifier(n_estimators=20, max_samples=50, k=1, random_state=0),
+        lambda: DPACertifiedClassifier(n_partitions=10, k=1),
+    ],
+)
 def test_multiclass_string_labels(blobs, make):
     X_train, X_test, y_train, y_test = blobs
     names = np.array(["ant", "bee", "cat", "dog"])
@@ -535,14 +620,18 @@ def test_multilabel_net_base_is_reproducible(digits):
     net = MultiLabelNet(max_epochs=2, batch_size=32)
     state = torch.random.get_rng_state()
     runs = [
-        BaggingCertifiedClassifier(net, n_estimators=3, max_samples=40, k_base=2,
-                                   random_state=0).fit(X_train, Y_train)
+        BaggingCertifiedClassifier(
+            net, n_estimators=3, max_samples=40, k_base=2, random_state=0
+        ).fit(X_train, Y_train)
         for _ in range(2)
     ]
     assert torch.equal(state, torch.random.get_rng_state())  # caller's generator untouched
     with parallel_backend("threading", n_jobs=2):  # seeded trainings must not interleave
-        runs.append(BaggingCertifiedClassifier(net, n_estimators=3, max_samples=40, k_base=2,
-                                               random_state=0).fit(X_train, Y_train))
+        runs.append(
+            BaggingCertifiedClassifier(
+                net, n_estimators=3, max_samples=40, k_base=2, random_state=0
+            ).fit(X_train, Y_train)
+        )
     for run in runs[1:]:
         np.testing.assert_array_equal(run.predict_proba(X_test), runs[0].predict_proba(X_test))
     dpa = DPACertifiedClassifier(net, n_partitions=3).fit(X_train, Y_train)
@@ -554,9 +643,15 @@ def test_multilabel_net_base_is_reproducible(digits):
 
 def test_parameter_validation(digits):
     X_train, _, Y_train, _ = digits
-    for bad in (dict(n_estimators=0), dict(max_samples=1.5), dict(max_samples=0),
-                dict(method="dpa"), dict(alpha=0.0), dict(k=0),
-                dict(estimator=LinearRegression())):
+    for bad in (
+        dict(n_estimators=0),
+        dict(max_samples=1.5),
+        dict(max_samples=0),
+        dict(method="dpa"),
+        dict(alpha=0.0),
+        dict(k=0),
+        dict(estimator=LinearRegression()),
+    ):
         with pytest.raises(InvalidParameterError):
             BaggingCertifiedClassifier(**bad).fit(X_train, Y_train)
     for bad in (dict(n_partitions=0), dict(method="bagging"), dict(k_base=0)):
@@ -592,8 +687,7 @@ def test_base_fit_failures_fall_back_to_label_frequencies():
     Y = (rng.rand(40, 4) < np.array([0.2, 0.9, 0.5, 0.1])).astype(int)
     with pytest.warns(UserWarning, match="could not be fitted.*too few rows"):
         clf = DPACertifiedClassifier(_FailsOnFewRows(5), n_partitions=10, k_base=2).fit(X, Y)
-    failed = [j for j, m in enumerate(clf.estimators_)
-              if m.fit_error_ is not None]
+    failed = [j for j, m in enumerate(clf.estimators_) if m.fit_error_ is not None]
     assert failed and all(clf.partition_sizes_[j] < 5 for j in failed)
     for j in failed:
         model = clf.estimators_[j]
@@ -604,8 +698,9 @@ def test_base_fit_failures_fall_back_to_label_frequencies():
         np.testing.assert_allclose(scores[:, cols], np.tile(freq[cols], (3, 1)))
     assert (_counts(clf, X).sum(axis=1) == 20).all()
     with pytest.raises(ValueError, match="every base model"):
-        BaggingCertifiedClassifier(_FailsOnFewRows(100), n_estimators=5, max_samples=10,
-                                   random_state=0).fit(X, Y)
+        BaggingCertifiedClassifier(
+            _FailsOnFewRows(100), n_estimators=5, max_samples=10, random_state=0
+        ).fit(X, Y)
 
 
 def test_single_fitted_column_of_a_binary_classifier():

@@ -14,9 +14,12 @@ joblib = pytest.importorskip("joblib")
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as dask_client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as dask_client,
+    ):
         yield dask_client
 
 
@@ -25,12 +28,17 @@ def digits():
     return make_multidigit(300, 40, random_state=0)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: BaggingCertifiedClassifier(n_estimators=40, max_samples=30, k_base=2,
-                                       random_state=0),
-    lambda: DPACertifiedClassifier(n_partitions=30, k_base=2),
-    lambda: DPACertifiedClassifier(n_partitions=8, spread=3, k_base=2),
-], ids=["bagging", "dpa", "finite-aggregation"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: BaggingCertifiedClassifier(
+            n_estimators=40, max_samples=30, k_base=2, random_state=0
+        ),
+        lambda: DPACertifiedClassifier(n_partitions=30, k_base=2),
+        lambda: DPACertifiedClassifier(n_partitions=8, spread=3, k_base=2),
+    ],
+    ids=["bagging", "dpa", "finite-aggregation"],
+)
 def test_dask_backend_matches_local(client, digits, make):
     X_train, X_test, Y_train, Y_test = digits
     local = make().set_params(n_jobs=1).fit(X_train, Y_train)

@@ -31,14 +31,14 @@ ATTACKS = ("modification", "addition", "deletion")
 
 # ----------------------------------------------------------------- the assignment
 @pytest.mark.parametrize("n_partitions, spread", [(1, 1), (5, 1), (1, 4), (7, 3), (30, 16)])
-def test_every_model_uses_spread_buckets_and_every_bucket_feeds_spread_models(
-        n_partitions, spread):
+def test_every_model_uses_spread_buckets_and_every_bucket_feeds_spread_models(n_partitions, spread):
     n = n_partitions * spread
     buckets = model_buckets(n, spread)
     assert buckets.shape == (n, spread)
     assert all(len(set(row)) == spread for row in buckets.tolist())  # distinct buckets
-    np.testing.assert_array_equal(np.bincount(buckets.ravel(), minlength=n),
-                                  np.full(n, spread))  # each bucket feeds `spread` models
+    np.testing.assert_array_equal(
+        np.bincount(buckets.ravel(), minlength=n), np.full(n, spread)
+    )  # each bucket feeds `spread` models
     if spread == 1:
         np.testing.assert_array_equal(buckets[:, 0], np.arange(n))  # DPA: model j, bucket j
 
@@ -47,8 +47,9 @@ def test_shifts_are_a_fixed_function_of_the_sizes():
     # Pinned: changing them would move every model's training data.
     assert spread_shifts(40, 4).tolist() == [0, 30, 7, 24]
     prefix = b"sklearn-certify finite aggregation shift" + (40).to_bytes(8, "little")
-    ranked = sorted(range(1, 40), key=lambda c: hashlib.sha256(
-        prefix + c.to_bytes(8, "little")).digest())
+    ranked = sorted(
+        range(1, 40), key=lambda c: hashlib.sha256(prefix + c.to_bytes(8, "little")).digest()
+    )
     assert ranked[:3] == [30, 7, 24]  # the documented rule
     assert spread_shifts(40, 1).tolist() == [0]
     with pytest.raises(ValueError, match="spread"):
@@ -95,10 +96,14 @@ def _reachable(votes: np.ndarray, models: frozenset, k_base: int) -> set:
 def _worst_sizes(votes, spread, k, k_base, budget, label_sets):
     """Min over attacks corrupting ``budget`` buckets of |top-k ∩ L|, per label set L."""
     n = len(votes)
-    feeds = [frozenset(int(j) for j in np.flatnonzero((model_buckets(n, spread) == b)
-                                                       .any(axis=1))) for b in range(n)]
-    affected = {frozenset().union(*(feeds[b] for b in chosen))
-                for chosen in itertools.combinations(range(n), min(budget, n))}
+    feeds = [
+        frozenset(int(j) for j in np.flatnonzero((model_buckets(n, spread) == b).any(axis=1)))
+        for b in range(n)
+    ]
+    affected = {
+        frozenset().union(*(feeds[b] for b in chosen))
+        for chosen in itertools.combinations(range(n), min(budget, n))
+    }
     worst = np.full(len(label_sets), k)
     for models in affected:
         for counts in _reachable(votes, models, k_base):
@@ -132,34 +137,44 @@ def test_certificate_never_exceeds_the_brute_force_worst_case(max_sets, monkeypa
     checked = tight = positive = hard = hard_tight = 0
     for n_classes, spread, k_base, votes in _instances():
         indices = np.nonzero(votes)[1].reshape(len(votes), k_base)  # (n_models, k_b)
-        label_sets = [set(c) for r in range(1, n_classes + 1)
-                      for c in itertools.combinations(range(n_classes), r)]
+        label_sets = [
+            set(c)
+            for r in range(1, n_classes + 1)
+            for c in itertools.combinations(range(n_classes), r)
+        ]
         Y = np.zeros((len(label_sets), n_classes), dtype=np.int64)
         for i, L in enumerate(label_sets):
             Y[i, list(L)] = 1
         H = np.broadcast_to(indices, (len(label_sets), *indices.shape))
         for k in (1, 2, 3) if n_classes == 4 else (1, 2):
-            worst = {b: _worst_sizes(votes, spread, k, k_base, b, label_sets)
-                     for b in range(0, 5)}
+            worst = {b: _worst_sizes(votes, spread, k, k_base, b, label_sets) for b in range(0, 5)}
             for attack in ATTACKS:
                 for T in (0, 1, 2):
                     budget = 2 * T if attack == "modification" else T
-                    sizes = dpa_certified_size(H, Y, k=k, k_base=k_base, radius=T,
-                                               attack=attack, method="finite-aggregation",
-                                               spread=spread)
+                    sizes = dpa_certified_size(
+                        H,
+                        Y,
+                        k=k,
+                        k_base=k_base,
+                        radius=T,
+                        attack=attack,
+                        method="finite-aggregation",
+                        spread=spread,
+                    )
                     assert np.all(sizes <= worst[budget]), (votes, spread, k, T, attack)
                     floor = np.maximum(0, k - (n_classes - Y.sum(axis=1)))
                     checked += sizes.size
                     tight += int(np.sum(sizes == worst[budget]))
                     positive += int(np.sum(sizes > floor))
                     hard += int(np.sum(worst[budget] > floor))
-                    hard_tight += int(np.sum((worst[budget] > floor)
-                                             & (sizes == worst[budget])))
+                    hard_tight += int(np.sum((worst[budget] > floor) & (sizes == worst[budget])))
     # The numbers reported in docs/poisoningguard.md.
-    print(f"checked {checked} (instance, L, k, attack, T) cases; tight {tight} "
-          f"({100 * tight / checked:.1f}%); certified above the trivial bound {positive}; "
-          f"worst case above it {hard}, of which tight {hard_tight} "
-          f"({100 * hard_tight / max(hard, 1):.1f}%)")
+    print(
+        f"checked {checked} (instance, L, k, attack, T) cases; tight {tight} "
+        f"({100 * tight / checked:.1f}%); certified above the trivial bound {positive}; "
+        f"worst case above it {hard}, of which tight {hard_tight} "
+        f"({100 * hard_tight / max(hard, 1):.1f}%)"
+    )
     assert checked > 30000
     assert positive > 1000  # not a vacuous check: many certificates are non-trivial
 
@@ -193,21 +208,28 @@ def test_without_per_model_votes_it_is_eq9_with_spread_times_the_buckets(k_base,
         budget = np.arange(0, 12, dtype=np.float64)[None, :]
         for t_fixed in (False, True):
             got = fa_sizes_at(stats, Y, k, k_base, budget, t_fixed=t_fixed, per_model=False)
-            want = _eq9_sizes(counts.astype(float), Y, k, k_base, spread * budget,
-                              t_fixed=t_fixed)
+            want = _eq9_sizes(counts.astype(float), Y, k, k_base, spread * budget, t_fixed=t_fixed)
             np.testing.assert_array_equal(_clip(got, Y, k), _clip(want, Y, k))
         for method in ("poisoningguard", "dpa"):  # per-model votes or their counts
             np.testing.assert_array_equal(
-                dpa_certified_size(votes, Y, k=k, k_base=k_base, radius=range(6),
-                                   method=method, spread=spread),
-                dpa_certified_size(counts, Y, k=k, k_base=k_base, radius=range(6),
-                                   method=method, spread=spread))
+                dpa_certified_size(
+                    votes, Y, k=k, k_base=k_base, radius=range(6), method=method, spread=spread
+                ),
+                dpa_certified_size(
+                    counts, Y, k=k, k_base=k_base, radius=range(6), method=method, spread=spread
+                ),
+            )
         if spread == 1:
             np.testing.assert_array_equal(
-                dpa_certified_size(counts, Y, k=k, k_base=k_base, radius=range(6),
-                                   spread=1),
-                _clip(_eq9_sizes(counts.astype(float), Y, k, k_base,
-                                 np.arange(6.0)[None] * 2, t_fixed=False), Y, k))
+                dpa_certified_size(counts, Y, k=k, k_base=k_base, radius=range(6), spread=1),
+                _clip(
+                    _eq9_sizes(
+                        counts.astype(float), Y, k, k_base, np.arange(6.0)[None] * 2, t_fixed=False
+                    ),
+                    Y,
+                    k,
+                ),
+            )
 
 
 @pytest.mark.parametrize("spread", [1, 2, 4])
@@ -217,11 +239,26 @@ def test_finite_aggregation_is_never_below_eq9_on_the_same_ensemble(spread):
     for k_base, k in [(1, 1), (1, 3), (2, 3)]:
         votes, _, Y = _random_votes(rng, 60, 5, 12, spread, k_base)
         for attack in ATTACKS:
-            fa = dpa_certified_size(votes, Y, k=k, k_base=k_base, radius=range(12),
-                                    attack=attack, method="finite-aggregation",
-                                    spread=spread)
-            pg = dpa_certified_size(votes, Y, k=k, k_base=k_base, radius=range(12),
-                                    attack=attack, method="poisoningguard", spread=spread)
+            fa = dpa_certified_size(
+                votes,
+                Y,
+                k=k,
+                k_base=k_base,
+                radius=range(12),
+                attack=attack,
+                method="finite-aggregation",
+                spread=spread,
+            )
+            pg = dpa_certified_size(
+                votes,
+                Y,
+                k=k,
+                k_base=k_base,
+                radius=range(12),
+                attack=attack,
+                method="poisoningguard",
+                spread=spread,
+            )
             assert np.all(fa >= pg)
             gained += int(np.sum(fa > pg))
     assert gained > 0  # the per-model votes do help
@@ -233,13 +270,21 @@ def test_single_label_spread_one_is_the_dpa_vote_gap():
     votes = np.array([[[0]] * 7 + [[1]] * 2 + [[2]]])  # n = (7, 2, 1)
     for y, radii in [(0, [1, 1, 0]), (1, [0, 0, 0])]:
         Y = np.eye(3, dtype=int)[[y]]
-        sizes = dpa_certified_size(votes, Y, k=1, k_base=1, radius=[0, 2, 3],
-                                   attack="addition", method="finite-aggregation")
+        sizes = dpa_certified_size(
+            votes,
+            Y,
+            k=1,
+            k_base=1,
+            radius=[0, 2, 3],
+            attack="addition",
+            method="finite-aggregation",
+        )
         assert sizes.tolist() == [radii]  # gap 5: 5 >= 4, not >= 6
     votes = np.array([[[0]] * 6 + [[1]] * 2 + [[2]] * 2])  # n = (6, 2, 2), gap 4
     Y = np.array([[1, 0, 0]])
-    sizes = dpa_certified_size(votes, Y, k=1, k_base=1, radius=[1, 2, 3],
-                               attack="addition", method="finite-aggregation")
+    sizes = dpa_certified_size(
+        votes, Y, k=1, k_base=1, radius=[1, 2, 3], attack="addition", method="finite-aggregation"
+    )
     assert sizes.tolist() == [[1, 1, 0]]  # 4 >= 2 * 2 (ties go to label 0)
     pg = dpa_certified_size(votes, Y, k=1, k_base=1, radius=[1, 2, 3], attack="addition")
     assert pg.tolist() == [[1, 0, 0]]  # Eq. (9) is strict: 6 - 2 > 2 + 2 fails
@@ -247,34 +292,58 @@ def test_single_label_spread_one_is_the_dpa_vote_gap():
 
 def test_finite_aggregation_refuses_plain_counts_and_wrong_histograms():
     with pytest.raises(ValueError, match="every model's votes"):
-        dpa_certified_size([[3, 1]], [[1, 0]], k=1, k_base=1, radius=1,
-                           method="finite-aggregation")
+        dpa_certified_size([[3, 1]], [[1, 0]], k=1, k_base=1, radius=1, method="finite-aggregation")
     votes = np.array([[[0], [0], [0], [1]]])
-    assert dpa_certified_size(votes, [[1, 0]], k=1, k_base=1, radius=0,
-                              method="finite-aggregation").tolist() == [1]
+    assert dpa_certified_size(
+        votes, [[1, 0]], k=1, k_base=1, radius=0, method="finite-aggregation"
+    ).tolist() == [1]
     with pytest.raises(ValueError, match="k_base"):
-        dpa_certified_size(votes, [[1, 0, 0]], k=1, k_base=2, radius=0,
-                           method="finite-aggregation")
+        dpa_certified_size(votes, [[1, 0, 0]], k=1, k_base=2, radius=0, method="finite-aggregation")
     with pytest.raises(ValueError, match="distinct"):
-        dpa_certified_size(np.array([[[0, 0], [0, 1]]]), [[1, 0, 0]], k=1, k_base=2,
-                           radius=0, method="finite-aggregation")
+        dpa_certified_size(
+            np.array([[[0, 0], [0, 1]]]),
+            [[1, 0, 0]],
+            k=1,
+            k_base=2,
+            radius=0,
+            method="finite-aggregation",
+        )
     with pytest.raises(ValueError, match="labels in"):
-        dpa_certified_size(np.array([[[3]]]), [[1, 0, 0]], k=1, k_base=1, radius=0,
-                           method="finite-aggregation")
+        dpa_certified_size(
+            np.array([[[3]]]), [[1, 0, 0]], k=1, k_base=1, radius=0, method="finite-aggregation"
+        )
     with pytest.raises(ValueError, match="exceeds"):
-        dpa_certified_size(votes, [[1, 0]], k=1, k_base=1, radius=0,
-                           method="finite-aggregation", spread=5)
+        dpa_certified_size(
+            votes, [[1, 0]], k=1, k_base=1, radius=0, method="finite-aggregation", spread=5
+        )
 
 
 # ------------------------------------------------------------------ the estimator
 # Outputs of DPACertifiedClassifier(n_partitions=40, k_base=2, k=2) with the default
 # RidgeClassifier, recorded on the code before spread existed (see _fa_data).
 _DPA_PARTITIONS_SHA256 = "9a0d74a2522cd3871ed3413da931206a96b729547781a88d2ffa9ec305d65d91"
-_DPA_COUNTS_HEAD = [[5, 30, 8, 16, 21], [2, 24, 13, 27, 14], [8, 32, 5, 14, 21],
-                    [6, 27, 18, 13, 16], [26, 13, 11, 14, 16], [30, 12, 8, 13, 17]]
-_DPA_SIZES_HEAD = [[1, 1, 1, 1, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0],
-                   [0, 0, 0, 0, 0], [1, 1, 1, 1, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 0],
-                   [1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [2, 2, 2, 1, 1], [1, 1, 1, 1, 0]]
+_DPA_COUNTS_HEAD = [
+    [5, 30, 8, 16, 21],
+    [2, 24, 13, 27, 14],
+    [8, 32, 5, 14, 21],
+    [6, 27, 18, 13, 16],
+    [26, 13, 11, 14, 16],
+    [30, 12, 8, 13, 17],
+]
+_DPA_SIZES_HEAD = [
+    [1, 1, 1, 1, 0],
+    [1, 1, 1, 1, 0],
+    [1, 1, 1, 1, 1],
+    [1, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0],
+    [1, 1, 1, 1, 0],
+    [0, 0, 0, 0, 0],
+    [1, 1, 1, 1, 0],
+    [1, 0, 0, 0, 0],
+    [1, 1, 0, 0, 0],
+    [2, 2, 2, 1, 1],
+    [1, 1, 1, 1, 0],
+]
 
 
 def _fa_data():
@@ -292,10 +361,16 @@ def _assert_model_is_fitted_on(clf, j, in_model, X, Y, X_test, k_base):
 
     digests = example_digests(X, Y)
     rows = sorted(np.flatnonzero(in_model), key=lambda i: digests[i])
-    own = fit_base_model(clf._base_estimator(), X[rows], Y[rows], seed=j,
-                         empty_labels=fallback_labels(j, k_base, Y.shape[1]))
-    np.testing.assert_array_equal(own.decision_function(X_test),
-                                  clf.estimators_[j].decision_function(X_test))
+    own = fit_base_model(
+        clf._base_estimator(),
+        X[rows],
+        Y[rows],
+        seed=j,
+        empty_labels=fallback_labels(j, k_base, Y.shape[1]),
+    )
+    np.testing.assert_array_equal(
+        own.decision_function(X_test), clf.estimators_[j].decision_function(X_test)
+    )
 
 
 def test_spread_one_is_yesterdays_dpa_bit_for_bit():
@@ -333,8 +408,9 @@ def test_finite_aggregation_trains_each_model_on_its_buckets():
     sizes = clf.partition_sizes_[clf.model_buckets_].sum(axis=1)
     assert [m.n_samples_fit_ for m in clf.estimators_] == sizes.tolist()
     for j in (0, 21):
-        _assert_model_is_fitted_on(clf, j, np.isin(clf.partitions_, clf.model_buckets_[j]),
-                                   X, Y, X_test, k_base=1)
+        _assert_model_is_fitted_on(
+            clf, j, np.isin(clf.partitions_, clf.model_buckets_[j]), X, Y, X_test, k_base=1
+        )
 
 
 def test_a_poisoned_example_changes_only_the_models_of_its_bucket():
@@ -346,12 +422,18 @@ def test_a_poisoned_example_changes_only_the_models_of_its_bucket():
     clf = DPACertifiedClassifier(n_partitions=6, spread=3, k_base=1, k=2).fit(X, Y)
     x_new, y_new = X_test[:1] + 0.5, np.array([[1, 1, 0, 0, 1]])
     poisoned = DPACertifiedClassifier(n_partitions=6, spread=3, k_base=1, k=2).fit(
-        np.vstack([X, x_new]), np.vstack([Y, y_new]))
+        np.vstack([X, x_new]), np.vstack([Y, y_new])
+    )
     b = int(poisoned.partition_of(x_new, y_new)[0])
     expected = set(((b + spread_shifts(18, 3)) % 18).tolist())
-    changed = {j for j in range(18) if not np.array_equal(
-        clf.estimators_[j].decision_function(X_test),
-        poisoned.estimators_[j].decision_function(X_test))}
+    changed = {
+        j
+        for j in range(18)
+        if not np.array_equal(
+            clf.estimators_[j].decision_function(X_test),
+            poisoned.estimators_[j].decision_function(X_test),
+        )
+    }
     assert changed == expected
 
 
@@ -367,21 +449,24 @@ def test_certify_recertify_radius_and_save_with_spread(tmp_path):
     counts = np.zeros((30, 5), dtype=np.int64)
     np.add.at(counts, (np.arange(30)[:, None, None], res.counts), 1)
     np.testing.assert_array_equal(counts, clf.predict_proba(X_test) * 32)
-    direct = dpa_certified_size(res.counts, Y_test, k=2, k_base=2, radius=radii,
-                                method="finite-aggregation", spread=4)
+    direct = dpa_certified_size(
+        res.counts, Y_test, k=2, k_base=2, radius=radii, method="finite-aggregation", spread=4
+    )
     np.testing.assert_array_equal(res.sizes, direct)
     # Eq. (9) with T~ -> 4 T~ on the same votes, and "dpa"
     eq9 = res.recertify(method="poisoningguard")
     assert np.all(res.sizes >= eq9.sizes)
     np.testing.assert_array_equal(
-        eq9.sizes, dpa_certified_size(counts, Y_test, k=2, k_base=2, radius=radii,
-                                      spread=4))
-    np.testing.assert_array_equal(clf.certify(X_test, Y_test, radii, method="dpa").sizes,
-                                  res.recertify(method="dpa").sizes)
+        eq9.sizes, dpa_certified_size(counts, Y_test, k=2, k_base=2, radius=radii, spread=4)
+    )
+    np.testing.assert_array_equal(
+        clf.certify(X_test, Y_test, radii, method="dpa").sizes, res.recertify(method="dpa").sizes
+    )
     # other k, attack, radii without refitting
     other = res.recertify([0, 3], k=1, attack="deletion")
-    np.testing.assert_array_equal(other.sizes, clf.certify(
-        X_test, Y_test, [0, 3], k=1, attack="deletion").sizes)
+    np.testing.assert_array_equal(
+        other.sizes, clf.certify(X_test, Y_test, [0, 3], k=1, attack="deletion").sizes
+    )
     # certified radius: the largest T whose size reaches 1
     radius = res.certified_radius()
     sizes = res.recertify(np.arange(40)).sizes
@@ -419,7 +504,8 @@ def test_finite_aggregation_at_spread_one_and_scorers():
     assert certified_scorer("f1", radius=3)(clf, X_test, Y_test) == pytest.approx(fa.f1()[3])
     wide = DPACertifiedClassifier(n_partitions=5, spread=4, k_base=1, k=2).fit(X, Y)
     assert certified_scorer("recall", radius=2)(wide, X_test, Y_test) == pytest.approx(
-        wide.certify(X_test, Y_test, 2).recall()[0])
+        wide.certify(X_test, Y_test, 2).recall()[0]
+    )
 
 
 def test_votes_do_not_depend_on_n_jobs_or_pickling():
@@ -444,8 +530,7 @@ def test_stacked_heads_with_spread_vote_like_their_base_models():
     from sklearn_certify.heads import LinearHead
 
     X, Y, X_test, Y_test = _fa_data()
-    clf = DPACertifiedClassifier(LinearHead(epochs=5), n_partitions=5, spread=2,
-                                 k_base=2).fit(X, Y)
+    clf = DPACertifiedClassifier(LinearHead(epochs=5), n_partitions=5, spread=2, k_base=2).fit(X, Y)
     assert clf.stacked_models_ is not None and len(clf.stacked_models_) == 10
     votes = clf.certify(X_test, Y_test, 0).counts  # from the stacked heads
     for j in range(10):
@@ -454,7 +539,8 @@ def test_stacked_heads_with_spread_vote_like_their_base_models():
 
 
 def test_incremental_refit_with_spread_retrains_only_the_changed_buckets_models(
-        tmp_path, base_model_fits):
+    tmp_path, base_model_fits
+):
     from sklearn.datasets import make_multilabel_classification
 
     from sklearn_certify import DPACertifiedClassifier
@@ -470,9 +556,10 @@ def test_incremental_refit_with_spread_retrains_only_the_changed_buckets_models(
     assert len(base_model_fits) == 3 * len(touched)
     fresh = DPACertifiedClassifier(n_partitions=10, spread=3).fit(X, Y)
     np.testing.assert_array_equal(clf.predict_proba(X_test), fresh.predict_proba(X_test))
-    np.testing.assert_array_equal(clf.certify(X_test, Y_test := np.ones((30, 5), int),
-                                              range(4)).counts,
-                                  fresh.certify(X_test, Y_test, range(4)).counts)
+    np.testing.assert_array_equal(
+        clf.certify(X_test, Y_test := np.ones((30, 5), int), range(4)).counts,
+        fresh.certify(X_test, Y_test, range(4)).counts,
+    )
 
 
 # ----------------------------------------------------- real poisoning, retrained
@@ -529,7 +616,9 @@ def test_finite_aggregation_certificate_survives_poisoning_and_retraining():
                 assert kept >= sizes[i, t], (attack, i, t, kept, sizes[i, t], counts[i])
                 if kept < sizes[i, 0]:
                     beaten.add(attack)
-    print(f"FA: {checked} poisoned retrainings; {certified} (input, attack, T >= 1) "
-          "with a non-zero certificate")
+    print(
+        f"FA: {checked} poisoned retrainings; {certified} (input, attack, T >= 1) "
+        "with a non-zero certificate"
+    )
     assert checked >= 40 and certified > 0
     assert beaten == set(ATTACKS)  # not vacuous: past the certificate the attack wins

@@ -12,18 +12,17 @@ HEAVY = ("sklearn", "pandas", "torch", "skorch", "matplotlib", "joblib")
 
 @pytest.mark.parametrize("module", ["sklearn_certify.certificates", "sklearn_certify.bounds"])
 def test_certificate_math_loads_numpy_and_scipy_only(module):
-    code = (f"import sys, {module}; "
-            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        f"import sys, {module}; "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", f"{module} loads {out.stdout.strip()}"
 
 
 def test_the_check_sees_a_heavy_import():
-    code = ("import sys, sklearn_certify.results; "
-            "print('pandas' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = "import sys, sklearn_certify.results; print('pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
 
 
@@ -50,7 +49,7 @@ def _package_imports() -> dict[str, set[str]]:
                 edges.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
-                    base = package[:len(package) - node.level + 1]
+                    base = package[: len(package) - node.level + 1]
                     target = ".".join(base + ([node.module] if node.module else []))
                 else:
                     target = node.module or ""
@@ -104,7 +103,9 @@ def test_no_module_is_over_500_lines():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    sizes = {str(path.relative_to(root)): len(path.read_text().splitlines())
-             for path in (root / "sklearn_certify").rglob("*.py")}
+    sizes = {
+        str(path.relative_to(root)): len(path.read_text().splitlines())
+        for path in (root / "sklearn_certify").rglob("*.py")
+    }
     over = {name: n for name, n in sizes.items() if n > 500}
     assert over == {}

@@ -24,7 +24,7 @@ from sklearn_certify._utils._memory import (
 from sklearn_certify.datasets import make_multidigit
 from sklearn_certify.metrics import certified_scorer
 from sklearn_certify.nets import GaussianDenoiser
-from sklearn_certify.smoothing import _classifier
+from sklearn_certify.smoothing import _training
 
 from ._helpers import tiny_net
 
@@ -66,10 +66,12 @@ class _Counts(MutableMapping):
 @pytest.fixture
 def counters(count_calls, sampling_calls):
     """Counts of trainings (base models and denoisers) and sampling passes of smoothing."""
-    trains = [count_calls(_classifier.SmoothedMultiLabelClassifier, "_train"),
-              count_calls(GaussianDenoiser, "fit")]
-    return _Counts(fit=lambda: sum(map(len, trains)), sample=lambda: len(sampling_calls),
-                   inputs=lambda: sum(len(args[1]) for args, _ in sampling_calls))
+    trains = [count_calls(_training, "train_base_estimator"), count_calls(GaussianDenoiser, "fit")]
+    return _Counts(
+        fit=lambda: sum(map(len, trains)),
+        sample=lambda: len(sampling_calls),
+        inputs=lambda: sum(len(args[1]) for args, _ in sampling_calls),
+    )
 
 
 # ------------------------------------------------------------------------- the module
@@ -149,8 +151,7 @@ def test_an_unwritable_memory_fails_at_fit_naming_memory(tmp_path, data):
     X, _, Y, _ = data
     blocker = tmp_path / "file"
     blocker.write_text("")
-    clf = SmoothedMultiLabelClassifier(tiny_net(), memory=str(blocker / "cache"),
-                                       random_state=0)
+    clf = SmoothedMultiLabelClassifier(tiny_net(), memory=str(blocker / "cache"), random_state=0)
     with pytest.raises(ValueError, match=r"memory=.*cannot be used as a cache"):
         clf.fit(X, Y)
     with pytest.raises(ValueError, match="memory"):
@@ -158,27 +159,33 @@ def test_an_unwritable_memory_fails_at_fit_naming_memory(tmp_path, data):
 
 
 # ------------------------------------------------------------------ fitted base models
-def test_fits_differing_only_in_free_or_sampling_parameters_train_once(tmp_path, data,
-                                                                        counters):
+def test_fits_differing_only_in_free_or_sampling_parameters_train_once(tmp_path, data, counters):
     X, X_test, Y, _ = data
     base = dict(estimator=tiny_net(), sigma=0.25, random_state=0, memory=tmp_path)
     first = SmoothedMultiLabelClassifier(**base, k=1, n_draws=20).fit(X, Y)
-    again = SmoothedMultiLabelClassifier(**base, k=3, n_draws=40, alpha=0.01,
-                                         method="first-term", batch_size=7).fit(X, Y)
+    again = SmoothedMultiLabelClassifier(
+        **base, k=3, n_draws=40, alpha=0.01, method="first-term", batch_size=7
+    ).fit(X, Y)
     assert counters["fit"] == 1
-    torch.testing.assert_close(first.estimator_.module_.state_dict(),
-                               again.estimator_.module_.state_dict(), rtol=0, atol=0)
+    torch.testing.assert_close(
+        first.estimator_.module_.state_dict(), again.estimator_.module_.state_dict(), rtol=0, atol=0
+    )
     # each of these changes training
-    for change in (dict(sigma=0.5), dict(random_state=1), dict(train_noise=False),
-                   dict(estimator=tiny_net(lr=1e-2))):
+    for change in (
+        dict(sigma=0.5),
+        dict(random_state=1),
+        dict(train_noise=False),
+        dict(estimator=tiny_net(lr=1e-2)),
+    ):
         SmoothedMultiLabelClassifier(**{**base, **change}).fit(X, Y)
     SmoothedMultiLabelClassifier(**base).fit(X[1:], Y[1:])
     assert counters["fit"] == 6
     # the loaded model is the trained one: identical counts to an uncached fit
     fresh = SmoothedMultiLabelClassifier(**{**base, "memory": None}, n_draws=40).fit(X, Y)
     recent_counts.clear()
-    np.testing.assert_array_equal(fresh.predict_proba(X_test),
-                                  again.set_params(batch_size=None).predict_proba(X_test))
+    np.testing.assert_array_equal(
+        fresh.predict_proba(X_test), again.set_params(batch_size=None).predict_proba(X_test)
+    )
 
 
 def test_nothing_is_cached_without_a_seed(tmp_path, data, counters):
@@ -197,8 +204,9 @@ def test_grid_search_with_memory_gives_bit_identical_scores(tmp_path, data, coun
     for memory in (None, joblib.Memory(str(tmp_path), verbose=0)):
         recent_counts.clear()
         counters.update(fit=0, sample=0, inputs=0)
-        search = GridSearchCV(clf.set_params(memory=memory), grid, scoring=scoring,
-                              refit="f1", cv=KFold(2)).fit(X, Y)
+        search = GridSearchCV(
+            clf.set_params(memory=memory), grid, scoring=scoring, refit="f1", cv=KFold(2)
+        ).fit(X, Y)
         results[memory is None] = (search.cv_results_, {k: counters[k] for k in ("fit", "sample")})
     uncached, cached = results[True][0], results[False][0]
     for name in scoring:
@@ -215,12 +223,12 @@ def test_grid_search_with_memory_gives_bit_identical_scores(tmp_path, data, coun
 # ----------------------------------------------------------------- sampled counts, RAM
 def test_a_dict_of_scorers_samples_once_per_fold(data, counters):
     X, _, Y, _ = data
-    clf = SmoothedMultiLabelClassifier(tiny_net(), sigma=0.25, k=2, n_draws=30,
-                                       random_state=0)
-    scoring = {"f1": certified_scorer("f1", radius=0.1),
-               "precision_first": certified_scorer("precision", radius=0.1,
-                                                   method="first-term"),
-               "recall_k1": certified_scorer("recall", radius=0.1, k=1, alpha=0.01)}
+    clf = SmoothedMultiLabelClassifier(tiny_net(), sigma=0.25, k=2, n_draws=30, random_state=0)
+    scoring = {
+        "f1": certified_scorer("f1", radius=0.1),
+        "precision_first": certified_scorer("precision", radius=0.1, method="first-term"),
+        "recall_k1": certified_scorer("recall", radius=0.1, k=1, alpha=0.01),
+    }
     scores = cross_validate(clf, X, Y, scoring=scoring, cv=KFold(3))
     assert (counters["fit"], counters["sample"]) == (3, 3)
     # each score is the one a lone scorer gives on a fresh sampling pass
@@ -231,8 +239,7 @@ def test_a_dict_of_scorers_samples_once_per_fold(data, counters):
 
 def test_the_counts_cache_is_never_stale(data, counters):
     X, X_test, Y, _ = data
-    clf = SmoothedMultiLabelClassifier(tiny_net(), sigma=0.25, n_draws=30,
-                                       random_state=0).fit(X, Y)
+    clf = SmoothedMultiLabelClassifier(tiny_net(), sigma=0.25, n_draws=30, random_state=0).fit(X, Y)
     first = clf.predict_proba(X_test)
     np.testing.assert_array_equal(clf.predict_proba(X_test), first)
     assert counters["sample"] == 1
@@ -241,8 +248,9 @@ def test_the_counts_cache_is_never_stale(data, counters):
     assert counters["sample"] == 3
     clf.set_params(n_draws=30)
     with torch.no_grad():  # the model changed in place: another key
-        clf.estimator_.module_.state_dict()[next(iter(
-            clf.estimator_.module_.state_dict()))].mul_(-1)
+        clf.estimator_.module_.state_dict()[next(iter(clf.estimator_.module_.state_dict()))].mul_(
+            -1
+        )
     assert not np.array_equal(clf.predict_proba(X_test), first)
     assert counters["sample"] == 4
     # a RandomState instance draws fresh noise on every call: nothing is reused
@@ -254,19 +262,29 @@ def test_the_counts_cache_is_never_stale(data, counters):
 
 # --------------------------------------------------------------- the parameter table
 ALTERNATIVES = {  # another valid value of each SmoothedMultiLabelClassifier parameter
-    "estimator": tiny_net(lr=1e-2), "sigma": 0.5, "train_noise": False, "random_state": 1,
-    "k_prime": 2, "n_draws": 25, "batch_size": 7, "k": 2, "alpha": 0.01,
-    "method": "first-term", "verbose": 0, "n_jobs": 1, "devices": ["cpu", "cpu"],
+    "estimator": tiny_net(lr=1e-2),
+    "sigma": 0.5,
+    "train_noise": False,
+    "random_state": 1,
+    "k_prime": 2,
+    "n_draws": 25,
+    "batch_size": 7,
+    "k": 2,
+    "alpha": 0.01,
+    "method": "first-term",
+    "verbose": 0,
+    "n_jobs": 1,
+    "devices": ["cpu", "cpu"],
     "denoiser": GaussianDenoiser(max_epochs=1, module__hidden=(8,)),
-    "sampling_dtype": "bfloat16", "compile": True,
+    "sampling_dtype": "bfloat16",
+    "compile": True,
 }
 
 
 def test_every_parameter_has_one_role():
     from sklearn_certify import BaggingCertifiedClassifier, DPACertifiedClassifier
 
-    for cls in (SmoothedMultiLabelClassifier, BaggingCertifiedClassifier,
-                DPACertifiedClassifier):
+    for cls in (SmoothedMultiLabelClassifier, BaggingCertifiedClassifier, DPACertifiedClassifier):
         roles = PARAMETER_ROLES[cls.__name__]
         names = [name for group in roles.values() for name in group]
         assert len(names) == len(set(names))
@@ -279,11 +297,11 @@ def test_the_parameter_table_is_what_smoothing_caches(tmp_path, data, counters, 
     from sklearn_certify.smoothing import _runners
 
     # compile=True through dynamo alone (no code generation: seconds less)
-    monkeypatch.setattr(_runners, "_torch_compile",
-                        lambda module: torch.compile(module, backend="eager"))
+    monkeypatch.setattr(
+        _runners, "_torch_compile", lambda module: torch.compile(module, backend="eager")
+    )
     X, X_test, Y, _ = data
-    base = dict(estimator=tiny_net(), sigma=0.25, k=1, n_draws=20, random_state=0,
-                memory=tmp_path)
+    base = dict(estimator=tiny_net(), sigma=0.25, k=1, n_draws=20, random_state=0, memory=tmp_path)
     SmoothedMultiLabelClassifier(**base).fit(X, Y).predict_proba(X_test)
     alternatives = {**ALTERNATIVES, "memory": joblib.Memory(str(tmp_path), verbose=0)}
     for name in SmoothedMultiLabelClassifier().get_params(deep=False):
@@ -315,8 +333,9 @@ clf.predict_proba(X)
 @pytest.fixture(scope="module")
 def smoothed(data):
     X, _, Y, _ = data
-    return SmoothedMultiLabelClassifier(tiny_net(), sigma=0.25, k=2, n_draws=20,
-                                        batch_size=5, random_state=0).fit(X, Y)
+    return SmoothedMultiLabelClassifier(
+        tiny_net(), sigma=0.25, k=2, n_draws=20, batch_size=5, random_state=0
+    ).fit(X, Y)
 
 
 def chunk_files(location):
@@ -333,8 +352,9 @@ def uncached_counts(clf, X):
         recent_counts.clear()
 
 
-def test_an_input_is_sampled_once_across_calls_orders_and_options(tmp_path, data, smoothed,
-                                                                  counters):
+def test_an_input_is_sampled_once_across_calls_orders_and_options(
+    tmp_path, data, smoothed, counters
+):
     _, X_test, _, Y_test = data
     reference = uncached_counts(smoothed, X_test)
     clf = smoothed.set_params(memory=tmp_path)
@@ -345,8 +365,9 @@ def test_an_input_is_sampled_once_across_calls_orders_and_options(tmp_path, data
     np.testing.assert_array_equal(first.counts, reference)
     recent_counts.clear()
     order = np.arange(len(X_test))[::-1]
-    again = clf.certify(X_test[order], Y_test[order], [0.0, 0.2], k=3, alpha=0.01,
-                        method="first-term")
+    again = clf.certify(
+        X_test[order], Y_test[order], [0.0, 0.2], k=3, alpha=0.01, method="first-term"
+    )
     np.testing.assert_array_equal(again.counts, reference[order])
     np.testing.assert_array_equal(clf.predict_proba(X_test[:7]) * 20, reference[:7])
     assert counters["inputs"] == len(X_test)
@@ -390,8 +411,9 @@ def test_a_killed_certify_resumes_from_the_cache(tmp_path, data, smoothed, count
     script = tmp_path / "certify.py"
     script.write_text(KILL_SCRIPT)
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    done = subprocess.run([sys.executable, str(script), str(job)], env=env,
-                          capture_output=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(script), str(job)], env=env, capture_output=True, timeout=120
+    )
     assert done.returncode == -9, done.stderr.decode()[-2000:]
     counters.update(sample=0, inputs=0)
     result = clf.certify(X_test, Y_test, 0.1)
@@ -427,14 +449,16 @@ def test_bagging_reuses_models_whose_subsample_and_seed_are_unchanged(tmp_path, 
     from sklearn_certify import BaggingCertifiedClassifier
 
     X, Y = make_multilabel_classification(300, 10, n_classes=4, random_state=0)
-    clf = BaggingCertifiedClassifier(n_estimators=20, max_samples=30, k=2,
-                                     memory=str(tmp_path), random_state=0).fit(X, Y)
+    clf = BaggingCertifiedClassifier(
+        n_estimators=20, max_samples=30, k=2, memory=str(tmp_path), random_state=0
+    ).fit(X, Y)
     clf.set_params(k=1, alpha=0.01, method="bagging").fit(X, Y)
     assert len(base_model_fits) == 20
     more = clf.set_params(n_estimators=30).fit(X, Y)  # the first 20 seeds are the same
     assert len(base_model_fits) == 30
-    fresh = BaggingCertifiedClassifier(n_estimators=30, max_samples=30, k=1,
-                                       random_state=0).fit(X, Y)
+    fresh = BaggingCertifiedClassifier(n_estimators=30, max_samples=30, k=1, random_state=0).fit(
+        X, Y
+    )
     np.testing.assert_array_equal(more.predict_proba(X), fresh.predict_proba(X))
 
 
@@ -452,4 +476,3 @@ def test_the_counts_cache_with_parallel_workers(tmp_path, data, smoothed, counte
             assert counters["inputs"] == len(X_test)
     finally:
         clf.set_params(n_jobs=None)
-

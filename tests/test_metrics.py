@@ -48,36 +48,45 @@ def ensembles():
     from sklearn_certify import BaggingCertifiedClassifier, DPACertifiedClassifier
 
     return [
-        BaggingCertifiedClassifier(RidgeClassifier(), n_estimators=15, max_samples=40,
-                                   alpha=0.05, random_state=0),
+        BaggingCertifiedClassifier(
+            RidgeClassifier(), n_estimators=15, max_samples=40, alpha=0.05, random_state=0
+        ),
         DPACertifiedClassifier(RidgeClassifier(), n_partitions=9),
     ]
 
 
 # ---------------------------------------------------------------- *_score functions
 
-Y_TRUE = np.array([[1, 1, 1, 0],   # |L| = 3
-                   [0, 1, 0, 0],   # |L| = 1
-                   [1, 0, 0, 1],   # |L| = 2
-                   [0, 0, 0, 0]])  # no label: excluded from every mean
+Y_TRUE = np.array(
+    [
+        [1, 1, 1, 0],  # |L| = 3
+        [0, 1, 0, 0],  # |L| = 1
+        [1, 0, 0, 1],  # |L| = 2
+        [0, 0, 0, 0],
+    ]
+)  # no label: excluded from every mean
 
 
 def test_scores_1d_sizes_hand_numbers():
     sizes = np.array([2, 1, 1, 0])
-    assert certified_precision_score(Y_TRUE, sizes, k=2) == pytest.approx((1 + .5 + .5) / 3)
-    assert certified_recall_score(Y_TRUE, sizes, k=2) == pytest.approx((2 / 3 + 1 + .5) / 3)
+    assert certified_precision_score(Y_TRUE, sizes, k=2) == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert certified_recall_score(Y_TRUE, sizes, k=2) == pytest.approx((2 / 3 + 1 + 0.5) / 3)
     assert certified_f1_score(Y_TRUE, sizes, k=2) == pytest.approx((4 / 5 + 2 / 3 + 2 / 4) / 3)
     assert isinstance(certified_f1_score(Y_TRUE, sizes, k=2), float)
 
 
 def test_scores_2d_sizes_one_value_per_radius():
     sizes = np.array([[3, 1, 0], [1, 1, 0], [2, 0, 0], [0, 0, 0]])
-    np.testing.assert_allclose(certified_precision_score(Y_TRUE, sizes, k=3),
-                               [(1 + 1 / 3 + 2 / 3) / 3, (1 / 3 + 1 / 3) / 3, 0])
-    np.testing.assert_allclose(certified_recall_score(Y_TRUE, sizes, k=3),
-                               [(1 + 1 + 1) / 3, (1 / 3 + 1) / 3, 0])
-    np.testing.assert_allclose(certified_f1_score(Y_TRUE, sizes, k=3),
-                               [(1 + 2 / 4 + 4 / 5) / 3, (2 / 6 + 2 / 4) / 3, 0])
+    np.testing.assert_allclose(
+        certified_precision_score(Y_TRUE, sizes, k=3),
+        [(1 + 1 / 3 + 2 / 3) / 3, (1 / 3 + 1 / 3) / 3, 0],
+    )
+    np.testing.assert_allclose(
+        certified_recall_score(Y_TRUE, sizes, k=3), [(1 + 1 + 1) / 3, (1 / 3 + 1) / 3, 0]
+    )
+    np.testing.assert_allclose(
+        certified_f1_score(Y_TRUE, sizes, k=3), [(1 + 2 / 4 + 4 / 5) / 3, (2 / 6 + 2 / 4) / 3, 0]
+    )
 
 
 def test_scores_k1_single_label_is_accuracy():
@@ -145,7 +154,7 @@ def test_scorer_passes_radius_and_options_to_certify():
     scorer = certified_scorer("precision", radius=3, attack="deletion", method="dpa")
     value = scorer(spy, None, Y_TRUE)
     assert spy.calls_ == [(3, {"attack": "deletion", "method": "dpa"})]
-    assert value == pytest.approx((1 + .5 + 1) / 3)  # min(|L|, 2) / 2, unlabelled excluded
+    assert value == pytest.approx((1 + 0.5 + 1) / 3)  # min(|L|, 2) / 2, unlabelled excluded
     assert isinstance(value, float)
     with pytest.raises(ValueError, match="sample_weight"):
         scorer(spy, None, Y_TRUE, sample_weight=np.ones(4))
@@ -153,11 +162,16 @@ def test_scorer_passes_radius_and_options_to_certify():
 
 def test_scorer_pickles():
     scorer = certified_scorer("recall", radius=2, attack="addition")
-    for loaded in (pickle.loads(pickle.dumps(scorer)),
-                   pickle.loads(pickle.dumps({"r": scorer}))["r"]):
+    for loaded in (
+        pickle.loads(pickle.dumps(scorer)),
+        pickle.loads(pickle.dumps({"r": scorer}))["r"],
+    ):
         assert isinstance(loaded, CertifiedScorer)
-        assert (loaded.metric, loaded.radius, loaded.certify_options) == \
-            ("recall", 2, {"attack": "addition"})
+        assert (loaded.metric, loaded.radius, loaded.certify_options) == (
+            "recall",
+            2,
+            {"attack": "addition"},
+        )
         spy = SpyCertified().fit(None, Y_TRUE)
         assert loaded(spy, None, Y_TRUE) == scorer(spy, None, Y_TRUE)
 
@@ -181,14 +195,19 @@ def test_scorer_options_pass_through_to_ensembles(data):
     X, Y, X_test, Y_test = data
     for est in ensembles():
         est.fit(X, Y)
-        for options in ({}, {"attack": "deletion"}, {"attack": "addition"},
-                        {"method": type(est)().get_params()["method"]}):
+        for options in (
+            {},
+            {"attack": "deletion"},
+            {"attack": "addition"},
+            {"method": type(est)().get_params()["method"]},
+        ):
             expected = est.certify(X_test, Y_test, 1, **options).recall()[0]
             assert certified_scorer("recall", 1, **options)(est, X_test, Y_test) == expected
         # the alternative method (t fixed to 1) never certifies more
         alt = "bagging" if "Bagging" in type(est).__name__ else "dpa"
-        assert certified_scorer("f1", 1, method=alt)(est, X_test, Y_test) <= \
-            certified_scorer("f1", 1)(est, X_test, Y_test)
+        assert certified_scorer("f1", 1, method=alt)(est, X_test, Y_test) <= certified_scorer(
+            "f1", 1
+        )(est, X_test, Y_test)
 
 
 # ---------------------------------------------------------------- model selection
@@ -196,8 +215,12 @@ def test_scorer_options_pass_through_to_ensembles(data):
 
 def test_grid_search_single_scorer(data):
     X, Y, _, _ = data
-    search = GridSearchCV(smoothed(), {"sigma": [0.1, 0.5], "k": [1, 3]},
-                          scoring=certified_scorer("f1", radius=0.1), cv=CV)
+    search = GridSearchCV(
+        smoothed(),
+        {"sigma": [0.1, 0.5], "k": [1, 3]},
+        scoring=certified_scorer("f1", radius=0.1),
+        cv=CV,
+    )
     search.fit(X, Y)
     assert len(search.cv_results_["params"]) == 4
     scores = search.cv_results_["mean_test_score"]
@@ -243,9 +266,15 @@ def test_precision_and_recall_refits_differ(data):
 def test_randomized_search(data):
     X, Y, _, _ = data
     scoring = {"f1": certified_scorer("f1", 0.1), "recall": certified_scorer("recall", 0.1)}
-    search = RandomizedSearchCV(smoothed(), {"sigma": [0.1, 0.25, 0.5], "k": [1, 2, 3]},
-                                n_iter=3, scoring=scoring, refit="recall", cv=CV,
-                                random_state=0)
+    search = RandomizedSearchCV(
+        smoothed(),
+        {"sigma": [0.1, 0.25, 0.5], "k": [1, 2, 3]},
+        n_iter=3,
+        scoring=scoring,
+        refit="recall",
+        cv=CV,
+        random_state=0,
+    )
     search.fit(X, Y)
     assert len(search.cv_results_["params"]) == 3
     assert search.best_index_ == int(np.argmax(search.cv_results_["mean_test_recall"]))
@@ -273,11 +302,14 @@ def test_default_scoring_is_certified_f1_at_radius_0(data):
 def test_grid_search_ensembles_with_attack(data):
     X, Y, _, _ = data
     for est in ensembles():
-        scoring = {"mod": certified_scorer("f1", radius=1),
-                   "del": certified_scorer("f1", radius=1, attack="deletion")}
+        scoring = {
+            "mod": certified_scorer("f1", radius=1),
+            "del": certified_scorer("f1", radius=1, attack="deletion"),
+        }
         search = GridSearchCV(est, {"k": [1, 3]}, scoring=scoring, refit="del", cv=CV)
         search.fit(X, Y)
         # T~ = 2T for modification vs T for deletion: deletion certifies at least as much
-        assert np.all(search.cv_results_["mean_test_del"] >=
-                      search.cv_results_["mean_test_mod"] - 1e-12)
+        assert np.all(
+            search.cv_results_["mean_test_del"] >= search.cv_results_["mean_test_mod"] - 1e-12
+        )
         assert search.best_index_ == int(np.argmax(search.cv_results_["mean_test_del"]))

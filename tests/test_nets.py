@@ -76,11 +76,7 @@ def test_asl_without_focusing_or_clip_is_bce():
     logits = torch.tensor(LOGITS, dtype=torch.float32)
     targets = torch.tensor(TARGETS, dtype=torch.float32)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    for reduction, expected in [
-        ("none", bce),
-        ("sum", bce.sum()),
-        ("mean", bce.sum(dim=1).mean()),
-    ]:
+    for reduction, expected in [("none", bce), ("sum", bce.sum()), ("mean", bce.sum(dim=1).mean())]:
         asl = AsymmetricLoss(gamma_pos=0.0, gamma_neg=0.0, clip=0.0, reduction=reduction)
         torch.testing.assert_close(asl(logits, targets), expected)
 
@@ -350,9 +346,11 @@ def test_one_training_noise_mechanism():
     Y = (X[:, :3] > 0).astype(np.float32)
     params = dict(module=MLPModule, module__hidden=(4,), max_epochs=2, batch_size=16)
     weights = []
-    for net in (MultiLabelNet(noise_sigma=0.5, **params),
-                MultiLabelNet(callbacks=[TrainingNoise(0.5)], **params),
-                MultiLabelNet(**params)):
+    for net in (
+        MultiLabelNet(noise_sigma=0.5, **params),
+        MultiLabelNet(callbacks=[TrainingNoise(0.5)], **params),
+        MultiLabelNet(**params),
+    ):
         torch.manual_seed(3)
         net.fit(X, Y)
         weights.append(torch.cat([p.detach().ravel() for p in net.module_.parameters()]))

@@ -16,8 +16,7 @@ from sklearn_certify._params import PARAMETER_ROLES, parameter_role
 from ._helpers import docs_extension
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-ESTIMATORS = (SmoothedMultiLabelClassifier, BaggingCertifiedClassifier,
-              DPACertifiedClassifier)
+ESTIMATORS = (SmoothedMultiLabelClassifier, BaggingCertifiedClassifier, DPACertifiedClassifier)
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +27,21 @@ def table():
 def test_the_table_has_a_column_per_estimator(table):
     assert list(PARAMETER_ROLES) == [cls.__name__ for cls in ESTIMATORS]
     header = table.markdown_table()[0]
-    assert header == ("| parameter | `SmoothedMultiLabelClassifier` | "
-                      "`BaggingCertifiedClassifier` | `DPACertifiedClassifier` |")
+    assert header == (
+        "| parameter | `SmoothedMultiLabelClassifier` | "
+        "`BaggingCertifiedClassifier` | `DPACertifiedClassifier` |"
+    )
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS, ids=lambda cls: cls.__name__)
 def test_the_table_names_every_parameter_once_with_its_role(table, cls):
     column = list(PARAMETER_ROLES).index(cls.__name__)
     rows = table.table_rows()
-    words = {"training": "refit", "free": "free",
-             "counts": "resample" if cls is SmoothedMultiLabelClassifier
-             else "recount votes"}
+    words = {
+        "training": "refit",
+        "free": "free",
+        "counts": "resample" if cls is SmoothedMultiLabelClassifier else "recount votes",
+    }
     for name in cls().get_params(deep=False):
         found = [cells for names, cells in rows if name in names]
         assert len(found) == 1, name

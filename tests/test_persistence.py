@@ -38,22 +38,43 @@ def tiny_net():
 
 
 CASES = {
-    "smoothed-ridge": (lambda: SmoothedMultiLabelClassifier(
-        RidgeClassifier(), sigma=0.25, k=2, n_draws=50, random_state=0), [0.0, 0.1, 0.3]),
-    "smoothed-net": (lambda: SmoothedMultiLabelClassifier(
-        tiny_net(), sigma=0.25, k=2, n_draws=50, batch_size=200, random_state=0),
-        [0.0, 0.1, 0.3]),
-    "bagging-tree": (lambda: BaggingCertifiedClassifier(
-        DecisionTreeClassifier(max_depth=3), n_estimators=8, max_samples=40, k=2,
-        alpha=0.05, random_state=0), [0, 1, 2]),
-    "bagging-net": (lambda: BaggingCertifiedClassifier(
-        tiny_net(), n_estimators=3, max_samples=60, k=2, alpha=0.05, random_state=0),
-        [0, 1]),
-    "dpa-logreg": (lambda: DPACertifiedClassifier(
-        MultiOutputClassifier(LogisticRegression()), n_partitions=5, k=2), [0, 1, 2]),
+    "smoothed-ridge": (
+        lambda: SmoothedMultiLabelClassifier(
+            RidgeClassifier(), sigma=0.25, k=2, n_draws=50, random_state=0
+        ),
+        [0.0, 0.1, 0.3],
+    ),
+    "smoothed-net": (
+        lambda: SmoothedMultiLabelClassifier(
+            tiny_net(), sigma=0.25, k=2, n_draws=50, batch_size=200, random_state=0
+        ),
+        [0.0, 0.1, 0.3],
+    ),
+    "bagging-tree": (
+        lambda: BaggingCertifiedClassifier(
+            DecisionTreeClassifier(max_depth=3),
+            n_estimators=8,
+            max_samples=40,
+            k=2,
+            alpha=0.05,
+            random_state=0,
+        ),
+        [0, 1, 2],
+    ),
+    "bagging-net": (
+        lambda: BaggingCertifiedClassifier(
+            tiny_net(), n_estimators=3, max_samples=60, k=2, alpha=0.05, random_state=0
+        ),
+        [0, 1],
+    ),
+    "dpa-logreg": (
+        lambda: DPACertifiedClassifier(
+            MultiOutputClassifier(LogisticRegression()), n_partitions=5, k=2
+        ),
+        [0, 1, 2],
+    ),
     "dpa-net": (lambda: DPACertifiedClassifier(tiny_net(), n_partitions=3, k=2), [0, 1]),
-    "fa-net": (lambda: DPACertifiedClassifier(tiny_net(), n_partitions=2, spread=2, k=2),
-               [0, 1]),
+    "fa-net": (lambda: DPACertifiedClassifier(tiny_net(), n_partitions=2, spread=2, k=2), [0, 1]),
 }
 
 
@@ -66,9 +87,16 @@ def fitted(request, data):
 
 def _outputs(est, X, Y, radii):
     res = est.certify(X, Y, radii)
-    return dict(predict=est.predict(X), proba=est.predict_proba(X), sizes=res.sizes,
-                counts=res.counts, lower=res.lower, upper=res.upper, f1=res.f1(),
-                score=est.score(X, Y))
+    return dict(
+        predict=est.predict(X),
+        proba=est.predict_proba(X),
+        sizes=res.sizes,
+        counts=res.counts,
+        lower=res.lower,
+        upper=res.upper,
+        f1=res.f1(),
+        score=est.score(X, Y),
+    )
 
 
 def _assert_identical(a, b):
@@ -122,8 +150,7 @@ def test_skorch_base_is_on_cpu_after_loading(data):
     assert all(p.device.type == "cpu" for p in net.module_.parameters())
     for p, q in zip(net.module_.parameters(), est.estimator_.module_.parameters()):
         assert torch.equal(p, q)
-    np.testing.assert_array_equal(net.predict_proba(X_test),
-                                  est.estimator_.predict_proba(X_test))
+    np.testing.assert_array_equal(net.predict_proba(X_test), est.estimator_.predict_proba(X_test))
 
 
 def _dump(est):
@@ -139,8 +166,9 @@ def test_bare_torch_module_base_roundtrip(data):
     X, Y, X_test, Y_test = data
     torch.manual_seed(0)
     module = torch.nn.Sequential(torch.nn.Linear(X.shape[1], 10))
-    est = SmoothedMultiLabelClassifier(module, sigma=0.25, k=2, n_draws=50, train_noise=False,
-                                       random_state=0).fit(X, Y)
+    est = SmoothedMultiLabelClassifier(
+        module, sigma=0.25, k=2, n_draws=50, train_noise=False, random_state=0
+    ).fit(X, Y)
     before = _outputs(est, X_test, Y_test, [0.0, 0.2])
     loaded = pickle.loads(pickle.dumps(est))
     assert loaded.estimator_ is not module
@@ -150,13 +178,15 @@ def test_bare_torch_module_base_roundtrip(data):
 def test_random_state_instance_continues_identically(data):
     """A RandomState is pickled with its state: the copy draws the same next seeds."""
     X, Y, X_test, Y_test = data
-    est = SmoothedMultiLabelClassifier(RidgeClassifier(), sigma=0.5, k=2, n_draws=30,
-                                       random_state=np.random.RandomState(7)).fit(X, Y)
+    est = SmoothedMultiLabelClassifier(
+        RidgeClassifier(), sigma=0.5, k=2, n_draws=30, random_state=np.random.RandomState(7)
+    ).fit(X, Y)
     copy = pickle.loads(pickle.dumps(est))
     for _ in range(2):
         np.testing.assert_array_equal(est.predict_proba(X_test), copy.predict_proba(X_test))
-        np.testing.assert_array_equal(est.certify(X_test, Y_test, 0.1).sizes,
-                                      copy.certify(X_test, Y_test, 0.1).sizes)
+        np.testing.assert_array_equal(
+            est.certify(X_test, Y_test, 0.1).sizes, copy.certify(X_test, Y_test, 0.1).sizes
+        )
 
 
 def test_certification_result_roundtrip(fitted, data, tmp_path):
@@ -196,11 +226,12 @@ def test_weights_only_route(data, tmp_path):
     est = CASES["smoothed-net"][0]().fit(X, Y)
     before = _outputs(est, X_test, Y_test, [0.0, 0.1])
     est.estimator_.save_params(f_params=tmp_path / "net_params.pt")
-    net = MultiLabelNet(module__n_features=X.shape[1], module__n_classes=10,
-                        module__hidden=(16,), device="cpu").initialize()
+    net = MultiLabelNet(
+        module__n_features=X.shape[1], module__n_classes=10, module__hidden=(16,), device="cpu"
+    ).initialize()
     net.load_params(f_params=tmp_path / "net_params.pt")
-    rebuilt = SmoothedMultiLabelClassifier(net.module_, sigma=0.25, k=2, n_draws=50,
-                                           train_noise=False,
-                                           batch_size=200, random_state=0)
+    rebuilt = SmoothedMultiLabelClassifier(
+        net.module_, sigma=0.25, k=2, n_draws=50, train_noise=False, batch_size=200, random_state=0
+    )
     rebuilt.fit(X_test[:1], np.ones((1, 10), dtype=int))
     _assert_identical(before, _outputs(rebuilt, X_test, Y_test, [0.0, 0.1]))

@@ -12,11 +12,7 @@ from scipy.stats import norm
 from sklearn.linear_model import LogisticRegression
 from sklearn.multioutput import MultiOutputClassifier
 
-from sklearn_certify.bounds import (
-    clopper_pearson_bounds,
-    draws_for_radius,
-    max_certifiable_radius,
-)
+from sklearn_certify.bounds import clopper_pearson_bounds, draws_for_radius, max_certifiable_radius
 from sklearn_certify.certificates import gaussian_certified_size
 
 
@@ -27,7 +23,8 @@ def test_closed_form_at_k_one(n_draws, n_classes):
     # 0, not negative, where p_A <= 1/2 (n_draws 1 and 10 here)
     expected = max(0.0, sigma * norm.ppf((alpha / n_classes) ** (1 / n_draws)))
     assert max_certifiable_radius(n_draws, alpha, sigma, n_classes) == pytest.approx(
-        expected, rel=1e-12, abs=1e-12)
+        expected, rel=1e-12, abs=1e-12
+    )
 
 
 def test_too_few_draws_certify_nothing_and_give_radius_zero():
@@ -51,8 +48,9 @@ def test_too_few_draws_certify_nothing_and_give_radius_zero():
         counts = np.zeros((1, c), dtype=np.int64)
         counts[0, 0] = draws
         lower, upper = clopper_pearson_bounds(counts, draws, alpha)
-        assert gaussian_certified_size(lower, upper, Y, k=1, k_prime=1, sigma=sigma,
-                                       radius=0.0).tolist() == [certified]
+        assert gaussian_certified_size(
+            lower, upper, Y, k=1, k_prime=1, sigma=sigma, radius=0.0
+        ).tolist() == [certified]
     # draws_for_radius is unchanged: the fewest draws certifying radius 0 is 14
     assert draws_for_radius(0.0, alpha, sigma, c) == 14
 
@@ -77,8 +75,15 @@ def test_general_k_is_the_edge_of_the_best_case_certificate(k, k_prime):
     lower, upper = clopper_pearson_bounds(counts, n, alpha)
     # (the Clopper-Pearson bounds are nudged to the safe side by about 1e-9, so the
     # closed form at k = k' = 1 sits that much above the computed certificate's edge)
-    sizes = gaussian_certified_size(lower, upper, Y, k=k, k_prime=k_prime, sigma=sigma,
-                                    radius=[reach * (1 - 1e-6), reach * (1 + 1e-9)])
+    sizes = gaussian_certified_size(
+        lower,
+        upper,
+        Y,
+        k=k,
+        k_prime=k_prime,
+        sigma=sigma,
+        radius=[reach * (1 - 1e-6), reach * (1 + 1e-9)],
+    )
     assert sizes[0, 0] >= 1 and sizes[0, 1] == 0
     # random inputs with fewer agreeing draws are never certified beyond it
     rng = np.random.default_rng(0)
@@ -90,8 +95,9 @@ def test_general_k_is_the_edge_of_the_best_case_certificate(k, k_prime):
     Y_many = np.zeros((300, c), dtype=int)
     Y_many[np.arange(300)[:, None], np.argsort(-many, axis=1)[:, :k_prime]] = 1
     lower, upper = clopper_pearson_bounds(many, n, alpha)
-    beyond = gaussian_certified_size(lower, upper, Y_many, k=k, k_prime=k_prime,
-                                     sigma=sigma, radius=reach * (1 + 1e-9))
+    beyond = gaussian_certified_size(
+        lower, upper, Y_many, k=k, k_prime=k_prime, sigma=sigma, radius=reach * (1 + 1e-9)
+    )
     assert beyond.max() == 0
 
 
@@ -128,11 +134,12 @@ def test_planner_arguments_are_checked():
 
 
 def test_planner_does_not_import_torch():
-    code = ("import sys; import sklearn_certify.bounds as b; "
-            "b.max_certifiable_radius(50, 0.01, 1.0, 5, k=2); "
-            "print(any(m in sys.modules for m in ('torch', 'skorch', 'matplotlib')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys; import sklearn_certify.bounds as b; "
+        "b.max_certifiable_radius(50, 0.01, 1.0, 5, k=2); "
+        "print(any(m in sys.modules for m in ('torch', 'skorch', 'matplotlib')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
@@ -141,8 +148,9 @@ def test_certify_warns_once_beyond_the_reach():
     from sklearn_certify.datasets import make_multidigit
 
     X, X_test, Y, Y_test = make_multidigit(120, 6, random_state=0)
-    clf = SmoothedMultiLabelClassifier(MultiOutputClassifier(LogisticRegression()),
-                                       sigma=0.25, n_draws=50, random_state=0).fit(X, Y)
+    clf = SmoothedMultiLabelClassifier(
+        MultiOutputClassifier(LogisticRegression()), sigma=0.25, n_draws=50, random_state=0
+    ).fit(X, Y)
     reach = max_certifiable_radius(50, 0.001, 0.25, clf.n_classes_, k=3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -161,13 +169,15 @@ def test_one_label_is_certified_at_every_radius():
     """n_classes = 1: the top-1 always holds the only label, so certify reports it at
     every radius (trivial bound) and the planner says so: inf, and 1 draw."""
     assert max_certifiable_radius(100, 0.001, 0.5, n_classes=1) == np.inf
-    np.testing.assert_array_equal(max_certifiable_radius(np.array([1, 100]), 0.001, 0.5, 1),
-                                  [np.inf, np.inf])
+    np.testing.assert_array_equal(
+        max_certifiable_radius(np.array([1, 100]), 0.001, 0.5, 1), [np.inf, np.inf]
+    )
     assert draws_for_radius(2.0, 0.001, 0.5, n_classes=1) == 1
     # what certify reports: certified at any radius, even from counts of 0
     lower, upper = clopper_pearson_bounds(np.array([[100], [0]]), 100, 0.001)
-    sizes = gaussian_certified_size(lower, upper, [[1], [1]], k=1, k_prime=1, sigma=0.5,
-                                    radius=[0.0, 2.0, 1e6])
+    sizes = gaussian_certified_size(
+        lower, upper, [[1], [1]], k=1, k_prime=1, sigma=0.5, radius=[0.0, 2.0, 1e6]
+    )
     np.testing.assert_array_equal(sizes, [[1, 1, 1], [1, 1, 1]])
     # and two labels at k = k' = 1 are not trivial
     assert np.isfinite(max_certifiable_radius(100, 0.001, 0.5, n_classes=2))

@@ -64,8 +64,9 @@ def _metric(curves, label, metric="f1"):
 def test_multidigit_quick(script, tmp_path):
     out = tmp_path / "out"
     with _beyond_reach():
-        report = script.main([*TINY, "--n-train", "300", "--mg-n-test", "30",
-                              "--pg-n-test", "30", "--out", str(out)])
+        report = script.main(
+            [*TINY, "--n-train", "300", "--mg-n-test", "30", "--pg-n-test", "30", "--out", str(out)]
+        )
 
     mg = _check_curves(out, "multiguard", "radius", MG_LABELS, n_radii=script.MG_RADII.size)
     # Eq. 8 with its second terms certifies at least what its first terms alone do.
@@ -160,8 +161,9 @@ def test_fake_voc_with_backbone_module(script, voc_run):
 def test_fake_voc_head_only_multiguard(script, voc_run):
     args, out = voc_run
     with _beyond_reach():
-        report = script.main([*args, "--papers", "multiguard", "--mg-train", "head",
-                              "--out", str(out)])
+        report = script.main(
+            [*args, "--papers", "multiguard", "--mg-train", "head", "--out", str(out)]
+        )
     assert set(report) == {"settings", "multiguard"}
     assert (out / "multiguard_curves.csv").exists()
     assert not (out / "poisoningguard_curves.csv").exists()

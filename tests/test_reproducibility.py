@@ -44,7 +44,7 @@ def _data(n, d=8, seed=0):
     W = rng.normal(size=(d, C))
     Y = (X @ W + rng.normal(size=(n, C)) > 0.5).astype(np.int64)
     Y[:C] = np.eye(C, dtype=np.int64)  # no constant column
-    Y[C: 2 * C] = 1 - np.eye(C, dtype=np.int64)
+    Y[C : 2 * C] = 1 - np.eye(C, dtype=np.int64)
     return X, Y
 
 
@@ -55,8 +55,16 @@ X_TEST, Y_TEST = _data(12, seed=1)
 # -------------------------------------------------------------------- smoothing
 def _smoothing(random_state=0, **params):
     return SmoothedMultiLabelClassifier(
-        RidgeClassifier(), **{"sigma": 0.5, "k": 2, "n_draws": 300, "batch_size": 128,
-                              "random_state": random_state, **params})
+        RidgeClassifier(),
+        **{
+            "sigma": 0.5,
+            "k": 2,
+            "n_draws": 300,
+            "batch_size": 128,
+            "random_state": random_state,
+            **params,
+        },
+    )
 
 
 def test_smoothing_same_random_state_same_everything():
@@ -97,8 +105,9 @@ def test_smoothing_torch_module_reproducible():
     a = SmoothedMultiLabelClassifier(module, **make).fit(X_TRAIN, Y_TRAIN)
     b = SmoothedMultiLabelClassifier(module, **make).fit(X_TRAIN, Y_TRAIN)
     torch.manual_seed(123)  # the global torch RNG does not enter the sampling
-    np.testing.assert_array_equal(a.certify(X_TEST, Y_TEST, RADII).counts,
-                                  b.certify(X_TEST, Y_TEST, RADII).counts)
+    np.testing.assert_array_equal(
+        a.certify(X_TEST, Y_TEST, RADII).counts, b.certify(X_TEST, Y_TEST, RADII).counts
+    )
     np.testing.assert_array_equal(a.predict(X_TEST), b.predict(X_TEST))
 
 
@@ -106,8 +115,9 @@ def test_smoothing_torch_module_reproducible():
 def _bagging(**params):
     # A random base model: its random_state comes from the per-model seed.
     base = DecisionTreeClassifier(max_features=0.5, max_depth=3)
-    return BaggingCertifiedClassifier(base, **{"n_estimators": 24, "max_samples": 40,
-                                               "k": 2, "random_state": 0, **params})
+    return BaggingCertifiedClassifier(
+        base, **{"n_estimators": 24, "max_samples": 40, "k": 2, "random_state": 0, **params}
+    )
 
 
 def _dpa(**params):
@@ -116,9 +126,12 @@ def _dpa(**params):
 
 
 def _fingerprint(clf):
-    return (clf.predict_proba(X_TEST), clf.predict(X_TEST),
-            clf.certify(X_TEST, Y_TEST, T_RADII).sizes,
-            clf.certify(X_TEST, Y_TEST, T_RADII, attack="deletion").sizes)
+    return (
+        clf.predict_proba(X_TEST),
+        clf.predict(X_TEST),
+        clf.certify(X_TEST, Y_TEST, T_RADII).sizes,
+        clf.certify(X_TEST, Y_TEST, T_RADII, attack="deletion").sizes,
+    )
 
 
 @pytest.mark.parametrize("make", [_bagging, _dpa], ids=["bagging", "dpa"])
@@ -220,8 +233,9 @@ def test_smoothing_certify_memory_bounded_by_batch_size_numpy_path():
     X_cert, Y_cert = X[:10], Y[:10]
     peaks = {}
     for n_draws in (2_000, 20_000):
-        clf = SmoothedMultiLabelClassifier(RidgeClassifier(), sigma=0.5, k=2, n_draws=n_draws,
-                                           batch_size=500, random_state=0).fit(X, Y)
+        clf = SmoothedMultiLabelClassifier(
+            RidgeClassifier(), sigma=0.5, k=2, n_draws=n_draws, batch_size=500, random_state=0
+        ).fit(X, Y)
         clf.certify(X_cert, Y_cert, RADII)  # warm-up: lazy imports, caches
         peaks[n_draws] = _peak_bytes(lambda clf=clf: clf.certify(X_cert, Y_cert, RADII))
     # The copies alone would be 10 * 20000 * 64 * 8 bytes = 100 MB without batching.
@@ -249,8 +263,15 @@ def test_smoothing_certify_forward_batches_bounded_by_batch_size_torch_path():
     peaks = {}
     for n_draws in (2_000, 20_000):
         module = _RowRecorder(torch.nn.Linear(8, C))
-        clf = SmoothedMultiLabelClassifier(module, sigma=0.5, k=2, n_draws=n_draws,
-                                           batch_size=512, train_noise=False, random_state=0)
+        clf = SmoothedMultiLabelClassifier(
+            module,
+            sigma=0.5,
+            k=2,
+            n_draws=n_draws,
+            batch_size=512,
+            train_noise=False,
+            random_state=0,
+        )
         clf.fit(X_TRAIN, Y_TRAIN)
         module.max_rows = 0
         peaks[n_draws] = _peak_bytes(lambda clf=clf: clf.certify(X_TEST, Y_TEST, RADII))

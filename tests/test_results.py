@@ -43,24 +43,39 @@ def _counts_and_labels(seed=0, n=12, c=5, kp=1, n_draws=N_DRAWS):
 
 def _gaussian(radius=(0.0, 0.1, 0.25, 0.5), **overrides):
     counts, Y = _counts_and_labels(kp=overrides.get("k_prime", 1))
-    kwargs = dict(certificate="gaussian", k=2, method="multiguard", n_draws=N_DRAWS,
-                  alpha=0.01, k_prime=1, sigma=0.5)
+    kwargs = dict(
+        certificate="gaussian",
+        k=2,
+        method="multiguard",
+        n_draws=N_DRAWS,
+        alpha=0.01,
+        k_prime=1,
+        sigma=0.5,
+    )
     kwargs.update(overrides)
     return CertificationResult.from_counts(counts, Y, radius, **kwargs), counts, Y
 
 
 def _bagging(radius=(0, 1, 2, 5), **overrides):
     counts, Y = _counts_and_labels(seed=1)
-    kwargs = dict(certificate="bagging", k=2, method="poisoningguard", n_draws=N_DRAWS,
-                  alpha=0.01, k_base=1, n_train=500, max_samples=20, attack="modification")
+    kwargs = dict(
+        certificate="bagging",
+        k=2,
+        method="poisoningguard",
+        n_draws=N_DRAWS,
+        alpha=0.01,
+        k_base=1,
+        n_train=500,
+        max_samples=20,
+        attack="modification",
+    )
     kwargs.update(overrides)
     return CertificationResult.from_counts(counts, Y, radius, **kwargs), counts, Y
 
 
 def _dpa(radius=(0, 1, 3, 10), **overrides):
     counts, Y = _counts_and_labels(seed=2, n_draws=50)
-    kwargs = dict(certificate="dpa", k=2, method="poisoningguard", k_base=1,
-                  attack="modification")
+    kwargs = dict(certificate="dpa", k=2, method="poisoningguard", k_base=1, attack="modification")
     kwargs.update(overrides)
     return CertificationResult.from_counts(counts, Y, radius, **kwargs), counts, Y
 
@@ -93,16 +108,23 @@ def test_sizes_equal_the_pure_functions():
     np.testing.assert_array_equal(res.lower, lower)
     np.testing.assert_array_equal(res.upper, upper)
     np.testing.assert_array_equal(res.counts, counts)
-    np.testing.assert_array_equal(res.sizes, gaussian_certified_size(
-        lower, upper, Y, k=2, k_prime=1, sigma=0.5, radius=res.radius))
+    np.testing.assert_array_equal(
+        res.sizes,
+        gaussian_certified_size(lower, upper, Y, k=2, k_prime=1, sigma=0.5, radius=res.radius),
+    )
     res, counts, Y = _bagging()
     lower, upper = clopper_pearson_bounds(counts, N_DRAWS, 0.01)
-    np.testing.assert_array_equal(res.sizes, bagging_certified_size(
-        lower, upper, Y, k=2, k_base=1, n_train=500, max_samples=20, radius=res.radius))
+    np.testing.assert_array_equal(
+        res.sizes,
+        bagging_certified_size(
+            lower, upper, Y, k=2, k_base=1, n_train=500, max_samples=20, radius=res.radius
+        ),
+    )
     res, counts, Y = _dpa()
     assert res.lower is None and res.upper is None
-    np.testing.assert_array_equal(res.sizes, dpa_certified_size(
-        counts, Y, k=2, k_base=1, radius=res.radius))
+    np.testing.assert_array_equal(
+        res.sizes, dpa_certified_size(counts, Y, k=2, k_base=1, radius=res.radius)
+    )
 
 
 def test_metrics_equal_hand_computed_means():
@@ -110,12 +132,11 @@ def test_metrics_equal_hand_computed_means():
     sizes = np.array([[2, 1], [1, 0], [1, 1], [0, 0]])
     n_true = np.array([3, 1, 2, 0])
     res = CertificationResult(sizes, [0.0, 0.5], k=2, n_true=n_true)
-    np.testing.assert_allclose(res.precision(), [(2 / 2 + 1 / 2 + 1 / 2) / 3,
-                                                 (1 / 2 + 0 + 1 / 2) / 3])
-    np.testing.assert_allclose(res.recall(), [(2 / 3 + 1 / 1 + 1 / 2) / 3,
-                                              (1 / 3 + 0 + 1 / 2) / 3])
-    np.testing.assert_allclose(res.f1(), [(4 / 5 + 2 / 3 + 2 / 4) / 3,
-                                          (2 / 5 + 0 + 2 / 4) / 3])
+    np.testing.assert_allclose(
+        res.precision(), [(2 / 2 + 1 / 2 + 1 / 2) / 3, (1 / 2 + 0 + 1 / 2) / 3]
+    )
+    np.testing.assert_allclose(res.recall(), [(2 / 3 + 1 / 1 + 1 / 2) / 3, (1 / 3 + 0 + 1 / 2) / 3])
+    np.testing.assert_allclose(res.f1(), [(4 / 5 + 2 / 3 + 2 / 4) / 3, (2 / 5 + 0 + 2 / 4) / 3])
 
 
 def test_metrics_from_counts_exclude_unlabelled_inputs():
@@ -141,8 +162,7 @@ def test_radius_size_mismatch_raises():
 # ---------------------------------------------------------------- tables
 
 
-@pytest.mark.parametrize("make, radius_name", [(_gaussian, "radius"), (_bagging, "T"),
-                                               (_dpa, "T")])
+@pytest.mark.parametrize("make, radius_name", [(_gaussian, "radius"), (_bagging, "T"), (_dpa, "T")])
 def test_to_frame_one_row_per_radius(make, radius_name):
     res, _, _ = make()
     frame = res.to_frame()
@@ -226,60 +246,92 @@ def test_recertify_defaults_reproduce():
         _assert_same(res.recertify(), res)
 
 
-@pytest.mark.parametrize("options", [
-    dict(radius=[0.0, 0.3, 1.0]),
-    dict(radius=0.2, k=3),
-    dict(alpha=0.2),
-    dict(method="first-term"),
-    dict(method="jia", k=1),
-    dict(radius=[0.05, 0.1], k=1, alpha=0.05, method="first-term"),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(radius=[0.0, 0.3, 1.0]),
+        dict(radius=0.2, k=3),
+        dict(alpha=0.2),
+        dict(method="first-term"),
+        dict(method="jia", k=1),
+        dict(radius=[0.05, 0.1], k=1, alpha=0.05, method="first-term"),
+    ],
+)
 def test_recertify_gaussian_equals_from_counts(options):
     res, counts, Y = _gaussian()
     options = dict(options)
     radius = options.pop("radius", res.radius)
-    settings = dict(certificate="gaussian", k=2, method="multiguard", n_draws=N_DRAWS,
-                    alpha=0.01, k_prime=1, sigma=0.5)
+    settings = dict(
+        certificate="gaussian",
+        k=2,
+        method="multiguard",
+        n_draws=N_DRAWS,
+        alpha=0.01,
+        k_prime=1,
+        sigma=0.5,
+    )
     settings.update(options)
-    _assert_same(res.recertify(radius, **options),
-                 CertificationResult.from_counts(counts, Y, radius, **settings))
+    _assert_same(
+        res.recertify(radius, **options),
+        CertificationResult.from_counts(counts, Y, radius, **settings),
+    )
 
 
-@pytest.mark.parametrize("options", [
-    dict(radius=[0, 3, 7]),
-    dict(k=1),
-    dict(alpha=0.1),
-    dict(method="bagging"),
-    dict(attack="deletion"),
-    dict(attack="addition", k=3, radius=[0, 2]),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(radius=[0, 3, 7]),
+        dict(k=1),
+        dict(alpha=0.1),
+        dict(method="bagging"),
+        dict(attack="deletion"),
+        dict(attack="addition", k=3, radius=[0, 2]),
+    ],
+)
 def test_recertify_bagging_equals_from_counts(options):
     res, counts, Y = _bagging()
     options = dict(options)
     radius = options.pop("radius", res.radius)
-    settings = dict(certificate="bagging", k=2, method="poisoningguard", n_draws=N_DRAWS,
-                    alpha=0.01, k_base=1, n_train=500, max_samples=20, attack="modification")
+    settings = dict(
+        certificate="bagging",
+        k=2,
+        method="poisoningguard",
+        n_draws=N_DRAWS,
+        alpha=0.01,
+        k_base=1,
+        n_train=500,
+        max_samples=20,
+        attack="modification",
+    )
     settings.update(options)
-    _assert_same(res.recertify(radius, **options),
-                 CertificationResult.from_counts(counts, Y, radius, **settings))
+    _assert_same(
+        res.recertify(radius, **options),
+        CertificationResult.from_counts(counts, Y, radius, **settings),
+    )
 
 
-@pytest.mark.parametrize("options", [
-    dict(radius=[0, 2, 4, 6]),
-    dict(k=3),
-    dict(method="dpa"),
-    dict(attack="deletion"),
-    dict(attack="addition", k=1, method="dpa"),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(radius=[0, 2, 4, 6]),
+        dict(k=3),
+        dict(method="dpa"),
+        dict(attack="deletion"),
+        dict(attack="addition", k=1, method="dpa"),
+    ],
+)
 def test_recertify_dpa_equals_from_counts(options):
     res, counts, Y = _dpa()
     options = dict(options)
     radius = options.pop("radius", res.radius)
-    settings = dict(certificate="dpa", k=2, method="poisoningguard", k_base=1,
-                    attack="modification")
+    settings = dict(
+        certificate="dpa", k=2, method="poisoningguard", k_base=1, attack="modification"
+    )
     settings.update(options)
-    _assert_same(res.recertify(radius, **options),
-                 CertificationResult.from_counts(counts, Y, radius, **settings))
+    _assert_same(
+        res.recertify(radius, **options),
+        CertificationResult.from_counts(counts, Y, radius, **settings),
+    )
 
 
 def test_recertify_changes_something():
@@ -317,15 +369,23 @@ def test_recertify_errors():
 def test_from_counts_errors():
     counts, Y = _counts_and_labels()
     with pytest.raises(ValueError, match="certificate"):
-        CertificationResult.from_counts(counts, Y, 0.0, certificate="laplace", k=1,
-                                        method="x")
+        CertificationResult.from_counts(counts, Y, 0.0, certificate="laplace", k=1, method="x")
     with pytest.raises(TypeError, match="missing"):
-        CertificationResult.from_counts(counts, Y, 0.0, certificate="gaussian", k=1,
-                                        method="multiguard", n_draws=N_DRAWS, alpha=0.01,
-                                        sigma=0.5)
+        CertificationResult.from_counts(
+            counts,
+            Y,
+            0.0,
+            certificate="gaussian",
+            k=1,
+            method="multiguard",
+            n_draws=N_DRAWS,
+            alpha=0.01,
+            sigma=0.5,
+        )
     with pytest.raises(TypeError, match="n_draws"):
-        CertificationResult.from_counts(counts, Y, 0.0, certificate="gaussian", k=1,
-                                        method="multiguard", k_prime=1, sigma=0.5)
+        CertificationResult.from_counts(
+            counts, Y, 0.0, certificate="gaussian", k=1, method="multiguard", k_prime=1, sigma=0.5
+        )
 
 
 def test_repr():
@@ -341,16 +401,35 @@ def test_recertify_refuses_to_change_how_the_counts_were_sampled():
     from sklearn_certify.results import CertificationResult
 
     gauss = CertificationResult.from_counts(
-        np.array([[900, 80, 20]]), np.array([[1, 0, 0]]), [1.0], certificate="gaussian",
-        k=1, method="multiguard", n_draws=1000, alpha=0.001, k_prime=1, sigma=0.25)
+        np.array([[900, 80, 20]]),
+        np.array([[1, 0, 0]]),
+        [1.0],
+        certificate="gaussian",
+        k=1,
+        method="multiguard",
+        n_draws=1000,
+        alpha=0.001,
+        k_prime=1,
+        sigma=0.25,
+    )
     for change in ({"sigma": 5.0}, {"k_prime": 2}):
         with pytest.raises(ValueError, match="sampled"):
             gauss.recertify(**change)
     assert gauss.recertify(sigma=0.25).sizes.tolist() == gauss.sizes.tolist()
     bag = CertificationResult.from_counts(
-        np.array([[900, 80, 20]]), np.array([[1, 0, 0]]), [5], certificate="bagging",
-        k=1, method="poisoningguard", n_draws=1000, alpha=0.001, k_base=1, n_train=1000,
-        max_samples=100, attack="modification")
+        np.array([[900, 80, 20]]),
+        np.array([[1, 0, 0]]),
+        [5],
+        certificate="bagging",
+        k=1,
+        method="poisoningguard",
+        n_draws=1000,
+        alpha=0.001,
+        k_base=1,
+        n_train=1000,
+        max_samples=100,
+        attack="modification",
+    )
     for change in ({"max_samples": 1}, {"n_train": 10**6}, {"k_base": 2}):
         with pytest.raises(ValueError, match="sampled"):
             bag.recertify(**change)
@@ -361,10 +440,10 @@ def test_from_counts_bounds_come_from_the_draws_used_per_input():
     """Counts of 100 draws with n_draws=1000 and n_draws_used=100 (no
     alpha_share) get the bounds of 100 draws (upper 0.578), not of 1000 (0.066)."""
     counts, Y = np.array([[40, 30, 20, 10]]), np.array([[1, 1, 0, 0]])
-    kw = dict(certificate="gaussian", k=2, method="multiguard", alpha=0.001, k_prime=1,
-              sigma=0.5)
-    used = CertificationResult.from_counts(counts, Y, [0.0, 0.1], n_draws=1000,
-                                           n_draws_used=[100], **kw)
+    kw = dict(certificate="gaussian", k=2, method="multiguard", alpha=0.001, k_prime=1, sigma=0.5)
+    used = CertificationResult.from_counts(
+        counts, Y, [0.0, 0.1], n_draws=1000, n_draws_used=[100], **kw
+    )
     fixed = CertificationResult.from_counts(counts, Y, [0.0, 0.1], n_draws=100, **kw)
     assert used.upper[0, 0] == pytest.approx(0.5782, abs=1e-4)
     np.testing.assert_array_equal(used.lower, fixed.lower)
@@ -372,14 +451,20 @@ def test_from_counts_bounds_come_from_the_draws_used_per_input():
     np.testing.assert_array_equal(used.sizes, fixed.sizes)
     assert used.n_draws_used.tolist() == [100] and used.alpha_share is None
     # per input, each row from its own draws; recertify keeps them
-    two = CertificationResult.from_counts(np.array([[40, 30, 20, 10], [400, 300, 200, 100]]),
-                                          np.array([[1, 1, 0, 0], [1, 1, 0, 0]]), 0.0,
-                                          n_draws=1000, n_draws_used=[100, 1000], **kw)
-    lower, upper = clopper_pearson_bounds(np.array([[40, 30, 20, 10], [400, 300, 200, 100]]),
-                                          np.array([100, 1000]), 0.001)
+    two = CertificationResult.from_counts(
+        np.array([[40, 30, 20, 10], [400, 300, 200, 100]]),
+        np.array([[1, 1, 0, 0], [1, 1, 0, 0]]),
+        0.0,
+        n_draws=1000,
+        n_draws_used=[100, 1000],
+        **kw,
+    )
+    lower, upper = clopper_pearson_bounds(
+        np.array([[40, 30, 20, 10], [400, 300, 200, 100]]), np.array([100, 1000]), 0.001
+    )
     np.testing.assert_array_equal(two.upper, upper)
     np.testing.assert_array_equal(two.lower, lower)
     recertified = two.recertify(alpha=0.01)
     np.testing.assert_array_equal(
-        recertified.upper,
-        clopper_pearson_bounds(two.counts, np.array([100, 1000]), 0.01)[1])
+        recertified.upper, clopper_pearson_bounds(two.counts, np.array([100, 1000]), 0.01)[1]
+    )

@@ -26,11 +26,15 @@ def _assert_same(a, b):
         assert getattr(a, name) == getattr(b, name)
 
 
-@pytest.mark.parametrize("make, recertify", [
-    (_gaussian, dict(radius=[0.0, 0.3, 0.7], k=3, alpha=0.05, method="first-term")),
-    (_bagging, dict(radius=[0, 3], k=1, alpha=0.1, attack="deletion")),
-    (_dpa, dict(radius=[0, 2, 4], k=3, method="dpa")),
-], ids=["gaussian", "bagging", "dpa"])
+@pytest.mark.parametrize(
+    "make, recertify",
+    [
+        (_gaussian, dict(radius=[0.0, 0.3, 0.7], k=3, alpha=0.05, method="first-term")),
+        (_bagging, dict(radius=[0, 3], k=1, alpha=0.1, attack="deletion")),
+        (_dpa, dict(radius=[0, 2, 4], k=3, method="dpa")),
+    ],
+    ids=["gaussian", "bagging", "dpa"],
+)
 def test_a_loaded_result_is_the_saved_one_and_recertifies_alike(tmp_path, make, recertify):
     result = make(label="run 1")[0]
     path = tmp_path / "result.cert"  # any name: no suffix is added
@@ -57,12 +61,14 @@ def test_the_file_is_plain_arrays_and_json(tmp_path):
 def test_draws_used_per_input_are_kept(tmp_path):
     result = _gaussian()[0]
     # per-input draws that can be behind the counts (each at least the row's largest count)
-    result.n_draws_used = np.minimum(result.counts.max(axis=1) + np.arange(len(result.sizes)),
-                                     result.n_draws).astype(np.int64)
+    result.n_draws_used = np.minimum(
+        result.counts.max(axis=1) + np.arange(len(result.sizes)), result.n_draws
+    ).astype(np.int64)
     assert len(set(result.n_draws_used.tolist())) > 1
     result.save(tmp_path / "r.npz")
-    np.testing.assert_array_equal(CertificationResult.load(tmp_path / "r.npz").n_draws_used,
-                                  result.n_draws_used)
+    np.testing.assert_array_equal(
+        CertificationResult.load(tmp_path / "r.npz").n_draws_used, result.n_draws_used
+    )
 
 
 def test_a_result_without_counts_round_trips(tmp_path):
@@ -89,14 +95,17 @@ def _rewrite(path, **changes):
         np.savez(file, **data)
 
 
-@pytest.mark.parametrize("changes, match", [
-    (dict(format_version=FORMAT_VERSION + 1), "newer|format version 2.*Upgrade"),
-    (dict(format_version="1"), "invalid format_version"),
-    (dict(format="something else"), "not a CertificationResult file"),
-    (dict(sizes=None), r"arrays \['sizes'\] are missing"),
-    (dict(counts=np.zeros((3, 4), int)), "damaged.*counts"),
-    (dict(k=None), "damaged"),
-])
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        (dict(format_version=FORMAT_VERSION + 1), "newer|format version 2.*Upgrade"),
+        (dict(format_version="1"), "invalid format_version"),
+        (dict(format="something else"), "not a CertificationResult file"),
+        (dict(sizes=None), r"arrays \['sizes'\] are missing"),
+        (dict(counts=np.zeros((3, 4), int)), "damaged.*counts"),
+        (dict(k=None), "damaged"),
+    ],
+)
 def test_newer_or_damaged_files_are_clear_errors(tmp_path, changes, match):
     path = tmp_path / "r.npz"
     _gaussian()[0].save(path)
@@ -129,14 +138,25 @@ def test_a_sequential_result_round_trips_with_its_alpha_shares(tmp_path):
     result = _gaussian()[0]
     n = len(result.sizes)
     sequential = CertificationResult.from_counts(
-        result.counts, result.Y, result.radius, certificate="gaussian", k=2,
-        method="multiguard", n_draws=result.n_draws, alpha=0.01, k_prime=1, sigma=0.5,
-        n_draws_used=np.full(n, result.n_draws), alpha_share=np.full(n, 0.9))
+        result.counts,
+        result.Y,
+        result.radius,
+        certificate="gaussian",
+        k=2,
+        method="multiguard",
+        n_draws=result.n_draws,
+        alpha=0.01,
+        k_prime=1,
+        sigma=0.5,
+        n_draws_used=np.full(n, result.n_draws),
+        alpha_share=np.full(n, 0.9),
+    )
     sequential.save(tmp_path / "s.npz")
     loaded = CertificationResult.load(tmp_path / "s.npz")
     np.testing.assert_array_equal(loaded.alpha_share, sequential.alpha_share)
-    np.testing.assert_array_equal(loaded.recertify(radius=[0.5]).sizes,
-                                  sequential.recertify(radius=[0.5]).sizes)
+    np.testing.assert_array_equal(
+        loaded.recertify(radius=[0.5]).sizes, sequential.recertify(radius=[0.5]).sizes
+    )
     # bounds at 0.9 alpha: never looser than the fixed-n ones
     assert np.all(sequential.lower <= result.lower) and np.all(sequential.upper >= result.upper)
 
@@ -147,9 +167,19 @@ def _sequential_dpa_and_bare():
     counts = np.array([[150, 40, 10], [20, 160, 20], [64, 0, 0], [30, 30, 40]])
     Y = np.array([[1, 0, 0], [0, 1, 1], [1, 0, 0], [0, 0, 0]])
     gaussian = CertificationResult.from_counts(
-        counts, Y, [0.0, 0.25], certificate="gaussian", k=2, method="multiguard",
-        n_draws=200, alpha=0.01, k_prime=1, sigma=0.5,
-        n_draws_used=[200, 200, 64, 100], alpha_share=[0.9, 0.9, 0.0125, 0.05])
+        counts,
+        Y,
+        [0.0, 0.25],
+        certificate="gaussian",
+        k=2,
+        method="multiguard",
+        n_draws=200,
+        alpha=0.01,
+        k_prime=1,
+        sigma=0.5,
+        n_draws_used=[200, 200, 64, 100],
+        alpha_share=[0.9, 0.9, 0.0125, 0.05],
+    )
     return [gaussian, _dpa()[0], CertificationResult([[1, 0]], [0.0, 1.0], 1, [1])]
 
 
@@ -166,8 +196,7 @@ def test_a_bit_flip_anywhere_is_a_value_error_or_changes_nothing(tmp_path, which
     result.save(path)
     raw = path.read_bytes()
     directory = raw.find(b"PK\x01\x02")
-    offsets = sorted({*range(0, len(raw), 3 if which == 0 else 1),
-                      *range(directory, len(raw))})
+    offsets = sorted({*range(0, len(raw), 3 if which == 0 else 1), *range(directory, len(raw))})
     refused = 0
     for offset in offsets:
         damaged = bytearray(raw)

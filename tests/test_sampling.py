@@ -66,8 +66,9 @@ class Identity(torch.nn.Module):
 
 
 def counts(model, X, **kwargs):
-    params = dict(n_classes=N_CLASSES, sigma=0.5, k_prime=1, n_draws=200, batch_size=64,
-                  random_state=0)
+    params = dict(
+        n_classes=N_CLASSES, sigma=0.5, k_prime=1, n_draws=200, batch_size=64, random_state=0
+    )
     params.update(kwargs)
     return sample_label_counts(model, X, **params)
 
@@ -102,8 +103,9 @@ def test_torch_and_generic_paths_agree_in_distribution(X, k_prime):
     module = _linear(seed=1)
     n = 3000
     c_torch = counts(module, X, k_prime=k_prime, n_draws=n, batch_size=1000, random_state=1)
-    c_generic = counts(TorchAdapter(module), X, k_prime=k_prime, n_draws=n, batch_size=1000,
-                       random_state=2)
+    c_generic = counts(
+        TorchAdapter(module), X, k_prime=k_prime, n_draws=n, batch_size=1000, random_state=2
+    )
     _assert_same_distribution(c_torch, c_generic, n)
     # the noise matters: some input spreads its draws over more than one label
     assert np.any((c_torch > 0).sum(axis=1) > k_prime)
@@ -148,8 +150,9 @@ def test_batches_spanning_inputs_count_for_the_right_input(batch_size, generic):
 
 
 @pytest.mark.parametrize("k_prime", [1, 2, 3])
-@pytest.mark.parametrize("model", [Constant(N_CLASSES), ConstantEstimator(N_CLASSES)],
-                         ids=["torch", "generic"])
+@pytest.mark.parametrize(
+    "model", [Constant(N_CLASSES), ConstantEstimator(N_CLASSES)], ids=["torch", "generic"]
+)
 def test_ties_go_to_the_lower_label_index(X, model, k_prime):
     c = counts(model, X, k_prime=k_prime, n_draws=40, batch_size=16)
     expected = np.zeros((len(X), N_CLASSES), dtype=np.int64)
@@ -159,8 +162,11 @@ def test_ties_go_to_the_lower_label_index(X, model, k_prime):
 
 def test_image_shaped_inputs_and_conv_module():
     torch.manual_seed(0)
-    module = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.Flatten(),
-                                 torch.nn.Linear(2 * 4 * 4, N_CLASSES))
+    module = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3, padding=1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(2 * 4 * 4, N_CLASSES),
+    )
     X = np.random.RandomState(0).rand(3, 1, 4, 4).astype(np.float32)
     c = counts(module, X, n_draws=64, batch_size=40, k_prime=2)
     np.testing.assert_array_equal(c.sum(axis=1), 128)
@@ -191,9 +197,15 @@ def test_module_modes_are_restored_and_eval_is_used_while_sampling(X):
 
 
 def test_skorch_net_uses_its_module_and_device(X):
-    net = NeuralNet(torch.nn.Linear, criterion=torch.nn.BCEWithLogitsLoss,
-                    module__in_features=N_FEATURES, module__out_features=N_CLASSES,
-                    max_epochs=1, train_split=None, device="cpu")
+    net = NeuralNet(
+        torch.nn.Linear,
+        criterion=torch.nn.BCEWithLogitsLoss,
+        module__in_features=N_FEATURES,
+        module__out_features=N_CLASSES,
+        max_epochs=1,
+        train_split=None,
+        device="cpu",
+    )
     net.initialize()
     module, device = torch_module_and_device(net)
     assert module is net.module_ and device == torch.device("cpu")
@@ -208,11 +220,19 @@ def test_parameterless_module_runs_on_cpu():
 def test_multi_output_list_of_probability_arrays():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(60, 3))
-    Y = (X[:, :N_CLASSES - 1] > 0).astype(int)
+    Y = (X[:, : N_CLASSES - 1] > 0).astype(int)
     Y = np.c_[Y, 1 - Y[:, 0]]
     model = MultiOutputClassifier(LogisticRegression()).fit(X, Y)
-    c = sample_label_counts(model, X[:4], n_classes=N_CLASSES, sigma=0.3, k_prime=2,
-                            n_draws=30, batch_size=25, random_state=0)
+    c = sample_label_counts(
+        model,
+        X[:4],
+        n_classes=N_CLASSES,
+        sigma=0.3,
+        k_prime=2,
+        n_draws=30,
+        batch_size=25,
+        random_state=0,
+    )
     np.testing.assert_array_equal(c.sum(axis=1), 60)
 
 
@@ -220,8 +240,16 @@ def test_binary_decision_function_scores_both_classes():
     X = np.r_[np.full((20, 1), -3.0), np.full((20, 1), 3.0)]
     y = np.r_[np.zeros(20), np.ones(20)]
     model = LogisticRegression().fit(X, y)
-    c = sample_label_counts(model, np.array([[-3.0], [3.0]]), n_classes=2, sigma=0.1,
-                            k_prime=1, n_draws=20, batch_size=16, random_state=0)
+    c = sample_label_counts(
+        model,
+        np.array([[-3.0], [3.0]]),
+        n_classes=2,
+        sigma=0.1,
+        k_prime=1,
+        n_draws=20,
+        batch_size=16,
+        random_state=0,
+    )
     np.testing.assert_array_equal(c, [[20, 0], [0, 20]])
 
 

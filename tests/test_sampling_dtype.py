@@ -42,8 +42,15 @@ def eager_compile(monkeypatch):
 
 
 def _clf(model, **params):
-    params = {"sigma": 0.5, "k": 2, "n_draws": 60, "batch_size": 25, "random_state": 0,
-              "train_noise": False, **params}
+    params = {
+        "sigma": 0.5,
+        "k": 2,
+        "n_draws": 60,
+        "batch_size": 25,
+        "random_state": 0,
+        "train_noise": False,
+        **params,
+    }
     return SmoothedMultiLabelClassifier(model, **params)
 
 
@@ -53,8 +60,9 @@ class Deep(torch.nn.Module):
     def __init__(self, dtype=torch.float32):
         super().__init__()
         torch.manual_seed(1)
-        self.net = torch.nn.Sequential(torch.nn.Linear(N_FEATURES, 64), torch.nn.ReLU(),
-                                       torch.nn.Linear(64, N_CLASSES)).to(dtype)
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(N_FEATURES, 64), torch.nn.ReLU(), torch.nn.Linear(64, N_CLASSES)
+        ).to(dtype)
         self.seen = []  # (dtype of the input, dtype of the first layer's output)
 
     def forward(self, x):
@@ -76,7 +84,7 @@ class Autocast(torch.nn.Module):
 
 
 class CastCopy(torch.nn.Module):
-    """"Cast, then the cast model", by hand; its first parameter keeps the source dtype
+    """ "Cast, then the cast model", by hand; its first parameter keeps the source dtype
     so that the noise is drawn in the same dtype as for the source model."""
 
     def __init__(self, module, dtype):
@@ -241,8 +249,7 @@ def test_a_model_that_cannot_compile_runs_eagerly_with_one_warning(data, monkeyp
 @pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
 def test_a_skorch_net_compiled_by_skorch_is_not_compiled_again(data, eager_compile):
     X, Y = data
-    net = MultiLabelNet(module__hidden=(8,), max_epochs=1, compile=True,
-                        compile__backend="eager")
+    net = MultiLabelNet(module__hidden=(8,), max_epochs=1, compile=True, compile__backend="eager")
     clf = _clf(net, compile=True, n_draws=20).fit(X, Y)
     assert hasattr(clf.estimator_.module_, "_orig_mod")  # skorch compiled it
     clf.predict_proba(X)
@@ -257,8 +264,9 @@ def test_compile_with_inductor_gives_the_eager_counts(data):
     X, Y = data
     module = _linear()
     compiled = _clf(module, compile=True).fit(X, Y)
-    np.testing.assert_array_equal(compiled.predict_proba(X),
-                                  _clf(_linear()).fit(X, Y).predict_proba(X))
+    np.testing.assert_array_equal(
+        compiled.predict_proba(X), _clf(_linear()).fit(X, Y).predict_proba(X)
+    )
 
 
 # --------------------------------------------------------------- the noise on a thread
@@ -266,9 +274,20 @@ def test_compile_with_inductor_gives_the_eager_counts(data):
 def test_noise_drawn_ahead_on_a_thread_gives_the_same_counts(data, n_draws, batch_size):
     X, _ = data
     module = Deep()
-    runs = [sample_label_counts(module, X, n_classes=N_CLASSES, sigma=0.5, k_prime=2,
-                                n_draws=n_draws, batch_size=batch_size, random_state=3,
-                                overlap=overlap) for overlap in (False, True)]
+    runs = [
+        sample_label_counts(
+            module,
+            X,
+            n_classes=N_CLASSES,
+            sigma=0.5,
+            k_prime=2,
+            n_draws=n_draws,
+            batch_size=batch_size,
+            random_state=3,
+            overlap=overlap,
+        )
+        for overlap in (False, True)
+    ]
     np.testing.assert_array_equal(*runs)
     assert (runs[0].sum(axis=1) == 2 * n_draws).all()
 
@@ -280,14 +299,31 @@ def test_an_error_with_noise_drawn_ahead_leaves_no_thread_state_behind(data):
 
     X, _ = data
     with pytest.raises(ValueError, match="NaN"):
-        sample_label_counts(NaNs(), X, n_classes=N_CLASSES, sigma=0.5, k_prime=1,
-                            n_draws=40, batch_size=16, random_state=0, overlap=True)
+        sample_label_counts(
+            NaNs(),
+            X,
+            n_classes=N_CLASSES,
+            sigma=0.5,
+            k_prime=1,
+            n_draws=40,
+            batch_size=16,
+            random_state=0,
+            overlap=True,
+        )
     assert not torch.is_inference_mode_enabled()
     # an error in the middle of the batches (a model scoring the wrong number of labels)
     with pytest.raises(ValueError, match="scores 3 labels"):
-        sample_label_counts(_linear(n_classes=3), X, n_classes=N_CLASSES, sigma=0.5,
-                            k_prime=1, n_draws=40, batch_size=16, random_state=0,
-                            overlap=True)
+        sample_label_counts(
+            _linear(n_classes=3),
+            X,
+            n_classes=N_CLASSES,
+            sigma=0.5,
+            k_prime=1,
+            n_draws=40,
+            batch_size=16,
+            random_state=0,
+            overlap=True,
+        )
     assert not torch.is_inference_mode_enabled()
     models = SamplingModels()
     assert models.runner(_linear()).source_dtype == torch.float32

@@ -16,6 +16,7 @@ from sklearn_certify.certificates._gaussian_sequential import (
     staged_bounds,
 )
 from sklearn_certify.results import CertificationResult
+from sklearn_certify.smoothing import _certify_sequential
 
 SIGMA = 0.5
 
@@ -30,10 +31,15 @@ class _HalfPlane(torch.nn.Module):
 
 def _half_plane_classifier(n_draws, alpha, random_state=0):
     X = np.zeros((2, 2), dtype=np.float32)
-    return SmoothedMultiLabelClassifier(_HalfPlane(), sigma=SIGMA, k=1, n_draws=n_draws,
-                                        alpha=alpha, train_noise=False,
-                                        random_state=random_state).fit(
-        X, np.array([[1, 0], [0, 1]]))
+    return SmoothedMultiLabelClassifier(
+        _HalfPlane(),
+        sigma=SIGMA,
+        k=1,
+        n_draws=n_draws,
+        alpha=alpha,
+        train_noise=False,
+        random_state=random_state,
+    ).fit(X, np.array([[1, 0], [0, 1]]))
 
 
 def test_schedule_shares_sum_to_one_and_end_at_the_maximum():
@@ -62,8 +68,9 @@ def test_no_false_certificates_on_the_exact_half_plane_model():
 
     p1 = ndtr(X[:, 0].astype(np.float64) / SIGMA)
     exact = np.column_stack([1 - p1, p1])
-    exact_sizes = gaussian_certified_size(exact, exact, Y, k=1, k_prime=1, sigma=SIGMA,
-                                          radius=[0.0, radius])
+    exact_sizes = gaussian_certified_size(
+        exact, exact, Y, k=1, k_prime=1, sigma=SIGMA, radius=[0.0, radius]
+    )
     false = np.any(result.sizes > exact_sizes, axis=1)
     bounds_fail = np.any((result.lower > exact) | (result.upper < exact), axis=1)
     assert not np.any(false & ~bounds_fail)  # a false certificate needs a failed bound
@@ -109,9 +116,17 @@ def test_sequential_certificates_hold_in_a_count_level_simulation():
         block = draws[rows, start:stop]
         return (block[:, :, None] == np.arange(c)).sum(axis=1)
 
-    outcome = sequential_gaussian_certify(sample, Y, np.array([0.0, 0.3]), k=2, k_prime=1,
-                                          sigma=SIGMA, alpha=alpha, method="multiguard",
-                                          n_draws=500)
+    outcome = sequential_gaussian_certify(
+        sample,
+        Y,
+        np.array([0.0, 0.3]),
+        k=2,
+        k_prime=1,
+        sigma=SIGMA,
+        alpha=alpha,
+        method="multiguard",
+        n_draws=500,
+    )
     fail = np.any((outcome.lower > p) | (outcome.upper < p), axis=1)
     assert fail.mean() <= alpha + 3 * np.sqrt(alpha / n_inputs)
     assert outcome.n_draws_used.mean() < 450
@@ -127,9 +142,14 @@ def fitted():
     from sklearn_certify.datasets import make_multidigit
 
     X, X_test, Y, Y_test = make_multidigit(200, 30, random_state=0)
-    clf = SmoothedMultiLabelClassifier(MultiOutputClassifier(LogisticRegression()),
-                                       sigma=0.25, k=2, n_draws=300, alpha=0.01,
-                                       random_state=3).fit(X, Y)
+    clf = SmoothedMultiLabelClassifier(
+        MultiOutputClassifier(LogisticRegression()),
+        sigma=0.25,
+        k=2,
+        n_draws=300,
+        alpha=0.01,
+        random_state=3,
+    ).fit(X, Y)
     return clf, X_test, Y_test
 
 
@@ -150,7 +170,8 @@ def test_sequential_takes_a_numpy_bool(fitted):
     clf, X, Y = fitted
     np.testing.assert_array_equal(
         clf.certify(X, Y, 0.25, sequential=np.bool_(True)).n_draws_used,
-        clf.certify(X, Y, 0.25, sequential=True).n_draws_used)
+        clf.certify(X, Y, 0.25, sequential=True).n_draws_used,
+    )
     assert clf.certify(X, Y, 0.25, sequential=np.bool_(False)).n_draws_used.min() == 300
 
 
@@ -159,12 +180,12 @@ def test_result_is_certified_from_its_own_staged_bounds(fitted):
     result = clf.certify(X, Y, [0.0, 0.1, 0.25], sequential=True, label="seq")
     _, shares = stage_schedule(300)
     assert set(np.unique(result.alpha_share)) <= set(shares)
-    lower, upper = staged_bounds(result.counts, result.n_draws_used, 0.01,
-                                 result.alpha_share)
+    lower, upper = staged_bounds(result.counts, result.n_draws_used, 0.01, result.alpha_share)
     np.testing.assert_array_equal(lower, result.lower)
     np.testing.assert_array_equal(upper, result.upper)
-    sizes = gaussian_certified_size(lower, upper, Y, k=2, k_prime=1, sigma=0.25,
-                                    radius=[0.0, 0.1, 0.25])
+    sizes = gaussian_certified_size(
+        lower, upper, Y, k=2, k_prime=1, sigma=0.25, radius=[0.0, 0.1, 0.25]
+    )
     np.testing.assert_array_equal(sizes, result.sizes)
     again = result.recertify()
     np.testing.assert_array_equal(again.sizes, result.sizes)
@@ -198,15 +219,24 @@ def test_trivially_decided_inputs_draw_nothing():
         return np.tile([stop - start, 0, 0], (len(rows), 1))
 
     Y = np.array([[1, 1, 1], [1, 0, 0], [0, 0, 0]])
-    outcome = sequential_gaussian_certify(sample, Y, np.array([0.1]), k=2, k_prime=1,
-                                          sigma=1.0, alpha=0.01, method="multiguard",
-                                          n_draws=200)
+    outcome = sequential_gaussian_certify(
+        sample,
+        Y,
+        np.array([0.1]),
+        k=2,
+        k_prime=1,
+        sigma=1.0,
+        alpha=0.01,
+        method="multiguard",
+        n_draws=200,
+    )
     # all labels true (certified 2 whatever happens) and no label: no draws
     np.testing.assert_array_equal(outcome.n_draws_used[[0, 2]], [0, 0])
     assert outcome.sizes[0, 0] == 2 and outcome.sizes[2, 0] == 0
     assert all(set(rows.tolist()) == {1} for rows in counts_calls)
-    result = CertificationResult(outcome.sizes, [0.1], 2, Y.sum(axis=1),
-                                 n_draws_used=outcome.n_draws_used)
+    result = CertificationResult(
+        outcome.sizes, [0.1], 2, Y.sum(axis=1), n_draws_used=outcome.n_draws_used
+    )
     assert result.n_draws_used.tolist()[0] == 0
 
 
@@ -226,8 +256,7 @@ def test_sequential_shards_like_a_fixed_run(fitted):
 def test_jia_sequential_bounds_are_taken_at_half_alpha(fitted):
     clf, X, Y = fitted
     result = clf.certify(X, Y, [0.0, 0.1], sequential=True, method="jia")
-    lower, upper = staged_bounds(result.counts, result.n_draws_used, 0.01 / 2,
-                                 result.alpha_share)
+    lower, upper = staged_bounds(result.counts, result.n_draws_used, 0.01 / 2, result.alpha_share)
     np.testing.assert_array_equal(lower, result.lower)
     np.testing.assert_array_equal(result.recertify(method="jia").sizes, result.sizes)
     multiguard = result.recertify(method="multiguard")
@@ -244,6 +273,6 @@ def test_an_alpha_too_small_for_the_first_stage_fails_before_sampling(monkeypatc
     def no_sampling(*args, **kwargs):
         raise AssertionError("sampled before refusing alpha")
 
-    monkeypatch.setattr(type(clf), "_stage_sampler", no_sampling)
+    monkeypatch.setattr(_certify_sequential, "stage_sampler", no_sampling)
     with pytest.raises(ValueError, match="alpha"):
         clf.certify(X, Y, 0.0, sequential=True)

@@ -56,10 +56,14 @@ MAKERS = [smoothed, bagging, dpa]
 # ------------------------------------------------------------------ expected failures
 # Inherent: the certified classifiers predict the top-k labels of vote counts, and the
 # smoothed classifier samples Monte-Carlo noise; no fix is wanted.
-_TOPK = ("predict is the top-k of the vote counts, not predict_proba > 0.5 "
-         "(predict_proba rows sum to k', not per-label probabilities of a threshold rule)")
-_FREQ = ("predict_proba holds vote frequencies counts / n_draws, which are exactly 0 "
-         "(or 1) for labels never (always) voted for; the check wants values in (0, 1)")
+_TOPK = (
+    "predict is the top-k of the vote counts, not predict_proba > 0.5 "
+    "(predict_proba rows sum to k', not per-label probabilities of a threshold rule)"
+)
+_FREQ = (
+    "predict_proba holds vote frequencies counts / n_draws, which are exactly 0 "
+    "(or 1) for labels never (always) voted for; the check wants values in (0, 1)"
+)
 INHERENT = {
     "SmoothedMultiLabelClassifier": {
         "check_classifier_multioutput": _TOPK,
@@ -75,14 +79,16 @@ INHERENT = {
     },
 }
 
+
 def expected_failed_checks(estimator) -> dict:
     name = type(estimator).__name__
     return INHERENT[name]
 
 
 # Strict: a check that starts passing must have its entry removed.
-@parametrize_with_checks([make() for make in MAKERS],
-                         expected_failed_checks=expected_failed_checks, xfail_strict=True)
+@parametrize_with_checks(
+    [make() for make in MAKERS], expected_failed_checks=expected_failed_checks, xfail_strict=True
+)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -122,11 +128,14 @@ def test_clone_unfitted_and_fitted(make, data):
     assert fitted.n_classes_ == 10
 
 
-@pytest.mark.parametrize("make, nested, value", [
-    (smoothed, "estimator__alpha", 3.0),
-    (bagging, "estimator__max_depth", 2),
-    (dpa, "estimator__estimator__C", 0.5),
-])
+@pytest.mark.parametrize(
+    "make, nested, value",
+    [
+        (smoothed, "estimator__alpha", 3.0),
+        (bagging, "estimator__max_depth", 2),
+        (dpa, "estimator__estimator__C", 0.5),
+    ],
+)
 def test_nested_estimator_params(make, nested, value, data):
     X, Y, _, _ = data
     est = make()
@@ -141,11 +150,14 @@ def test_nested_estimator_params(make, nested, value, data):
     assert est.predict(X[:4]).sum(axis=1).tolist() == [2] * 4
 
 
-@pytest.mark.parametrize("make, grid", [
-    (smoothed, {"estimator__alpha": [0.1, 10.0], "sigma": [0.1, 0.5]}),
-    (bagging, {"estimator__max_depth": [1, 3], "max_samples": [0.3, 0.6]}),
-    (dpa, {"estimator__estimator__C": [0.1, 1.0], "n_partitions": [3]}),
-])
+@pytest.mark.parametrize(
+    "make, grid",
+    [
+        (smoothed, {"estimator__alpha": [0.1, 10.0], "sigma": [0.1, 0.5]}),
+        (bagging, {"estimator__max_depth": [1, 3], "max_samples": [0.3, 0.6]}),
+        (dpa, {"estimator__estimator__C": [0.1, 1.0], "n_partitions": [3]}),
+    ],
+)
 def test_grid_search_over_nested_params(make, grid, data):
     X, Y, _, _ = data
     search = GridSearchCV(make(k=2), grid, scoring=certified_scorer("f1", 0), cv=CV)
@@ -204,7 +216,8 @@ def test_certified_scorer_on_a_pipeline_explains_the_supported_way(data):
     certified estimator is not covered); the scorer says so and names the fix."""
     X, Y, _, _ = data
     pipe = Pipeline([("scale", StandardScaler()), ("clf", smoothed(k=2))])
-    search = GridSearchCV(pipe, {"clf__k": [1, 2]}, scoring=certified_scorer("f1", 0.1),
-                          cv=CV, error_score="raise")
+    search = GridSearchCV(
+        pipe, {"clf__k": [1, 2]}, scoring=certified_scorer("f1", 0.1), cv=CV, error_score="raise"
+    )
     with pytest.raises(TypeError, match="inside the certified estimator"):
         search.fit(X, Y)

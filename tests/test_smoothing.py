@@ -38,8 +38,9 @@ def tiny_net(**kwargs):
 @pytest.fixture(scope="module")
 def fitted(data):
     X_train, _, Y_train, _ = data
-    clf = SmoothedMultiLabelClassifier(tiny_net(), sigma=0.25, k=3, n_draws=60,
-                                       batch_size=50, random_state=0)
+    clf = SmoothedMultiLabelClassifier(
+        tiny_net(), sigma=0.25, k=3, n_draws=60, batch_size=50, random_state=0
+    )
     return clf.fit(X_train, Y_train)
 
 
@@ -62,8 +63,9 @@ def test_skorch_net_trains_and_predicts_on_cpu(fitted, data):
 
 def test_predict_proba_rows_sum_to_k_prime(data):
     X_train, X_test, Y_train, _ = data
-    clf = SmoothedMultiLabelClassifier(tiny_net(max_epochs=1), k_prime=2, k=3, n_draws=40,
-                                       random_state=0).fit(X_train, Y_train)
+    clf = SmoothedMultiLabelClassifier(
+        tiny_net(max_epochs=1), k_prime=2, k=3, n_draws=40, random_state=0
+    ).fit(X_train, Y_train)
     proba = clf.predict_proba(X_test)
     assert proba.shape == (30, 10)
     np.testing.assert_allclose(proba.sum(axis=1), 2.0)
@@ -87,7 +89,8 @@ def test_fit_is_reproducible_and_leaves_the_global_torch_rng_alone(data):
     X_train, X_test, Y_train, _ = data
     state = torch.get_rng_state()
     make = lambda: SmoothedMultiLabelClassifier(  # noqa: E731
-        tiny_net(max_epochs=1), n_draws=30, random_state=3).fit(X_train, Y_train)
+        tiny_net(max_epochs=1), n_draws=30, random_state=3
+    ).fit(X_train, Y_train)
     a, b = make(), make()
     assert torch.equal(state, torch.get_rng_state())
     for pa, pb in zip(a.estimator_.module_.parameters(), b.estimator_.module_.parameters()):
@@ -131,7 +134,7 @@ def _zeros_problem(n=32):
 
 def _epochs(seen, per_epoch):
     rows = torch.cat(seen).numpy()
-    return [rows[i * per_epoch:(i + 1) * per_epoch] for i in range(len(rows) // per_epoch)]
+    return [rows[i * per_epoch : (i + 1) * per_epoch] for i in range(len(rows) // per_epoch)]
 
 
 @pytest.mark.parametrize("kind", ["multilabel_net", "skorch_callback"])
@@ -140,8 +143,14 @@ def test_fresh_training_noise_on_every_batch(kind):
     if kind == "multilabel_net":
         net = MultiLabelNet(Recorder, max_epochs=2, batch_size=8)
     else:
-        net = NeuralNet(Recorder, criterion=torch.nn.BCEWithLogitsLoss, max_epochs=2,
-                        batch_size=8, train_split=None, iterator_train__shuffle=True)
+        net = NeuralNet(
+            Recorder,
+            criterion=torch.nn.BCEWithLogitsLoss,
+            max_epochs=2,
+            batch_size=8,
+            train_split=None,
+            iterator_train__shuffle=True,
+        )
     clf = SmoothedMultiLabelClassifier(net, sigma=0.5, k=2, n_draws=10, random_state=0)
     clf.fit(X, Y)
     epoch1, epoch2 = _epochs(clf.estimator_.module_.seen, 32)
@@ -178,13 +187,15 @@ def test_sklearn_estimator_is_fitted_on_one_noisy_copy():
     rng = np.random.RandomState(0)
     X = rng.normal(size=(200, 3))
     Y = (X > 0).astype(int)
-    clf = SmoothedMultiLabelClassifier(XRecorder(LogisticRegression()), sigma=0.7, k=1,
-                                       n_draws=20, random_state=0).fit(X, Y)
+    clf = SmoothedMultiLabelClassifier(
+        XRecorder(LogisticRegression()), sigma=0.7, k=1, n_draws=20, random_state=0
+    ).fit(X, Y)
     seen = clf.estimator_.X_fit_
     assert seen.shape == X.shape
     assert abs((seen - X).std() - 0.7) < 0.1
-    plain = SmoothedMultiLabelClassifier(XRecorder(LogisticRegression()), k=1,
-                                         train_noise=False).fit(X, Y)
+    plain = SmoothedMultiLabelClassifier(
+        XRecorder(LogisticRegression()), k=1, train_noise=False
+    ).fit(X, Y)
     np.testing.assert_array_equal(plain.estimator_.X_fit_, X)
 
 
@@ -212,16 +223,23 @@ def test_certify_equals_the_pure_certificate_of_the_counts(fitted, data):
     counts = np.rint(fitted.predict_proba(X_test) * fitted.n_draws).astype(int)
     np.testing.assert_array_equal(result.counts, counts)  # same seed, same counts
     lower, upper = clopper_pearson_bounds(counts, 60, 0.001)
-    expected = gaussian_certified_size(lower, upper, Y_test, k=3, k_prime=1, sigma=0.25,
-                                       radius=RADII, method="multiguard")
+    expected = gaussian_certified_size(
+        lower, upper, Y_test, k=3, k_prime=1, sigma=0.25, radius=RADII, method="multiguard"
+    )
     np.testing.assert_array_equal(result.sizes, expected)
     np.testing.assert_array_equal(result.lower, lower)
 
 
-@pytest.mark.parametrize("options", [
-    dict(method="jia"), dict(method="first-term"), dict(alpha=0.05), dict(k=1),
-    dict(k=5, method="jia", alpha=0.01),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(method="jia"),
+        dict(method="first-term"),
+        dict(alpha=0.05),
+        dict(k=1),
+        dict(k=5, method="jia", alpha=0.01),
+    ],
+)
 def test_recertify_equals_a_fresh_certification(fitted, data, options):
     _, X_test, _, Y_test = data
     radii = [0.0, 0.3, 0.6]
@@ -274,8 +292,9 @@ def test_one_dimensional_targets_give_class_labels():
     X = centers[labels] + rng.normal(size=(150, 2))
     names = np.array(["cat", "dog", "emu"])
     y = names[labels]
-    clf = SmoothedMultiLabelClassifier(LogisticRegression(), sigma=0.5, k=1, n_draws=50,
-                                       random_state=0).fit(X, y)
+    clf = SmoothedMultiLabelClassifier(
+        LogisticRegression(), sigma=0.5, k=1, n_draws=50, random_state=0
+    ).fit(X, y)
     assert clf.multiclass_ and clf.n_classes_ == 3
     np.testing.assert_array_equal(clf.classes_, names)
     pred = clf.predict(X[:20])
@@ -289,8 +308,9 @@ def test_one_dimensional_targets_with_a_skorch_net():
     rng = np.random.RandomState(0)
     y = rng.randint(3, size=60)
     X = (np.eye(3)[y] * 3 + rng.normal(scale=0.3, size=(60, 3))).astype(np.float32)
-    clf = SmoothedMultiLabelClassifier(tiny_net(max_epochs=20), sigma=0.25, k=1,
-                                       n_draws=20, random_state=0).fit(X, y + 10)
+    clf = SmoothedMultiLabelClassifier(
+        tiny_net(max_epochs=20), sigma=0.25, k=1, n_draws=20, random_state=0
+    ).fit(X, y + 10)
     np.testing.assert_array_equal(clf.classes_, [10, 11, 12])
     assert np.mean(clf.predict(X) == y + 10) > 0.8
 
@@ -298,8 +318,12 @@ def test_one_dimensional_targets_with_a_skorch_net():
 class SoftmaxMLP(torch.nn.Module):
     def __init__(self, n_features=3, n_classes=3):
         super().__init__()
-        self.layers = torch.nn.Sequential(torch.nn.Linear(n_features, 16), torch.nn.ReLU(),
-                                          torch.nn.Linear(16, n_classes), torch.nn.Softmax(-1))
+        self.layers = torch.nn.Sequential(
+            torch.nn.Linear(n_features, 16),
+            torch.nn.ReLU(),
+            torch.nn.Linear(16, n_classes),
+            torch.nn.Softmax(-1),
+        )
 
     def forward(self, x):
         return self.layers(x)
@@ -311,11 +335,11 @@ def test_one_dimensional_targets_with_a_skorch_classifier():
     rng = np.random.RandomState(0)
     y = rng.randint(3, size=90)
     X = (np.eye(3)[y] * 3 + rng.normal(scale=0.3, size=(90, 3))).astype(np.float32)
-    net = NeuralNetClassifier(SoftmaxMLP, max_epochs=30, lr=0.1, train_split=None,
-                              batch_size=32)
+    net = NeuralNetClassifier(SoftmaxMLP, max_epochs=30, lr=0.1, train_split=None, batch_size=32)
     names = np.array(["a", "b", "c"])
-    clf = SmoothedMultiLabelClassifier(net, sigma=0.25, k=1, n_draws=20,
-                                       random_state=0).fit(X, names[y])
+    clf = SmoothedMultiLabelClassifier(net, sigma=0.25, k=1, n_draws=20, random_state=0).fit(
+        X, names[y]
+    )
     # class indices were passed to the net; the noise callback was added to its clone
     assert "smoothing_train_noise" in dict(clf.estimator_.callbacks_)
     assert net.callbacks is None
@@ -334,10 +358,10 @@ def test_empty_input_gives_empty_results(fitted):
 
 
 def test_image_shaped_inputs(data):
-    X_train, X_test, Y_train, Y_test = make_multidigit(120, 10, image_shape=True,
-                                                       random_state=0)
-    clf = SmoothedMultiLabelClassifier(MultiLabelNet(max_epochs=1), n_draws=20,
-                                       random_state=0).fit(X_train, Y_train)
+    X_train, X_test, Y_train, Y_test = make_multidigit(120, 10, image_shape=True, random_state=0)
+    clf = SmoothedMultiLabelClassifier(MultiLabelNet(max_epochs=1), n_draws=20, random_state=0).fit(
+        X_train, Y_train
+    )
     assert clf.input_shape_ == (1, 16, 16) and not hasattr(clf, "n_features_in_")
     assert clf.certify(X_test, Y_test, 0.25).sizes.shape == (10, 1)
     with pytest.raises(ValueError, match="shape"):
@@ -345,20 +369,23 @@ def test_image_shaped_inputs(data):
 
 
 def test_three_dimensional_images_get_the_channel_axis_the_net_adds():
-    X_train, X_test, Y_train, Y_test = make_multidigit(60, 5, image_shape=True,
-                                                       random_state=0)
-    clf = SmoothedMultiLabelClassifier(MultiLabelNet(max_epochs=1), n_draws=10,
-                                       random_state=0).fit(X_train[:, 0], Y_train)
+    X_train, X_test, Y_train, Y_test = make_multidigit(60, 5, image_shape=True, random_state=0)
+    clf = SmoothedMultiLabelClassifier(MultiLabelNet(max_epochs=1), n_draws=10, random_state=0).fit(
+        X_train[:, 0], Y_train
+    )
     assert clf.estimator_.input_shape_ == (1, 16, 16)  # SmallCNN sees (n, 1, H, W)
     assert clf.predict_proba(X_test[:, 0]).shape == (5, 10)
 
 
 # ------------------------------------------------------------------------------- errors
-@pytest.mark.parametrize("params, match", [
-    (dict(k=11), "k=11 exceeds"),
-    (dict(k_prime=11), "k_prime=11 exceeds"),
-    (dict(method="jia", k_prime=2), "k_prime == 1"),
-])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(k=11), "k=11 exceeds"),
+        (dict(k_prime=11), "k_prime=11 exceeds"),
+        (dict(method="jia", k_prime=2), "k_prime == 1"),
+    ],
+)
 def test_label_parameters_are_checked_at_fit(data, params, match):
     X_train, _, Y_train, _ = data
     clf = SmoothedMultiLabelClassifier(tiny_net(max_epochs=1), **params)
@@ -366,11 +393,21 @@ def test_label_parameters_are_checked_at_fit(data, params, match):
         clf.fit(X_train, Y_train)
 
 
-@pytest.mark.parametrize("params", [
-    dict(sigma=0.0), dict(sigma=-1), dict(k=0), dict(k_prime=1.5), dict(n_draws=0),
-    dict(alpha=1.0), dict(method="cohen"), dict(batch_size=0), dict(train_noise="yes"),
-    dict(estimator=object()),
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(sigma=0.0),
+        dict(sigma=-1),
+        dict(k=0),
+        dict(k_prime=1.5),
+        dict(n_draws=0),
+        dict(alpha=1.0),
+        dict(method="cohen"),
+        dict(batch_size=0),
+        dict(train_noise="yes"),
+        dict(estimator=object()),
+    ],
+)
 def test_invalid_parameters(data, params):
     X_train, _, Y_train, _ = data
     with pytest.raises(InvalidParameterError):

@@ -26,8 +26,15 @@ def data():
 def _clf(base=None, **params):
     base = _linear() if base is None else base
     # A torch module is used as already trained: training noise does not apply to it.
-    params = dict(sigma=1.0, k=2, n_draws=60, batch_size=50, random_state=0,
-                  train_noise=not isinstance(base, torch.nn.Module), **params)
+    params = dict(
+        sigma=1.0,
+        k=2,
+        n_draws=60,
+        batch_size=50,
+        random_state=0,
+        train_noise=not isinstance(base, torch.nn.Module),
+        **params,
+    )
     return SmoothedMultiLabelClassifier(base, **params)
 
 
@@ -43,8 +50,7 @@ def test_shards_are_consecutive_and_cover_the_inputs():
     assert _shards(0, 2) == []
 
 
-@pytest.mark.parametrize("backend", [pytest.param("loky", marks=pytest.mark.slow),
-                                     "threading"])
+@pytest.mark.parametrize("backend", [pytest.param("loky", marks=pytest.mark.slow), "threading"])
 def test_n_jobs_gives_the_counts_of_one_process(data, reference, backend):
     X, Y = data
     clf = _clf(n_jobs=2).fit(X, Y)
@@ -76,10 +82,9 @@ def test_devices_split_the_inputs_over_module_copies(data, reference):
     np.testing.assert_array_equal(clf.predict_proba(X[:1]), reference[:1])
 
 
-@pytest.mark.parametrize("devices, match", [
-    ([], "at least one device"),
-    (["gpu:7"], "invalid device"),
-])
+@pytest.mark.parametrize(
+    "devices, match", [([], "at least one device"), (["gpu:7"], "invalid device")]
+)
 def test_bad_devices_are_clear_errors(data, devices, match):
     X, Y = data
     with pytest.raises(ValueError, match=match):
@@ -116,16 +121,38 @@ class ThreadCount(torch.nn.Module):
 def test_a_worker_process_uses_its_share_of_the_cores():
     before = torch.get_num_threads()
     try:
-        counts = _worker_counts(ThreadCount(), np.zeros((1, 2), np.float32), 0, None, -1, 1,
-                                seed=0, n_classes=64, sigma=1.0, k_prime=1, n_draws=5,
-                                batch_size=5)
+        counts = _worker_counts(
+            ThreadCount(),
+            np.zeros((1, 2), np.float32),
+            0,
+            None,
+            -1,
+            1,
+            seed=0,
+            n_classes=64,
+            sigma=1.0,
+            k_prime=1,
+            n_draws=5,
+            batch_size=5,
+        )
         assert counts[0, min(joblib.cpu_count(), 63)] == 5
     finally:
         torch.set_num_threads(before)
     # in the caller's own process (threading backend, n_jobs=1) nothing is changed
-    counts = _worker_counts(ThreadCount(), np.zeros((1, 2), np.float32), 0, None,
-                            os.getpid(), 8, seed=0, n_classes=64, sigma=1.0, k_prime=1,
-                            n_draws=5, batch_size=5)
+    counts = _worker_counts(
+        ThreadCount(),
+        np.zeros((1, 2), np.float32),
+        0,
+        None,
+        os.getpid(),
+        8,
+        seed=0,
+        n_classes=64,
+        sigma=1.0,
+        k_prime=1,
+        n_draws=5,
+        batch_size=5,
+    )
     assert counts[0, before] == 5
 
 
@@ -141,12 +168,28 @@ def test_clean_inputs_on_the_device_are_bounded_by_batch_size(monkeypatch):
 
     monkeypatch.setattr(_runners, "module_input", recording)
     X = np.zeros((100, N_FEATURES), np.float32)
-    sample_label_counts(_linear(), X, n_classes=N_CLASSES, sigma=1.0, k_prime=1,
-                        n_draws=2, batch_size=8, random_state=0)
+    sample_label_counts(
+        _linear(),
+        X,
+        n_classes=N_CLASSES,
+        sigma=1.0,
+        k_prime=1,
+        n_draws=2,
+        batch_size=8,
+        random_state=0,
+    )
     assert max(seen) == 8 and sum(seen) == 100
     seen.clear()  # many draws per input: 32 batches of draws per chunk
-    sample_label_counts(_linear(), X[:10], n_classes=N_CLASSES, sigma=1.0, k_prime=1,
-                        n_draws=128, batch_size=8, random_state=0)
+    sample_label_counts(
+        _linear(),
+        X[:10],
+        n_classes=N_CLASSES,
+        sigma=1.0,
+        k_prime=1,
+        n_draws=128,
+        batch_size=8,
+        random_state=0,
+    )
     assert seen == [2] * 5
 
 
@@ -155,10 +198,14 @@ def test_dask_cluster_gives_the_counts_of_one_process(data, reference):
     distributed = pytest.importorskip("dask.distributed")
     X, Y = data
     clf = _clf().fit(X, Y)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client, \
-            distributed.get_task_stream(client) as stream, joblib.parallel_backend("dask"):
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+        distributed.get_task_stream(client) as stream,
+        joblib.parallel_backend("dask"),
+    ):
         proba = clf.predict_proba(X)
         sizes = clf.certify(X, Y, [0.0, 0.5]).sizes
         workers = set(client.scheduler_info()["workers"])
@@ -174,16 +221,19 @@ def test_devices_on_cuda_give_the_counts_of_one_gpu(data):
     module = _linear().cuda()
     one = _clf(module).fit(X, Y).predict_proba(X)
     devices = [f"cuda:{i % torch.cuda.device_count()}" for i in range(2)]
-    if torch.cuda.device_count() > 1 and (torch.cuda.get_device_name(0)
-                                          != torch.cuda.get_device_name(1)):
+    if torch.cuda.device_count() > 1 and (
+        torch.cuda.get_device_name(0) != torch.cuda.get_device_name(1)
+    ):
         pytest.skip("GPUs of different models may draw different noise")
-    np.testing.assert_array_equal(_clf(module, devices=devices).fit(X, Y).predict_proba(X),
-                                  one)
+    np.testing.assert_array_equal(_clf(module, devices=devices).fit(X, Y).predict_proba(X), one)
     assert next(module.parameters()).device.index == 0  # the module itself did not move
 
 
-@pytest.mark.parametrize("layout", [dict(), dict(n_jobs=2), dict(devices=["cpu", "cpu"])],
-                         ids=["one", "n_jobs", "devices"])
+@pytest.mark.parametrize(
+    "layout",
+    [dict(), dict(n_jobs=2), dict(devices=["cpu", "cpu"])],
+    ids=["one", "n_jobs", "devices"],
+)
 def test_each_chunk_is_reported_where_it_is_sampled(data, layout):
     from sklearn_certify.smoothing._parallel import sharded_label_counts
 
@@ -192,8 +242,13 @@ def test_each_chunk_is_reported_where_it_is_sampled(data, layout):
     kwargs = dict(n_classes=N_CLASSES, sigma=1.0, k_prime=1, n_draws=40, batch_size=4)
     with joblib.parallel_backend("threading"):
         counts = sharded_label_counts(
-            _linear(), X, seed=3, on_chunk=lambda a, b, c: reported.update({(a, b): c}),
-            **layout, **kwargs)
+            _linear(),
+            X,
+            seed=3,
+            on_chunk=lambda a, b, c: reported.update({(a, b): c}),
+            **layout,
+            **kwargs,
+        )
     np.testing.assert_array_equal(counts, sample_label_counts(_linear(), X, seed=3, **kwargs))
     ranges = sorted(reported)
     assert max(b - a for a, b in ranges) == 3  # chunk_inputs(4, 40)
@@ -212,8 +267,9 @@ class NaNFor(torch.nn.Module):
 
 
 @pytest.mark.parametrize("generic", [False, True], ids=["torch", "generic"])
-@pytest.mark.parametrize("layout", [dict(n_jobs=3), dict(on_chunk=lambda *a: None)],
-                         ids=["shards", "chunks"])
+@pytest.mark.parametrize(
+    "layout", [dict(n_jobs=3), dict(on_chunk=lambda *a: None)], ids=["shards", "chunks"]
+)
 def test_nan_errors_name_inputs_as_the_caller_numbers_them(generic, layout):
     from sklearn_certify.smoothing._parallel import sharded_label_counts
 
@@ -222,7 +278,18 @@ def test_nan_errors_name_inputs_as_the_caller_numbers_them(generic, layout):
     X = np.zeros((12, N_FEATURES), np.float32)
     X[10, 0] = 1000.0  # input 2 of its shard (of 4) and of its chunk (of 8)
     model = TorchAdapter(NaNFor()) if generic else NaNFor()
-    with joblib.parallel_backend("threading"), \
-            pytest.raises(ValueError, match=r"input\(s\) \[?10\b"):
-        sharded_label_counts(model, X, seed=0, n_classes=N_CLASSES, sigma=0.1, k_prime=1,
-                             n_draws=20, batch_size=8, **layout)
+    with (
+        joblib.parallel_backend("threading"),
+        pytest.raises(ValueError, match=r"input\(s\) \[?10\b"),
+    ):
+        sharded_label_counts(
+            model,
+            X,
+            seed=0,
+            n_classes=N_CLASSES,
+            sigma=0.1,
+            k_prime=1,
+            n_draws=20,
+            batch_size=8,
+            **layout,
+        )

@@ -208,8 +208,10 @@ def test_dpa_certificate_survives_poisoning_and_retraining():
                         # how far past the last T certified at the clean size
                         tight.append(int(t - np.flatnonzero(sizes[i] >= sizes[i, 0]).max()))
                     beaten.append((attack, i, t))
-    print(f"DPA: {checked} poisoned retrainings, a true label removed in {len(beaten)}; "
-          f"first success at (certified T) + {sorted(tight)}")
+    print(
+        f"DPA: {checked} poisoned retrainings, a true label removed in {len(beaten)}; "
+        f"first success at (certified T) + {sorted(tight)}"
+    )
     assert checked >= 60
     # Not vacuous: every attack type removes true labels on some input once T exceeds
     # the certified T.
@@ -270,8 +272,9 @@ class BaggingAttack:
         self.n_copies = 0
 
     def probabilities(self, dist=None, labels=None):
-        return bagging_probabilities(self.dist if dist is None else dist,
-                                     self.labels if labels is None else labels, self.m)
+        return bagging_probabilities(
+            self.dist if dist is None else dist, self.labels if labels is None else labels, self.m
+        )
 
     def step(self, attack, is_true):
         d = jitter_scales()[self.n_copies]
@@ -282,8 +285,14 @@ class BaggingAttack:
             for i in present:
                 pos = int(np.flatnonzero(self.ids == i)[0])
                 if attack == "deletion":
-                    options.append((("del", i, None), np.delete(self.dist, pos),
-                                    np.delete(self.labels, pos), np.delete(self.ids, pos)))
+                    options.append(
+                        (
+                            ("del", i, None),
+                            np.delete(self.dist, pos),
+                            np.delete(self.labels, pos),
+                            np.delete(self.ids, pos),
+                        )
+                    )
                     continue
                 for c in np.flatnonzero(~is_true):
                     dist, labels = self.dist.copy(), self.labels.copy()
@@ -293,10 +302,17 @@ class BaggingAttack:
                     options.append((("mod", i, int(c)), dist, labels, new_ids))
         else:
             for c in np.flatnonzero(~is_true):
-                options.append((("add", None, int(c)), np.r_[self.dist, d],
-                                np.r_[self.labels, c], np.r_[self.ids, -1]))
-        best = min(options, key=lambda o: objective(self.probabilities(o[1], o[2]), is_true,
-                                                     against=True))
+                options.append(
+                    (
+                        ("add", None, int(c)),
+                        np.r_[self.dist, d],
+                        np.r_[self.labels, c],
+                        np.r_[self.ids, -1],
+                    )
+                )
+        best = min(
+            options, key=lambda o: objective(self.probabilities(o[1], o[2]), is_true, against=True)
+        )
         op, self.dist, self.labels, self.ids = best
         if op[2] is not None:
             self.n_copies += 1
@@ -335,8 +351,9 @@ def test_bagging_certificate_survives_poisoning_within_alpha():
     T = np.arange(t_max + 1)
     result = clf.certify(X_test, Y_test, T)
     # The closed form is the classifier the library samples: bounds contain it.
-    exact = np.array([bagging_probabilities(np.linalg.norm(X - x, axis=1), Y.argmax(axis=1),
-                                            m) for x in X_test])
+    exact = np.array(
+        [bagging_probabilities(np.linalg.norm(X - x, axis=1), Y.argmax(axis=1), m) for x in X_test]
+    )
     assert np.all((result.lower <= exact + 1e-12) & (exact <= result.upper + 1e-12))
 
     violations, mc_disagree, checked, beaten, tight, retrained = set(), 0, 0, [], [], 0
@@ -359,7 +376,8 @@ def test_bagging_certificate_survives_poisoning_within_alpha():
                         tight.append(int(t - np.flatnonzero(sizes[i] >= sizes[i, 0]).max()))
                     beaten.append((attack, i, t))
                 if attack == ATTACKS[i % 3] and t == max(
-                        1, int(np.flatnonzero(sizes[i] >= sizes[i, 0]).max())):
+                    1, int(np.flatnonzero(sizes[i] >= sizes[i, 0]).max())
+                ):
                     # The library's ensemble retrained on the poisoned set, same seeds.
                     X_p, Y_p = realize_bagging(X, Y, x, ops)
                     poisoned = BaggingCertifiedClassifier(OneNN(), **params).fit(X_p, Y_p)
@@ -368,10 +386,12 @@ def test_bagging_certificate_survives_poisoning_within_alpha():
                     if kept < sizes[i, t] and abs(gap) > 4 * se:
                         mc_disagree += 1
     allowed = int(binom.ppf(1 - 1e-3, len(X_test), alpha))
-    print(f"bagging: {checked} exact poisoned evaluations, violations {sorted(violations)} "
-          f"(allowed {allowed}); {retrained} retrained ensembles, violations outside MC "
-          f"noise {mc_disagree}; a true label removed in {len(beaten)}, first success at "
-          f"(certified T) + {sorted(tight)}")
+    print(
+        f"bagging: {checked} exact poisoned evaluations, violations {sorted(violations)} "
+        f"(allowed {allowed}); {retrained} retrained ensembles, violations outside MC "
+        f"noise {mc_disagree}; a true label removed in {len(beaten)}, first success at "
+        f"(certified T) + {sorted(tight)}"
+    )
     assert len(violations) <= allowed
     assert mc_disagree == 0 and retrained >= 6
     assert len({a for a, _, _ in beaten}) >= 2

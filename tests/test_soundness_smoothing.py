@@ -60,8 +60,9 @@ def _linear(d=6, c=5, seed=0):
 
 def _mlp(d=4, c=6, hidden=16, seed=1):
     torch.manual_seed(seed)
-    module = torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.Tanh(),
-                                 torch.nn.Linear(hidden, c)).double()
+    module = torch.nn.Sequential(
+        torch.nn.Linear(d, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, c)
+    ).double()
     with torch.no_grad():
         module[0].weight.mul_(3.0)
         module[2].weight.mul_(3.0)
@@ -167,9 +168,17 @@ def test_certificate_survives_l2_attack(setting):
     Y[swap, order[swap, setting["n_true"] - 1]] = 0
     Y[swap, order[swap, setting["n_true"]]] = 1
 
-    clf = SmoothedMultiLabelClassifier(model.float(), sigma=SIGMA, k_prime=k_prime, k=k,
-                                       n_draws=N_DRAWS, alpha=ALPHA, batch_size=3_000,
-                                       train_noise=False, random_state=0)
+    clf = SmoothedMultiLabelClassifier(
+        model.float(),
+        sigma=SIGMA,
+        k_prime=k_prime,
+        k=k,
+        n_draws=N_DRAWS,
+        alpha=ALPHA,
+        batch_size=3_000,
+        train_noise=False,
+        random_state=0,
+    )
     clf.fit(X, Y)
     model.double()  # the module is used as is; evaluate the same weights in float64
     with pytest.warns(UserWarning, match="lies at or beyond"):  # the grid runs past the
@@ -197,9 +206,11 @@ def test_certificate_survives_l2_attack(setting):
                     broken += 1
                     ratios.append(mult)
                     break
-    print(f"{setting['model'].__name__}: {attacked} (input, e) pairs, worst margin at R_e "
-          f"{worst:.4f} (tol {TOL:.4f}), attack succeeds within 3x R_e on {broken}: "
-          f"multipliers {ratios}")
+    print(
+        f"{setting['model'].__name__}: {attacked} (input, e) pairs, worst margin at R_e "
+        f"{worst:.4f} (tol {TOL:.4f}), attack succeeds within 3x R_e on {broken}: "
+        f"multipliers {ratios}"
+    )
     assert attacked >= setting["n_inputs"]
     assert len(violations) <= _allowed_violations(len(picked)), sorted(violations)
     # Not vacuous: beyond the certified radius the same attack does break the top-k.
@@ -214,9 +225,17 @@ def test_clopper_pearson_bounds_contain_exact_probabilities():
     Y = np.zeros((30, 6), dtype=np.int64)
     Y[:, 0] = 1
     Y[::2, 1] = 1
-    clf = SmoothedMultiLabelClassifier(model.float(), sigma=SIGMA, k_prime=2, k=3,
-                                       n_draws=4_000, alpha=0.01, batch_size=1_500,
-                                       train_noise=False, random_state=1).fit(X, Y)
+    clf = SmoothedMultiLabelClassifier(
+        model.float(),
+        sigma=SIGMA,
+        k_prime=2,
+        k=3,
+        n_draws=4_000,
+        alpha=0.01,
+        batch_size=1_500,
+        train_noise=False,
+        random_state=1,
+    ).fit(X, Y)
     result = clf.certify(X, Y, 0.0)
     P = exact_p(model.double(), X, 2)
     assert np.allclose(result.counts.sum(axis=1), 2 * 4_000)
@@ -240,9 +259,16 @@ class _Sign(torch.nn.Module):
 def _false_certificates(X, random_state, radius):
     """Which inputs of X (all with exact radius below ``radius``) get a certificate at
     ``radius``: each one is false."""
-    clf = SmoothedMultiLabelClassifier(_Sign(), sigma=1.0, k_prime=1, k=1, n_draws=100,
-                                       alpha=0.1, train_noise=False,
-                                       random_state=random_state)
+    clf = SmoothedMultiLabelClassifier(
+        _Sign(),
+        sigma=1.0,
+        k_prime=1,
+        k=1,
+        n_draws=100,
+        alpha=0.1,
+        train_noise=False,
+        random_state=random_state,
+    )
     Y = np.tile([[0, 1]], (len(X), 1))
     clf.fit(X[:1], Y[:1])
     return clf.certify(X, Y, radius).sizes[:, 0] == 1

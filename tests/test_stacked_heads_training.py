@@ -32,18 +32,29 @@ def data():
 
 
 def _separate_scores(X, Y, index_sets, heads, X_eval, **params):
-    return np.stack([
-        LinearHead(random_state=int(heads.seeds_[i]), **params)
-        .fit(X[rows], Y[rows]).decision_function(X_eval)
-        for i, rows in enumerate(index_sets)
-    ])
+    return np.stack(
+        [
+            LinearHead(random_state=int(heads.seeds_[i]), **params)
+            .fit(X[rows], Y[rows])
+            .decision_function(X_eval)
+            for i, rows in enumerate(index_sets)
+        ]
+    )
 
 
 @pytest.mark.parametrize("loss", ["asl", "bce"])
 def test_batched_fit_equals_separate_linear_fits(data, loss):
     X, Y, index_sets = data
-    heads = fit_linear_heads(X, Y, index_sets, loss=loss, random_state=0,
-                             constant_columns="fit", models_per_batch=5, **FAST)
+    heads = fit_linear_heads(
+        X,
+        Y,
+        index_sets,
+        loss=loss,
+        random_state=0,
+        constant_columns="fit",
+        models_per_batch=5,
+        **FAST,
+    )
     separate = _separate_scores(X, Y, index_sets, heads, X[:50], loss=loss, **FAST)
     np.testing.assert_allclose(heads.decision_function(X[:50]), separate, atol=1e-4)
 
@@ -51,8 +62,9 @@ def test_batched_fit_equals_separate_linear_fits(data, loss):
 def test_batched_fit_equals_separate_mlp_fits(data):
     X, Y, index_sets = data
     params = dict(hidden=8, epochs=10, lr=0.02)
-    heads = fit_linear_heads(X, Y, index_sets[:6], random_state=3, constant_columns="fit",
-                             models_per_batch=4, **params)
+    heads = fit_linear_heads(
+        X, Y, index_sets[:6], random_state=3, constant_columns="fit", models_per_batch=4, **params
+    )
     separate = _separate_scores(X, Y, index_sets[:6], heads, X[:50], **params)
     np.testing.assert_allclose(heads.decision_function(X[:50]), separate, atol=1e-4)
 
@@ -61,8 +73,7 @@ def test_result_does_not_depend_on_models_per_batch(data):
     X, Y, index_sets = data
     a = fit_linear_heads(X, Y, index_sets, random_state=0, models_per_batch=1, **FAST)
     b = fit_linear_heads(X, Y, index_sets, random_state=0, models_per_batch=16, **FAST)
-    np.testing.assert_allclose(a.decision_function(X[:30]), b.decision_function(X[:30]),
-                               atol=1e-4)
+    np.testing.assert_allclose(a.decision_function(X[:30]), b.decision_function(X[:30]), atol=1e-4)
 
 
 @pytest.mark.parametrize("hidden", [None, 6])
@@ -83,8 +94,9 @@ def test_fit_base_models_matches_generic_path(data, hidden):
     heads, models = fit_base_models(template, X, Y, index_sets, seeds, empty)
     scores = heads.decision_function(X[:40])
     for i, rows in enumerate(index_sets):
-        generic = fit_base_model(template, X[rows], Y[rows], seed=int(seeds[i]),
-                                 empty_labels=empty[i])
+        generic = fit_base_model(
+            template, X[rows], Y[rows], seed=int(seeds[i]), empty_labels=empty[i]
+        )
         assert isinstance(models[i], _ConstantAwareMultiLabel)
         assert models[i].seed == generic.seed
         np.testing.assert_array_equal(models[i].columns_, generic.columns_)
@@ -95,11 +107,13 @@ def test_fit_base_models_matches_generic_path(data, hidden):
             assert models[i].estimator_ is None
         else:
             assert models[i].estimator_.get_params() == generic.estimator_.get_params()
-        np.testing.assert_allclose(models[i].decision_function(X[:40]),
-                                   generic.decision_function(X[:40]), atol=1e-4)
+        np.testing.assert_allclose(
+            models[i].decision_function(X[:40]), generic.decision_function(X[:40]), atol=1e-4
+        )
         np.testing.assert_allclose(scores[i], generic.decision_function(X[:40]), atol=1e-4)
-        np.testing.assert_array_equal(models[i].top_labels(X[:40], 2),
-                                      generic.top_labels(X[:40], 2))
+        np.testing.assert_array_equal(
+            models[i].top_labels(X[:40], 2), generic.top_labels(X[:40], 2)
+        )
     assert np.isneginf(models[0].constant_scores_[4])
     assert np.isposinf(models[2].constant_scores_[0])
     assert models[3].estimator_ is None and np.isposinf(models[3].constant_scores_[3])
@@ -117,8 +131,9 @@ def test_per_model_data_respected():
     Y[100:150, 2] = 1
     index_sets = [np.arange(100), np.arange(100, 200), np.arange(100, 150)]
     for constant_columns in ("inf", "fit"):
-        heads = fit_linear_heads(X, Y, index_sets, epochs=60, lr=0.1,
-                                 constant_columns=constant_columns)
+        heads = fit_linear_heads(
+            X, Y, index_sets, epochs=60, lr=0.1, constant_columns=constant_columns
+        )
         assert heads.top_labels(X, 1, model=0)[:, 0].all()
         assert heads.top_labels(X, 1, model=1)[:, 1].all()
         assert heads.top_labels(X, 2, model=2)[:, [1, 2]].all()
@@ -147,8 +162,9 @@ def test_ragged_and_empty_index_sets(data):
     # a model on rows 50..119 matches a separate fit on those rows (padding is inert)
     single = LinearHead(**FAST).fit(X[50:120], Y[50:120])
     mask = np.isnan(heads.constant_scores_[2].cpu().numpy())
-    np.testing.assert_allclose(scores[2][:, mask], single.decision_function(X[:10])[:, mask],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        scores[2][:, mask], single.decision_function(X[:10])[:, mask], atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("k_base", [1, 2, 3])
@@ -158,8 +174,10 @@ def test_vote_counts_shape_sum_and_definition(data, k_base):
     counts = heads.vote_counts(X[:37], k_base, batch_size=10)
     assert counts.shape == (37, N_CLASSES) and counts.dtype == np.int64
     np.testing.assert_array_equal(counts.sum(axis=1), len(index_sets) * k_base)
-    expected = sum(top_k_indicator(np.nan_to_num(s, nan=-np.inf), k_base).astype(np.int64)
-                   for s in heads.decision_function(X[:37]))
+    expected = sum(
+        top_k_indicator(np.nan_to_num(s, nan=-np.inf), k_base).astype(np.int64)
+        for s in heads.decision_function(X[:37])
+    )
     np.testing.assert_array_equal(counts, expected)
     as_tensor = heads.vote_counts(X[:37], k_base, as_tensor=True)
     assert torch.is_tensor(as_tensor) and as_tensor.device.type == "cpu"
@@ -175,10 +193,12 @@ def test_ties_break_towards_lower_label_index():
 
 def test_cpu_device_handling_and_determinism(data):
     X, Y, index_sets = data
-    a = fit_linear_heads(torch.as_tensor(X), Y, index_sets, hidden=4, device="cpu",
-                         random_state=7, **FAST)
-    b = fit_linear_heads(X, Y, index_sets, hidden=4, device=torch.device("cpu"),
-                         random_state=7, **FAST)
+    a = fit_linear_heads(
+        torch.as_tensor(X), Y, index_sets, hidden=4, device="cpu", random_state=7, **FAST
+    )
+    b = fit_linear_heads(
+        X, Y, index_sets, hidden=4, device=torch.device("cpu"), random_state=7, **FAST
+    )
     c = fit_linear_heads(X, Y, index_sets, hidden=4, random_state=8, **FAST)
     assert isinstance(a, StackedModels) and len(a) == len(index_sets)
     assert a.device_.type == "cpu"
@@ -196,11 +216,16 @@ def test_cpu_device_handling_and_determinism(data):
 
 def test_asl_gradient_matches_autograd():
     torch.manual_seed(0)
-    z = torch.cat([torch.randn(2, 3, 400) * 6, torch.linspace(-30, 30, 600).reshape(2, 3, 100)],
-                  dim=2).double()
+    z = torch.cat(
+        [torch.randn(2, 3, 400) * 6, torch.linspace(-30, 30, 600).reshape(2, 3, 100)], dim=2
+    ).double()
     y = (torch.rand_like(z) < 0.3).double()
-    for params in [{}, dict(gamma_pos=1.0, clip=0.1), dict(gamma_neg=2.5, clip=0.0),
-                   dict(gamma_neg=0.0, clip=0.0)]:
+    for params in [
+        {},
+        dict(gamma_pos=1.0, clip=0.1),
+        dict(gamma_neg=2.5, clip=0.0),
+        dict(gamma_neg=0.0, clip=0.0),
+    ]:
         loss = AsymmetricLoss(reduction="none", **params)
         z_grad = z.clone().requires_grad_(True)
         loss(z_grad, y).sum().backward()
@@ -212,8 +237,7 @@ def test_callable_loss_uses_autograd(data):
     loss = AsymmetricLoss(reduction="none")
     a = fit_linear_heads(X, Y, index_sets[:4], loss=lambda z, t: loss(z, t), **FAST)
     b = fit_linear_heads(X, Y, index_sets[:4], loss="asl", **FAST)
-    np.testing.assert_allclose(a.decision_function(X[:20]), b.decision_function(X[:20]),
-                               atol=1e-4)
+    np.testing.assert_allclose(a.decision_function(X[:20]), b.decision_function(X[:20]), atol=1e-4)
 
 
 def test_linear_head_estimator(data):
@@ -268,11 +292,13 @@ def test_bagging_with_linear_head_equals_fit_base_models():
 
     X, Y = _ensemble_data()
     head = LinearHead(epochs=15, lr=0.05)
-    clf = BaggingCertifiedClassifier(head, n_estimators=12, max_samples=25, k_base=2, k=2,
-                                     random_state=0).fit(X, Y)
+    clf = BaggingCertifiedClassifier(
+        head, n_estimators=12, max_samples=25, k_base=2, k=2, random_state=0
+    ).fit(X, Y)
     rows = np.stack([subsample_indices(s, len(X), 25) for s in clf.seeds_])
-    heads, _ = fit_base_models(head, X, Y, rows, clf.seeds_,
-                               [fallback_labels(i, 2, 4) for i in range(12)])
+    heads, _ = fit_base_models(
+        head, X, Y, rows, clf.seeds_, [fallback_labels(i, 2, 4) for i in range(12)]
+    )
     counts, n_models = clf._label_counts(X[:30])
     assert n_models == 12
     np.testing.assert_array_equal(counts, heads.vote_counts(X[:30], 2))
@@ -292,8 +318,9 @@ def test_dpa_models_depend_only_on_their_own_partition():
     X_add = rng.normal(size=(40, X.shape[1])).astype(np.float32)
     Y_add = (rng.random((40, Y.shape[1])) < 0.5).astype(np.int64)
     poisoned = DPACertifiedClassifier(head, n_partitions=30, k_base=1, k=2).fit(
-        np.vstack([X, X_add]), np.vstack([Y, Y_add]))
-    touched = set(poisoned.partitions_[len(X):].tolist())
+        np.vstack([X, X_add]), np.vstack([Y, Y_add])
+    )
+    touched = set(poisoned.partitions_[len(X) :].tolist())
     assert 0 < len(touched) < 30
     for j in set(range(30)) - touched:
         a, b = clean.estimators_[j].estimator_, poisoned.estimators_[j].estimator_

@@ -13,11 +13,7 @@ from skorch.callbacks import EpochScoring
 
 from sklearn_certify import BaggingCertifiedClassifier
 from sklearn_certify._stacked import _nets as _stacked_nets
-from sklearn_certify._stacked._nets import (
-    replication_check,
-    replication_is_exact,
-    train_nets,
-)
+from sklearn_certify._stacked._nets import replication_check, replication_is_exact, train_nets
 from sklearn_certify._stacked._skorch_replica import (
     ELEMENTWISE_OPTIMIZERS,
     Blocker,
@@ -35,7 +31,7 @@ N_TRAIN, N_FEATURES, N_CLASSES = 120, 6, 4
 def data():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(N_TRAIN, N_FEATURES)).astype(np.float32)
-    Y = (X[:, :N_CLASSES] + rng.normal(scale=0.7, size=(N_TRAIN, N_CLASSES)) > 0.3)
+    Y = X[:, :N_CLASSES] + rng.normal(scale=0.7, size=(N_TRAIN, N_CLASSES)) > 0.3
     Y = Y.astype(np.int64)
     Y[:, 1] = X[:, 1] > 1.7  # rare: constant (all 0) in many small subsamples
     rows = rng.integers(0, N_TRAIN, size=(5, 23))
@@ -44,8 +40,16 @@ def data():
 
 
 def _net(**params):
-    return MultiLabelNet(**{"module": MLPModule, "module__hidden": (), "max_epochs": 4,
-                            "batch_size": 5, "lr": 0.05, **params})
+    return MultiLabelNet(
+        **{
+            "module": MLPModule,
+            "module__hidden": (),
+            "max_epochs": 4,
+            "batch_size": 5,
+            "lr": 0.05,
+            **params,
+        }
+    )
 
 
 def _skorch_weights(net, X, Y, seed):
@@ -71,16 +75,33 @@ def _own_weights(params, i, columns):
 RECIPES = {
     "linear-asl-adam": {},
     "mlp-two-layers": dict(module__hidden=(7, 3)),
-    "bce-sgd-momentum": dict(criterion=torch.nn.BCEWithLogitsLoss, optimizer=torch.optim.SGD,
-                             optimizer__momentum=0.9, optimizer__nesterov=True, lr=0.1),
-    "asl-sum-adamw": dict(criterion__reduction="sum", criterion__gamma_pos=1.0,
-                          optimizer=torch.optim.AdamW, optimizer__weight_decay=0.1,
-                          module__hidden=4, lr=0.01),
-    "full-batch-no-shuffle-rmsprop": dict(iterator_train__batch_size=-1,
-                                          iterator_train__shuffle=False,
-                                          optimizer=torch.optim.RMSprop, lr=0.01),
-    "bce-sum-adagrad": dict(criterion=torch.nn.BCEWithLogitsLoss, criterion__reduction="sum",
-                            optimizer=torch.optim.Adagrad, batch_size=100),
+    "bce-sgd-momentum": dict(
+        criterion=torch.nn.BCEWithLogitsLoss,
+        optimizer=torch.optim.SGD,
+        optimizer__momentum=0.9,
+        optimizer__nesterov=True,
+        lr=0.1,
+    ),
+    "asl-sum-adamw": dict(
+        criterion__reduction="sum",
+        criterion__gamma_pos=1.0,
+        optimizer=torch.optim.AdamW,
+        optimizer__weight_decay=0.1,
+        module__hidden=4,
+        lr=0.01,
+    ),
+    "full-batch-no-shuffle-rmsprop": dict(
+        iterator_train__batch_size=-1,
+        iterator_train__shuffle=False,
+        optimizer=torch.optim.RMSprop,
+        lr=0.01,
+    ),
+    "bce-sum-adagrad": dict(
+        criterion=torch.nn.BCEWithLogitsLoss,
+        criterion__reduction="sum",
+        optimizer=torch.optim.Adagrad,
+        batch_size=100,
+    ),
     "default-module-nadam": dict(module=None, module__hidden=(5,), optimizer=torch.optim.NAdam),
 }
 
@@ -97,8 +118,7 @@ def test_vectorised_nets_equal_skorch_fits(data, name):
     checked_constant = 0
     for i, seed in enumerate(seeds):
         expected, columns = _skorch_weights(net, X[rows[i]], Y[rows[i]], seed)
-        np.testing.assert_array_equal(np.flatnonzero(torch.isnan(constant[i]).numpy()),
-                                      columns)
+        np.testing.assert_array_equal(np.flatnonzero(torch.isnan(constant[i]).numpy()), columns)
         checked_constant += len(columns) < N_CLASSES
         got = _own_weights(params, i, columns)
         for a, b in zip(got, expected):
@@ -161,8 +181,9 @@ def test_bagging_trains_nets_vectorised_with_the_same_models(data):
         np.testing.assert_array_equal(a.columns_, b.columns_)
         np.testing.assert_array_equal(a.constant_scores_, b.constant_scores_)
         assert a.seed == b.seed
-        np.testing.assert_allclose(a.decision_function(X), b.decision_function(X),
-                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            a.decision_function(X), b.decision_function(X), rtol=1e-4, atol=1e-5
+        )
     assert fast.estimators_[3] is fast.estimators_[3]
     assert len(fast.estimators_[2:5]) == 3
     with pytest.raises(IndexError):
@@ -172,15 +193,17 @@ def test_bagging_trains_nets_vectorised_with_the_same_models(data):
 def test_vectorised_bagging_pickles_and_multiclass_targets(data):
     X, Y, _ = data
     y = Y.argmax(axis=1)
-    clf = BaggingCertifiedClassifier(_net(), n_estimators=6, max_samples=20, k=1,
-                                     random_state=1).fit(X, y)
+    clf = BaggingCertifiedClassifier(
+        _net(), n_estimators=6, max_samples=20, k=1, random_state=1
+    ).fit(X, y)
     assert clf.stacked_models_ is not None
     _ = clf.estimators_[0]
     restored = pickle.loads(pickle.dumps(clf))
     assert restored.estimators_._built == {}
     np.testing.assert_array_equal(restored.predict(X), clf.predict(X))
-    np.testing.assert_allclose(restored.estimators_[0].decision_function(X),
-                               clf.estimators_[0].decision_function(X))
+    np.testing.assert_allclose(
+        restored.estimators_[0].decision_function(X), clf.estimators_[0].decision_function(X)
+    )
     assert set(clf.predict(X)) <= set(clf.classes_)
 
 
@@ -192,8 +215,9 @@ BLOCKERS = {
     "criterion": dict(criterion=torch.nn.MSELoss),
     "criterion instance": dict(criterion=AsymmetricLoss()),
     "reduction none": dict(criterion__reduction="none"),
-    "bce pos_weight": dict(criterion=torch.nn.BCEWithLogitsLoss,
-                           criterion__pos_weight=torch.ones(4)),
+    "bce pos_weight": dict(
+        criterion=torch.nn.BCEWithLogitsLoss, criterion__pos_weight=torch.ones(4)
+    ),
     "optimizer": dict(optimizer=torch.optim.LBFGS),
     "optimizer arguments": dict(optimizer__betas=(2.0, 0.9)),
     "param_groups": dict(optimizer__param_groups=[("layers.0.bias", {"lr": 0})]),
@@ -212,18 +236,20 @@ def test_what_is_not_vectorised_is_trained_one_by_one(data, name):
     assert blocker.parameter.split("__")[0] in {key.split("__")[0] for key in BLOCKERS[name]}
     assert blocker.reason and str(blocker).startswith(blocker.parameter)
     if name in ("noise_sigma", "dropout", "callbacks", "optimizer"):
-        clf = BaggingCertifiedClassifier(net, n_estimators=2, max_samples=20,
-                                         random_state=0).fit(X, Y)
+        clf = BaggingCertifiedClassifier(net, n_estimators=2, max_samples=20, random_state=0).fit(
+            X, Y
+        )
         assert clf.stacked_models_ is None and isinstance(clf.estimators_, list)
 
 
 def test_other_estimators_and_image_modules_are_not_vectorised(data):
     X, _, _ = data
     assert "not a MultiLabelNet" in net_blocker(MLPModule, X).reason
+
     class Sub(MultiLabelNet):
         pass
-    assert net_blocker(Sub(MLPModule), X) == Blocker(
-        "estimator", "Sub is not a MultiLabelNet")
+
+    assert net_blocker(Sub(MLPModule), X) == Blocker("estimator", "Sub is not a MultiLabelNet")
     images = np.zeros((4, 1, 8, 8), dtype=np.float32)
     assert net_blocker(MultiLabelNet(), images)  # SmallCNN
     assert net_blocker(MultiLabelNet(MLPModule), images) is None  # flattens the images
@@ -238,17 +264,18 @@ def test_images_with_mlp_module_match(data):
     fast = BaggingCertifiedClassifier(net, **params).fit(images, Y)
     assert fast.stacked_models_ is not None
     slow = BaggingCertifiedClassifier(net, vectorize=False, **params).fit(images, Y)
-    np.testing.assert_array_equal(fast._label_counts(images)[0],
-                                  slow._label_counts(images)[0])
+    np.testing.assert_array_equal(fast._label_counts(images)[0], slow._label_counts(images)[0])
 
 
 def test_falls_back_with_a_warning_when_replication_is_not_exact(data, monkeypatch):
     X, Y, _ = data
-    monkeypatch.setattr(_stacked_nets, "replication_check",
-                        lambda: _stacked_nets.ReplicationReport(False, "test"))
+    monkeypatch.setattr(
+        _stacked_nets, "replication_check", lambda: _stacked_nets.ReplicationReport(False, "test")
+    )
     with pytest.warns(RuntimeWarning, match="one by one"):
-        clf = BaggingCertifiedClassifier(_net(), n_estimators=2, max_samples=20,
-                                         random_state=0).fit(X, Y)
+        clf = BaggingCertifiedClassifier(
+            _net(), n_estimators=2, max_samples=20, random_state=0
+        ).fit(X, Y)
     assert clf.stacked_models_ is None
 
 
@@ -256,16 +283,16 @@ def test_verbose_shows_progress(data, capsys):
     X, Y, _ = data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tqdm's notebook check
-        BaggingCertifiedClassifier(_net(), n_estimators=3, max_samples=20, verbose=1,
-                                   random_state=0).fit(X, Y)
+        BaggingCertifiedClassifier(
+            _net(), n_estimators=3, max_samples=20, verbose=1, random_state=0
+        ).fit(X, Y)
     assert "training base models" in capsys.readouterr().err
 
 
 def test_the_users_net_is_left_unfitted(data):
     X, Y, _ = data
     net = _net()
-    clf = BaggingCertifiedClassifier(net, n_estimators=2, max_samples=20,
-                                     random_state=0).fit(X, Y)
+    clf = BaggingCertifiedClassifier(net, n_estimators=2, max_samples=20, random_state=0).fit(X, Y)
     assert clf.estimator is net and net.initialized_ is False
     assert clf.estimators_[0].estimator_ is not net
     assert not hasattr(clone(clf), "stacked_models_")
@@ -289,8 +316,7 @@ def test_dpa_trains_nets_without_skorch_with_the_same_models(data):
     fast = DPACertifiedClassifier(net, n_partitions=150, k_base=2, k=2).fit(X, Y)
     assert fast.stacked_models_ is not None
     assert (fast.partition_sizes_ == 0).any()  # 120 examples, 150 partitions
-    slow = DPACertifiedClassifier(net, n_partitions=150, k_base=2, k=2,
-                                  vectorize=False).fit(X, Y)
+    slow = DPACertifiedClassifier(net, n_partitions=150, k_base=2, k=2, vectorize=False).fit(X, Y)
     assert slow.stacked_models_ is None
     np.testing.assert_array_equal(fast._label_counts(X)[0], slow._label_counts(X)[0])
     for j in (int(np.argmax(fast.partition_sizes_)), int(np.argmin(fast.partition_sizes_))):
@@ -298,8 +324,9 @@ def test_dpa_trains_nets_without_skorch_with_the_same_models(data):
         assert a.n_samples_fit_ == b.n_samples_fit_
         np.testing.assert_array_equal(a.constant_scores_, b.constant_scores_)
         assert (a.estimator_ is None) == (b.estimator_ is None)
-        np.testing.assert_allclose(a.decision_function(X), b.decision_function(X),
-                                   rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            a.decision_function(X), b.decision_function(X), rtol=1e-4, atol=1e-5
+        )
 
 
 def test_dpa_nets_depend_only_on_their_own_partition_bit_for_bit(data):
@@ -313,15 +340,20 @@ def test_dpa_nets_depend_only_on_their_own_partition_bit_for_bit(data):
     X_add = rng.normal(size=(15, N_FEATURES)).astype(np.float32)
     Y_add = (rng.random((15, N_CLASSES)) < 0.5).astype(np.int64)
     poisoned = DPACertifiedClassifier(net, n_partitions=20, k=2, n_jobs=2).fit(
-        np.vstack([X, X_add]), np.vstack([Y, Y_add]))
+        np.vstack([X, X_add]), np.vstack([Y, Y_add])
+    )
     touched = set(poisoned.partitions_[N_TRAIN:].tolist())
     assert 0 < len(touched) < 20
     untouched = sorted(set(range(20)) - touched)
     for a, b in zip(clean.stacked_models_.params_, poisoned.stacked_models_.params_):
         assert torch.equal(a[untouched], b[untouched])
-    torch.testing.assert_close(clean.stacked_models_.constant_scores_[untouched],
-                               poisoned.stacked_models_.constant_scores_[untouched],
-                               rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(
+        clean.stacked_models_.constant_scores_[untouched],
+        poisoned.stacked_models_.constant_scores_[untouched],
+        rtol=0,
+        atol=0,
+        equal_nan=True,
+    )
 
 
 # ------------------------------- where the replica could part from skorch, and its probe
@@ -353,8 +385,9 @@ def test_device_none_trains_on_the_cpu_like_skorch(data):
 
 def test_fitted_models_do_not_follow_later_set_params(data):
     X, Y, _ = data
-    clf = BaggingCertifiedClassifier(_net(), n_estimators=3, max_samples=20,
-                                     random_state=0).fit(X, Y)
+    clf = BaggingCertifiedClassifier(_net(), n_estimators=3, max_samples=20, random_state=0).fit(
+        X, Y
+    )
     expected = clf.estimators_[0].decision_function(X)
     clf.set_params(estimator__module__hidden=(9,), estimator__lr=123.0)
     fresh = pickle.loads(pickle.dumps(clf))  # drops the built items
@@ -367,12 +400,12 @@ def test_a_seeded_fit_may_nest_another(data):
     import threading
 
     X, Y, _ = data
-    inner = BaggingCertifiedClassifier(_net(), n_estimators=2, max_samples=20, k=2,
-                                       random_state=0)
+    inner = BaggingCertifiedClassifier(_net(), n_estimators=2, max_samples=20, k=2, random_state=0)
     outcome = []
     worker = threading.Thread(
         target=lambda: outcome.append(_ConstantAwareMultiLabel(inner, seed=1).fit(X, Y)),
-        daemon=True)
+        daemon=True,
+    )
     worker.start()
     worker.join(timeout=120)
     assert outcome and outcome[0].estimator_.stacked_models_ is not None
@@ -418,13 +451,17 @@ def _vectorize_cases():
     bagging = dict(n_estimators=12, max_samples=25, k_base=2, k=2, random_state=4)
     return {
         "bagging LinearHead": lambda v: BaggingCertifiedClassifier(
-            LinearHead(epochs=20, lr=0.05), vectorize=v, **bagging),
+            LinearHead(epochs=20, lr=0.05), vectorize=v, **bagging
+        ),
         "bagging LinearHead MLP": lambda v: BaggingCertifiedClassifier(
-            LinearHead(hidden=4, epochs=20, lr=0.05), vectorize=v, **bagging),
+            LinearHead(hidden=4, epochs=20, lr=0.05), vectorize=v, **bagging
+        ),
         "bagging MultiLabelNet": lambda v: BaggingCertifiedClassifier(
-            _net(module__hidden=(4,)), vectorize=v, **bagging),
+            _net(module__hidden=(4,)), vectorize=v, **bagging
+        ),
         "DPA MultiLabelNet": lambda v: DPACertifiedClassifier(
-            _net(), n_partitions=15, k_base=2, k=2, vectorize=v),
+            _net(), n_partitions=15, k_base=2, k=2, vectorize=v
+        ),
     }
 
 
@@ -436,8 +473,10 @@ def test_vectorize_false_and_auto_give_identical_votes(data, name):
     assert auto.stacked_models_ is not None and one_by_one.stacked_models_ is None
     assert isinstance(one_by_one.estimators_, list)
     np.testing.assert_array_equal(auto._label_counts(X)[0], one_by_one._label_counts(X)[0])
-    np.testing.assert_array_equal(auto.certify(X[:20], Y[:20], radius=[0, 1, 2]).sizes,
-                                  one_by_one.certify(X[:20], Y[:20], radius=[0, 1, 2]).sizes)
+    np.testing.assert_array_equal(
+        auto.certify(X[:20], Y[:20], radius=[0, 1, 2]).sizes,
+        one_by_one.certify(X[:20], Y[:20], radius=[0, 1, 2]).sizes,
+    )
 
 
 @pytest.mark.parametrize("value", ["yes", True, None, 1])

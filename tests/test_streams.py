@@ -69,8 +69,9 @@ def X():
 
 
 def _counts(model, X, **kwargs):
-    params = dict(n_classes=N_CLASSES, sigma=2.0, k_prime=1, n_draws=150, batch_size=64,
-                  random_state=0)
+    params = dict(
+        n_classes=N_CLASSES, sigma=2.0, k_prime=1, n_draws=150, batch_size=64, random_state=0
+    )
     params.update(kwargs)
     return sample_label_counts(model, X, **params)
 
@@ -87,7 +88,8 @@ def test_counts_ignore_order_subsets_and_batch_size(X, generic):
         np.testing.assert_array_equal(_counts(model, X, batch_size=batch_size), ref)
     # the first m draws of an input are the draws of a run with n_draws = m
     np.testing.assert_array_equal(
-        _counts(model, X, n_draws=40, batch_size=1000), _counts(model, X, n_draws=40))
+        _counts(model, X, n_draws=40, batch_size=1000), _counts(model, X, n_draws=40)
+    )
     assert not np.array_equal(_counts(model, X, random_state=1), ref)
 
 
@@ -108,8 +110,9 @@ def test_prefix_draws_match_a_shorter_run():
     seed = draw_seed(0)  # what random_state=0 seeds a call with
     draws = torch_draws(key, seed, 0, 600, shape=(1,))[:, 0].numpy()
     for m in (1, 16, 17, 100, 600):
-        got = sample_label_counts(Sign(), x, n_classes=2, sigma=1.0, k_prime=1, n_draws=m,
-                                  batch_size=50, random_state=0)
+        got = sample_label_counts(
+            Sign(), x, n_classes=2, sigma=1.0, k_prime=1, n_draws=m, batch_size=50, random_state=0
+        )
         assert got[0, 1] == int((draws[:m] > 0).sum())
 
 
@@ -119,9 +122,15 @@ def test_predict_proba_of_one_input_is_its_row_of_the_batch(X, estimator):
 
     Y = (X[:, :N_CLASSES] > 0).astype(int)
     base = _linear() if estimator == "torch" else RidgeClassifier()
-    clf = SmoothedMultiLabelClassifier(base, sigma=1.0, k=2, n_draws=100, batch_size=32,
-                                       train_noise=estimator == "generic",
-                                       random_state=0).fit(X, Y)
+    clf = SmoothedMultiLabelClassifier(
+        base,
+        sigma=1.0,
+        k=2,
+        n_draws=100,
+        batch_size=32,
+        train_noise=estimator == "generic",
+        random_state=0,
+    ).fit(X, Y)
     proba = clf.predict_proba(X)
     for i in range(len(X)):
         np.testing.assert_array_equal(clf.predict_proba(X[[i]])[0], proba[i])
@@ -159,8 +168,9 @@ def test_small_batches_generate_each_block_once(monkeypatch, generic):
 
     seeded = []
     original = _streams.block_seed
-    monkeypatch.setattr(_streams, "block_seed",
-                        lambda *args: seeded.append(args[2]) or original(*args))
+    monkeypatch.setattr(
+        _streams, "block_seed", lambda *args: seeded.append(args[2]) or original(*args)
+    )
     model = TorchAdapter(_linear()) if generic else _linear()
     X = np.zeros((2, N_FEATURES), np.float32)
     X[1] = 1.0

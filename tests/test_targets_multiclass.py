@@ -23,8 +23,7 @@ from sklearn_certify import (
 )
 from sklearn_certify.datasets import make_multidigit
 
-NAMES = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
-                  "nine"])
+NAMES = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +98,9 @@ def test_classes_kept_and_predict_returns_labels(fitted, digits):
     assert proba.shape == (40, 10)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     np.testing.assert_array_equal(pred, est.classes_[proba.argmax(axis=1)])
-    np.testing.assert_array_equal(pred_str, est_str.classes_[est_str.predict_proba(X_test)
-                                                             .argmax(axis=1)])
+    np.testing.assert_array_equal(
+        pred_str, est_str.classes_[est_str.predict_proba(X_test).argmax(axis=1)]
+    )
     # it learned something, with either kind of labels (DPA's partitions hash the label
     # values themselves, so its two models differ; the others differ at most by ties)
     assert (pred == y_test).mean() > 0.5 and (pred_str == NAMES[y_test]).mean() > 0.5
@@ -148,8 +148,9 @@ def test_predict_with_k_above_one_still_top1(digits):
     X, y, X_test, _ = digits
     for make in MAKERS:
         est = make(k=3).fit(X, y)
-        np.testing.assert_array_equal(est.predict(X_test),
-                                      est.classes_[est.predict_proba(X_test).argmax(axis=1)])
+        np.testing.assert_array_equal(
+            est.predict(X_test), est.classes_[est.predict_proba(X_test).argmax(axis=1)]
+        )
 
 
 # ---------------------------------------------------------------- closed forms, k = k' = 1
@@ -183,8 +184,7 @@ def test_smoothing_k1_is_cohen(digits, method, labels):
     assert (est.predict(X_test)[res.sizes[:, 0] == 1] == to(y_test)[res.sizes[:, 0] == 1]).all()
 
 
-@pytest.mark.parametrize("attack, factor", [("modification", 2), ("addition", 1),
-                                            ("deletion", 1)])
+@pytest.mark.parametrize("attack, factor", [("modification", 2), ("addition", 1), ("deletion", 1)])
 @pytest.mark.parametrize("method", ["poisoningguard", "dpa"])
 def test_dpa_k1_is_vote_gap(digits, attack, factor, method):
     """Certified at T exactly when n_y - max_{c != y} n_c > 2 T~ (T~ = 2T, modification)."""

@@ -48,8 +48,9 @@ def test_divergences_by_hand():
     z = torch.tensor([[[2.0, -1.0, 0.0]], [[0.0, 1.0, -2.0]]])  # 2 copies, 1 input
     q = 1 / (1 + np.exp(-z.numpy()[:, 0]))
     qbar = q.mean(0)
-    bern = np.mean([np.sum(qbar * np.log(qbar / qc) + (1 - qbar) * np.log((1 - qbar) / (1 - qc)))
-                    for qc in q])
+    bern = np.mean(
+        [np.sum(qbar * np.log(qbar / qc) + (1 - qbar) * np.log((1 - qbar) / (1 - qc))) for qc in q]
+    )
     assert float(consistency_divergence(z, "bernoulli-kl")) == pytest.approx(bern, rel=1e-5)
     p = np.exp(z.numpy()[:, 0]) / np.exp(z.numpy()[:, 0]).sum(1, keepdims=True)
     pbar = p.mean(0)
@@ -79,9 +80,11 @@ def test_gradients_flow_through_every_copy():
 
 def test_invalid_knobs_are_refused(data):
     X, _, Y, _ = data
-    for kwargs, match in [(dict(noise_copies=0), "noise_copies"),
-                          (dict(consistency=-1.0), "consistency"),
-                          (dict(noise_copies=2.5), "noise_copies")]:
+    for kwargs, match in [
+        (dict(noise_copies=0), "noise_copies"),
+        (dict(consistency=-1.0), "consistency"),
+        (dict(noise_copies=2.5), "noise_copies"),
+    ]:
         with pytest.raises(ValueError, match=match):
             tiny_net(noise_sigma=0.5, **kwargs).fit(X, Y)
     with pytest.raises(ValueError, match="noise_sigma"):
@@ -104,8 +107,9 @@ def test_copies_are_stacked_with_independent_noise(data):
     X, _, Y, _ = data
     recorder = Recorder()
     # the recorder runs after the noise callback (user callbacks come after defaults)
-    net = tiny_net(noise_sigma=0.5, noise_copies=3, consistency=1.0, max_epochs=1,
-               callbacks=[recorder]).fit(X, Y)
+    net = tiny_net(
+        noise_sigma=0.5, noise_copies=3, consistency=1.0, max_epochs=1, callbacks=[recorder]
+    ).fit(X, Y)
     Xb, Yb = recorder.batches[0]
     assert Xb.shape == (3 * 64, X.shape[1]) and Yb.shape == (3 * 64, Y.shape[1])
     copies = Xb.reshape(3, 64, -1)
@@ -141,8 +145,7 @@ def test_consistency_is_measurably_more_stable_under_noise(data):
         return float(votes.max(1).values.float().mean() / 200)
 
     results = {}
-    for name, kwargs in [("gaussian", {}), ("consistency", dict(noise_copies=2,
-                                                               consistency=10.0))]:
+    for name, kwargs in [("gaussian", {}), ("consistency", dict(noise_copies=2, consistency=10.0))]:
         torch.manual_seed(0)
         net = tiny_net(noise_sigma=0.5, max_epochs=6, module__hidden=(32,), **kwargs).fit(X, Y)
         results[name] = stability(net)
@@ -154,36 +157,49 @@ def test_consistency_is_measurably_more_stable_under_noise(data):
 # ------------------------------------------------------------------- train_noise option
 def test_train_noise_consistency_sets_the_recommended_knobs(data):
     X, _, Y, _ = data
-    clf = SmoothedMultiLabelClassifier(tiny_net(max_epochs=1), train_noise="consistency",
-                                       n_draws=10, random_state=0).fit(X, Y)
+    clf = SmoothedMultiLabelClassifier(
+        tiny_net(max_epochs=1), train_noise="consistency", n_draws=10, random_state=0
+    ).fit(X, Y)
     net = clf.estimator_
     assert (net.noise_sigma, net.noise_copies, net.consistency) == (
-        0.5, DEFAULT_COPIES, DEFAULT_CONSISTENCY)
+        0.5,
+        DEFAULT_COPIES,
+        DEFAULT_CONSISTENCY,
+    )
     # a value the net sets is kept (a grid search reaches it as estimator__consistency)
-    own = SmoothedMultiLabelClassifier(tiny_net(max_epochs=1, consistency=0.5, noise_copies=3),
-                                       train_noise="consistency", n_draws=10,
-                                       random_state=0).fit(X, Y)
+    own = SmoothedMultiLabelClassifier(
+        tiny_net(max_epochs=1, consistency=0.5, noise_copies=3),
+        train_noise="consistency",
+        n_draws=10,
+        random_state=0,
+    ).fit(X, Y)
     assert (own.estimator_.noise_copies, own.estimator_.consistency) == (3, 0.5)
     # reproducible from random_state
-    again = SmoothedMultiLabelClassifier(tiny_net(max_epochs=1), train_noise="consistency",
-                                         n_draws=10, random_state=0).fit(X, Y)
+    again = SmoothedMultiLabelClassifier(
+        tiny_net(max_epochs=1), train_noise="consistency", n_draws=10, random_state=0
+    ).fit(X, Y)
     assert all(torch.equal(a, b) for a, b in zip(weights(net), weights(again.estimator_)))
 
 
 def test_true_is_gaussian(data):
     X, _, Y, _ = data
-    fits = [SmoothedMultiLabelClassifier(tiny_net(max_epochs=1), train_noise=value, n_draws=10,
-                                         random_state=0).fit(X, Y)
-            for value in (True, "gaussian")]
-    assert all(torch.equal(a, b) for a, b in zip(weights(fits[0].estimator_),
-                                                 weights(fits[1].estimator_)))
+    fits = [
+        SmoothedMultiLabelClassifier(
+            tiny_net(max_epochs=1), train_noise=value, n_draws=10, random_state=0
+        ).fit(X, Y)
+        for value in (True, "gaussian")
+    ]
+    assert all(
+        torch.equal(a, b) for a, b in zip(weights(fits[0].estimator_), weights(fits[1].estimator_))
+    )
     assert fits[0].estimator_.noise_copies is None
 
 
 def test_grid_search_reaches_consistency(data):
     X, _, Y, _ = data
-    clf = SmoothedMultiLabelClassifier(tiny_net(max_epochs=1), train_noise="consistency",
-                                       n_draws=10, random_state=0)
+    clf = SmoothedMultiLabelClassifier(
+        tiny_net(max_epochs=1), train_noise="consistency", n_draws=10, random_state=0
+    )
     search = GridSearchCV(clf, {"estimator__consistency": [0.0, 3.0]}, cv=2).fit(X, Y)
     assert search.best_estimator_.estimator_.consistency in (0.0, 3.0)
     assert search.best_estimator_.estimator_.noise_copies == DEFAULT_COPIES
@@ -191,22 +207,31 @@ def test_grid_search_reaches_consistency(data):
 
 def test_other_skorch_nets_get_the_callback(data):
     X, _, Y, _ = data
-    net = NeuralNet(MLPModule, criterion=torch.nn.BCEWithLogitsLoss, max_epochs=1,
-                    module__n_features=X.shape[1], module__n_classes=Y.shape[1],
-                    module__hidden=(8,), train_split=None)
-    clf = SmoothedMultiLabelClassifier(net, train_noise="consistency", n_draws=10,
-                                       random_state=0).fit(X, Y)
+    net = NeuralNet(
+        MLPModule,
+        criterion=torch.nn.BCEWithLogitsLoss,
+        max_epochs=1,
+        module__n_features=X.shape[1],
+        module__n_classes=Y.shape[1],
+        module__hidden=(8,),
+        train_split=None,
+    )
+    clf = SmoothedMultiLabelClassifier(
+        net, train_noise="consistency", n_draws=10, random_state=0
+    ).fit(X, Y)
     callback = dict(clf.estimator_.callbacks_)["smoothing_train_noise"]
     assert (callback.sigma, callback.copies, callback.consistency) == (
-        0.5, DEFAULT_COPIES, DEFAULT_CONSISTENCY)
+        0.5,
+        DEFAULT_COPIES,
+        DEFAULT_CONSISTENCY,
+    )
     assert type(clf.estimator_.criterion_) is torch.nn.BCEWithLogitsLoss
 
 
 def test_models_that_cannot_train_with_consistency_say_so(data):
     X, _, Y, _ = data
     trained = tiny_net(max_epochs=1).fit(X, Y)
-    for estimator in (FrozenEstimator(trained), trained.module_,
-                      RidgeClassifier()):
+    for estimator in (FrozenEstimator(trained), trained.module_, RidgeClassifier()):
         with pytest.raises(ValueError, match="train_noise='consistency'"):
             SmoothedMultiLabelClassifier(estimator, train_noise="consistency").fit(X, Y)
     with pytest.raises(ValueError, match="train_noise"):
@@ -220,5 +245,4 @@ def test_tuple_batches_cannot_take_copies():
         noise_sigma, device = 0.5, None
 
     with pytest.raises(TypeError, match="list batches"):
-        callback.on_batch_begin(Net(), batch=(torch.zeros(2, 3), torch.zeros(2, 1)),
-                                training=True)
+        callback.on_batch_begin(Net(), batch=(torch.zeros(2, 3), torch.zeros(2, 1)), training=True)

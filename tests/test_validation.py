@@ -65,7 +65,7 @@ X_INF[0, 0] = np.inf
 def _smoothing(estimator=None, **params):
     return SmoothedMultiLabelClassifier(
         RidgeClassifier() if estimator is None else estimator,
-        **{"sigma": 0.25, "k": 2, "n_draws": 16, "random_state": 0, **params}
+        **{"sigma": 0.25, "k": 2, "n_draws": 16, "random_state": 0, **params},
     )
 
 
@@ -98,8 +98,11 @@ def case(id_, thunk, match, exc=BAD, marks=()):
 # clopper_pearson_bounds(counts, n_draws, alpha)
 CP_COUNTS = np.array([[3, 5, 0]])
 for alpha in (0.0, 1.0, -0.1, 1.5, np.nan):
-    case(f"cp-alpha={alpha}", functools.partial(clopper_pearson_bounds, CP_COUNTS, 10, alpha),
-         "alpha")
+    case(
+        f"cp-alpha={alpha}",
+        functools.partial(clopper_pearson_bounds, CP_COUNTS, 10, alpha),
+        "alpha",
+    )
 case("cp-alpha-str", lambda: clopper_pearson_bounds(CP_COUNTS, 10, "0.1"), "alpha")
 case("cp-counts-nan", lambda: clopper_pearson_bounds([[np.nan, 1.0]], 10, 0.1), "counts")
 case("cp-counts-inf", lambda: clopper_pearson_bounds([[np.inf, 1.0]], 10, 0.1), "counts")
@@ -206,23 +209,29 @@ for score in (certified_precision_score, certified_recall_score, certified_f1_sc
     case(f"{name}-k=0", functools.partial(score, YT, [1, 1], k=0), r"\bk\b")
     case(f"{name}-k-float", functools.partial(score, YT, [1, 1], k=2.0), r"\bk\b")
     case(f"{name}-sizes-length", functools.partial(score, YT, [1, 1, 1], k=2), "sizes")
-case("f1-k>n_classes", functools.partial(certified_f1_score, YT, [1, 1], k=N_CLASSES + 1),
-     r"\bk\b")
-case("recall-sizes-negative", functools.partial(certified_recall_score, YT, [-1, 1], k=2),
-     "sizes")
-case("recall-sizes-above-min(k,|L|)",
-     functools.partial(certified_recall_score, YT, [5, 1], k=2), "sizes")
-case("recall-sizes-nan", functools.partial(certified_recall_score, YT, [np.nan, 1], k=2),
-     "sizes")
+case("f1-k>n_classes", functools.partial(certified_f1_score, YT, [1, 1], k=N_CLASSES + 1), r"\bk\b")
+case("recall-sizes-negative", functools.partial(certified_recall_score, YT, [-1, 1], k=2), "sizes")
+case(
+    "recall-sizes-above-min(k,|L|)",
+    functools.partial(certified_recall_score, YT, [5, 1], k=2),
+    "sizes",
+)
+case("recall-sizes-nan", functools.partial(certified_recall_score, YT, [np.nan, 1], k=2), "sizes")
 case("scorer-metric", lambda: certified_scorer("accuracy"), "metric")
 case("scorer-radius-negative", lambda: certified_scorer("f1", radius=-0.5), "radius")
 case("scorer-radius-str", lambda: certified_scorer("f1", radius="0.5"), "radius")
 case("scorer-radius-nan", lambda: certified_scorer("f1", radius=np.nan), "radius")
 case("scorer-radius-inf", lambda: certified_scorer("f1", radius=np.inf), "radius")
-case("scorer-unknown-method-at-call",
-     lambda: certified_scorer("f1", 0.1, method="cohen")(fitted("smoothing"), X, Y), "method")
-case("scorer-unknown-attack-at-call",
-     lambda: certified_scorer("f1", 1, attack="flip")(fitted("dpa"), X, Y), "attack")
+case(
+    "scorer-unknown-method-at-call",
+    lambda: certified_scorer("f1", 0.1, method="cohen")(fitted("smoothing"), X, Y),
+    "method",
+)
+case(
+    "scorer-unknown-attack-at-call",
+    lambda: certified_scorer("f1", 1, attack="flip")(fitted("dpa"), X, Y),
+    "attack",
+)
 
 # make_multidigit(n_train, n_test, *, grid, empty_prob, source_test_size, ...)
 for kw, match in [
@@ -240,44 +249,90 @@ for kw, match in [
     (dict(source_test_size=1.0), "source_test_size"),
 ]:
     key = ",".join(f"{k}={v}" for k, v in kw.items())
-    case(f"multidigit-{key}", functools.partial(make_multidigit, **{"n_train": 5, "n_test": 5,
-                                                                     **kw}), match)
-case("multidigit-empty_prob-str", functools.partial(make_multidigit, 5, 5, empty_prob="a"),
-     "empty_prob")
-case("multidigit-source_test_size-str",
-     functools.partial(make_multidigit, 5, 5, source_test_size="a"), "source_test_size")
+    case(
+        f"multidigit-{key}",
+        functools.partial(make_multidigit, **{"n_train": 5, "n_test": 5, **kw}),
+        match,
+    )
+case(
+    "multidigit-empty_prob-str",
+    functools.partial(make_multidigit, 5, 5, empty_prob="a"),
+    "empty_prob",
+)
+case(
+    "multidigit-source_test_size-str",
+    functools.partial(make_multidigit, 5, 5, source_test_size="a"),
+    "source_test_size",
+)
 
 # The three estimators: constructor parameters (checked at fit) ...
 PARAM_CASES = {
     "smoothing": [
-        ("k", 0), ("k", N_CLASSES + 1), ("k", 1.5), ("k_prime", 0), ("k_prime", N_CLASSES + 1),
-        ("sigma", 0.0), ("sigma", -0.5), ("sigma", np.nan), ("sigma", np.inf),
-        ("alpha", 0.0), ("alpha", 1.0), ("alpha", -0.1), ("alpha", 2.0), ("alpha", np.nan),
-        ("n_draws", 0), ("n_draws", -3), ("n_draws", 2.5), ("method", "cohen"),
-        ("batch_size", 0), ("estimator", "ridge"),
+        ("k", 0),
+        ("k", N_CLASSES + 1),
+        ("k", 1.5),
+        ("k_prime", 0),
+        ("k_prime", N_CLASSES + 1),
+        ("sigma", 0.0),
+        ("sigma", -0.5),
+        ("sigma", np.nan),
+        ("sigma", np.inf),
+        ("alpha", 0.0),
+        ("alpha", 1.0),
+        ("alpha", -0.1),
+        ("alpha", 2.0),
+        ("alpha", np.nan),
+        ("n_draws", 0),
+        ("n_draws", -3),
+        ("n_draws", 2.5),
+        ("method", "cohen"),
+        ("batch_size", 0),
+        ("estimator", "ridge"),
     ],
     "bagging": [
-        ("k", 0), ("k", N_CLASSES + 1), ("k_base", 0), ("k_base", N_CLASSES + 1),
-        ("n_estimators", 0), ("n_estimators", -1), ("n_estimators", 2.5),
-        ("max_samples", 0), ("max_samples", -1), ("max_samples", 0.0), ("max_samples", 1.5),
-        ("max_samples", -0.5), ("max_samples", np.nan), ("max_samples", "all"),
-        ("alpha", 0.0), ("alpha", 1.0), ("alpha", 1.5), ("method", "dpa"),
+        ("k", 0),
+        ("k", N_CLASSES + 1),
+        ("k_base", 0),
+        ("k_base", N_CLASSES + 1),
+        ("n_estimators", 0),
+        ("n_estimators", -1),
+        ("n_estimators", 2.5),
+        ("max_samples", 0),
+        ("max_samples", -1),
+        ("max_samples", 0.0),
+        ("max_samples", 1.5),
+        ("max_samples", -0.5),
+        ("max_samples", np.nan),
+        ("max_samples", "all"),
+        ("alpha", 0.0),
+        ("alpha", 1.0),
+        ("alpha", 1.5),
+        ("method", "dpa"),
         ("estimator", object()),
     ],
     "dpa": [
-        ("k", 0), ("k", N_CLASSES + 1), ("k_base", 0), ("k_base", N_CLASSES + 1),
-        ("n_partitions", 0), ("n_partitions", -2), ("n_partitions", 2.5),
-        ("method", "bagging"), ("estimator", object()),
+        ("k", 0),
+        ("k", N_CLASSES + 1),
+        ("k_base", 0),
+        ("k_base", N_CLASSES + 1),
+        ("n_partitions", 0),
+        ("n_partitions", -2),
+        ("n_partitions", 2.5),
+        ("method", "bagging"),
+        ("estimator", object()),
     ],
 }
 for est, rows in PARAM_CASES.items():
     for param, value in rows:
         shown = type(value).__name__ if type(value) is object else repr(value)
-        case(f"{est}-fit-{param}={shown}",
-             lambda est=est, param=param, value=value: MAKERS[est](**{param: value}).fit(X, Y),
-             rf"\b{param}\b")
-case("smoothing-fit-jia-k_prime=2", lambda: _smoothing(method="jia", k_prime=2).fit(X, Y),
-     "k_prime")
+        case(
+            f"{est}-fit-{param}={shown}",
+            lambda est=est, param=param, value=value: MAKERS[est](**{param: value}).fit(X, Y),
+            rf"\b{param}\b",
+        )
+case(
+    "smoothing-fit-jia-k_prime=2", lambda: _smoothing(method="jia", k_prime=2).fit(X, Y), "k_prime"
+)
 
 # ... fit data ...
 for est in MAKERS:
@@ -297,16 +352,27 @@ for est in MAKERS:
         ("y-one-class", X, np.zeros(len(X)), r"\b[Yy]\b", ()),
     ]
     for name, Xb, Yb, match, marks in fit_rows:
-        case(f"{est}-fit-{name}", lambda make=make, Xb=Xb, Yb=Yb: make().fit(Xb, Yb), match,
-             marks=marks)
+        case(
+            f"{est}-fit-{name}",
+            lambda make=make, Xb=Xb, Yb=Yb: make().fit(Xb, Yb),
+            match,
+            marks=marks,
+        )
 
 # ... use before fit ...
 for est in MAKERS:
-    for method, args in [("predict", (X,)), ("predict_proba", (X,)), ("certify", (X, Y, 0)),
-                         ("score", (X, Y))]:
-        case(f"{est}-unfitted-{method}",
-             lambda est=est, method=method, args=args: getattr(MAKERS[est](), method)(*args),
-             "not fitted", exc=NotFittedError)
+    for method, args in [
+        ("predict", (X,)),
+        ("predict_proba", (X,)),
+        ("certify", (X, Y, 0)),
+        ("score", (X, Y)),
+    ]:
+        case(
+            f"{est}-unfitted-{method}",
+            lambda est=est, method=method, args=args: getattr(MAKERS[est](), method)(*args),
+            "not fitted",
+            exc=NotFittedError,
+        )
 
 # ... and predict / certify on a fitted estimator.
 for est in MAKERS:
@@ -342,30 +408,46 @@ for est in MAKERS:
             ("certify-attack", "certify", (X3, Y3, 1), {"attack": "flip"}, "attack"),
         ]
     else:
-        rows += [("certify-attack-not-an-option", "certify", (X3, Y3, 0.5),
-                  {"attack": "deletion"}, "attack")]
+        rows += [
+            (
+                "certify-attack-not-an-option",
+                "certify",
+                (X3, Y3, 0.5),
+                {"attack": "deletion"},
+                "attack",
+            )
+        ]
     if est == "dpa":
-        rows += [("certify-alpha-not-an-option", "certify", (X3, Y3, 1), {"alpha": 0.01},
-                  "alpha")]
+        rows += [("certify-alpha-not-an-option", "certify", (X3, Y3, 1), {"alpha": 0.01}, "alpha")]
     else:
-        rows += [("certify-alpha=0", "certify", (X3, Y3, 0), {"alpha": 0.0}, "alpha"),
-                 ("certify-alpha=1.5", "certify", (X3, Y3, 0), {"alpha": 1.5}, "alpha")]
+        rows += [
+            ("certify-alpha=0", "certify", (X3, Y3, 0), {"alpha": 0.0}, "alpha"),
+            ("certify-alpha=1.5", "certify", (X3, Y3, 0), {"alpha": 1.5}, "alpha"),
+        ]
     for name, method, args, kwargs, match in rows:
-        case(f"{est}-{name}",
-             lambda est=est, method=method, args=args, kwargs=kwargs:
-             getattr(fitted(est), method)(*args, **kwargs), match)
+        case(
+            f"{est}-{name}",
+            lambda est=est, method=method, args=args, kwargs=kwargs: getattr(fitted(est), method)(
+                *args, **kwargs
+            ),
+            match,
+        )
 
     def _after_fit(est=est, **params):
         def run():
             model = MAKERS[est]().fit(X, Y)
             return model.set_params(**params).predict(X[:3])
+
         return run
 
-    case(f"{est}-predict-k>n-after-set_params", _after_fit(k=N_CLASSES + 1), r"\bk\b",
-         marks=())
+    case(f"{est}-predict-k>n-after-set_params", _after_fit(k=N_CLASSES + 1), r"\bk\b", marks=())
     if ens:
-        case(f"{est}-predict-k_base>n-after-set_params", _after_fit(k_base=N_CLASSES + 1),
-             "k_base", marks=())
+        case(
+            f"{est}-predict-k_base>n-after-set_params",
+            _after_fit(k_base=N_CLASSES + 1),
+            "k_base",
+            marks=(),
+        )
     else:
         case(f"{est}-predict-sigma<0-after-set_params", _after_fit(sigma=-1.0), "sigma")
 
@@ -376,10 +458,16 @@ for est in MAKERS:
 case("cp-alpha-below-floor", lambda: clopper_pearson_bounds(CP_COUNTS, 10, 1e-300), "alpha")
 case("cp-alpha-subnormal", lambda: clopper_pearson_bounds(CP_COUNTS, 10, 5e-324), "alpha")
 for est in ("smoothing", "bagging"):
-    case(f"{est}-certify-alpha-below-floor",
-         lambda est=est: fitted(est).certify(X[:3], Y[:3], 0, alpha=1e-310), "alpha")
-    case(f"{est}-certify-alpha-param-below-floor",
-         lambda est=est: MAKERS[est](alpha=1e-305).fit(X, Y).certify(X[:3], Y[:3], 0), "alpha")
+    case(
+        f"{est}-certify-alpha-below-floor",
+        lambda est=est: fitted(est).certify(X[:3], Y[:3], 0, alpha=1e-310),
+        "alpha",
+    )
+    case(
+        f"{est}-certify-alpha-param-below-floor",
+        lambda est=est: MAKERS[est](alpha=1e-305).fit(X, Y).certify(X[:3], Y[:3], 0),
+        "alpha",
+    )
 
 X_T = torch.tensor(X, dtype=torch.float32)
 X_T_NAN = torch.tensor(X_NAN, dtype=torch.float32)
@@ -393,22 +481,36 @@ def fitted_torch():
 
 
 for name, Xb in [("nan", X_T_NAN), ("inf", X_T_INF)]:
-    case(f"smoothing-fit-tensor-X-{name}",
-         lambda Xb=Xb: _smoothing(estimator=torch.nn.Linear(4, N_CLASSES),
-                                  train_noise=False).fit(Xb, Y), r"\bX\b")
-    for method, args in [("predict", (Xb,)), ("predict_proba", (Xb,)),
-                         ("certify", (Xb, Y, 0.1)), ("score", (Xb, Y))]:
-        case(f"smoothing-{method}-tensor-X-{name}",
-             lambda method=method, args=args: getattr(fitted_torch(), method)(*args), r"\bX\b")
+    case(
+        f"smoothing-fit-tensor-X-{name}",
+        lambda Xb=Xb: _smoothing(estimator=torch.nn.Linear(4, N_CLASSES), train_noise=False).fit(
+            Xb, Y
+        ),
+        r"\bX\b",
+    )
+    for method, args in [
+        ("predict", (Xb,)),
+        ("predict_proba", (Xb,)),
+        ("certify", (Xb, Y, 0.1)),
+        ("score", (Xb, Y)),
+    ]:
+        case(
+            f"smoothing-{method}-tensor-X-{name}",
+            lambda method=method, args=args: getattr(fitted_torch(), method)(*args),
+            r"\bX\b",
+        )
 case("smoothing-predict-tensor-X-1d", lambda: fitted_torch().predict(X_T[0]), r"\bX\b")
 for est in ("bagging", "dpa"):
     case(f"{est}-fit-tensor-X-nan", lambda est=est: MAKERS[est]().fit(X_T_NAN, Y), r"\bX\b")
-    case(f"{est}-predict-tensor-X-inf", lambda est=est: fitted(est).predict(X_T_INF),
-         r"\bX\b")
+    case(f"{est}-predict-tensor-X-inf", lambda est=est: fitted(est).predict(X_T_INF), r"\bX\b")
 
-case("smoothing-fit-svc-ovo",
-     lambda: _smoothing(estimator=SVC(decision_function_shape="ovo"), k=1)
-     .fit(X, np.arange(len(X)) % 3), "decision_function_shape")
+case(
+    "smoothing-fit-svc-ovo",
+    lambda: _smoothing(estimator=SVC(decision_function_shape="ovo"), k=1).fit(
+        X, np.arange(len(X)) % 3
+    ),
+    "decision_function_shape",
+)
 
 
 class _NaNScores(RidgeClassifier):
@@ -418,59 +520,96 @@ class _NaNScores(RidgeClassifier):
         return scores
 
 
-case("smoothing-predict-nan-scores",
-     lambda: _smoothing(estimator=_NaNScores(), n_draws=2).fit(X[:3], Y[:3]).predict(X),
-     r"input\(s\).*label\(s\) \[1\]")
-case("dpa-predict-nan-scores",
-     lambda: _dpa(estimator=_NaNScores()).fit(X, Y).predict(X), r"input\(s\).*label\(s\) \[1\]")
-case("bagging-predict-nan-scores",
-     lambda: _bagging(estimator=_NaNScores()).fit(X, Y).predict(X),
-     r"input\(s\).*label\(s\) \[1\]")
+case(
+    "smoothing-predict-nan-scores",
+    lambda: _smoothing(estimator=_NaNScores(), n_draws=2).fit(X[:3], Y[:3]).predict(X),
+    r"input\(s\).*label\(s\) \[1\]",
+)
+case(
+    "dpa-predict-nan-scores",
+    lambda: _dpa(estimator=_NaNScores()).fit(X, Y).predict(X),
+    r"input\(s\).*label\(s\) \[1\]",
+)
+case(
+    "bagging-predict-nan-scores",
+    lambda: _bagging(estimator=_NaNScores()).fit(X, Y).predict(X),
+    r"input\(s\).*label\(s\) \[1\]",
+)
 
-case("smoothing-recertify-n_draws",
-     lambda: fitted("smoothing").certify(X[:3], Y[:3], 0).recertify(n_draws=5), "n_draws")
-case("smoothing-recertify-counts",
-     lambda: fitted("smoothing").certify(X[:3], Y[:3], 0).recertify(counts=np.ones((3, 3))),
-     "counts")
-case("bagging-recertify-n_draws",
-     lambda: fitted("bagging").certify(X[:3], Y[:3], 1).recertify(n_draws=5), "n_draws")
-case("dpa-recertify-counts",
-     lambda: fitted("dpa").certify(X[:3], Y[:3], 1).recertify(counts=Y[:3]), "counts")
+case(
+    "smoothing-recertify-n_draws",
+    lambda: fitted("smoothing").certify(X[:3], Y[:3], 0).recertify(n_draws=5),
+    "n_draws",
+)
+case(
+    "smoothing-recertify-counts",
+    lambda: fitted("smoothing").certify(X[:3], Y[:3], 0).recertify(counts=np.ones((3, 3))),
+    "counts",
+)
+case(
+    "bagging-recertify-n_draws",
+    lambda: fitted("bagging").certify(X[:3], Y[:3], 1).recertify(n_draws=5),
+    "n_draws",
+)
+case(
+    "dpa-recertify-counts",
+    lambda: fitted("dpa").certify(X[:3], Y[:3], 1).recertify(counts=Y[:3]),
+    "counts",
+)
 
 Y_MIXED = np.array([0, "a", 1] * (len(X) // 3), dtype=object)
 for est in MAKERS:
     case(f"{est}-fit-y-mixed-int-str", lambda est=est: MAKERS[est]().fit(X, Y_MIXED), r"\by\b")
-    case(f"{est}-fit-Y-sparse", lambda est=est: MAKERS[est]().fit(X, sp.csr_matrix(Y)),
-         r"\bY\b")
-    case(f"{est}-certify-Y-sparse",
-         lambda est=est: fitted(est).certify(X[:3], sp.csr_matrix(Y[:3]), 0), r"\bY\b")
+    case(f"{est}-fit-Y-sparse", lambda est=est: MAKERS[est]().fit(X, sp.csr_matrix(Y)), r"\bY\b")
+    case(
+        f"{est}-certify-Y-sparse",
+        lambda est=est: fitted(est).certify(X[:3], sp.csr_matrix(Y[:3]), 0),
+        r"\bY\b",
+    )
 
 BOOL_CASES = {
     "smoothing": ["k", "k_prime", "n_draws", "sigma", "alpha", "batch_size", "random_state"],
-    "bagging": ["n_estimators", "max_samples", "k", "k_base", "alpha", "n_jobs",
-                "random_state"],
+    "bagging": ["n_estimators", "max_samples", "k", "k_base", "alpha", "n_jobs", "random_state"],
     "dpa": ["n_partitions", "k", "k_base", "n_jobs"],
 }
 for est, params in BOOL_CASES.items():
     for param in params:
-        case(f"{est}-fit-{param}=True",
-             lambda est=est, param=param: MAKERS[est](**{param: True}).fit(X, Y), rf"\b{param}\b")
+        case(
+            f"{est}-fit-{param}=True",
+            lambda est=est, param=param: MAKERS[est](**{param: True}).fit(X, Y),
+            rf"\b{param}\b",
+        )
 case("cp-n_draws=True", lambda: clopper_pearson_bounds([[0, 1]], True, 0.1), "n_draws")
 case("cp-alpha=True", lambda: clopper_pearson_bounds([[0, 1]], 2, True), "alpha")
 case("scorer-radius=True", lambda: certified_scorer("f1", radius=True), "radius")
 for est in MAKERS:
-    case(f"{est}-certify-radius=True",
-         lambda est=est: fitted(est).certify(X[:3], Y[:3], True), "radius")
-    case(f"{est}-certify-k=True",
-         lambda est=est: fitted(est).certify(X[:3], Y[:3], 0, k=True), r"\bk\b")
-case("bagging-predict-k=True-after-set_params",
-     lambda: _bagging().fit(X, Y).set_params(k=True).predict(X[:3]), r"\bk\b")
+    case(
+        f"{est}-certify-radius=True",
+        lambda est=est: fitted(est).certify(X[:3], Y[:3], True),
+        "radius",
+    )
+    case(
+        f"{est}-certify-k=True",
+        lambda est=est: fitted(est).certify(X[:3], Y[:3], 0, k=True),
+        r"\bk\b",
+    )
+case(
+    "bagging-predict-k=True-after-set_params",
+    lambda: _bagging().fit(X, Y).set_params(k=True).predict(X[:3]),
+    r"\bk\b",
+)
 
 
 def _grid(estimator, radius, **options):
     def run():
-        return GridSearchCV(estimator, {"k": [1, 2]}, cv=2, error_score="raise",
-                            scoring=certified_scorer("f1", radius=radius, **options)).fit(X, Y)
+        return GridSearchCV(
+            estimator,
+            {"k": [1, 2]},
+            cv=2,
+            error_score="raise",
+            scoring=certified_scorer("f1", radius=radius, **options),
+        ).fit(X, Y)
+
     return run
 
 
@@ -482,65 +621,98 @@ case("scorer-grid-bagging-radius=2.5", _grid(_bagging(), 2.5), "radius")
 # planner's radius and damaged result files.
 # certify(sequential=) takes a bool, not a truthy value
 for value in ("False", "no", 1, [False], None):
-    case(f"smoothing-certify-sequential={value!r}",
-         lambda value=value: fitted("smoothing").certify(X[:3], Y[:3], 0, sequential=value),
-         r"\bsequential\b", exc=TypeError)
+    case(
+        f"smoothing-certify-sequential={value!r}",
+        lambda value=value: fitted("smoothing").certify(X[:3], Y[:3], 0, sequential=value),
+        r"\bsequential\b",
+        exc=TypeError,
+    )
 
 
 # devices this machine does not have fail at fit, naming devices
 def _fit_on(devices):
     def run():
         torch.manual_seed(0)
-        return _smoothing(estimator=torch.nn.Linear(4, N_CLASSES), train_noise=False,
-                          devices=devices).fit(X_T, Y)
+        return _smoothing(
+            estimator=torch.nn.Linear(4, N_CLASSES), train_noise=False, devices=devices
+        ).fit(X_T, Y)
+
     return run
 
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-case("smoothing-fit-devices=cuda:0-without-cuda", _fit_on(["cuda:0"]), r"\bdevices\b",
-     marks=NO_CUDA)
-case("smoothing-fit-devices=cuda-without-cuda", _fit_on(["cpu", "cuda"]), r"\bdevices\b",
-     marks=NO_CUDA)
-case("smoothing-fit-devices=cuda-index-past-count",
-     _fit_on([f"cuda:{torch.cuda.device_count()}"]), r"\bdevices\b")
+case(
+    "smoothing-fit-devices=cuda:0-without-cuda", _fit_on(["cuda:0"]), r"\bdevices\b", marks=NO_CUDA
+)
+case(
+    "smoothing-fit-devices=cuda-without-cuda",
+    _fit_on(["cpu", "cuda"]),
+    r"\bdevices\b",
+    marks=NO_CUDA,
+)
+case(
+    "smoothing-fit-devices=cuda-index-past-count",
+    _fit_on([f"cuda:{torch.cuda.device_count()}"]),
+    r"\bdevices\b",
+)
 case("smoothing-fit-devices=meta", _fit_on(["meta"]), r"\bdevices\b.*meta")
-case("smoothing-fit-devices=meta-torch.device", _fit_on([torch.device("meta")]),
-     r"\bdevices\b.*meta")
-case("smoothing-fit-devices=mps-unavailable", _fit_on(["mps"]), r"\bdevices\b",
-     marks=pytest.mark.skipif(torch.backends.mps.is_available(), reason="has mps"))
+case(
+    "smoothing-fit-devices=meta-torch.device", _fit_on([torch.device("meta")]), r"\bdevices\b.*meta"
+)
+case(
+    "smoothing-fit-devices=mps-unavailable",
+    _fit_on(["mps"]),
+    r"\bdevices\b",
+    marks=pytest.mark.skipif(torch.backends.mps.is_available(), reason="has mps"),
+)
 case("smoothing-fit-devices=xla-unavailable", _fit_on(["xla"]), r"\bdevices\b")
 
 # from_counts: per-input draws are checked, and alpha_share needs them
-FC_OK = dict(certificate="gaussian", k=1, method="multiguard", n_draws=100, alpha=0.01,
-             k_prime=1, sigma=0.5)
+FC_OK = dict(
+    certificate="gaussian", k=1, method="multiguard", n_draws=100, alpha=0.01, k_prime=1, sigma=0.5
+)
 FC_COUNTS = np.array([[60, 30, 10], [90, 5, 5]])
 FC_Y = np.array([[1, 0, 0], [1, 1, 0]])
 
 
 def _from_counts(**kw):
-    return functools.partial(CertificationResult.from_counts, FC_COUNTS, FC_Y, 0.0,
-                             **{**FC_OK, **kw})
+    return functools.partial(
+        CertificationResult.from_counts, FC_COUNTS, FC_Y, 0.0, **{**FC_OK, **kw}
+    )
 
 
 case("from_counts-n_draws_used-shape", _from_counts(n_draws_used=[100]), "n_draws_used")
-case("from_counts-n_draws_used-above-n_draws", _from_counts(n_draws_used=[100, 101]),
-     "n_draws_used")
-case("from_counts-n_draws_used-fractional", _from_counts(n_draws_used=[100, 99.5]),
-     "n_draws_used")
-case("from_counts-n_draws_used-below-counts", _from_counts(n_draws_used=[50, 100]),
-     "counts.*n_draws")
-case("from_counts-alpha_share-without-n_draws_used", _from_counts(alpha_share=[0.9, 0.9]),
-     "alpha_share.*n_draws_used")
-case("from_counts-alpha_share>1",
-     _from_counts(n_draws_used=[100, 100], alpha_share=[0.9, 1.5]), "alpha_share")
-case("from_counts-alpha_share-2d",
-     _from_counts(n_draws_used=[100, 100], alpha_share=[[0.9, 0.9]]), "alpha_share")
+case(
+    "from_counts-n_draws_used-above-n_draws", _from_counts(n_draws_used=[100, 101]), "n_draws_used"
+)
+case("from_counts-n_draws_used-fractional", _from_counts(n_draws_used=[100, 99.5]), "n_draws_used")
+case(
+    "from_counts-n_draws_used-below-counts", _from_counts(n_draws_used=[50, 100]), "counts.*n_draws"
+)
+case(
+    "from_counts-alpha_share-without-n_draws_used",
+    _from_counts(alpha_share=[0.9, 0.9]),
+    "alpha_share.*n_draws_used",
+)
+case(
+    "from_counts-alpha_share>1",
+    _from_counts(n_draws_used=[100, 100], alpha_share=[0.9, 1.5]),
+    "alpha_share",
+)
+case(
+    "from_counts-alpha_share-2d",
+    _from_counts(n_draws_used=[100, 100], alpha_share=[[0.9, 0.9]]),
+    "alpha_share",
+)
 
 # the planner's radius is a real number
 for value in ("0.5", True, None):
-    case(f"draws_for_radius-radius={value!r}",
-         functools.partial(draws_for_radius, value, 0.001, 0.5, 10), r"\bradius\b",
-         exc=TypeError)
+    case(
+        f"draws_for_radius-radius={value!r}",
+        functools.partial(draws_for_radius, value, 0.001, 0.5, 10),
+        r"\bradius\b",
+        exc=TypeError,
+    )
 
 
 # CertificationResult.load: every field of a damaged file is refused with one
@@ -550,13 +722,24 @@ def _saved_result():
     """A sequential Gaussian result: every array a file can hold."""
     counts = np.array([[150, 40, 10], [20, 160, 20], [64, 0, 0], [30, 30, 40]])
     return CertificationResult.from_counts(
-        counts, [[1, 0, 0], [0, 1, 1], [1, 0, 0], [0, 0, 0]], [0.0, 0.25], certificate="gaussian",
-        k=2, method="multiguard", n_draws=200, alpha=0.01, k_prime=1, sigma=0.5,
-        n_draws_used=[200, 200, 64, 100], alpha_share=[0.9, 0.9, 0.0125, 0.05])
+        counts,
+        [[1, 0, 0], [0, 1, 1], [1, 0, 0], [0, 0, 0]],
+        [0.0, 0.25],
+        certificate="gaussian",
+        k=2,
+        method="multiguard",
+        n_draws=200,
+        alpha=0.01,
+        k_prime=1,
+        sigma=0.5,
+        n_draws_used=[200, 200, 64, 100],
+        alpha_share=[0.9, 0.9, 0.0125, 0.05],
+    )
 
 
 def _load_damaged(change):
     """Load a saved result after ``change(arrays, settings)`` edited its file."""
+
     def run():
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "result.npz")
@@ -567,6 +750,7 @@ def _load_damaged(change):
             change(data, settings)
             np.savez(path, settings=np.array(json.dumps(settings)), **data)
             return CertificationResult.load(path)
+
     return run
 
 
@@ -580,6 +764,7 @@ def _array(name, value):
             del data[name]
         else:
             data[name] = value(data[name]) if callable(value) else value
+
     return _load_damaged(change)
 
 
@@ -603,14 +788,15 @@ case("load-certificate-unknown", _setting(certificate="cohen"), FILE + "certific
 case("load-certificate-not-str", _setting(certificate=1), FILE + "certificate")
 case("load-method-unknown", _setting(method="bagging"), FILE + "method")
 for value in (True, 1.0, "1", 0):
-    case(f"load-format_version={value!r}", _setting(format_version=value),
-         FILE + "format_version")
+    case(f"load-format_version={value!r}", _setting(format_version=value), FILE + "format_version")
 for value in (True, 0, 2.5):
     case(f"load-n_draws={value!r}", _setting(n_draws=value), FILE + "n_draws")
-case("load-params-sigma<0", _setting(params={"k_prime": 1, "sigma": -0.5}),
-     FILE + "params.*sigma")
-case("load-params-k_prime>n_classes", _setting(params={"k_prime": 4, "sigma": 0.5}),
-     FILE + "params.*k_prime")
+case("load-params-sigma<0", _setting(params={"k_prime": 1, "sigma": -0.5}), FILE + "params.*sigma")
+case(
+    "load-params-k_prime>n_classes",
+    _setting(params={"k_prime": 4, "sigma": 0.5}),
+    FILE + "params.*k_prime",
+)
 case("load-params-keys", _setting(params={"sigma": 0.5}), FILE + "params")
 case("load-label-not-str", _setting(label=3), FILE + "label")
 case("load-unknown-setting", _setting(extra=1), FILE + "settings")
@@ -633,17 +819,20 @@ case("load-counts-negative", _array("counts", lambda c: -c), FILE + "counts")
 case("load-counts-fractional", _array("counts", lambda c: c + 0.5), FILE + "counts")
 case("load-counts-above-draws-used", _array("counts", lambda c: c * 4), FILE + "counts")
 case("load-counts-width", _array("counts", lambda c: c[:, :2]), FILE + "counts")
-case("load-n_draws_used-negative", _array("n_draws_used", lambda n: n - 300),
-     FILE + "n_draws_used")
-case("load-n_draws_used-above-n_draws", _array("n_draws_used", lambda n: n + 1),
-     FILE + "n_draws_used")
-case("load-alpha_share-2d", _array("alpha_share", lambda a: a[:, None]),
-     FILE + "alpha_share")
+case("load-n_draws_used-negative", _array("n_draws_used", lambda n: n - 300), FILE + "n_draws_used")
+case(
+    "load-n_draws_used-above-n_draws",
+    _array("n_draws_used", lambda n: n + 1),
+    FILE + "n_draws_used",
+)
+case("load-alpha_share-2d", _array("alpha_share", lambda a: a[:, None]), FILE + "alpha_share")
 case("load-alpha_share>1", _array("alpha_share", lambda a: a * 100), FILE + "alpha_share")
-case("load-alpha_share-without-n_draws_used", _array("n_draws_used", None),
-     FILE + "alpha_share")
-case("load-unknown-member", _load_damaged(lambda d, s: d.update(extra=np.zeros(2))),
-     FILE + "unexpected member 'extra.npy'")
+case("load-alpha_share-without-n_draws_used", _array("n_draws_used", None), FILE + "alpha_share")
+case(
+    "load-unknown-member",
+    _load_damaged(lambda d, s: d.update(extra=np.zeros(2))),
+    FILE + "unexpected member 'extra.npy'",
+)
 
 
 @pytest.mark.parametrize("thunk, exc, match", CASES)
@@ -656,8 +845,17 @@ def test_table_covers_every_public_entry_point():
     """The table above covers every public entry point: bounds, sizes, metrics, scorer,
     datasets, and fit/predict/certify/score of every estimator, fitted and not."""
     ids = " ".join(p.id for p in CASES)
-    for prefix in ("cp-", "gauss-", "bagsize-", "dpasize-", "precision-", "recall-", "f1-",
-                   "scorer-", "multidigit-"):
+    for prefix in (
+        "cp-",
+        "gauss-",
+        "bagsize-",
+        "dpasize-",
+        "precision-",
+        "recall-",
+        "f1-",
+        "scorer-",
+        "multidigit-",
+    ):
         assert prefix in ids
     for est in MAKERS:
         for what in ("fit", "predict", "certify", "unfitted", "score"):

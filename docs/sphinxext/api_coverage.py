@@ -72,8 +72,7 @@ def _resolve(dotted: str):
 def missing_pages(api_rst: str | Path, package: str = PACKAGE) -> list[str]:
     """Public names whose object no ``autosummary`` entry of ``api_rst`` documents."""
     documented = {id(_resolve(name)) for name in documented_names(api_rst)} - {id(None)}
-    return sorted(name for name, obj in public_names(package).items()
-                  if id(obj) not in documented)
+    return sorted(name for name, obj in public_names(package).items() if id(obj) not in documented)
 
 
 def _check(app) -> None:
@@ -83,7 +82,8 @@ def _check(app) -> None:
     if missing:
         raise ExtensionError(
             "public names without a page in docs/api.rst (add them to an autosummary "
-            "block): " + ", ".join(missing))
+            "block): " + ", ".join(missing)
+        )
 
 
 def _data_docstring(app, what, name, obj, options, lines) -> None:
@@ -112,8 +112,9 @@ def _data_docstring(app, what, name, obj, options, lines) -> None:
 
 def _all_modules(package: str = PACKAGE) -> list[str]:
     root = importlib.import_module(package)
-    return [package] + [info.name for info in
-                        pkgutil.walk_packages(root.__path__, prefix=package + ".")]
+    return [package] + [
+        info.name for info in pkgutil.walk_packages(root.__path__, prefix=package + ".")
+    ]
 
 
 def setup(app):

@@ -24,8 +24,11 @@ def cell(estimator: str, parameter: str) -> str:
     ``--`` when the estimator has no such parameter."""
     for role, names in PARAMETER_ROLES[estimator].items():
         if parameter in names:
-            word = (COUNTS_WORDS.get(estimator, ROLE_WORDS[role]) if role == "counts"
-                    else ROLE_WORDS[role])
+            word = (
+                COUNTS_WORDS.get(estimator, ROLE_WORDS[role])
+                if role == "counts"
+                else ROLE_WORDS[role]
+            )
             note = ROLE_NOTES.get(estimator, {}).get(parameter)
             return f"{word} {note}" if note else word
     return ABSENT
@@ -53,11 +56,14 @@ def table_rows() -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
 def markdown_table() -> list[str]:
     """The table as Markdown lines."""
     estimators = list(PARAMETER_ROLES)
-    lines = ["| parameter | " + " | ".join(f"`{name}`" for name in estimators) + " |",
-             "| --- " * (len(estimators) + 1) + "|"]
+    lines = [
+        "| parameter | " + " | ".join(f"`{name}`" for name in estimators) + " |",
+        "| --- " * (len(estimators) + 1) + "|",
+    ]
     for names, cells in table_rows():
-        lines.append("| " + ", ".join(f"`{name}`" for name in names) + " | "
-                     + " | ".join(cells) + " |")
+        lines.append(
+            "| " + ", ".join(f"`{name}`" for name in names) + " | " + " | ".join(cells) + " |"
+        )
     return lines
 
 
@@ -73,8 +79,11 @@ def _directive():
 
         def run(self):
             container = nodes.container()
-            self.state.nested_parse(StringList(markdown_table(), source=self.env.docname),
-                                    self.content_offset, container)
+            self.state.nested_parse(
+                StringList(markdown_table(), source=self.env.docname),
+                self.content_offset,
+                container,
+            )
             return container.children
 
     return ParameterTable

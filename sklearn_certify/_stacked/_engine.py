@@ -42,11 +42,24 @@ import torch.nn.functional as F
 from .._utils._scores import nan_scores_error
 from ..losses import AsymmetricLoss
 
-__all__ = ["LOSSES", "SCORE_ROWS", "Adam", "as_features", "cap_models_by_memory",
-           "constant_scores", "elementwise_loss", "first_layer_matrix", "forward_blocks",
-           "forward_shared", "loss_grad",
-           "models_per_block", "natural_layout", "stacked_gradients",
-           "top_indices", "train_in_blocks"]
+__all__ = [
+    "LOSSES",
+    "SCORE_ROWS",
+    "Adam",
+    "as_features",
+    "cap_models_by_memory",
+    "constant_scores",
+    "elementwise_loss",
+    "first_layer_matrix",
+    "forward_blocks",
+    "forward_shared",
+    "loss_grad",
+    "models_per_block",
+    "natural_layout",
+    "stacked_gradients",
+    "top_indices",
+    "train_in_blocks",
+]
 
 LOSSES = ("asl", "bce")
 # GPU blocks are also capped by memory: parameters, gradients, two Adam moments and a
@@ -81,8 +94,7 @@ def elementwise_loss(loss):
     return loss
 
 
-def models_per_block(device: torch.device, elements_per_model: int, *, cpu: int,
-                     gpu: int) -> int:
+def models_per_block(device: torch.device, elements_per_model: int, *, cpu: int, gpu: int) -> int:
     """Models trained together: the largest per-step tensor holds about ``cpu`` (or
     ``gpu``) values; small blocks stay in a CPU's cache, large ones fill a GPU."""
     budget = cpu if device.type == "cpu" else gpu
@@ -111,8 +123,9 @@ def _memory_budget(device: torch.device) -> int | None:
     return int(free * _GPU_MEMORY_FRACTION)
 
 
-def cap_models_by_memory(n_models: int, device: torch.device, layer_sizes: Sequence[int],
-                         rows: int) -> int:
+def cap_models_by_memory(
+    n_models: int, device: torch.device, layer_sizes: Sequence[int], rows: int
+) -> int:
     """``n_models`` capped so that a block fits the device's memory budget (at least 1)."""
     budget = _memory_budget(device)
     if budget is None:
@@ -129,8 +142,7 @@ def train_in_blocks(n_models: int, models_per_block: int, train_block):
     model, which then raises): the models do not depend on the block size (up to float
     rounding), so running out of memory costs time, not ``fit``.
     """
-    out_of_memory = (getattr(torch, "OutOfMemoryError", None)
-                     or torch.cuda.OutOfMemoryError)
+    out_of_memory = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
     results, first, size = [], 0, max(1, int(models_per_block))
     while first < n_models:
         models = np.arange(first, min(first + size, n_models))
@@ -150,8 +162,9 @@ def train_in_blocks(n_models: int, models_per_block: int, train_block):
 
 
 # ----------------------------------------------------------- constant label columns
-def constant_scores(Y: torch.Tensor, rows: torch.Tensor, sizes=None, *,
-                    max_elements: int = 2**20) -> torch.Tensor:
+def constant_scores(
+    Y: torch.Tensor, rows: torch.Tensor, sizes=None, *, max_elements: int = 2**20
+) -> torch.Tensor:
     """The ensembles' constant-column rule for N models at once.
 
     Model i is trained on the rows ``rows[i, :sizes[i]]`` of the 0/1 matrix ``Y``
@@ -212,8 +225,10 @@ def _asl_grad(z: torch.Tensor, targets: torch.Tensor, asl: AsymmetricLoss) -> to
         log_pos = F.logsigmoid(z).clamp_(min=log_eps)
         base = prob_neg.clamp(min=eps)
         d_base = -slope * _at_least(prob_neg, eps)
-        d_pos = (asl.gamma_pos * _power(base, asl.gamma_pos - 1) * d_base * log_pos
-                 + _power(base, asl.gamma_pos) * d_pos)
+        d_pos = (
+            asl.gamma_pos * _power(base, asl.gamma_pos - 1) * d_base * log_pos
+            + _power(base, asl.gamma_pos) * d_pos
+        )
     # negative term L- = clamp(log(1 - q_m), log eps) [* clamp(q_m, eps) ** gamma_neg],
     # 1 - q_m = min(1 - q + clip, 1)
     if clip > 0:
@@ -231,8 +246,9 @@ def _asl_grad(z: torch.Tensor, targets: torch.Tensor, asl: AsymmetricLoss) -> to
         base = shifted.clamp(min=eps)
         d_base = slope.mul_(_at_least(shifted, eps))
         power = _power(base, asl.gamma_neg - 1)
-        d_neg = (asl.gamma_neg * power).mul_(d_base).mul_(log_neg).add_(
-            power.mul_(base).mul_(d_neg))
+        d_neg = (
+            (asl.gamma_neg * power).mul_(d_base).mul_(log_neg).add_(power.mul_(base).mul_(d_neg))
+        )
     # -(y dL+ + (1 - y) dL-), y in {0, 1}
     return (d_pos.sub_(d_neg)).mul_(targets).add_(d_neg).neg_()
 
@@ -265,8 +281,8 @@ class Adam:
     def step(self, grads) -> None:
         self.t += 1
         beta1, beta2 = self.betas
-        step_size = self.lr / (1.0 - beta1 ** self.t)
-        root_correction = math.sqrt(1.0 - beta2 ** self.t)
+        step_size = self.lr / (1.0 - beta1**self.t)
+        root_correction = math.sqrt(1.0 - beta2**self.t)
         for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
             m.lerp_(g, 1.0 - beta1)
             v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
@@ -331,8 +347,9 @@ def forward_shared(params, X: torch.Tensor, first: torch.Tensor | None = None) -
     return out
 
 
-def forward_blocks(params, X: torch.Tensor, first: torch.Tensor | None = None,
-                   rows: int = SCORE_ROWS) -> torch.Tensor:
+def forward_blocks(
+    params, X: torch.Tensor, first: torch.Tensor | None = None, rows: int = SCORE_ROWS
+) -> torch.Tensor:
     """:func:`forward_shared` on fixed-shape blocks: an input's logits do not depend on
     the batch.
 
@@ -350,10 +367,10 @@ def forward_blocks(params, X: torch.Tensor, first: torch.Tensor | None = None,
         return forward_shared(params, X, first)
     parts = []
     for start in range(0, n_inputs, rows):
-        part = X[start:start + rows]
+        part = X[start : start + rows]
         block = X.new_zeros((rows, X.shape[1]))
-        block[:len(part)] = part
-        parts.append(forward_shared(params, block, first)[:, :len(part)])
+        block[: len(part)] = part
+        parts.append(forward_shared(params, block, first)[:, : len(part)])
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 

@@ -60,10 +60,22 @@ def _check_index_sets(index_sets, n_train: int):
     return sets
 
 
-def fit_linear_heads(X, Y, index_sets, *, hidden=None, loss="asl", epochs: int = 100,
-                     lr: float = 0.01, alpha: float = 1e-4, device="cpu", random_state=None,
-                     empty_labels=None, constant_columns: str = "inf",
-                     models_per_batch: int | None = None) -> StackedModels:
+def fit_linear_heads(
+    X,
+    Y,
+    index_sets,
+    *,
+    hidden=None,
+    loss="asl",
+    epochs: int = 100,
+    lr: float = 0.01,
+    alpha: float = 1e-4,
+    device="cpu",
+    random_state=None,
+    empty_labels=None,
+    constant_columns: str = "inf",
+    models_per_batch: int | None = None,
+) -> StackedModels:
     """Train N multi-label heads at once, model i on the rows ``index_sets[i]``.
 
     Each model minimises, by ``epochs`` steps of full-batch Adam (learning rate
@@ -123,21 +135,39 @@ def fit_linear_heads(X, Y, index_sets, *, hidden=None, loss="asl", epochs: int =
     seeds = model_seeds(random_state, len(index_sets))
     Yt = torch.as_tensor(Y_arr, dtype=torch.float32, device=device)
     params, constant, sizes = fit_heads(
-        Xt, Yt, index_sets, hidden=hidden, loss=loss, epochs=epochs, lr=lr, alpha=alpha,
-        device=device, seeds=seeds, constant_columns=constant_columns,
-        models_per_batch=models_per_batch)
+        Xt,
+        Yt,
+        index_sets,
+        hidden=hidden,
+        loss=loss,
+        epochs=epochs,
+        lr=lr,
+        alpha=alpha,
+        device=device,
+        seeds=seeds,
+        constant_columns=constant_columns,
+        models_per_batch=models_per_batch,
+    )
     if empty_labels is not None:
         if len(empty_labels) != len(index_sets):
-            raise ValueError(f"empty_labels has {len(empty_labels)} entries for "
-                             f"{len(index_sets)} models.")
+            raise ValueError(
+                f"empty_labels has {len(empty_labels)} entries for {len(index_sets)} models."
+            )
         for i in np.flatnonzero(sizes == 0):
-            labels = torch.as_tensor(np.asarray(empty_labels[i], dtype=np.int64),
-                                     device=device)
+            labels = torch.as_tensor(np.asarray(empty_labels[i], dtype=np.int64), device=device)
             constant[i, labels] = math.inf
     tied_to = np.stack([tied_columns(Y_arr[rows]) for rows in index_sets])
-    return StackedModels(params, constant, seeds, sizes, hidden=hidden_width(hidden),
-                              n_features=Xt.shape[1], n_classes=Yt.shape[1], device=device,
-                              tied_to=tied_to)
+    return StackedModels(
+        params,
+        constant,
+        seeds,
+        sizes,
+        hidden=hidden_width(hidden),
+        n_features=Xt.shape[1],
+        n_classes=Yt.shape[1],
+        device=device,
+        tied_to=tied_to,
+    )
 
 
 # ------------------------------------------------------------------- ensemble hook-up
@@ -180,24 +210,35 @@ def fit_base_models(estimator, X, Y, index_sets, seeds, empty_labels):
         The per-model view (``estimators_``), parameters on the CPU.
     """
     if not is_vectorizable(estimator):
-        raise TypeError(f"{type(estimator).__name__} cannot be trained as stacked heads; "
-                        "only LinearHead can.")
+        raise TypeError(
+            f"{type(estimator).__name__} cannot be trained as stacked heads; only LinearHead can."
+        )
     estimator._validate_params()
     draws = [derived_seeds(seed, 1) for seed in seeds]  # LinearHead's random_state
     head_seeds = [params[0] for params, _ in draws]
     wrapper_seeds = [torch_seed for _, torch_seed in draws]
     params = estimator.get_params()
     heads = fit_linear_heads(
-        X, Y, index_sets, hidden=params["hidden"], loss=params["loss"],
-        epochs=params["epochs"], lr=params["lr"], alpha=params["alpha"],
-        device=params["device"], random_state=head_seeds, empty_labels=empty_labels,
-        constant_columns="inf")
+        X,
+        Y,
+        index_sets,
+        hidden=params["hidden"],
+        loss=params["loss"],
+        epochs=params["epochs"],
+        lr=params["lr"],
+        alpha=params["alpha"],
+        device=params["device"],
+        random_state=head_seeds,
+        empty_labels=empty_labels,
+        constant_columns="inf",
+    )
     models = heads.base_models(estimator, seeds=wrapper_seeds, empty_labels=empty_labels)
     return heads, models
 
 
-def stack_fitted_heads(estimator, models, *, n_features: int,
-                       n_classes: int) -> StackedModels | None:
+def stack_fitted_heads(
+    estimator, models, *, n_features: int, n_classes: int
+) -> StackedModels | None:
     """Base models fitted one by one around ``LinearHead`` s, stacked for vote counting.
 
     Nothing is trained: model i's own parameters go into the stack, on
@@ -212,9 +253,11 @@ def stack_fitted_heads(estimator, models, *, n_features: int,
     device = resolve_device(estimator.device)
     width = hidden_width(estimator.hidden)
     sizes = [n_features, *([width] if width else []), n_classes]
-    params = [torch.zeros((len(models), *shape), device=device)
-              for n_in, n_out in zip(sizes[:-1], sizes[1:]) for shape in ((n_in, n_out),
-                                                                        (1, n_out))]
+    params = [
+        torch.zeros((len(models), *shape), device=device)
+        for n_in, n_out in zip(sizes[:-1], sizes[1:])
+        for shape in ((n_in, n_out), (1, n_out))
+    ]
     for i, model in enumerate(models):
         head = model.estimator_
         if head is None:
@@ -228,12 +271,22 @@ def stack_fitted_heads(estimator, models, *, n_features: int,
         columns = torch.as_tensor(model.columns_, device=device)
         params[-2][i, :, columns] = own[-2][:, outputs]
         params[-1][i, :, columns] = own[-1][:, outputs]
-    constant = torch.as_tensor(np.stack([m.constant_scores_ for m in models]),
-                               dtype=torch.float32, device=device)
-    seeds = np.array([m.estimator.get_params()["random_state"] or 0 for m in models],
-                     dtype=np.int64)
+    constant = torch.as_tensor(
+        np.stack([m.constant_scores_ for m in models]), dtype=torch.float32, device=device
+    )
+    seeds = np.array(
+        [m.estimator.get_params()["random_state"] or 0 for m in models], dtype=np.int64
+    )
     counts = np.array([m.n_samples_fit_ for m in models], dtype=np.int64)
     tied_to = np.stack([getattr(m, "tied_to_", np.arange(n_classes)) for m in models])
-    return StackedModels(params, constant, seeds, counts, hidden=width,
-                              n_features=n_features, n_classes=n_classes, device=device,
-                              tied_to=tied_to)
+    return StackedModels(
+        params,
+        constant,
+        seeds,
+        counts,
+        hidden=width,
+        n_features=n_features,
+        n_classes=n_classes,
+        device=device,
+        tied_to=tied_to,
+    )

@@ -55,8 +55,19 @@ class StackedModels:
     device_ : torch.device
     """
 
-    def __init__(self, params, constant_scores, seeds, sizes, *, hidden, n_features,
-                 n_classes, device, tied_to=None):
+    def __init__(
+        self,
+        params,
+        constant_scores,
+        seeds,
+        sizes,
+        *,
+        hidden,
+        n_features,
+        n_classes,
+        device,
+        tied_to=None,
+    ):
         self.params_ = params
         self.constant_scores_ = constant_scores
         if tied_to is None:
@@ -74,18 +85,24 @@ class StackedModels:
 
     def __getstate__(self):
         # CPU tensors in the pickle: loadable without the device (see _devices).
-        state = {**self.__dict__, "params_": tensors_to(self.params_, "cpu"),
-                 "constant_scores_": tensors_to(self.constant_scores_, "cpu"),
-                 "tied_to_": tensors_to(self.__dict__.get("tied_to_"), "cpu")}
+        state = {
+            **self.__dict__,
+            "params_": tensors_to(self.params_, "cpu"),
+            "constant_scores_": tensors_to(self.constant_scores_, "cpu"),
+            "tied_to_": tensors_to(self.__dict__.get("tied_to_"), "cpu"),
+        }
         state.pop("_first_layer", None)
         return state
 
     def __setstate__(self, state):
         device = loadable_device(state["device_"])
-        self.__dict__.update(state, device_=device,
-                             params_=tensors_to(state["params_"], device),
-                             constant_scores_=tensors_to(state["constant_scores_"], device),
-                             tied_to_=tensors_to(state.get("tied_to_"), device))
+        self.__dict__.update(
+            state,
+            device_=device,
+            params_=tensors_to(state["params_"], device),
+            constant_scores_=tensors_to(state["constant_scores_"], device),
+            tied_to_=tensors_to(state.get("tied_to_"), device),
+        )
 
     def _first_layer_of_all(self) -> torch.Tensor:
         """The first-layer matrix of every model, built once per ``params_[0]``: the
@@ -131,11 +148,13 @@ class StackedModels:
 
     def _check_width(self, X: torch.Tensor) -> None:
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but the heads were fitted on "
-                             f"{self.n_features_in_}.")
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the heads were fitted on {self.n_features_in_}."
+            )
 
-    def vote_counts(self, X, k_base: int, *, batch_size: int | None = None,
-                    as_tensor: bool = False):
+    def vote_counts(
+        self, X, k_base: int, *, batch_size: int | None = None, as_tensor: bool = False
+    ):
         """Label counts over the N heads: how many put each label in their top-k_base.
 
         Ties break towards the lower label index; NaN scores raise (as in the
@@ -158,16 +177,13 @@ class StackedModels:
         X = as_features(X, self.device_)
         self._check_width(X)
         n_inputs = len(X)
-        counts = torch.zeros((n_inputs, self.n_classes_), dtype=torch.int64,
-                             device=self.device_)
+        counts = torch.zeros((n_inputs, self.n_classes_), dtype=torch.int64, device=self.device_)
         step = self._input_chunk(n_inputs, batch_size)
         with torch.inference_mode():
             for first in range(0, n_inputs, step):
-                top = top_indices(self._scores(X[first:first + step]), k_base,
-                                  first)  # (N, b, k)
+                top = top_indices(self._scores(X[first : first + step]), k_base, first)  # (N, b, k)
                 top = top.permute(1, 0, 2).reshape(top.shape[1], -1)
-                counts[first:first + step].scatter_add_(
-                    1, top, torch.ones_like(top))
+                counts[first : first + step].scatter_add_(1, top, torch.ones_like(top))
         return counts if as_tensor else counts.cpu().numpy()
 
     def model_parameters(self, i: int):
@@ -214,15 +230,18 @@ class StackedModels:
         for i in range(len(self)):
             head = clone(template).set_params(random_state=int(self.seeds_[i]))
             wrapper = _ConstantAwareMultiLabel(
-                head, empty_labels=() if empty_labels is None else empty_labels[i],
-                seed=None if seeds is None else int(seeds[i]))
+                head,
+                empty_labels=() if empty_labels is None else empty_labels[i],
+                seed=None if seeds is None else int(seeds[i]),
+            )
             own, constant, _ = self.model_parameters(i)
             fitted = None
             if own is not None:
                 fitted = clone(head)
                 fitted._set_fitted(own, n_features=self.n_features_in_)
-            models.append(wrapper._set_fitted(constant, self.sizes_[i], fitted,
-                                              tied_to=self.model_ties(i)))
+            models.append(
+                wrapper._set_fitted(constant, self.sizes_[i], fitted, tied_to=self.model_ties(i))
+            )
         return models
 
     def top_labels(self, X, k_base: int, model: int) -> np.ndarray:

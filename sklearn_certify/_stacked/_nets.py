@@ -65,9 +65,7 @@ from ._engine import (
     stacked_gradients,
     train_in_blocks,
 )
-from ._engine import (
-    models_per_block as models_per_block_for,
-)
+from ._engine import models_per_block as models_per_block_for
 from ._models import StackedModels
 from ._skorch_replica import (
     NetRecipe,
@@ -77,10 +75,18 @@ from ._skorch_replica import (
     net_recipe,
 )
 
-__all__ = ["check_replication", "fit_net_base_models", "net_blocker", "net_recipe",
-           "replication_check",
-           "replication_is_exact", "stack_partition_nets", "train_nets",
-           "train_partition_nets", "wrapper_seeds"]
+__all__ = [
+    "check_replication",
+    "fit_net_base_models",
+    "net_blocker",
+    "net_recipe",
+    "replication_check",
+    "replication_is_exact",
+    "stack_partition_nets",
+    "train_nets",
+    "train_partition_nets",
+    "wrapper_seeds",
+]
 
 # Nets per block: about this many values in the largest per-step tensor, enough to
 # amortise the per-operation overhead, with bounded memory.
@@ -95,8 +101,10 @@ def _stack_initial_weights(weights, columns, recipe, n_features, n_classes):
     n_nets = len(weights)
     stacked = []
     for layer in range(len(widths) - 1):
-        stacked += [torch.zeros(n_nets, widths[layer + 1], widths[layer]),
-                    torch.zeros(n_nets, widths[layer + 1], 1)]
+        stacked += [
+            torch.zeros(n_nets, widths[layer + 1], widths[layer]),
+            torch.zeros(n_nets, widths[layer + 1], 1),
+        ]
     last = len(stacked) - 2
     for i, own in enumerate(weights):
         if own is None:
@@ -111,17 +119,20 @@ def _stack_initial_weights(weights, columns, recipe, n_features, n_classes):
 
 
 # ----------------------------------------------------------------------- training
-def _models_per_block(recipe: NetRecipe, n_rows: int, n_features: int,
-                      n_classes: int) -> int:
+def _models_per_block(recipe: NetRecipe, n_rows: int, n_features: int, n_classes: int) -> int:
     """Nets per block: the largest per-step tensor (the gathered inputs or an activation,
     ``batch x width`` per net) holds about ``_*_STEP_ELEMENTS`` values; on a GPU also
     within its memory budget."""
     batch = n_rows if recipe.batch_size == -1 else min(recipe.batch_size, n_rows)
     width = max(n_features, n_classes, *recipe.hidden)
     return cap_models_by_memory(
-        models_per_block_for(recipe.device, batch * width, cpu=_CPU_STEP_ELEMENTS,
-                             gpu=_GPU_STEP_ELEMENTS),
-        recipe.device, [n_features, *recipe.hidden, n_classes], batch)
+        models_per_block_for(
+            recipe.device, batch * width, cpu=_CPU_STEP_ELEMENTS, gpu=_GPU_STEP_ELEMENTS
+        ),
+        recipe.device,
+        [n_features, *recipe.hidden, n_classes],
+        batch,
+    )
 
 
 def _train_block(X, Y, rows, fitted, params, sampler_seeds, recipe):
@@ -145,7 +156,7 @@ def _train_block(X, Y, rows, fitted, params, sampler_seeds, recipe):
             positions = epoch_orders(sampler_seeds[:, epoch], n_rows).to(rows.device)
             order = torch.gather(rows, 1, positions)
         for start in range(0, n_rows, batch):
-            index = order[:, start:start + batch]  # (n, b)
+            index = order[:, start : start + batch]  # (n, b)
             n_batch = index.shape[1]
             flat = index.reshape(-1)
             Xb = X.index_select(0, flat).view(n_nets, n_batch, -1)
@@ -160,8 +171,7 @@ def _train_block(X, Y, rows, fitted, params, sampler_seeds, recipe):
     return params
 
 
-def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None,
-               progress=None):
+def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None, progress=None):
     """Train N nets at once, net i on ``X[rows[i]], Y[rows[i]]`` seeded by ``seeds[i]``.
 
     Parameters
@@ -203,13 +213,15 @@ def train_nets(X, Y, rows, recipe: NetRecipe, seeds, *, models_per_block=None,
         fitted = torch.isnan(scores)
         columns = [np.flatnonzero(f) for f in fitted.cpu().numpy()]
         weights, sampler_seeds = initial_weights_and_sampler_seeds(
-            recipe, [seeds[i] for i in nets], columns, n_features)
-        params = [p.to(device) for p in _stack_initial_weights(
-            weights, columns, recipe, n_features, n_classes)]
+            recipe, [seeds[i] for i in nets], columns, n_features
+        )
+        params = [
+            p.to(device)
+            for p in _stack_initial_weights(weights, columns, recipe, n_features, n_classes)
+        ]
         if bool(fitted.any()):
             with torch.no_grad():
-                params = _train_block(Xt, Yt, rows_t, fitted, params,
-                                      sampler_seeds, recipe)
+                params = _train_block(Xt, Yt, rows_t, fitted, params, sampler_seeds, recipe)
         if progress is not None:
             progress(len(nets))
         return natural_layout(params), scores
@@ -244,20 +256,32 @@ def fit_net_base_models(estimator, X, Y, rows, seeds, empty_labels, *, verbose=0
 
         bar = tqdm(total=len(rows), unit="model", desc="training base models")
     try:
-        params, constant = train_nets(X, Y, rows, recipe, torch_seeds,
-                                      progress=None if bar is None else bar.update)
+        params, constant = train_nets(
+            X, Y, rows, recipe, torch_seeds, progress=None if bar is None else bar.update
+        )
     finally:
         if bar is not None:
             bar.close()
     n_features = int(np.prod(np.shape(X)[1:]))
     Y = np.asarray(Y)
     heads = StackedModels(
-        params, constant, np.asarray(torch_seeds, dtype=np.int64),
-        np.full(len(rows), np.shape(rows)[1], dtype=np.int64), hidden=recipe.hidden,
-        n_features=n_features, n_classes=int(np.shape(Y)[1]), device=recipe.device,
-        tied_to=np.stack([tied_columns(Y[r]) for r in np.asarray(rows)]))
-    models = LazyNetModels(estimator, heads, torch_seeds, empty_labels,
-                           input_shape=tuple(int(s) for s in np.shape(X)[1:]))
+        params,
+        constant,
+        np.asarray(torch_seeds, dtype=np.int64),
+        np.full(len(rows), np.shape(rows)[1], dtype=np.int64),
+        hidden=recipe.hidden,
+        n_features=n_features,
+        n_classes=int(np.shape(Y)[1]),
+        device=recipe.device,
+        tied_to=np.stack([tied_columns(Y[r]) for r in np.asarray(rows)]),
+    )
+    models = LazyNetModels(
+        estimator,
+        heads,
+        torch_seeds,
+        empty_labels,
+        input_shape=tuple(int(s) for s in np.shape(X)[1:]),
+    )
     return heads, models
 
 
@@ -283,19 +307,24 @@ def train_partition_nets(X_parts, Y_parts, recipe: NetRecipe, seeds, empty_label
     for X_j, Y_j, seed, empty in zip(X_parts, Y_parts, seeds, empty_labels):
         n_rows, n_classes = np.shape(Y_j)
         if n_rows:
-            params, constant = train_nets(X_j, Y_j, np.arange(n_rows)[None], recipe, [seed],
-                                          models_per_block=1)
+            params, constant = train_nets(
+                X_j, Y_j, np.arange(n_rows)[None], recipe, [seed], models_per_block=1
+            )
         else:  # no rows: no net, the fixed empty-partition votes
-            params = natural_layout(_stack_initial_weights(
-                [None], [()], recipe, int(np.prod(np.shape(X_j)[1:])), n_classes))
+            params = natural_layout(
+                _stack_initial_weights(
+                    [None], [()], recipe, int(np.prod(np.shape(X_j)[1:])), n_classes
+                )
+            )
             constant = torch.full((1, n_classes), -math.inf)
             constant[0, torch.as_tensor(np.asarray(empty, dtype=np.int64))] = math.inf
         out.append(([p.cpu() for p in params], constant.cpu()))
     return out
 
 
-def stack_partition_nets(estimator, parts, recipe, seeds, empty_labels, *, sizes,
-                         input_shape, n_classes, tied_to=None):
+def stack_partition_nets(
+    estimator, parts, recipe, seeds, empty_labels, *, sizes, input_shape, n_classes, tied_to=None
+):
     """``stacked_models_`` and the lazy ``estimators_`` from :func:`train_partition_nets`' output.
 
     Stacking fitted nets only serves vote counting, whose shapes do not depend on the
@@ -305,11 +334,19 @@ def stack_partition_nets(estimator, parts, recipe, seeds, empty_labels, *, sizes
     params = [torch.cat(layer).to(recipe.device) for layer in zip(*(p for p, _ in parts))]
     constant = torch.cat([c for _, c in parts]).to(recipe.device)
     heads = StackedModels(
-        params, constant, np.asarray(seeds, dtype=np.int64), np.asarray(sizes, np.int64),
-        hidden=recipe.hidden, n_features=int(np.prod(input_shape)), n_classes=n_classes,
-        device=recipe.device, tied_to=tied_to)
-    return heads, LazyNetModels(estimator, heads, seeds, empty_labels,
-                                input_shape=tuple(input_shape))
+        params,
+        constant,
+        np.asarray(seeds, dtype=np.int64),
+        np.asarray(sizes, np.int64),
+        hidden=recipe.hidden,
+        n_features=int(np.prod(input_shape)),
+        n_classes=n_classes,
+        device=recipe.device,
+        tied_to=tied_to,
+    )
+    return heads, LazyNetModels(
+        estimator, heads, seeds, empty_labels, input_shape=tuple(input_shape)
+    )
 
 
 class LazyNetModels(Sequence):
@@ -347,8 +384,9 @@ class LazyNetModels(Sequence):
 
     def _build(self, i: int):
         own, constant, columns = self.heads.model_parameters(i)
-        wrapper = _ConstantAwareMultiLabel(self.estimator, empty_labels=self.empty_labels[i],
-                                           seed=self.seeds[i])
+        wrapper = _ConstantAwareMultiLabel(
+            self.estimator, empty_labels=self.empty_labels[i], seed=self.seeds[i]
+        )
         net = None
         if own is not None:
             net = clone(self.estimator)
@@ -357,10 +395,10 @@ class LazyNetModels(Sequence):
             net.n_classes_ = int(columns.size)
             with seeded_torch(self.seeds[i], estimator_devices(net)):
                 net.initialize()
-            net.module_.load_linear_weights(
-                [(W.T, b[0]) for W, b in zip(own[0::2], own[1::2])])
-        return wrapper._set_fitted(constant, self.heads.sizes_[i], net,
-                                   tied_to=self.heads.model_ties(i))
+            net.module_.load_linear_weights([(W.T, b[0]) for W, b in zip(own[0::2], own[1::2])])
+        return wrapper._set_fitted(
+            constant, self.heads.sizes_[i], net, tied_to=self.heads.model_ties(i)
+        )
 
 
 # ------------------------------------------------------------------ exactness probe
@@ -398,11 +436,17 @@ def replication_check() -> ReplicationReport:
             return ReplicationReport(False, f"skorch's fit failed: {reference.fit_error_}")
         params, _ = train_nets(X, Y, np.arange(11)[None], net_recipe(net, X), [seed])
         own = [p[0] for p in params]
-        expected = [p.detach() for layer in reference.estimator_.module_.linear_layers()
-                    for p in (layer.weight, layer.bias)]
+        expected = [
+            p.detach()
+            for layer in reference.estimator_.module_.linear_layers()
+            for p in (layer.weight, layer.bias)
+        ]
         got = [own[0].T, own[1][0], own[2].T[:2], own[3][0, :2]]
-        differ = [j for j, (a, b) in enumerate(zip(got, expected, strict=True))
-                  if not torch.allclose(a, b, rtol=1e-4, atol=1e-6)]
+        differ = [
+            j
+            for j, (a, b) in enumerate(zip(got, expected, strict=True))
+            if not torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+        ]
     except _PROBE_ERRORS as exc:
         return ReplicationReport(False, f"the replica raised {type(exc).__name__}: {exc}")
     if differ:
@@ -422,5 +466,8 @@ def check_replication() -> bool:
     warnings.warn(
         "the stacked training of MultiLabelNet base models does not reproduce skorch's "
         f"training with torch {torch.__version__} ({replication_check().reason}); "
-        "training them one by one instead.", RuntimeWarning, stacklevel=3)
+        "training them one by one instead.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
     return False

@@ -36,14 +36,30 @@ from .._utils._torch_seed import seeded_torch
 from ..losses import AsymmetricLoss
 from ..nets import MLPModule, MultiLabelNet
 
-__all__ = ["ELEMENTWISE_OPTIMIZERS", "Blocker", "NetRecipe", "NotReplicable", "epoch_orders",
-           "initial_weights_and_sampler_seeds", "net_blocker", "net_recipe"]
+__all__ = [
+    "ELEMENTWISE_OPTIMIZERS",
+    "Blocker",
+    "NetRecipe",
+    "NotReplicable",
+    "epoch_orders",
+    "initial_weights_and_sampler_seeds",
+    "net_blocker",
+    "net_recipe",
+]
 
 #: Optimisers whose update of a tensor entry depends on that entry's own gradient
 #: history only (and on scalar hyper-parameters and the step count).
-ELEMENTWISE_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW,
-                          torch.optim.RMSprop, torch.optim.Adagrad, torch.optim.Adamax,
-                          torch.optim.NAdam, torch.optim.RAdam)
+ELEMENTWISE_OPTIMIZERS = (
+    torch.optim.SGD,
+    torch.optim.Adam,
+    torch.optim.AdamW,
+    torch.optim.RMSprop,
+    torch.optim.Adagrad,
+    torch.optim.Adamax,
+    torch.optim.NAdam,
+    torch.optim.RAdam,
+)
+
 
 @dataclass(frozen=True)
 class NetRecipe:
@@ -99,8 +115,9 @@ def _criterion_loss(net) -> tuple[object, bool, bool]:
         if set(params) - {"reduction"}:
             raise NotReplicable("criterion__*", f"unsupported parameters {sorted(params)}")
         return "bce", reduction == "mean", reduction == "mean"
-    raise NotReplicable("criterion", f"{net.criterion!r} is not AsymmetricLoss or "
-                        "BCEWithLogitsLoss (the class)")
+    raise NotReplicable(
+        "criterion", f"{net.criterion!r} is not AsymmetricLoss or BCEWithLogitsLoss (the class)"
+    )
 
 
 def net_blocker(estimator, X) -> Blocker | None:
@@ -171,10 +188,10 @@ def net_recipe(estimator, X) -> NetRecipe:
         raise NotReplicable("dataset", "a custom dataset or iterator_train")
     loader_kwargs = net.get_params_for("iterator_train")
     if set(loader_kwargs) - {"shuffle", "batch_size"}:
-        raise NotReplicable("iterator_train__*",
-                                f"unsupported parameters {sorted(loader_kwargs)}")
-    if any(key == "random_state" or key.endswith("__random_state")
-           for key in net.get_params(deep=True)):
+        raise NotReplicable("iterator_train__*", f"unsupported parameters {sorted(loader_kwargs)}")
+    if any(
+        key == "random_state" or key.endswith("__random_state") for key in net.get_params(deep=True)
+    ):
         raise NotReplicable("random_state", "parameters named random_state")
     if net.get_params_for("dataset"):
         raise NotReplicable("dataset__*", "dataset parameters")
@@ -192,15 +209,21 @@ def net_recipe(estimator, X) -> NetRecipe:
     if not is_int(net.max_epochs):
         raise NotReplicable("max_epochs", f"{net.max_epochs!r} is not an int")
     return NetRecipe(
-        hidden=hidden, module_kwargs=module_kwargs, loss=loss, mean_over_rows=mean_rows,
-        mean_over_labels=mean_labels, optimizer=net.optimizer,
-        optimizer_kwargs=optimizer_kwargs, epochs=int(net.max_epochs),
-        batch_size=batch_size, shuffle=bool(loader_kwargs.get("shuffle", True)),
-        device=device)
+        hidden=hidden,
+        module_kwargs=module_kwargs,
+        loss=loss,
+        mean_over_rows=mean_rows,
+        mean_over_labels=mean_labels,
+        optimizer=net.optimizer,
+        optimizer_kwargs=optimizer_kwargs,
+        epochs=int(net.max_epochs),
+        batch_size=batch_size,
+        shuffle=bool(loader_kwargs.get("shuffle", True)),
+        device=device,
+    )
 
 
-def initial_weights_and_sampler_seeds(recipe: NetRecipe, seeds, columns,
-                                       n_features: int):
+def initial_weights_and_sampler_seeds(recipe: NetRecipe, seeds, columns, n_features: int):
     """Each net's initial weights and its per-epoch RandomSampler seeds, as skorch draws them.
 
     Net i: torch's CPU generator seeded with ``seeds[i]`` builds its module (one output
@@ -223,10 +246,10 @@ def initial_weights_and_sampler_seeds(recipe: NetRecipe, seeds, columns,
                 weights.append(None)
                 continue
             torch.default_generator.manual_seed(int(seed))
-            module = MLPModule(n_features=n_features, n_classes=len(cols),
-                               **recipe.module_kwargs)
-            weights.append([p.detach() for layer in module.linear_layers()
-                            for p in (layer.weight, layer.bias)])
+            module = MLPModule(n_features=n_features, n_classes=len(cols), **recipe.module_kwargs)
+            weights.append(
+                [p.detach() for layer in module.linear_layers() for p in (layer.weight, layer.bias)]
+            )
             for epoch in range(epochs):
                 draw.random_()  # the DataLoader iterator's base seed
                 if recipe.shuffle:  # RandomSampler's seed
@@ -239,7 +262,11 @@ def epoch_orders(sampler_seeds, n_rows: int) -> torch.Tensor:
     ``torch.randperm(n_rows, generator=torch.Generator().manual_seed(seed))`` (one
     Generator reused, reseeded: the same permutation)."""
     generator = torch.Generator()
-    return torch.stack([
-        torch.randperm(n_rows, generator=generator.manual_seed(int(seed))) if seed >= 0
-        else torch.arange(n_rows)
-        for seed in sampler_seeds])
+    return torch.stack(
+        [
+            torch.randperm(n_rows, generator=generator.manual_seed(int(seed)))
+            if seed >= 0
+            else torch.arange(n_rows)
+            for seed in sampler_seeds
+        ]
+    )

@@ -14,8 +14,16 @@ import warnings
 
 import torch
 
-__all__ = ["check_devices", "default_device", "device_exists", "loadable_device",
-           "module_device", "module_dtype", "resolve_device", "tensors_to"]
+__all__ = [
+    "check_devices",
+    "default_device",
+    "device_exists",
+    "loadable_device",
+    "module_device",
+    "module_dtype",
+    "resolve_device",
+    "tensors_to",
+]
 
 
 def default_device() -> str:
@@ -72,7 +80,10 @@ def loadable_device(device) -> torch.device:
         return device
     warnings.warn(
         f"The model was saved on device {str(device)!r}, which this machine does not "
-        "have; loading it on the CPU instead.", DeviceWarning, stacklevel=3)
+        "have; loading it on the CPU instead.",
+        DeviceWarning,
+        stacklevel=3,
+    )
     return torch.device("cpu")
 
 
@@ -109,11 +120,13 @@ def check_devices(devices, torch_model: bool, model_name: str) -> list[torch.dev
         if device.type == "meta":
             raise ValueError(
                 f"devices={devices!r} holds the meta device, which has no data: "
-                "noisy draws cannot be sampled on it. Use cpu or an accelerator.")
+                "noisy draws cannot be sampled on it. Use cpu or an accelerator."
+            )
         if not device_exists(device):
             raise ValueError(
                 f"devices={devices!r} holds {str(device)!r}, which this machine "
-                f"does not have{_device_hint(device)}.")
+                f"does not have{_device_hint(device)}."
+            )
     return checked
 
 
@@ -121,6 +134,7 @@ def _device_hint(device: torch.device) -> str:
     """Why ``device`` is missing, for the error of :func:`check_devices`."""
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        return (f" (torch sees {count} CUDA device(s)"
-                + (f": indices 0 to {count - 1})" if count else ")"))
+        return f" (torch sees {count} CUDA device(s)" + (
+            f": indices 0 to {count - 1})" if count else ")"
+        )
     return f" (torch cannot allocate on {device.type!r})"

@@ -6,19 +6,19 @@ from __future__ import annotations
 __all__ = ["CERTIFY_K_AND_LABEL", "CERTIFY_MULTICLASS_NOTE", "Substitution"]
 
 #: ``certify``'s ``k`` and ``label`` options, the same for the three estimators.
-CERTIFY_K_AND_LABEL = '''
+CERTIFY_K_AND_LABEL = """
         k : int, optional
             Overrides the ``k`` parameter for this call.
         label : str, optional
             Name of the result in tables and legends.
-'''
+"""
 
 #: ``certify``'s note on 1-D multi-class targets, the same for the three estimators.
-CERTIFY_MULTICLASS_NOTE = '''
+CERTIFY_MULTICLASS_NOTE = """
         For 1-D multi-class targets ``predict`` returns the top-1 label, while
         ``certify`` certifies the top-``k`` set: use ``k=1`` (as an estimator parameter
         or here) for the certificate of ``predict``'s label.
-'''
+"""
 
 
 class Substitution:

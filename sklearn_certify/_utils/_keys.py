@@ -51,7 +51,10 @@ def counts_key(model, *params) -> str | None:
     except UncacheableModel as exc:
         warnings.warn(
             f"The label counts of this model are not cached, and it is sampled on every "
-            f"call: {exc}.", UserWarning, stacklevel=4)
+            f"call: {exc}.",
+            UserWarning,
+            stacklevel=4,
+        )
         return None
 
 
@@ -93,8 +96,11 @@ def model_key(model) -> str:
         return joblib.hash((_estimator_code_key(model), joblib.hash(model)))
     _check_no_global_hooks()
     state = {
-        name: (str(tensor.dtype), tuple(tensor.shape),
-               tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+        name: (
+            str(tensor.dtype),
+            tuple(tensor.shape),
+            tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy(),
+        )
         for name, tensor in [*module.named_parameters(), *module.named_buffers()]
     }
     submodules = [
@@ -114,22 +120,34 @@ def _module_internals() -> frozenset:
     return frozenset(vars(torch.nn.Module()))
 
 
-_HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
-                "_backward_pre_hooks", "_forward_hooks_with_kwargs",
-                "_forward_pre_hooks_with_kwargs", "_state_dict_hooks",
-                "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
-                "_load_state_dict_post_hooks")
+_HOOK_TABLES = (
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_pre_hooks_with_kwargs",
+    "_state_dict_hooks",
+    "_state_dict_pre_hooks",
+    "_load_state_dict_pre_hooks",
+    "_load_state_dict_post_hooks",
+)
 
 
 def _check_no_global_hooks() -> None:
     from torch.nn.modules import module as torch_module
 
-    for name in ("_global_forward_hooks", "_global_forward_pre_hooks",
-                 "_global_backward_hooks", "_global_backward_pre_hooks"):
+    for name in (
+        "_global_forward_hooks",
+        "_global_forward_pre_hooks",
+        "_global_backward_hooks",
+        "_global_backward_pre_hooks",
+    ):
         if getattr(torch_module, name, None):
             raise UncacheableModel(
                 f"a global module hook is registered (torch.nn.modules.module.{name}): "
-                "it can change any model's output without changing its content")
+                "it can change any model's output without changing its content"
+            )
 
 
 def _module_attributes(sub, path: str) -> list:
@@ -139,8 +157,8 @@ def _module_attributes(sub, path: str) -> list:
         if getattr(sub, table, None):
             kind = table.strip("_").replace("_", " ")
             raise UncacheableModel(
-                f"{path} has {kind} (a hook can change the output without changing any "
-                "tensor)")
+                f"{path} has {kind} (a hook can change the output without changing any tensor)"
+            )
     internals = _module_internals()
     attributes = []
     for name, value in sorted(vars(sub).items()):
@@ -166,8 +184,7 @@ def _plain_content(value):
     bytes, dtype and shape); raises ``_NotPlain`` for anything else."""
     import torch
 
-    if value is None or isinstance(value, (bool, int, float, complex, str, bytes,
-                                           np.generic)):
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes, np.generic)):
         return value
     if isinstance(value, np.ndarray):
         if value.dtype.hasobject:
@@ -226,7 +243,8 @@ def _source(obj, what: str) -> str:
     except (OSError, TypeError):
         raise UncacheableModel(
             f"the source code of {what} is not available (defined interactively?), so "
-            "a change to it could not be seen") from None
+            "a change to it could not be seen"
+        ) from None
 
 
 def _estimator_code_key(estimator) -> list:

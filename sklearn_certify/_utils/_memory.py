@@ -128,8 +128,13 @@ def _compute(kind: str, key: str, compute: Callable[[], Any]):
     return compute()
 
 
-def cached_call(memory: joblib.Memory, kind: str, key: str, compute: Callable[[], Any],
-                check: Callable[[Any], bool] | None = None):
+def cached_call(
+    memory: joblib.Memory,
+    kind: str,
+    key: str,
+    compute: Callable[[], Any],
+    check: Callable[[Any], bool] | None = None,
+):
     """``compute()``, stored under ``key`` in ``memory`` (computed once per key).
 
     Parameters
@@ -225,8 +230,7 @@ class CountsStore:
     """
 
     def __init__(self, location: str, params_key: str, n_classes: int, row_sum: int):
-        self.directory = os.path.join(os.fspath(location), "sklearn_certify", "counts",
-                                      params_key)
+        self.directory = os.path.join(os.fspath(location), "sklearn_certify", "counts", params_key)
         self.n_classes = n_classes
         self.row_sum = row_sum
 
@@ -243,9 +247,13 @@ class CountsStore:
                     keys, counts = f["keys"], f["counts"]
             except Exception:  # damaged or foreign file: its inputs are sampled again
                 continue
-            if (keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != 16
-                    or counts.dtype != np.int64
-                    or counts.shape != (len(keys), self.n_classes)):
+            if (
+                keys.dtype != np.uint8
+                or keys.ndim != 2
+                or keys.shape[1] != 16
+                or counts.dtype != np.int64
+                or counts.shape != (len(keys), self.n_classes)
+            ):
                 continue
             valid = (counts.sum(axis=1) == self.row_sum) & (counts >= 0).all(axis=1)
             for key, row in zip(keys[valid], counts[valid]):

@@ -28,8 +28,7 @@ def spawn_seeds(random_state: np.random.RandomState, n: int) -> np.ndarray:
     """
     entropy = [int(word) for word in random_state.randint(SEED_HIGH, size=4)]
     children = np.random.SeedSequence(entropy).spawn(int(n))
-    return np.array([child.generate_state(1, np.uint64)[0] for child in children],
-                    dtype=np.uint64)
+    return np.array([child.generate_state(1, np.uint64)[0] for child in children], dtype=np.uint64)
 
 
 def model_random_state(seed: int) -> np.random.RandomState:

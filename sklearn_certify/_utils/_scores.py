@@ -7,8 +7,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["label_scores", "top_k_indicator", "has_score_method", "check_no_nan_scores",
-           "nan_scores_error", "positive_class_scores"]
+__all__ = [
+    "label_scores",
+    "top_k_indicator",
+    "has_score_method",
+    "check_no_nan_scores",
+    "nan_scores_error",
+    "positive_class_scores",
+]
 
 
 def has_score_method(estimator) -> bool:
@@ -57,8 +63,11 @@ def _check_not_one_vs_one(estimator) -> None:
     """
     final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
     classes = getattr(final, "classes_", None)
-    if (getattr(final, "decision_function_shape", None) == "ovo" and classes is not None
-            and len(classes) > 2):
+    if (
+        getattr(final, "decision_function_shape", None) == "ovo"
+        and classes is not None
+        and len(classes) > 2
+    ):
         raise ValueError(
             f"{type(final).__name__}(decision_function_shape='ovo') scores pairs of classes "
             "(one column per pair), not each class; set decision_function_shape='ovr' (the "

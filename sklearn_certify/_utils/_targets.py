@@ -26,9 +26,7 @@ def encode_fit_targets(y) -> tuple[np.ndarray, np.ndarray | None]:
             raise ValueError("y contains NaN or inf.")
         classes = _unique_labels(y_arr)
         if classes.size < 2:
-            raise ValueError(
-                f"y has {classes.size} class(es); at least 2 are needed to classify."
-            )
+            raise ValueError(f"y has {classes.size} class(es); at least 2 are needed to classify.")
         return (y_arr[:, None] == classes[None, :]).astype(np.int64), classes
     if y_arr.ndim == 2 and y_arr.shape[1] == 0:
         raise ValueError("Y has no columns; it needs at least one label.")

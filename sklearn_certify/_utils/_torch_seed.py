@@ -39,8 +39,9 @@ def estimator_devices(estimator) -> list:
     this process has already initialised CUDA (which this does not), else the CPU only.
     """
     params = estimator.get_params(deep=True) if hasattr(estimator, "get_params") else {}
-    devices = [value for key, value in params.items()
-               if key == "device" or key.endswith("__device")]
+    devices = [
+        value for key, value in params.items() if key == "device" or key.endswith("__device")
+    ]
     if devices:
         return devices
     import torch
@@ -66,8 +67,10 @@ def seeded_torch(seed: int, devices=("cpu",)):
 
     with _TORCH_LOCK:
         cuda = cuda_indices(devices)
-        others = any(device is not None and torch.device(device).type not in ("cpu", "cuda")
-                     for device in devices)
+        others = any(
+            device is not None and torch.device(device).type not in ("cpu", "cuda")
+            for device in devices
+        )
         with torch.random.fork_rng(devices=cuda):
             if others:  # another accelerator (MPS, XPU, ...): seeded, as torch does it
                 torch.manual_seed(int(seed))
@@ -101,8 +104,7 @@ def determinism_settings() -> dict:
 def _apply_determinism(settings: dict) -> None:
     import torch
 
-    torch.use_deterministic_algorithms(settings["deterministic"],
-                                       warn_only=settings["warn_only"])
+    torch.use_deterministic_algorithms(settings["deterministic"], warn_only=settings["warn_only"])
     torch.backends.cudnn.deterministic = settings["cudnn_deterministic"]
     torch.backends.cudnn.benchmark = settings["cudnn_benchmark"]
     if settings["cublas_workspace_config"] is not None:  # read when cuBLAS starts

@@ -142,9 +142,7 @@ def check_counts(counts, n_draws) -> tuple[np.ndarray, np.ndarray]:
         n = np.full((counts.shape[0], 1), int(n), dtype=np.int64)
     else:
         if n.shape != (counts.shape[0],) or not np.issubdtype(n.dtype, np.integer):
-            raise ValueError(
-                "n_draws must be an integer or an integer array of shape (n_inputs,)."
-            )
+            raise ValueError("n_draws must be an integer or an integer array of shape (n_inputs,).")
         n = n.astype(np.int64)[:, None]
     if np.any(n < 1):
         raise ValueError("n_draws must be at least 1.")
@@ -161,21 +159,27 @@ def check_per_input_draws(n_draws_used, alpha_share, n_inputs: int, n_draws):
     if used.shape != (n_inputs,):
         raise ValueError(
             f"n_draws_used must have shape ({n_inputs},), one entry per input, got "
-            f"shape {used.shape}.")
-    if used.dtype == bool or not np.issubdtype(used.dtype, np.number) or (
-            used.size and not np.all(np.isfinite(used) & (used == np.round(used)))):
+            f"shape {used.shape}."
+        )
+    if (
+        used.dtype == bool
+        or not np.issubdtype(used.dtype, np.number)
+        or (used.size and not np.all(np.isfinite(used) & (used == np.round(used))))
+    ):
         raise TypeError(f"n_draws_used must hold whole numbers, got {used!r}.")
     if np.any(used < 0) or (n_draws is not None and np.any(used > n_draws)):
         raise ValueError(
             f"n_draws_used must lie between 0 and n_draws={n_draws}, got values from "
-            f"{used.min()} to {used.max()}.")
+            f"{used.min()} to {used.max()}."
+        )
     if alpha_share is None:
         return used.astype(np.int64), None
     share = np.asarray(alpha_share)
     if share.shape != (n_inputs,):
         raise ValueError(
             f"alpha_share must have shape ({n_inputs},), one entry per input, got shape "
-            f"{share.shape}.")
+            f"{share.shape}."
+        )
     if share.dtype == bool or not np.issubdtype(share.dtype, np.number):
         raise TypeError(f"alpha_share must hold floats in (0, 1], got dtype {share.dtype}.")
     if not np.all((share > 0) & (share <= 1)):  # NaN fails too
@@ -252,16 +256,16 @@ def check_inputs(X, *, ensure_min_samples: int = 0) -> np.ndarray:
     if _is_torch_tensor(X):
         X = X.detach().cpu().numpy()
     try:
-        X = check_array(X, dtype="numeric", allow_nd=True,
-                        ensure_min_samples=ensure_min_samples, input_name="X")
+        X = check_array(
+            X, dtype="numeric", allow_nd=True, ensure_min_samples=ensure_min_samples, input_name="X"
+        )
     except (TypeError, ValueError) as exc:
         if re.search(r"\bX\b", str(exc)):
             raise
         raise type(exc)(f"Invalid X: {exc}") from None
     if X.ndim > 2 and int(np.prod(X.shape[1:])) == 0:
         raise ValueError(
-            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is "
-            "required."
+            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
         )
     # Any view a user can make must work downstream, torch included: torch cannot wrap
     # negative strides (reversed views) or a non-native byte order. Other views
@@ -288,9 +292,7 @@ def check_tensor_inputs(X, *, ensure_min_samples: int = 0):
             f"{tuple(X.shape)}. Reshape your data."
         )
     if len(X) < ensure_min_samples:
-        raise ValueError(
-            f"X has {len(X)} inputs, but at least {ensure_min_samples} are required."
-        )
+        raise ValueError(f"X has {len(X)} inputs, but at least {ensure_min_samples} are required.")
     if (X.is_floating_point() or X.is_complex()) and not bool(X.isfinite().all()):
         raise ValueError("Input X contains NaN or infinity.")
     return X
@@ -307,9 +309,12 @@ def reject_bool_params(estimator) -> None:
         value = getattr(estimator, name, None)
         if not isinstance(value, (bool, np.bool_)):
             continue
-        if any(c is bool or getattr(c, "type", None) is bool
-               or (isinstance(c, str) and c in ("boolean", "verbose"))
-               for c in constraints):
+        if any(
+            c is bool
+            or getattr(c, "type", None) is bool
+            or (isinstance(c, str) and c in ("boolean", "verbose"))
+            for c in constraints
+        ):
             continue
         raise TypeError(
             f"The {name!r} parameter of {type(estimator).__name__} must not be a bool, "

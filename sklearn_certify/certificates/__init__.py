@@ -19,8 +19,14 @@ from ._dpa import DPA, dpa_certified_size
 from ._gaussian import GAUSSIAN, gaussian_certified_size
 from ._spec import CertificateSpec
 
-__all__ = ["CERTIFICATES", "CertificateSpec", "bagging_certified_size", "certificate_spec",
-           "dpa_certified_size", "gaussian_certified_size"]
+__all__ = [
+    "CERTIFICATES",
+    "CertificateSpec",
+    "bagging_certified_size",
+    "certificate_spec",
+    "dpa_certified_size",
+    "gaussian_certified_size",
+]
 
 #: Certificate name -> :class:`CertificateSpec`.
 CERTIFICATES = {spec.name: spec for spec in (GAUSSIAN, BAGGING, DPA)}

@@ -95,8 +95,9 @@ def bagging_certified_size(
     check_choice(method, "method", BAGGING_METHODS)
 
     p_sharp, p_star = rounded_bounds(lower, upper, n_train, max_samples, k_base)
-    sizes = bagging_sizes_at(p_sharp, p_star, Y, k, k_base, n_train, max_samples, T[None, :],
-                             attack, method)
+    sizes = bagging_sizes_at(
+        p_sharp, p_star, Y, k, k_base, n_train, max_samples, T[None, :], attack, method
+    )
     return finalize_sizes(sizes, Y.sum(axis=1), k, n_classes, scalar)
 
 
@@ -138,8 +139,9 @@ def _round_to_grid(p, n, m, k_base, log_grid, *, down):
     if log_grid < 52 * np.log(2):
         denominator = n**m
         values, inverse = np.unique(p, return_inverse=True)
-        rounded = np.array([_exact_grid_point(v, denominator, k_base, down)
-                            for v in values.tolist()])
+        rounded = np.array(
+            [_exact_grid_point(v, denominator, k_base, down) for v in values.tolist()]
+        )
         return rounded[inverse].reshape(p.shape)
     step = np.nextafter(np.exp(-log_grid) * (1 + 1e-9), np.inf)  # k_b / n^m, rounded up
     rounded = np.nextafter(p - step if down else p + step, direction)
@@ -186,8 +188,9 @@ def _overlap_terms(T, n, m, attack):
     return one_minus_a, one_minus_b, rho_scaled, inv_scale, np.broadcast_to(feasible, T.shape)
 
 
-def _eq4_sizes(p_sharp, p_star, Y, k, k_base, one_minus_a, one_minus_b, rho, inv_scale,
-               feasible, *, t_fixed):
+def _eq4_sizes(
+    p_sharp, p_star, Y, k, k_base, one_minus_a, one_minus_b, rho, inv_scale, feasible, *, t_fixed
+):
     n_inputs, n_classes = Y.shape
     ranked = RankedLabels(p_sharp, p_star, Y)  # p# of the true labels, p* of the others
     d = ranked.n_true
@@ -222,19 +225,37 @@ def _eq4_sizes(p_sharp, p_star, Y, k, k_base, one_minus_a, one_minus_b, rho, inv
 def _bagging_radius_search(Y, *, k, method, params, lower, upper, counts) -> RadiusSearch:
     """The certified-T search of Eq. (4); the bounds are rounded to its grid once."""
     k_base, n_train, max_samples = params["k_base"], params["n_train"], params["max_samples"]
-    p_sharp, p_star = rounded_bounds(np.asarray(lower), np.asarray(upper), n_train,
-                                     max_samples, k_base)
+    p_sharp, p_star = rounded_bounds(
+        np.asarray(lower), np.asarray(upper), n_train, max_samples, k_base
+    )
 
     def sizes_at(rows, T):
-        return bagging_sizes_at(p_sharp[rows], p_star[rows], Y[rows], k, k_base, n_train,
-                                max_samples, T[:, None], params["attack"], method)
+        return bagging_sizes_at(
+            p_sharp[rows],
+            p_star[rows],
+            Y[rows],
+            k,
+            k_base,
+            n_train,
+            max_samples,
+            T[:, None],
+            params["attack"],
+            method,
+        )
 
     return RadiusSearch(sizes_at)
 
 
 BAGGING = CertificateSpec(
-    name="bagging", function=bagging_certified_size, methods=BAGGING_METHODS,
-    sampled=True, radius_name="T", radius_label="T (poisoned training examples)",
-    poisoning=True, integer_radius=True, radius_search=_bagging_radius_search,
+    name="bagging",
+    function=bagging_certified_size,
+    methods=BAGGING_METHODS,
+    sampled=True,
+    radius_name="T",
+    radius_label="T (poisoned training examples)",
+    poisoning=True,
+    integer_radius=True,
+    radius_search=_bagging_radius_search,
     params=("k_base", "n_train", "max_samples", "attack"),
-    recertifiable=frozenset({"attack"}))
+    recertifiable=frozenset({"attack"}),
+)

@@ -94,6 +94,7 @@ def _log_binom(n, x):
 
 def _lower_bound(x, n, level):
     """Largest p found with ``P(Bin(n, p) >= x) <= level``, for counts ``x >= 1``."""
+
     def tail(p, i):
         return betainc(x[i], n[i] - x[i] + 1, p)
 
@@ -107,6 +108,7 @@ def _lower_bound(x, n, level):
 
 def _upper_bound(x, n, level):
     """Smallest p found with ``P(Bin(n, p) <= x) <= level``, for counts ``x < n``."""
+
     def tail(p, i):
         return betaincc(x[i] + 1, n[i] - x[i], p)
 

@@ -101,8 +101,9 @@ def strictly_greater(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return left > right + TIE_MARGIN * np.maximum(1.0, np.abs(right))
 
 
-def finalize_sizes(sizes: np.ndarray, n_true: np.ndarray, k: int, n_classes: int,
-                   scalar: bool) -> np.ndarray:
+def finalize_sizes(
+    sizes: np.ndarray, n_true: np.ndarray, k: int, n_classes: int, scalar: bool
+) -> np.ndarray:
     """Clip to the trivial bounds and shape the result.
 
     Whatever the attack, the top-k holds at least ``k - (n_classes - |L|)`` true

@@ -127,7 +127,8 @@ def check_dpa_counts(counts, shape, k_base: int, method: str, spread) -> np.ndar
         if n_inputs != shape[0] or width != k_base:
             raise ValueError(
                 f"per-model votes must have shape (n_inputs, n_models, k_base) = "
-                f"({shape[0]}, n_models, {k_base}), got {counts.shape}.")
+                f"({shape[0]}, n_models, {k_base}), got {counts.shape}."
+            )
         if not np.issubdtype(counts.dtype, np.integer):
             raise TypeError(f"per-model votes must be label indices, got {counts.dtype}.")
         if counts.size and (counts.min() < 0 or counts.max() >= shape[1]):
@@ -141,7 +142,8 @@ def check_dpa_counts(counts, shape, k_base: int, method: str, spread) -> np.ndar
         raise ValueError(
             "method='finite-aggregation' needs every model's votes, counts of shape "
             "(n_inputs, n_models, k_base), not vote counts; certify the ensemble with "
-            "DPACertifiedClassifier(method='finite-aggregation').")
+            "DPACertifiedClassifier(method='finite-aggregation')."
+        )
     counts = check_count_matrix(counts)
     if counts.shape != tuple(shape):
         raise ValueError(f"counts has shape {counts.shape} but Y has shape {tuple(shape)}.")
@@ -160,10 +162,18 @@ def dpa_sizes_at(counts, Y, k, k_base, T, attack, method, spread=1):
     if isinstance(counts, np.ndarray) and counts.ndim == 3:
         counts = fa_statistics(counts, Y, spread)
     if isinstance(counts, FAStatistics):
-        return fa_sizes_at(counts, Y, k, k_base, budget, t_fixed=method == "dpa",
-                           per_model=method == "finite-aggregation")
-    return _eq9_sizes(counts.astype(np.float64), Y, k, k_base, spread * budget,
-                      t_fixed=method == "dpa")
+        return fa_sizes_at(
+            counts,
+            Y,
+            k,
+            k_base,
+            budget,
+            t_fixed=method == "dpa",
+            per_model=method == "finite-aggregation",
+        )
+    return _eq9_sizes(
+        counts.astype(np.float64), Y, k, k_base, spread * budget, t_fixed=method == "dpa"
+    )
 
 
 def _eq9_sizes(counts, Y, k, k_base, budget, *, t_fixed):
@@ -199,8 +209,9 @@ def _dpa_counts_layout(method: str) -> str:
 
 def _dpa_empty_counts(method: str, params: dict, n_classes: int) -> np.ndarray:
     if _dpa_counts_layout(method) == "model-votes":  # (n_inputs, n_models, k_base)
-        return np.zeros((0, int(params.get("spread", 1)), int(params.get("k_base", 1))),
-                        dtype=np.int64)
+        return np.zeros(
+            (0, int(params.get("spread", 1)), int(params.get("k_base", 1))), dtype=np.int64
+        )
     return np.zeros((0, n_classes), dtype=np.int64)
 
 
@@ -220,8 +231,18 @@ def _dpa_radius_search(Y, *, k, method, params, lower, upper, counts) -> RadiusS
 
 
 DPA = CertificateSpec(
-    name="dpa", function=dpa_certified_size, methods=DPA_METHODS, sampled=False,
-    radius_name="T", radius_label="T (poisoned training examples)", poisoning=True,
-    integer_radius=True, radius_search=_dpa_radius_search, params=("k_base", "attack"),
-    recertifiable=frozenset({"attack"}), optional_params=("spread",),
-    counts_layout=_dpa_counts_layout, empty_counts=_dpa_empty_counts)
+    name="dpa",
+    function=dpa_certified_size,
+    methods=DPA_METHODS,
+    sampled=False,
+    radius_name="T",
+    radius_label="T (poisoned training examples)",
+    poisoning=True,
+    integer_radius=True,
+    radius_search=_dpa_radius_search,
+    params=("k_base", "attack"),
+    recertifiable=frozenset({"attack"}),
+    optional_params=("spread",),
+    counts_layout=_dpa_counts_layout,
+    empty_counts=_dpa_empty_counts,
+)

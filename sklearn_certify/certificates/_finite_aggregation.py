@@ -104,7 +104,7 @@ def _shifts(n_buckets: int, spread: int) -> tuple[int, ...]:
     def rank(c: int) -> bytes:
         return hashlib.sha256(prefix + c.to_bytes(8, "little")).digest()
 
-    return (0, *sorted(range(1, n_buckets), key=rank)[:spread - 1])
+    return (0, *sorted(range(1, n_buckets), key=rank)[: spread - 1])
 
 
 def model_buckets(n_buckets: int, spread: int) -> np.ndarray:
@@ -193,9 +193,15 @@ class FAStatistics:
 
     def take(self, rows) -> FAStatistics:
         """The statistics of the inputs ``rows``."""
-        return FAStatistics(self.counts[rows], self.hist[rows], self.true_idx[rows],
-                            self.other_idx[rows], self.pair_hist[rows], self.n_models,
-                            self.spread)
+        return FAStatistics(
+            self.counts[rows],
+            self.hist[rows],
+            self.true_idx[rows],
+            self.other_idx[rows],
+            self.pair_hist[rows],
+            self.n_models,
+            self.spread,
+        )
 
 
 # Sets of r - 1 excluded true labels the pair bound enumerates at most; beyond, it
@@ -239,16 +245,17 @@ def fa_statistics(votes: np.ndarray, Y: np.ndarray, spread: int) -> FAStatistics
         a = bucket_votes(indicator, d)  # (c, n_buckets, n_classes)
         c = a.shape[0]
         offsets = (np.arange(c)[:, None] * n_classes + np.arange(n_classes)) * (d + 1)
-        hist[rows] = np.bincount((a + offsets[:, None, :]).ravel(),
-                                 minlength=c * n_classes * (d + 1)).reshape(c, n_classes,
-                                                                            d + 1)
+        hist[rows] = np.bincount(
+            (a + offsets[:, None, :]).ravel(), minlength=c * n_classes * (d + 1)
+        ).reshape(c, n_classes, d + 1)
         if m_max and o_max:
             t_idx, o_idx = true_idx[rows], other_idx[rows]
             a_true = np.take_along_axis(a, np.maximum(t_idx, 0)[:, None, :], axis=2)
             a_other = np.take_along_axis(a, np.maximum(o_idx, 0)[:, None, :], axis=2)
             delta = d + a_true[:, :, :, None].astype(np.int64) - a_other[:, :, None, :]
-            cells = (np.arange(c)[:, None, None] * m_max + np.arange(m_max)[:, None]) * o_max \
-                + np.arange(o_max)
+            cells = (
+                np.arange(c)[:, None, None] * m_max + np.arange(m_max)[:, None]
+            ) * o_max + np.arange(o_max)
             keys = delta + (cells * (2 * d + 1))[:, None]
             block = np.bincount(keys.ravel(), minlength=c * m_max * o_max * (2 * d + 1))
             block = block.reshape(c, m_max, o_max, 2 * d + 1)
@@ -273,8 +280,7 @@ def _prefix(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def fa_sizes_at(stats: FAStatistics, Y, k, k_base, budget, *, per_model=True,
-                t_fixed=False):
+def fa_sizes_at(stats: FAStatistics, Y, k, k_base, budget, *, per_model=True, t_fixed=False):
     """Certified sizes before clipping, for validated arguments.
 
     Parameters
@@ -300,16 +306,16 @@ def fa_sizes_at(stats: FAStatistics, Y, k, k_base, budget, *, per_model=True,
     budget = np.asarray(budget, dtype=np.float64)
     budget = np.broadcast_to(budget, (n_inputs, budget.shape[1]))
     d, n_models = stats.spread, stats.n_models
-    n = np.broadcast_to(stats.counts[:, :, None].astype(np.float64),
-                        (n_inputs, n_classes, budget.shape[1]))
+    n = np.broadcast_to(
+        stats.counts[:, :, None].astype(np.float64), (n_inputs, n_classes, budget.shape[1])
+    )
     if not per_model:
         moved = d * budget
         D = I = np.broadcast_to(moved[:, None, :], n.shape)
         return _label_bound(n, D, I, Y, k, k_base, moved, t_fixed=t_fixed)
     moved = np.minimum(d * budget, n_models)  # models the changed buckets feed
     D = np.minimum(n, top_sum_from_histogram(stats.hist, budget[:, None, :]))
-    I = np.minimum(n_models - n, top_sum_from_histogram(stats.hist[..., ::-1],
-                                                        budget[:, None, :]))
+    I = np.minimum(n_models - n, top_sum_from_histogram(stats.hist[..., ::-1], budget[:, None, :]))
     labels = _label_bound(n, D, I, Y, k, k_base, moved, t_fixed=False)
     pairs = _pair_bound(stats, Y, k, budget, D, I, moved)
     return np.maximum(labels, pairs)
@@ -333,8 +339,7 @@ def _label_bound(n, D, I, Y, k, k_base, moved, *, t_fixed):
             hi = min(r - 1 + t, n_classes)
             first = true_low[:, hi] - true_low[:, r - 1]
             second = true_n[:, hi] - true_n[:, r - 1] - min(k_base, t) * moved
-            left = np.where(exists[:, None], np.maximum(left, np.maximum(first, second) / t),
-                            left)
+            left = np.where(exists[:, None], np.maximum(left, np.maximum(first, second) / t), left)
         s = k - r + 1
         top = min(s, n_classes)
         right = np.full((n_inputs, n_radii), np.inf)
@@ -367,7 +372,7 @@ def _pair_bound(stats, Y, k, budget, D, I, moved):
     change = top_sum_from_histogram(stats.pair_hist, budget[:, None, None, :])
     change = np.minimum(change, D_true[:, :, None, :] + I_other[:, None, :, :])
     change = np.minimum(change, 2 * moved[:, None, None, :])
-    lower_first = (t_idx[:, :, None] < o_idx[:, None, :])  # ties keep u above v
+    lower_first = t_idx[:, :, None] < o_idx[:, None, :]  # ties keep u above v
     margin = (n_true[:, :, None] - n_other[:, None, :] + lower_first)[..., None] - change
     valid = (t_idx >= 0)[:, :, None] & (o_idx >= 0)[:, None, :]
     not_robust = (margin <= 0) & valid[..., None]  # (n, Mx, Ox, R): v reaches u

@@ -33,8 +33,13 @@ from ._spec import CertificateSpec
 
 GAUSSIAN_METHODS = ("multiguard", "first-term", "jia")
 
-__all__ = ["GAUSSIAN", "GAUSSIAN_METHODS", "check_jia", "gaussian_certified_radius",
-           "gaussian_certified_size"]
+__all__ = [
+    "GAUSSIAN",
+    "GAUSSIAN_METHODS",
+    "check_jia",
+    "gaussian_certified_radius",
+    "gaussian_certified_size",
+]
 
 
 def check_jia(method: str, k_prime) -> None:
@@ -147,15 +152,13 @@ def _multiguard_sizes(lower, upper, Y, k, k_prime, shift, second_terms):
                 z_left.append(z)
                 w_left.append(k_prime / u)
         left = np.max(
-            np.asarray(w_left)[None, :, None]
-            * _phi_shifted(np.stack(z_left, axis=1), -shift),
+            np.asarray(w_left)[None, :, None] * _phi_shifted(np.stack(z_left, axis=1), -shift),
             axis=1,
         )
         # Right-hand side: upper bound on the s-th largest adversarial probability of
         # the other labels.
         s = k - e + 1
-        z_right = [ndtri(ranked.other[:, s - 1]) if s <= n_classes
-                   else np.full(n_inputs, -np.inf)]
+        z_right = [ndtri(ranked.other[:, s - 1]) if s <= n_classes else np.full(n_inputs, -np.inf)]
         w_right = [1.0]
         if second_terms:
             for v in range(1, s + 1):
@@ -165,8 +168,7 @@ def _multiguard_sizes(lower, upper, Y, k, k_prime, shift, second_terms):
                 z_right.append(ndtri(np.clip(p_b / k_prime, 0.0, 1.0)))
                 w_right.append(k_prime / v)
         right = np.min(
-            np.asarray(w_right)[None, :, None]
-            * _phi_shifted(np.stack(z_right, axis=1), shift),
+            np.asarray(w_right)[None, :, None] * _phi_shifted(np.stack(z_right, axis=1), shift),
             axis=1,
         )
         passes = strictly_greater(left, right) & valid[:, None]
@@ -202,9 +204,7 @@ def _jia_sizes(lower, upper, Y, k, shift):
         # S_t: the t smallest of those k, i.e. the last t columns.
         tail_sums = np.cumsum(others[:, ::-1], axis=1)  # column t-1 holds S_t
         s_t = np.minimum(tail_sums, (1.0 - p_l)[:, None])
-        right = np.min(
-            _phi_shifted(ndtri(s_t), shift) / np.arange(1, k + 1)[None, :, None], axis=1
-        )
+        right = np.min(_phi_shifted(ndtri(s_t), shift) / np.arange(1, k + 1)[None, :, None], axis=1)
         left = ndtr(ndtri(p_l)[:, None] - shift)
         certified += (strictly_greater(left, right) & (d > j)[:, None]).astype(np.int64)
     return certified
@@ -227,18 +227,27 @@ def _gaussian_radius_search(Y, *, k, method, params, lower, upper, counts) -> Ra
     k_prime = params["k_prime"]
 
     def sizes_at(rows, shift):
-        return gaussian_sizes_at(lower[rows], upper[rows], Y[rows], k, k_prime,
-                                 shift[:, None], method)
+        return gaussian_sizes_at(
+            lower[rows], upper[rows], Y[rows], k, k_prime, shift[:, None], method
+        )
 
     return RadiusSearch(sizes_at, scale=params["sigma"])
 
 
 GAUSSIAN = CertificateSpec(
-    name="gaussian", function=gaussian_certified_size, methods=GAUSSIAN_METHODS,
-    sampled=True, radius_name="radius", radius_label="l2 radius R", poisoning=False,
-    integer_radius=False, radius_search=_gaussian_radius_search,
-    params=("k_prime", "sigma"), bound_alpha=_gaussian_bound_alpha,
-    check=lambda method, params: check_jia(method, params.get("k_prime", 1)))
+    name="gaussian",
+    function=gaussian_certified_size,
+    methods=GAUSSIAN_METHODS,
+    sampled=True,
+    radius_name="radius",
+    radius_label="l2 radius R",
+    poisoning=False,
+    integer_radius=False,
+    radius_search=_gaussian_radius_search,
+    params=("k_prime", "sigma"),
+    bound_alpha=_gaussian_bound_alpha,
+    check=lambda method, params: check_jia(method, params.get("k_prime", 1)),
+)
 
 
 def gaussian_certified_radius(lower, upper, Y, *, k, k_prime, sigma, method, size=1):
@@ -251,6 +260,12 @@ def gaussian_certified_radius(lower, upper, Y, *, k, k_prime, sigma, method, siz
         certified, from below: the returned radius R is certified, and the supremum
         lies in ``[R, R (1 + 1e-13)]``.
     """
-    return GAUSSIAN.certified_radius(Y, k=k, method=method,
-                                     params={"k_prime": k_prime, "sigma": sigma},
-                                     lower=lower, upper=upper, size=size)
+    return GAUSSIAN.certified_radius(
+        Y,
+        k=k,
+        method=method,
+        params={"k_prime": k_prime, "sigma": sigma},
+        lower=lower,
+        upper=upper,
+        size=size,
+    )

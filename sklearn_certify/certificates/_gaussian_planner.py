@@ -21,8 +21,9 @@ from ._gaussian import gaussian_certified_radius
 __all__ = ["draws_for_radius", "max_certifiable_radius"]
 
 
-def max_certifiable_radius(n_draws, alpha: float, sigma: float, n_classes: int, *,
-                           k: int = 1, k_prime: int = 1):
+def max_certifiable_radius(
+    n_draws, alpha: float, sigma: float, n_classes: int, *, k: int = 1, k_prime: int = 1
+):
     """The largest l2 radius at which any input can be certified with these settings.
 
     Reached when every one of the ``n_draws`` noisy copies predicts the same ``k'``
@@ -89,14 +90,16 @@ def max_certifiable_radius(n_draws, alpha: float, sigma: float, n_classes: int, 
         counts[:, :k_prime] = rows[:, None]
         Y = (np.arange(n_classes) < k_prime)[None, :].repeat(rows.size, axis=0)
         lower, upper = clopper_pearson_bounds(counts, rows, alpha)
-        radius = gaussian_certified_radius(lower, upper, Y, k=k, k_prime=k_prime,
-                                           sigma=sigma, method="multiguard")
+        radius = gaussian_certified_radius(
+            lower, upper, Y, k=k, k_prime=k_prime, sigma=sigma, method="multiguard"
+        )
         radius = radius.reshape(n.shape)
     return float(radius) if n.ndim == 0 else radius
 
 
-def draws_for_radius(radius: float, alpha: float, sigma: float, n_classes: int, *,
-                     k: int = 1, k_prime: int = 1) -> int:
+def draws_for_radius(
+    radius: float, alpha: float, sigma: float, n_classes: int, *, k: int = 1, k_prime: int = 1
+) -> int:
     """The fewest draws per input with which ``radius`` can be certified at all.
 
     The inverse of :func:`max_certifiable_radius`: the smallest ``n_draws`` whose
@@ -132,8 +135,7 @@ def draws_for_radius(radius: float, alpha: float, sigma: float, n_classes: int, 
     54
     """
     if not isinstance(radius, numbers.Real) or isinstance(radius, bool | np.bool_):
-        raise TypeError(
-            f"radius must be a real number, got {radius!r} ({type(radius).__name__}).")
+        raise TypeError(f"radius must be a real number, got {radius!r} ({type(radius).__name__}).")
     radius = float(radius)
     if not (np.isfinite(radius) and radius >= 0):
         raise ValueError(f"radius must be a finite number >= 0, got {radius}.")

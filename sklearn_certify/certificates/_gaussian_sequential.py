@@ -67,8 +67,9 @@ LAST_SHARE = 0.9
 FUTILITY_LEVEL = 0.2
 
 
-def stage_schedule(n_draws: int, max_draws: int | None = None, *, first: int = FIRST_STAGE,
-                   growth: float = GROWTH) -> tuple[np.ndarray, np.ndarray]:
+def stage_schedule(
+    n_draws: int, max_draws: int | None = None, *, first: int = FIRST_STAGE, growth: float = GROWTH
+) -> tuple[np.ndarray, np.ndarray]:
     """Stage ends (draws per input) and alpha shares.
 
     Stage ends grow by ``growth`` from ``min(first, n_draws)`` to ``n_draws``, then
@@ -128,16 +129,28 @@ def staged_bounds(counts, n_draws_used, alpha, alpha_share):
     for share in np.unique(alpha_share[n_draws_used > 0]):
         rows = np.flatnonzero((alpha_share == share) & (n_draws_used > 0))
         lower[rows], upper[rows] = clopper_pearson_bounds(
-            counts[rows], n_draws_used[rows], alpha * share)
+            counts[rows], n_draws_used[rows], alpha * share
+        )
     return lower, upper
 
 
-def sequential_gaussian_certify(sample: Callable, Y: np.ndarray, radii: np.ndarray, *,
-                                k: int, k_prime: int, sigma: float, alpha: float,
-                                method: str, n_draws: int, max_draws: int | None = None,
-                                mean_budget: float | None = None,
-                                futility: float = FUTILITY_LEVEL, first: int = FIRST_STAGE,
-                                growth: float = GROWTH) -> SequentialOutcome:
+def sequential_gaussian_certify(
+    sample: Callable,
+    Y: np.ndarray,
+    radii: np.ndarray,
+    *,
+    k: int,
+    k_prime: int,
+    sigma: float,
+    alpha: float,
+    method: str,
+    n_draws: int,
+    max_draws: int | None = None,
+    mean_budget: float | None = None,
+    futility: float = FUTILITY_LEVEL,
+    first: int = FIRST_STAGE,
+    growth: float = GROWTH,
+) -> SequentialOutcome:
     """Certify in stages (see the module docstring).
 
     Parameters
@@ -211,10 +224,11 @@ def sequential_gaussian_certify(sample: Callable, Y: np.ndarray, radii: np.ndarr
         sizes[active] = current
         if s == stops.size - 1:
             break
-        best = certify(*_projected_bounds(counts[active], stop, stops[-1],
-                                          alpha * shares[-1], futility), active)
-        decided = np.all(best <= current, axis=1) | np.all(current >= cap[active, None],
-                                                           axis=1)
+        best = certify(
+            *_projected_bounds(counts[active], stop, stops[-1], alpha * shares[-1], futility),
+            active,
+        )
+        decided = np.all(best <= current, axis=1) | np.all(current >= cap[active, None], axis=1)
         gain[active] = (best - current).sum(axis=1)
         active = active[~decided]
     return SequentialOutcome(counts, used, share_used, lower, upper, sizes)
@@ -230,8 +244,10 @@ def _projected_bounds(counts, n, n_final, alpha_final, level):
         low = beta.ppf(level / 2, counts, n - counts + 1)
     high = np.where(counts == n, 1.0, high)
     low = np.where(counts == 0, 0.0, low)
-    lower, _ = clopper_pearson_bounds(np.round(high * n_final).astype(np.int64), n_final,
-                                      alpha_final)
-    _, upper = clopper_pearson_bounds(np.round(low * n_final).astype(np.int64), n_final,
-                                      alpha_final)
+    lower, _ = clopper_pearson_bounds(
+        np.round(high * n_final).astype(np.int64), n_final, alpha_final
+    )
+    _, upper = clopper_pearson_bounds(
+        np.round(low * n_final).astype(np.int64), n_final, alpha_final
+    )
     return lower, upper

@@ -62,8 +62,18 @@ class RadiusSearch:
     scale: float | None = None
 
 
-def certified_radius(spec, Y, *, k: int, method: str, params: dict, lower=None, upper=None,
-                     counts=None, size: int = 1) -> np.ndarray:
+def certified_radius(
+    spec,
+    Y,
+    *,
+    k: int,
+    method: str,
+    params: dict,
+    lower=None,
+    upper=None,
+    counts=None,
+    size: int = 1,
+) -> np.ndarray:
     """Certified radius per input of the certificate ``spec`` (validated arguments).
 
     ``lower`` and ``upper`` (sampled certificates) or ``counts`` are those the sizes were
@@ -76,8 +86,9 @@ def certified_radius(spec, Y, *, k: int, method: str, params: dict, lower=None, 
         at which at least ``size`` true labels are certified.
     """
     Y = np.asarray(Y)
-    search = spec.radius_search(Y, k=k, method=method, params=params, lower=lower,
-                                upper=upper, counts=counts)
+    search = spec.radius_search(
+        Y, k=k, method=method, params=params, lower=lower, upper=upper, counts=counts
+    )
     found = _search(search.sizes_at, Y, k, size, integer=spec.integer_radius)
     if search.scale is None:
         return found

@@ -113,13 +113,32 @@ class CertificateSpec:
     counts_layout: Callable[[str], str] = _label_counts
     empty_counts: Callable[[str, dict, int], np.ndarray] = _empty_label_counts
 
-    def certified_radius(self, Y, *, k: int, method: str, params: dict, lower=None,
-                         upper=None, counts=None, size: int = 1) -> np.ndarray:
+    def certified_radius(
+        self,
+        Y,
+        *,
+        k: int,
+        method: str,
+        params: dict,
+        lower=None,
+        upper=None,
+        counts=None,
+        size: int = 1,
+    ) -> np.ndarray:
         """Per input, the supremum (integer radius: maximum) of the radii at which at
         least ``size`` true labels are certified (validated arguments): the search of
         ``certificates/_radius.py`` on :attr:`radius_search`."""
-        return certified_radius(self, Y, k=k, method=method, params=params, lower=lower,
-                                upper=upper, counts=counts, size=size)
+        return certified_radius(
+            self,
+            Y,
+            k=k,
+            method=method,
+            params=params,
+            lower=lower,
+            upper=upper,
+            counts=counts,
+            size=size,
+        )
 
     def check_method(self, method: str, params: dict) -> str:
         """``method``, checked against :attr:`methods` and ``params``."""
@@ -130,5 +149,34 @@ class CertificateSpec:
     def check_no_alpha(self, alpha) -> None:
         """A deterministic certificate refuses an ``alpha``."""
         if not self.sampled and alpha is not None:
+            raise TypeError(f"{self.name} certificates are deterministic and take no alpha.")
+
+    def check_recertify(self, kept: dict, changes: dict, alpha) -> None:
+        """Refuse changes that ``recertify`` cannot make to a result with parameters
+        ``kept``: unknown parameters, an alpha for a deterministic certificate, or a
+        parameter that describes how the counts were sampled (``sigma``, ``k_prime``,
+        ``k_base``, ``n_train``, ``max_samples``): changing one would certify a
+        classifier other than the one that was sampled."""
+        unknown = sorted(set(changes) - set(kept))
+        if unknown:
+            takes = [
+                "radius",
+                "k",
+                "alpha",
+                "method",
+                "label",
+                *sorted(self.recertifiable & set(kept)),
+            ]
             raise TypeError(
-                f"{self.name} certificates are deterministic and take no alpha.")
+                f"recertify got unexpected parameter(s) {unknown}; it takes "
+                f"{', '.join(takes)}. The counts, n_draws and Y are this result's own: "
+                "certify again to change them."
+            )
+        self.check_no_alpha(alpha)
+        for key, value in changes.items():
+            if key not in self.recertifiable and kept.get(key, value) != value:
+                raise ValueError(
+                    f"{key} describes how the counts were sampled ({key}="
+                    f"{kept[key]!r}); certify again to change it. Only "
+                    f"{sorted(self.recertifiable)} (and radius, k, alpha, method) can change."
+                )

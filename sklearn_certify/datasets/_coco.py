@@ -12,13 +12,17 @@ from ._loader import Layout, fill_doc, make_bunch
 
 COCO_SPLITS = ("train", "val")
 
-_LAYOUT = Layout("MS-COCO 2014", COCO_SPLITS, """\
+_LAYOUT = Layout(
+    "MS-COCO 2014",
+    COCO_SPLITS,
+    """\
 <root>/
 +-- annotations/
 |   +-- instances_train2014.json
 |   +-- instances_val2014.json
 +-- train2014/     COCO_train2014_000000000009.jpg, ...
-+-- val2014/       COCO_val2014_000000000042.jpg, ...""")
++-- val2014/       COCO_val2014_000000000042.jpg, ...""",
+)
 
 
 @fill_doc
@@ -127,7 +131,13 @@ def load_coco(
     if return_images:
         _LAYOUT.require_dir(image_dir, what="image folder")
     paths = [os.fspath(image_dir / im["file_name"]) for im in images]
-    bunch = make_bunch(paths, Y, [str(c["name"]) for c in categories], image_ids,
-                       return_images=return_images, image_size=image_size)
+    bunch = make_bunch(
+        paths,
+        Y,
+        [str(c["name"]) for c in categories],
+        image_ids,
+        return_images=return_images,
+        image_size=image_size,
+    )
     bunch.category_ids = category_ids
     return bunch

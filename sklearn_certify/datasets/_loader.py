@@ -43,8 +43,10 @@ def fill_doc(func):
         lines = func.__doc__.split("\n")
         func.__doc__ = "\n".join(
             SHARED_DOCS[line.strip()[2:-2]]
-            if line.strip().startswith("%(") and line.strip().endswith(")s") else line
-            for line in lines)
+            if line.strip().startswith("%(") and line.strip().endswith(")s")
+            else line
+            for line in lines
+        )
     return func
 
 
@@ -64,8 +66,9 @@ class Layout:
         """``split`` must be one of the splits (the error names them), ``image_size``
         a size (:func:`._images.check_image_size`)."""
         if not isinstance(split, str) or split not in self.splits:
-            raise ValueError(f"split must be one of {list(self.splits)} for "
-                             f"{self.dataset}{note}, got {split!r}.")
+            raise ValueError(
+                f"split must be one of {list(self.splits)} for {self.dataset}{note}, got {split!r}."
+            )
         check_image_size(image_size)
 
     def root(self, root: str | os.PathLike) -> Path:
@@ -92,8 +95,15 @@ def indicator_matrix(label_columns: Iterable[Sequence[int]], n_classes: int) -> 
     return Y
 
 
-def make_bunch(paths: list[str], Y: np.ndarray, class_names: list[str], image_ids: list, *,
-               return_images: bool, image_size) -> Bunch:
+def make_bunch(
+    paths: list[str],
+    Y: np.ndarray,
+    class_names: list[str],
+    image_ids: list,
+    *,
+    return_images: bool,
+    image_size,
+) -> Bunch:
     """The loaders' common return value; ``images`` only when asked for."""
     bunch = Bunch(paths=paths, Y=Y, class_names=class_names, image_ids=image_ids)
     if return_images:

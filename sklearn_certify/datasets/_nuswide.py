@@ -29,13 +29,17 @@ NUSWIDE_SPLITS = ("train", "test")
 _SPLIT_VALUES = {"train": {"train"}, "test": {"val", "test"}}
 CSV_NAME = "nus_wid_data.csv"
 
-_LAYOUT = Layout("NUS-WIDE (ASL release)", NUSWIDE_SPLITS, f"""\
+_LAYOUT = Layout(
+    "NUS-WIDE (ASL release)",
+    NUSWIDE_SPLITS,
+    f"""\
 <root>/
 +-- {CSV_NAME}      a header row, then one row per image with 3 columns:
 |                         image path relative to <root>, label, split, e.g.
 |                         images/0001_2124494179.jpg,"['clouds', 'sky']",train
 |                         (label: a list of the 81 concept names; split: train or val)
-+-- images/               the image files the first column names""")
++-- images/               the image files the first column names""",
+)
 
 
 def _parse_labels(text: str, where: str) -> list[str]:
@@ -174,5 +178,11 @@ def load_nuswide(
         for path in paths:
             if not os.path.isfile(path):
                 raise _LAYOUT.error(f"image file {path!r} listed in {CSV_NAME} does not exist.")
-    return make_bunch(paths, Y, list(NUSWIDE_CONCEPTS), image_ids,
-                      return_images=return_images, image_size=image_size)
+    return make_bunch(
+        paths,
+        Y,
+        list(NUSWIDE_CONCEPTS),
+        image_ids,
+        return_images=return_images,
+        image_size=image_size,
+    )

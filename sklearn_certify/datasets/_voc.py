@@ -17,7 +17,10 @@ VOC_CLASSES = (
 )  # fmt: skip
 VOC_SPLITS = ("train", "val", "trainval", "test")
 
-_LAYOUT = Layout("PASCAL VOC 2007", VOC_SPLITS, """\
+_LAYOUT = Layout(
+    "PASCAL VOC 2007",
+    VOC_SPLITS,
+    """\
 <root>/                        (or <root> = VOCdevkit/VOC2007 itself)
 +-- VOCdevkit/
     +-- VOC2007/
@@ -26,7 +29,8 @@ _LAYOUT = Layout("PASCAL VOC 2007", VOC_SPLITS, """\
         |   +-- Main/          train.txt, val.txt, trainval.txt, test.txt (one image id a line)
         +-- JPEGImages/        000005.jpg, ...
 (the test split comes from the separate VOCtest_06-Nov-2007 archive, which unpacks
-into the same VOCdevkit/VOC2007 folders)""")
+into the same VOCdevkit/VOC2007 folders)""",
+)
 
 
 def _find_voc_dir(root: Path) -> Path:
@@ -134,12 +138,18 @@ def load_voc2007(
     image_ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
 
     annotations = _LAYOUT.require_dir(voc_dir / "Annotations")
-    Y = indicator_matrix((_parse_annotation(annotations / f"{image_id}.xml", include_difficult)
-                          for image_id in image_ids), len(VOC_CLASSES))
+    Y = indicator_matrix(
+        (
+            _parse_annotation(annotations / f"{image_id}.xml", include_difficult)
+            for image_id in image_ids
+        ),
+        len(VOC_CLASSES),
+    )
 
     jpeg_dir = voc_dir / "JPEGImages"
     if return_images:
         _LAYOUT.require_dir(jpeg_dir)
     paths = [os.fspath(jpeg_dir / f"{image_id}.jpg") for image_id in image_ids]
-    return make_bunch(paths, Y, list(VOC_CLASSES), image_ids,
-                      return_images=return_images, image_size=image_size)
+    return make_bunch(
+        paths, Y, list(VOC_CLASSES), image_ids, return_images=return_images, image_size=image_size
+    )

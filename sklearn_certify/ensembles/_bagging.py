@@ -36,17 +36,22 @@ def subsample_indices(seed: int, n_train: int, max_samples: int) -> np.ndarray:
     return rng.integers(0, n_train, max_samples)
 
 
-def _fit_subsample_models(estimator, X, Y, seeds, indices, max_samples, k_base,
-                          memory=None):
+def _fit_subsample_models(estimator, X, Y, seeds, indices, max_samples, k_base, memory=None):
     """Fit the base models of one task; ``indices`` are their positions in the ensemble."""
     n_train, n_classes = Y.shape
     models = []
     for seed, index in zip(seeds, indices):
         rows = subsample_indices(seed, n_train, max_samples)
-        models.append(fit_base_model(
-            estimator, X[rows], Y[rows], seed=int(seed),
-            empty_labels=fallback_labels(int(index), k_base, n_classes), memory=memory,
-        ))
+        models.append(
+            fit_base_model(
+                estimator,
+                X[rows],
+                Y[rows],
+                seed=int(seed),
+                empty_labels=fallback_labels(int(index), k_base, n_classes),
+                memory=memory,
+            )
+        )
     return models
 
 
@@ -225,13 +230,32 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         "random_state": ["random_state"],
     }
 
-    def __init__(self, estimator=None, *, n_estimators: int = 1000,
-                 max_samples: int | float = 0.1, k_base: int = 1, k: int = 3,
-                 alpha: float = 0.001, method: str = "poisoningguard",
-                 vectorize: str | bool = "auto", n_jobs: int | None = None, memory=None,
-                 random_state=None, verbose: int = 0) -> None:
-        super().__init__(estimator, k_base=k_base, k=k, method=method, vectorize=vectorize,
-                         n_jobs=n_jobs, memory=memory, verbose=verbose)
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        n_estimators: int = 1000,
+        max_samples: int | float = 0.1,
+        k_base: int = 1,
+        k: int = 3,
+        alpha: float = 0.001,
+        method: str = "poisoningguard",
+        vectorize: str | bool = "auto",
+        n_jobs: int | None = None,
+        memory=None,
+        random_state=None,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(
+            estimator,
+            k_base=k_base,
+            k=k,
+            method=method,
+            vectorize=vectorize,
+            n_jobs=n_jobs,
+            memory=memory,
+            verbose=verbose,
+        )
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.alpha = alpha
@@ -268,19 +292,29 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         self.stacked_models_ = None
         trainer = select_trainer(estimator, X, self.vectorize)
         if trainer is not None:
-            train_at_once = (fit_base_models if trainer == "heads"
-                             else partial(fit_net_base_models, verbose=self.verbose))
+            train_at_once = (
+                fit_base_models
+                if trainer == "heads"
+                else partial(fit_net_base_models, verbose=self.verbose)
+            )
             # All base models at once, exactly as the loop below would train them
             # (same subsamples, seeds and empty-set fallbacks).
             self.stacked_models_, models = train_at_once(
-                estimator, X, Y,
+                estimator,
+                X,
+                Y,
                 np.stack([subsample_indices(s, n_train, max_samples) for s in seeds]),
-                seeds, [fallback_labels(i, self.k_base, n_classes)
-                        for i in range(self.n_estimators)])
+                seeds,
+                [fallback_labels(i, self.k_base, n_classes) for i in range(self.n_estimators)],
+            )
         else:
-            parts = self._parallel(_fit_subsample_models, (
-                (estimator, X, Y, seeds[chunk], chunk, max_samples, self.k_base, memory)
-                for chunk in split_tasks(self.n_estimators, self.n_jobs)))
+            parts = self._parallel(
+                _fit_subsample_models,
+                (
+                    (estimator, X, Y, seeds[chunk], chunk, max_samples, self.k_base, memory)
+                    for chunk in split_tasks(self.n_estimators, self.n_jobs)
+                ),
+            )
             models = [model for part in parts for model in part]
         if self.stacked_models_ is None:  # the stacked trainers have no per-model failures
             self._check_fitted_models(models)
@@ -295,13 +329,21 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
     def estimators_samples_(self) -> list[np.ndarray]:
         """Training rows of each base model (with repetition), regenerated from its seed."""
         check_is_fitted(self)
-        return [subsample_indices(seed, self.n_train_, self.max_samples_)
-                for seed in self.seeds_]
+        return [subsample_indices(seed, self.n_train_, self.max_samples_) for seed in self.seeds_]
 
     @CERTIFY_DOCSTRINGS
-    def certify(self, X, Y, radius=0, *, method: str | None = None,
-                alpha: float | None = None, attack: str = "modification",
-                k: int | None = None, label: str | None = None) -> CertificationResult:
+    def certify(
+        self,
+        X,
+        Y,
+        radius=0,
+        *,
+        method: str | None = None,
+        alpha: float | None = None,
+        attack: str = "modification",
+        k: int | None = None,
+        label: str | None = None,
+    ) -> CertificationResult:
         """Certified intersection sizes of ``X``'s true labels against T poisoned examples.
 
         Parameters
@@ -321,12 +363,19 @@ class BaggingCertifiedClassifier(BaseCertifiedEnsemble):
         -----
         {multiclass_note}
         """
-        return self._certify(X, Y, radius, k=k, label=label, method=method, alpha=alpha,
-                             attack=attack)
+        return self._certify(
+            X, Y, radius, k=k, label=label, method=method, alpha=alpha, attack=attack
+        )
 
     def _certificate_options(self, *, method=None, alpha=None, attack="modification") -> dict:
         method = BAGGING.check_method(self.method if method is None else method, {})
         alpha = check_alpha(self.alpha if alpha is None else alpha)
-        return dict(certificate="bagging", method=method, alpha=alpha, k_base=self.k_base,
-                    n_train=self.n_train_, max_samples=self.max_samples_,
-                    attack=self._check_attack(attack))
+        return dict(
+            certificate="bagging",
+            method=method,
+            alpha=alpha,
+            k_base=self.k_base,
+            n_train=self.n_train_,
+            max_samples=self.max_samples_,
+            attack=self._check_attack(attack),
+        )

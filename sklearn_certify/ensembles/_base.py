@@ -41,22 +41,30 @@ from .._utils._memory import check_cache_memory
 from .._utils._scores import has_score_method
 from .._utils._validation import ATTACKS, check_choice, check_inputs
 
-__all__ = ["BaseCertifiedEnsemble", "ENSEMBLE_DOCSTRINGS", "CERTIFY_DOCSTRINGS",
-           "default_base_estimator", "split_tasks"]
+__all__ = [
+    "BaseCertifiedEnsemble",
+    "ENSEMBLE_DOCSTRINGS",
+    "CERTIFY_DOCSTRINGS",
+    "default_base_estimator",
+    "split_tasks",
+]
 
 #: Docstring text the two ensembles share (:class:`~sklearn_certify._utils._docstring.
 #: Substitution`): the label-count parameters, the fitted attributes ``estimator_`` and
 #: those of the targets, and certify's common arguments, options and note.
-ENSEMBLE_DOCSTRINGS = Substitution(label_params='''
+ENSEMBLE_DOCSTRINGS = Substitution(
+    label_params="""
     k_base : int, default=1
         Number of labels each base model votes for (``k_b``).
     k : int, default=3
         Number of labels the ensemble predicts.
-''', estimator_attribute='''
+""",
+    estimator_attribute="""
     estimator_ : estimator
         The base estimator every model is cloned from (``estimator``, or the default
         for ``estimator=None``), unfitted, as in scikit-learn's ensembles.
-''', fitted_targets='''
+""",
+    fitted_targets="""
     n_classes_ : int
         Number of labels.
     classes_ : ndarray
@@ -67,17 +75,22 @@ ENSEMBLE_DOCSTRINGS = Substitution(label_params='''
         Shape of one input.
     n_features_in_ : int
         Number of features (flat 2-D inputs only).
-''')
-CERTIFY_DOCSTRINGS = Substitution(certify_data='''
+""",
+)
+CERTIFY_DOCSTRINGS = Substitution(
+    certify_data="""
         X : array-like of shape (n_inputs, ...)
         Y : array-like of {0, 1}, shape (n_inputs, n_classes), or 1-D labels
             The true labels (1-D labels when ``fit`` saw 1-D targets).
         radius : int or array-like of int, default=0
             T, the numbers of poisoned training examples to certify against.
-''', certify_options='''
+""",
+    certify_options="""
         attack : {"modification", "addition", "deletion"}, default="modification"
-            How the T examples are poisoned.''' + CERTIFY_K_AND_LABEL,
-    multiclass_note=CERTIFY_MULTICLASS_NOTE)
+            How the T examples are poisoned."""
+    + CERTIFY_K_AND_LABEL,
+    multiclass_note=CERTIFY_MULTICLASS_NOTE,
+)
 
 # Tasks per joblib worker: more than one, so that progress (verbose) is visible and a
 # slow task does not hold the others up; the models do not depend on it.
@@ -137,9 +150,18 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
         "vectorize": [StrOptions({"auto"}), Options(bool, {False})],
     }
 
-    def __init__(self, estimator=None, *, k_base: int = 1, k: int = 3,
-                 method: str = "poisoningguard", vectorize: str | bool = "auto",
-                 n_jobs: int | None = None, memory=None, verbose: int = 0) -> None:
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        k_base: int = 1,
+        k: int = 3,
+        method: str = "poisoningguard",
+        vectorize: str | bool = "auto",
+        n_jobs: int | None = None,
+        memory=None,
+        verbose: int = 0,
+    ) -> None:
         self.estimator = estimator
         self.k_base = k_base
         self.k = k
@@ -180,7 +202,8 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
         """``function(*args)`` for each ``args`` of ``tasks``, through joblib with
         ``n_jobs`` and ``verbose``; the results in order."""
         return Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-            delayed(function)(*args) for args in tasks)
+            delayed(function)(*args) for args in tasks
+        )
 
     def _check_fitted_models(self, models) -> None:
         """Raise if every base model failed to fit; warn if some did."""
@@ -196,7 +219,8 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
             f"{len(failed)} of {len(models)} base models could not be fitted on their "
             "training examples and vote for the most frequent labels of those examples "
             f"instead; first error: {failed[0].fit_error_}",
-            UserWarning, stacklevel=3,
+            UserWarning,
+            stacklevel=3,
         )
 
     def _check_predict_X(self, X) -> np.ndarray:
@@ -208,10 +232,12 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
     def _label_counts(self, X):
         """Votes per label over the base models, and the number of base models."""
         return self._model_votes(
-            X, empty=lambda n_models: np.zeros((0, self.n_classes_), dtype=np.int64),
+            X,
+            empty=lambda n_models: np.zeros((0, self.n_classes_), dtype=np.int64),
             of_stacked=lambda stacked, X: stacked.vote_counts(X, self.k_base),
             of_models=_count_votes,
-            combine=lambda parts: np.sum(parts, axis=0, dtype=np.int64))
+            combine=lambda parts: np.sum(parts, axis=0, dtype=np.int64),
+        )
 
     def _model_votes(self, X, *, empty, of_stacked, of_models, combine):
         """``(votes, n_models)``: the base models' votes on the checked ``X``.
@@ -227,9 +253,13 @@ class BaseCertifiedEnsemble(CertifiedClassifierMixin, BaseEstimator):
             return empty(n_models), n_models
         if self.stacked_models_ is not None:  # base models trained stacked: counted at once
             return of_stacked(self.stacked_models_, X), n_models
-        parts = self._parallel(of_models, (
-            ([self.estimators_[i] for i in chunk], X, self.k_base)
-            for chunk in split_tasks(n_models, self.n_jobs)))
+        parts = self._parallel(
+            of_models,
+            (
+                ([self.estimators_[i] for i in chunk], X, self.k_base)
+                for chunk in split_tasks(n_models, self.n_jobs)
+            ),
+        )
         return combine(parts), n_models
 
     @staticmethod

@@ -88,16 +88,18 @@ def set_random_states(estimator, random_state) -> None:
     ``__random_state`` (sorted by name) get integers drawn from ``random_state``.
     """
     random_state = check_random_state(random_state)
-    to_set = {key: int(random_state.randint(SEED_HIGH))
-              for key in random_state_params(estimator)}
+    to_set = {key: int(random_state.randint(SEED_HIGH)) for key in random_state_params(estimator)}
     if to_set:
         estimator.set_params(**to_set)
 
 
 def random_state_params(estimator) -> list[str]:
     """The parameters named ``random_state`` or ending in ``__random_state``, sorted."""
-    return [key for key in sorted(estimator.get_params(deep=True))
-            if key == "random_state" or key.endswith("__random_state")]
+    return [
+        key
+        for key in sorted(estimator.get_params(deep=True))
+        if key == "random_state" or key.endswith("__random_state")
+    ]
 
 
 class _ConstantAwareMultiLabel(BaseEstimator):
@@ -215,8 +217,11 @@ class _ConstantAwareMultiLabel(BaseEstimator):
         ``tied_to`` the :func:`tied_columns` of the training labels (None: no ties)."""
         self.constant_scores_ = np.array(constant_scores, dtype=np.float64)
         self.n_classes_ = len(self.constant_scores_)
-        self.tied_to_ = (np.arange(self.n_classes_, dtype=np.int64) if tied_to is None
-                         else np.asarray(tied_to, dtype=np.int64).copy())
+        self.tied_to_ = (
+            np.arange(self.n_classes_, dtype=np.int64)
+            if tied_to is None
+            else np.asarray(tied_to, dtype=np.int64).copy()
+        )
         self.n_samples_fit_ = int(n_samples)
         self.columns_ = np.flatnonzero(np.isnan(self.constant_scores_))
         self.estimator_ = estimator_
@@ -280,18 +285,26 @@ def _is_resource_error(exc: BaseException) -> bool:
     if torch is None:
         return False
     kinds = tuple(
-        kind for kind in (getattr(torch, "OutOfMemoryError", None),
-                          getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None),
-                          getattr(torch, "AcceleratorError", None))
+        kind
+        for kind in (
+            getattr(torch, "OutOfMemoryError", None),
+            getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None),
+            getattr(torch, "AcceleratorError", None),
+        )
         if isinstance(kind, type)
     )
     if kinds and isinstance(exc, kinds):
         return True
     message = str(exc)
     return isinstance(exc, RuntimeError) and any(
-        marker in message for marker in ("CUDA error", "CUDA driver error",
-                                         "CUDA out of memory", "CUDNN_STATUS_",
-                                         "CUBLAS_STATUS_")
+        marker in message
+        for marker in (
+            "CUDA error",
+            "CUDA driver error",
+            "CUDA out of memory",
+            "CUDNN_STATUS_",
+            "CUBLAS_STATUS_",
+        )
     )
 
 
@@ -301,8 +314,7 @@ def _add_resource_hint(exc: BaseException) -> None:
         if _RESOURCE_HINT not in getattr(exc, "__notes__", ()):
             exc.add_note(_RESOURCE_HINT)
     else:  # pragma: no cover - Python 3.10
-        exc.args = (f"{exc.args[0] if exc.args else ''} {_RESOURCE_HINT}".strip(),
-                    *exc.args[1:])
+        exc.args = (f"{exc.args[0] if exc.args else ''} {_RESOURCE_HINT}".strip(), *exc.args[1:])
 
 
 def _uses_torch(estimator) -> bool:
@@ -316,7 +328,8 @@ def _uses_torch(estimator) -> bool:
         objects += list(estimator.get_params(deep=True).values())
     return any(
         cls.__module__.split(".")[0] in ("torch", "skorch")
-        for obj in objects for cls in type(obj).__mro__
+        for obj in objects
+        for cls in type(obj).__mro__
     )
 
 
@@ -344,8 +357,9 @@ def derived_seeds(seed: int, n_random_states: int) -> tuple[list[int], int]:
     return params, int(rng.randint(SEED_HIGH))
 
 
-def fit_base_model(estimator, X, Y, *, seed: int, empty_labels,
-                   memory=None) -> _ConstantAwareMultiLabel:
+def fit_base_model(
+    estimator, X, Y, *, seed: int, empty_labels, memory=None
+) -> _ConstantAwareMultiLabel:
     """Fit one base model on ``(X, Y)``, its randomness fixed by ``seed``.
 
     The one function that trains a base model one by one (bagging and DPA, any joblib
@@ -373,9 +387,17 @@ def fit_base_model(estimator, X, Y, *, seed: int, empty_labels,
     key = fit_key("ensemble-base-model", estimator, data_key(X), data_key(Y), int(seed))
     if key is None:
         return train()
-    model = cached_call(memory, "fit", key, train, check=lambda m: (
-        isinstance(m, _ConstantAwareMultiLabel) and m.n_samples_fit_ == len(Y)
-        and m.n_classes_ == np.shape(Y)[1]
-        and hasattr(m, "tied_to_")))  # entries cached before tied_to_ existed: refit
+    model = cached_call(
+        memory,
+        "fit",
+        key,
+        train,
+        check=lambda m: (
+            isinstance(m, _ConstantAwareMultiLabel)
+            and m.n_samples_fit_ == len(Y)
+            and m.n_classes_ == np.shape(Y)[1]
+            and hasattr(m, "tied_to_")
+        ),
+    )  # entries cached before tied_to_ existed: refit
     model.empty_labels = empty_labels  # used only without training examples
     return model

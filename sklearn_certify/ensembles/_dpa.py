@@ -27,12 +27,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._stacked._heads import stack_fitted_heads
-from .._stacked._nets import (
-    net_recipe,
-    stack_partition_nets,
-    train_partition_nets,
-    wrapper_seeds,
-)
+from .._stacked._nets import net_recipe, stack_partition_nets, train_partition_nets, wrapper_seeds
 from .._stacked._trainers import select_trainer
 from .._utils._torch_seed import determinism_settings, run_with_determinism
 from ..certificates._dpa import DPA, DPA_METHODS
@@ -71,18 +66,24 @@ def _votes_of_heads(heads, X, k_base: int) -> np.ndarray:
     step = heads._input_chunk(len(X), None)
     with torch.inference_mode():
         for first in range(0, len(X), step):
-            top = top_indices(heads._scores(X[first:first + step]), k_base, first)
-            out[first:first + step] = torch.sort(top, dim=-1).values.permute(
-                1, 0, 2).cpu().numpy()
+            top = top_indices(heads._scores(X[first : first + step]), k_base, first)
+            out[first : first + step] = (
+                torch.sort(top, dim=-1).values.permute(1, 0, 2).cpu().numpy()
+            )
     return out
 
 
 def _fit_partition_models(estimator, parts, k_base, n_classes, memory=None):
     """Fit the base models of one task; ``parts`` holds (index, X_j, Y_j) triples."""
     return [
-        fit_base_model(estimator, X_j, Y_j, seed=int(j),
-                       empty_labels=fallback_labels(int(j), k_base, n_classes),
-                       memory=memory)
+        fit_base_model(
+            estimator,
+            X_j,
+            Y_j,
+            seed=int(j),
+            empty_labels=fallback_labels(int(j), k_base, n_classes),
+            memory=memory,
+        )
         for j, X_j, Y_j in parts
     ]
 
@@ -250,12 +251,30 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         "method": [StrOptions(set(DPA_METHODS))],
     }
 
-    def __init__(self, estimator=None, *, n_partitions: int = 300, spread: int = 1,
-                 k_base: int = 1, k: int = 3, method: str = "poisoningguard",
-                 vectorize: str | bool = "auto", n_jobs: int | None = None, memory=None,
-                 verbose: int = 0) -> None:
-        super().__init__(estimator, k_base=k_base, k=k, method=method, vectorize=vectorize,
-                         n_jobs=n_jobs, memory=memory, verbose=verbose)
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        n_partitions: int = 300,
+        spread: int = 1,
+        k_base: int = 1,
+        k: int = 3,
+        method: str = "poisoningguard",
+        vectorize: str | bool = "auto",
+        n_jobs: int | None = None,
+        memory=None,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(
+            estimator,
+            k_base=k_base,
+            k=k,
+            method=method,
+            vectorize=vectorize,
+            n_jobs=n_jobs,
+            memory=memory,
+            verbose=verbose,
+        )
         self.n_partitions = n_partitions
         self.spread = spread
 
@@ -297,20 +316,24 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         n_parts = self.n_partitions * self.spread  # buckets, and base models
 
         digests = example_digests(X, np.asarray(y).ravel() if classes is not None else Y)
-        partitions = np.array([int.from_bytes(d, "big") % n_parts for d in digests],
-                              dtype=np.int64)
+        partitions = np.array([int.from_bytes(d, "big") % n_parts for d in digests], dtype=np.int64)
         # Rows grouped by partition, ordered by digest inside each partition.
-        order = np.array(sorted(range(len(digests)), key=lambda i: (partitions[i], digests[i])),
-                         dtype=np.int64)
+        order = np.array(
+            sorted(range(len(digests)), key=lambda i: (partitions[i], digests[i])), dtype=np.int64
+        )
         sizes = np.bincount(partitions, minlength=n_parts)
         buckets = np.split(order, np.cumsum(sizes)[:-1])
         uses = model_buckets(n_parts, self.spread)
         if self.spread == 1:
             groups = buckets
         else:  # the union of the model's buckets, ordered by digest
-            groups = [np.array(sorted(np.concatenate([buckets[b] for b in row]),
-                                      key=lambda i: digests[i]), dtype=np.int64)
-                      for row in uses]
+            groups = [
+                np.array(
+                    sorted(np.concatenate([buckets[b] for b in row]), key=lambda i: digests[i]),
+                    dtype=np.int64,
+                )
+                for row in uses
+            ]
         model_sizes = np.array([len(g) for g in groups], dtype=np.int64)
 
         # One model per partition, each a function of its own partition only. The
@@ -326,29 +349,59 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         if select_trainer(estimator, X, self.vectorize) == "nets":
             recipe = net_recipe(estimator, X)
             seeds = wrapper_seeds(range(n_parts))
-            parts = self._parallel(run_with_determinism, (
-                (settings, train_partition_nets, [X[groups[j]] for j in chunk],
-                 [Y[groups[j]] for j in chunk], recipe, [seeds[j] for j in chunk],
-                 [empty_labels[j] for j in chunk])
-                for chunk in chunks))
+            parts = self._parallel(
+                run_with_determinism,
+                (
+                    (
+                        settings,
+                        train_partition_nets,
+                        [X[groups[j]] for j in chunk],
+                        [Y[groups[j]] for j in chunk],
+                        recipe,
+                        [seeds[j] for j in chunk],
+                        [empty_labels[j] for j in chunk],
+                    )
+                    for chunk in chunks
+                ),
+            )
             self.stacked_models_, models = stack_partition_nets(
-                estimator, [net for part in parts for net in part], recipe, seeds,
-                empty_labels, sizes=model_sizes, input_shape=X.shape[1:],
+                estimator,
+                [net for part in parts for net in part],
+                recipe,
+                seeds,
+                empty_labels,
+                sizes=model_sizes,
+                input_shape=X.shape[1:],
                 n_classes=n_classes,
-                tied_to=np.stack([tied_columns(Y[group]) for group in groups]))
+                tied_to=np.stack([tied_columns(Y[group]) for group in groups]),
+            )
         else:
-            parts = self._parallel(run_with_determinism, (
-                (settings, _fit_partition_models, estimator,
-                 [(j, X[groups[j]], Y[groups[j]]) for j in chunk], self.k_base, n_classes,
-                 memory)
-                for chunk in chunks))
+            parts = self._parallel(
+                run_with_determinism,
+                (
+                    (
+                        settings,
+                        _fit_partition_models,
+                        estimator,
+                        [(j, X[groups[j]], Y[groups[j]]) for j in chunk],
+                        self.k_base,
+                        n_classes,
+                        memory,
+                    )
+                    for chunk in chunks
+                ),
+            )
             models = [model for part in parts for model in part]
             self._check_fitted_models(models)
             if self.vectorize == "auto":
                 # LinearHead bases: vote counting runs on the stacked heads, on their
                 # device.
-                self.stacked_models_ = stack_fitted_heads(estimator, models, n_features=int(
-                    np.prod(X.shape[1:], dtype=np.int64)), n_classes=n_classes)
+                self.stacked_models_ = stack_fitted_heads(
+                    estimator,
+                    models,
+                    n_features=int(np.prod(X.shape[1:], dtype=np.int64)),
+                    n_classes=n_classes,
+                )
         self.estimators_ = models
         self.partitions_ = partitions
         self.partition_sizes_ = sizes
@@ -357,9 +410,17 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         return self
 
     @CERTIFY_DOCSTRINGS
-    def certify(self, X, Y, radius=0, *, method: str | None = None,
-                attack: str = "modification", k: int | None = None,
-                label: str | None = None) -> CertificationResult:
+    def certify(
+        self,
+        X,
+        Y,
+        radius=0,
+        *,
+        method: str | None = None,
+        attack: str = "modification",
+        k: int | None = None,
+        label: str | None = None,
+    ) -> CertificationResult:
         """Certified intersection sizes of ``X``'s true labels against T poisoned examples.
 
         Deterministic: there is no ``alpha``.
@@ -395,8 +456,9 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         spread = 1 if uses is None else int(uses.shape[1])
         if spread > 1 and method == "poisoningguard":
             method = "finite-aggregation"  # Eq. 9 is for disjoint partitions
-        spec = dict(certificate="dpa", method=method, k_base=self.k_base,
-                    attack=self._check_attack(attack))
+        spec = dict(
+            certificate="dpa", method=method, k_base=self.k_base, attack=self._check_attack(attack)
+        )
         if spread != 1:
             spec["spread"] = spread
         return spec
@@ -406,7 +468,11 @@ class DPACertifiedClassifier(BaseCertifiedEnsemble):
         if DPA.counts_layout(spec["method"]) != "model-votes":
             return self._label_counts(X)
         return self._model_votes(
-            X, empty=lambda n_models: np.zeros((0, n_models, self.k_base),
-                                               dtype=_label_dtype(self.n_classes_)),
+            X,
+            empty=lambda n_models: np.zeros(
+                (0, n_models, self.k_base), dtype=_label_dtype(self.n_classes_)
+            ),
             of_stacked=lambda stacked, X: _votes_of_heads(stacked, X, self.k_base),
-            of_models=_votes_of_models, combine=lambda parts: np.concatenate(parts, axis=1))
+            of_models=_votes_of_models,
+            combine=lambda parts: np.concatenate(parts, axis=1),
+        )

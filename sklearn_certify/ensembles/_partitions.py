@@ -41,9 +41,7 @@ __all__ = ["example_digests", "hash_partitions"]
 
 
 def _label_bytes(label) -> bytes:
-    if isinstance(label, (numbers.Number, np.number, np.bool_)) and not isinstance(
-        label, complex
-    ):
+    if isinstance(label, (numbers.Number, np.number, np.bool_)) and not isinstance(label, complex):
         value = float(label)
         if np.isfinite(value) and value == np.floor(value) and abs(value) < 2.0**63:
             return np.array([int(value)], dtype="<i8").tobytes()
@@ -110,5 +108,6 @@ def hash_partitions(X, y, n_partitions: int) -> np.ndarray:
     >>> bool((hash_partitions(X.astype(np.float32), Y.astype(bool), 300) == parts).all())
     True
     """
-    return np.array([int.from_bytes(d, "big") % n_partitions for d in example_digests(X, y)],
-                    dtype=np.int64)
+    return np.array(
+        [int.from_bytes(d, "big") % n_partitions for d in example_digests(X, y)], dtype=np.int64
+    )

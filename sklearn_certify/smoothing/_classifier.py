@@ -17,21 +17,15 @@ from .._utils._memory import check_cache_memory
 from .._utils._validation import check_alpha, check_inputs, check_tensor_inputs
 from ..certificates._gaussian import GAUSSIAN, GAUSSIAN_METHODS, check_jia
 from ..results import CertificationResult
-from ._certify_sequential import certify_sequential, stage_sampler
-from ._counts_cache import cached_counts, counts_params_key
+from ._certify_sequential import certify_sequential
+from ._counts_cache import cached_counts
 from ._denoised import fit_denoiser, fitted_sampling_model
 from ._models import SAMPLING_DTYPES, is_torch_model
 from ._parallel import sharded_label_counts
 from ._planner_warnings import warn_unreachable
 from ._runners import SamplingModels, check_sampling_options, sampling_options
 from ._sampling import check_scores_width, draw_seed
-from ._training import (
-    TRAIN_NOISE_MODES,
-    check_train_noise,
-    fit_base_estimator,
-    train_base_estimator,
-    train_noise_mode,
-)
+from ._training import TRAIN_NOISE_MODES, check_train_noise, fit_base_estimator, train_noise_mode
 
 __all__ = ["SmoothedMultiLabelClassifier"]
 
@@ -162,46 +156,26 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         here (``mps`` where it is not available, ...) are refused, naming ``devices``.
     memory : None, str, path or joblib.Memory, default=None
         Cache on disk (a directory or a ``joblib.Memory``, as sklearn's Pipeline), used
-        with an int ``random_state``; nothing is cached otherwise. Results are identical
-        with and without it.
-
-        * Fitted base models: a fit whose training would be the same as a cached one
-          (same base estimator parameters, ``train_noise``, ``sigma`` when noise is
-          added, training seed and training data content) loads the cached model, so
-          search candidates that differ only in ``k``, ``alpha``, ``method``,
-          ``n_draws``, ``k_prime`` or ``batch_size`` train once.
-        * Sampled counts, per input: keyed on the fitted model's content (architecture
-          and weights), the input's content, ``sigma``, ``k_prime``, ``n_draws``, the
-          seed and the device type. An input already sampled is never sampled again
-          (across calls, processes and orders of ``X``); counts are stored a chunk of
-          inputs at a time, so an interrupted call resumes, losing at most the chunk in
-          flight; another ``k``, ``alpha``, ``method`` or metric samples nothing.
-        * ``certify(..., sequential=True)`` neither reads nor stores counts: it samples
-          afresh and cannot resume.
-
-        A directory on shared storage serves a Dask cluster. One that cannot be written
-        fails at ``fit``. See ``docs/model_selection.md``.
+        with an int ``random_state``; results are identical with and without it. It
+        holds fitted base models, keyed on what changes training (so search candidates
+        that differ only in ``k``, ``alpha``, ``method``, ``n_draws``, ``k_prime`` or
+        ``batch_size`` train once), and each input's counts, keyed on the fitted model's
+        content, the input's content and what changes counts: an input is never sampled
+        twice, and an interrupted call resumes. ``certify(..., sequential=True)``
+        neither reads nor stores counts. See ``docs/model_selection.md``.
     random_state : int, RandomState instance or None, default=None
         Controls the sampling noise and, at ``fit``, the training randomness. Each sampling
         call draws one 128-bit seed: from ``check_random_state(random_state)`` for an int or
         a ``RandomState``, from the operating system's entropy for ``None`` (fresh every
-        call, never numpy's global state: use it in deployment, since a known seed lets an
-        attacker search for inputs whose noise over-claims, ``docs/guarantees.md``). Every
-        input's noise is then its own stream, determined by that seed and the input's
-        content (its bytes, dtype and shape) alone, not by its position in X, the other
-        inputs, ``batch_size``, ``n_jobs`` or ``devices`` (see
-        :mod:`sklearn_certify.smoothing._streams`): with an int, every call gives an input
-        the same counts, so ``predict`` and ``certify`` agree, and an input predicted alone
-        gets the row it gets among others. The draws depend on the random number generator
-        of the device: CPU and CUDA generators give different counts, and so may CUDA GPUs
-        of different models (cuDNN must also be deterministic,
-        ``torch.backends.cudnn.benchmark = False``, for equal counts run to run). At ``fit``
-        an integer is drawn from ``check_random_state(random_state)`` and mixed with a fixed
-        tag (``numpy.random.SeedSequence``) so the training noise is a stream independent of
-        the certification noise; torch-based estimators then train under a forked, seeded
-        torch RNG (weights, batch order and noise reproducible; the global RNG is left as it
-        was). ``None`` leaves training to the global RNGs. An input's noise blocks are
-        seeded with all 128 bits (``docs/guarantees.md``, "Noise streams").
+        call; use it in deployment, since a known seed lets an attacker search for inputs
+        whose noise over-claims). Every input's noise is its own stream, set by that seed
+        and the input's content alone, not by its position in X, the other inputs,
+        ``batch_size``, ``n_jobs`` or ``devices``: with an int, ``predict`` and ``certify``
+        agree, and an input alone gets the row it gets among others. CPU and CUDA
+        generators give different counts. The training noise is a stream independent of
+        the certification noise, and torch-based estimators train under a forked, seeded
+        torch RNG; ``None`` leaves training to the global RNGs. See
+        ``docs/guarantees.md``, "Noise streams".
     verbose : int, default=0
         Progress bars over the noisy draws when > 0.
 
@@ -229,18 +203,14 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
     Notes
     -----
     Every call samples anew, unless a cache was chosen: ``memory`` (on disk), or
-    ``sklearn_certify.set_config(counts_cache=True)`` (the counts of the most recent
-    calls in this process). Either needs an int ``random_state`` and is keyed on the
-    fitted model's content and code, the inputs' content and every parameter that
-    changes the counts (``sigma``, ``k_prime``, ``n_draws``, ``random_state``, device
-    type); a model the key cannot cover (hooks, attributes holding other objects) is
-    not cached (see ``docs/guarantees.md``). To certify several radii, methods, ``k`` or
-    ``alpha`` at the cost of one sampling pass, certify once and call
-    :meth:`CertificationResult.recertify`. ``predict_proba``
-    estimates ``p_i``, the probability that label i is in the base model's top-k', so
-    rows sum to ``k_prime``. The counts depend on the device through its random number
-    generator; their distribution does not. The certificate holds for each input with
-    probability at least ``1 - alpha`` over the seed, whatever the other inputs.
+    ``sklearn_certify.set_config(counts_cache=True)`` (this process), both with an int
+    ``random_state`` and keyed on the fitted model's content and code, the inputs and
+    every parameter that changes the counts (``docs/guarantees.md``). To certify
+    several radii, methods, ``k`` or ``alpha`` from one sampling pass, call
+    :meth:`CertificationResult.recertify`. ``predict_proba`` estimates ``p_i``, the
+    probability that label i is in the base model's top-k' (rows sum to ``k_prime``).
+    Each input's certificate holds with probability at least ``1 - alpha`` over the
+    seed, whatever the other inputs.
 
     Examples
     --------
@@ -287,13 +257,27 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         "verbose": ["verbose"],
     }
 
-    def __init__(self, estimator=None, *, sigma: float = 0.5, k_prime: int = 1, k: int = 3,
-                 n_draws: int = 1000, alpha: float = 0.001, train_noise: bool | str = True,
-                 method: str = "multiguard", denoiser=None,
-                 sampling_dtype: str | None = None, compile: bool = False,
-                 batch_size: int | None = None,
-                 n_jobs: int | None = None, devices: list | None = None,
-                 memory=None, random_state=None, verbose: int = 0) -> None:
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        sigma: float = 0.5,
+        k_prime: int = 1,
+        k: int = 3,
+        n_draws: int = 1000,
+        alpha: float = 0.001,
+        train_noise: bool | str = True,
+        method: str = "multiguard",
+        denoiser=None,
+        sampling_dtype: str | None = None,
+        compile: bool = False,
+        batch_size: int | None = None,
+        n_jobs: int | None = None,
+        devices: list | None = None,
+        memory=None,
+        random_state=None,
+        verbose: int = 0,
+    ) -> None:
         self.estimator = estimator
         self.sigma = sigma
         self.k_prime = k_prime
@@ -352,10 +336,6 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         super()._check_label_params(n_classes)
         check_jia(self.method, self.k_prime)
 
-    def _train(self, estimator, X, Y, Y_matrix, seed: int | None):
-        """Train ``estimator`` (a fresh clone) under ``seed``."""
-        return train_base_estimator(self, estimator, X, Y, Y_matrix, seed)
-
     # ---------------------------------------------------------------------- sampling
     def _check_input(self, X, *, reset: bool):
         """X checked by ``check_inputs`` (arrays; ``fit`` needs an input) or
@@ -386,27 +366,39 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         ``denoiser_`` when there is one (:func:`._denoised.fitted_sampling_model`)."""
         return fitted_sampling_model(self)
 
-    def _sample(self, X, seed: int, devices, on_chunk=None, *, options=None,
-                **draws) -> np.ndarray:
+    def _sample(self, X, seed: int, devices, on_chunk=None, *, options=None, **draws) -> np.ndarray:
         """Counts of ``X`` over ``n_draws`` noisy copies per input (``draws``: the
         ``n_draws`` and ``first_draw`` of a stage of a sequential run instead)."""
         return sharded_label_counts(
-            self._sampling_model(), X, seed=seed, n_jobs=self.n_jobs,
-            devices=devices, on_chunk=on_chunk, n_classes=self.n_classes_,
-            sigma=self.sigma, k_prime=self.k_prime, **{"n_draws": self.n_draws, **draws},
-            batch_size=self.batch_size or DEFAULT_BATCH_SIZE, verbose=self.verbose,
-            **(self._sampling_options() if options is None else options),
+            self._sampling_model(),
+            X,
+            seed=seed,
+            n_jobs=self.n_jobs,
+            devices=devices,
+            on_chunk=on_chunk,
+            n_classes=self.n_classes_,
+            sigma=self.sigma,
+            k_prime=self.k_prime,
+            **{"n_draws": self.n_draws, **draws},
+            batch_size=self.batch_size or DEFAULT_BATCH_SIZE,
+            verbose=self.verbose,
+            **(sampling_options(self) if options is None else options),
         )
 
-    def _counts_params_key(self, seed: int, devices) -> str | None:
-        """Key of the fitted model's content and every parameter that changes counts;
-        None when nothing may be cached (:func:`._counts_cache.counts_params_key`)."""
-        return counts_params_key(self, seed, devices)
-
     @Substitution(k_and_label=CERTIFY_K_AND_LABEL, multiclass_note=CERTIFY_MULTICLASS_NOTE)
-    def certify(self, X, Y, radius=0.0, sequential: bool = False, *,
-                method: str | None = None, alpha: float | None = None, k: int | None = None,
-                label: str | None = None, max_draws: int | None = None) -> CertificationResult:
+    def certify(
+        self,
+        X,
+        Y,
+        radius=0.0,
+        sequential: bool = False,
+        *,
+        method: str | None = None,
+        alpha: float | None = None,
+        k: int | None = None,
+        label: str | None = None,
+        max_draws: int | None = None,
+    ) -> CertificationResult:
         """Certified intersection sizes of ``X``'s true labels at each l2 radius.
 
         Parameters
@@ -462,33 +454,41 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         if not isinstance(sequential, bool | np.bool_):
             raise TypeError(
                 f"sequential must be a bool (True or False), got {sequential!r} "
-                f"({type(sequential).__name__}).")
+                f"({type(sequential).__name__})."
+            )
         if not sequential and max_draws is not None:
             raise TypeError("max_draws is an option of sequential=True certification.")
-        warn_unreachable(self, radius, method, alpha, k, max_draws or self.n_draws,
-                         LAST_SHARE if sequential else 1.0)
+        warn_unreachable(
+            self,
+            radius,
+            method,
+            alpha,
+            k,
+            max_draws or self.n_draws,
+            LAST_SHARE if sequential else 1.0,
+        )
         if not sequential:
             return self._certify(X, Y, radius, k=k, label=label, method=method, alpha=alpha)
-        return certify_sequential(self, X, Y, radius, max_draws, k=k, label=label,
-                                  method=method, alpha=alpha)
-
-    def _stage_sampler(self, X):
-        """The sampler of a sequential run (:func:`._certify_sequential.stage_sampler`)."""
-        return stage_sampler(self, X)
+        return certify_sequential(
+            self, X, Y, radius, max_draws, k=k, label=label, method=method, alpha=alpha
+        )
 
     def _checked_devices(self) -> list[torch.device] | None:
         """``devices`` as torch devices; a clear error for a bad entry, a device this
         machine lacks or a non-torch base model."""
-        return check_devices(self.devices, is_torch_model(self._sampling_model()),
-                             type(self.estimator_).__name__)
-
-    def _sampling_options(self) -> dict:
-        """How the base model runs while sampling (:func:`._runners.sampling_options`)."""
-        return sampling_options(self)
+        return check_devices(
+            self.devices, is_torch_model(self._sampling_model()), type(self.estimator_).__name__
+        )
 
     def _certificate_options(self, *, method=None, alpha=None) -> dict:
-        method = GAUSSIAN.check_method(self.method if method is None else method,
-                                       {"k_prime": self.k_prime})
+        method = GAUSSIAN.check_method(
+            self.method if method is None else method, {"k_prime": self.k_prime}
+        )
         alpha = check_alpha(self.alpha if alpha is None else alpha)
-        return dict(certificate=self._certificate, method=method, alpha=alpha,
-                    k_prime=self.k_prime, sigma=float(self.sigma))
+        return dict(
+            certificate=self._certificate,
+            method=method,
+            alpha=alpha,
+            k_prime=self.k_prime,
+            sigma=float(self.sigma),
+        )

@@ -32,7 +32,7 @@ def cached_counts(clf, X, seed: int, devices) -> np.ndarray:
     location = getattr(check_cache_memory(clf.memory), "location", None)
     params_key = None
     if in_process or location is not None:  # no hashing when nothing can hit
-        params_key = clf._counts_params_key(seed, devices)
+        params_key = counts_params_key(clf, seed, devices)
     key = None
     if in_process and params_key is not None:
         key = cache_key("counts", params_key, data_key(X))
@@ -52,8 +52,7 @@ def sample_with_store(clf, X, seed: int, devices, params_key: str, location) -> 
     sampled (same model, parameters and content) are read from the cache and the
     others are sampled, each worker storing its counts a chunk at a time as they
     come, so an interrupted call loses at most the chunk in flight per worker."""
-    store = CountsStore(location, params_key, clf.n_classes_,
-                        clf.n_draws * clf.k_prime)
+    store = CountsStore(location, params_key, clf.n_classes_, clf.n_draws * clf.k_prime)
     keys = input_keys(X)
     known = store.load()
     counts = np.empty((len(X), clf.n_classes_), dtype=np.int64)
@@ -66,8 +65,9 @@ def sample_with_store(clf, X, seed: int, devices, params_key: str, location) -> 
             counts[i] = row
     if todo:
         first = [positions[0] for positions in todo.values()]
-        sampled = clf._sample(X[first], seed, devices,
-                               on_chunk=store.writer([keys[i] for i in first]))
+        sampled = clf._sample(
+            X[first], seed, devices, on_chunk=store.writer([keys[i] for i in first])
+        )
         for digest, row in zip(todo, sampled):
             counts[todo[digest]] = row
     return counts
@@ -89,8 +89,10 @@ def counts_params_key(clf, seed: int, devices) -> str | None:
         kinds = (torch_module_and_device(model)[1].type,)
     else:
         kinds = ("numpy",)
-    params = {name: _plain(getattr(clf, name))
-              for name in counts_key_parameters("SmoothedMultiLabelClassifier")}
+    params = {
+        name: _plain(getattr(clf, name))
+        for name in counts_key_parameters("SmoothedMultiLabelClassifier")
+    }
     return counts_key(model, "smoothing", clf.n_classes_, params, seed, kinds)
 
 

@@ -45,8 +45,9 @@ class Denoised(nn.Module):
         many features is reshaped to it first (as a skorch net's ``input_shape_``).
     """
 
-    def __init__(self, denoiser: nn.Module, classifier: nn.Module,
-                 input_shape: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self, denoiser: nn.Module, classifier: nn.Module, input_shape: tuple[int, ...] | None = None
+    ) -> None:
         super().__init__()
         self.denoiser = denoiser
         self.classifier = classifier
@@ -54,8 +55,11 @@ class Denoised(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = self.input_shape
-        if (shape is not None and tuple(x.shape[1:]) != shape
-                and math.prod(x.shape[1:]) == math.prod(shape)):
+        if (
+            shape is not None
+            and tuple(x.shape[1:]) != shape
+            and math.prod(x.shape[1:]) == math.prod(shape)
+        ):
             x = x.reshape(len(x), *shape)
         out = self.classifier(self.denoiser(x))
         return out[0] if isinstance(out, (tuple, list)) else out
@@ -72,8 +76,7 @@ def sampling_model(estimator, denoiser):
     if denoiser is None:
         return estimator
     classifier, _ = torch_module_and_device(estimator)
-    shape = None if isinstance(estimator, nn.Module) else getattr(estimator, "input_shape_",
-                                                                  None)
+    shape = None if isinstance(estimator, nn.Module) else getattr(estimator, "input_shape_", None)
     return Denoised(denoiser_module(denoiser), classifier, shape)
 
 
@@ -90,8 +93,7 @@ def fitted_sampling_model(clf):
         return clf.estimator_
     kept = clf.__dict__.get("_denoised")
     if kept is None or kept[0] is not clf.estimator_ or kept[1] is not denoiser:
-        kept = clf._denoised = (clf.estimator_, denoiser,
-                                sampling_model(clf.estimator_, denoiser))
+        kept = clf._denoised = (clf.estimator_, denoiser, sampling_model(clf.estimator_, denoiser))
     return kept[2]
 
 
@@ -99,7 +101,8 @@ def _check_torch_base(estimator) -> None:
     if not is_torch_model(estimator):
         raise ValueError(
             "denoiser needs a torch base model (a skorch net, frozen or not, or a "
-            f"torch.nn.Module) to run behind it; got {type(estimator).__name__}.")
+            f"torch.nn.Module) to run behind it; got {type(estimator).__name__}."
+        )
 
 
 def fit_denoiser(clf, X, memory):
@@ -125,12 +128,14 @@ def fit_denoiser(clf, X, memory):
         if own is not None and own != device:
             raise ValueError(
                 f"the denoiser's parameters are on {own} but the base model runs on "
-                f"{device}: move the denoiser there (denoiser.to(...)).")
+                f"{device}: move the denoiser there (denoiser.to(...))."
+            )
         return denoiser
     if not hasattr(denoiser, "set_params") or "sigma" not in denoiser.get_params(deep=False):
         raise ValueError(
             "denoiser must be None, a GaussianDenoiser or a trained torch.nn.Module; got "
-            f"{type(denoiser).__name__}.")
+            f"{type(denoiser).__name__}."
+        )
     denoiser = clone(denoiser).set_params(sigma=float(clf.sigma), device=str(device))
     X = module_input(estimator, X, torch.device("cpu"), torch.float32)
     seed = None
@@ -154,5 +159,6 @@ def fit_denoiser(clf, X, memory):
     key = fit_key("smoothing-denoiser", denoiser, seed, data_key(X), base)
     if key is None:
         return train()
-    return cached_call(memory, "denoiser", key, train,
-                       check=lambda fitted: type(fitted) is type(denoiser))
+    return cached_call(
+        memory, "denoiser", key, train, check=lambda fitted: type(fitted) is type(denoiser)
+    )

@@ -12,8 +12,7 @@ from .._utils._devices import module_device
 __all__ = ["SAMPLING_DTYPES", "is_torch_model", "module_input", "torch_module_and_device"]
 
 #: The values of ``sampling_dtype`` other than None, and the torch dtype each one names.
-SAMPLING_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16,
-                   "float16": torch.float16}
+SAMPLING_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def is_torch_model(model) -> bool:
@@ -56,9 +55,12 @@ def module_input(model, X, device, dtype) -> torch.Tensor:
     """
     x = torch.as_tensor(X).to(device=device, dtype=dtype)
     shape = getattr(model, "input_shape_", None)
-    if (not isinstance(model, torch.nn.Module) and shape is not None
-            and tuple(x.shape[1:]) != tuple(shape)
-            and math.prod(x.shape[1:]) == math.prod(shape)):
+    if (
+        not isinstance(model, torch.nn.Module)
+        and shape is not None
+        and tuple(x.shape[1:]) != tuple(shape)
+        and math.prod(x.shape[1:]) == math.prod(shape)
+    ):
         x = x.reshape(len(x), *shape)
     return x
 

@@ -26,8 +26,9 @@ from ._sampling import chunk_inputs, sample_label_counts
 __all__ = ["sharded_label_counts"]
 
 
-def sharded_label_counts(model, X, *, seed: int, n_jobs=None, devices=None,
-                         on_chunk=None, **engine) -> np.ndarray:
+def sharded_label_counts(
+    model, X, *, seed: int, n_jobs=None, devices=None, on_chunk=None, **engine
+) -> np.ndarray:
     """Label counts of ``X``, its inputs split into shards sampled in parallel.
 
     Parameters
@@ -74,8 +75,7 @@ def sharded_label_counts(model, X, *, seed: int, n_jobs=None, devices=None,
         return _shard_counts(model, X, 0, on_chunk, seed=seed, **engine)
     shards = _shards(n_inputs, n_tasks)
     parts = Parallel(n_jobs=n_jobs)(
-        delayed(_worker_counts)(model, X[lo:hi], lo, on_chunk, os.getpid(), n_tasks,
-                                **quiet)
+        delayed(_worker_counts)(model, X[lo:hi], lo, on_chunk, os.getpid(), n_tasks, **quiet)
         for lo, hi in shards
     )
     return _concatenate(parts, engine["n_classes"])
@@ -91,8 +91,9 @@ def _concatenate(parts, n_classes: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, n_classes), dtype=np.int64)
 
 
-def _worker_counts(model, X, offset: int, on_chunk, parent_pid: int, n_tasks: int,
-                   **kwargs) -> np.ndarray:
+def _worker_counts(
+    model, X, offset: int, on_chunk, parent_pid: int, n_tasks: int, **kwargs
+) -> np.ndarray:
     """One worker's shard. In a process other than the caller's, torch gets the worker's
     share of the machine's cores (at least one thread), so that workers together do not
     oversubscribe it."""
@@ -111,8 +112,9 @@ def _shard_counts(model, X, offset: int, on_chunk, **kwargs) -> np.ndarray:
     step = chunk_inputs(kwargs["batch_size"], kwargs["n_draws"])
     parts = []
     for start in range(0, len(X), step):
-        counts = sample_label_counts(model, X[start:start + step],
-                                     input_offset=offset + start, **kwargs)
+        counts = sample_label_counts(
+            model, X[start : start + step], input_offset=offset + start, **kwargs
+        )
         on_chunk(offset + start, offset + start + len(counts), counts)
         parts.append(counts)
     return _concatenate(parts, kwargs["n_classes"])

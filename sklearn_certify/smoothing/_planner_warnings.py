@@ -27,17 +27,21 @@ def warn_unreachable(clf, radius, method, alpha, k, n_draws: int, share: float =
     radii, _ = check_radius(radius)  # an invalid radius is refused before any warning
     try:
         level = share * GAUSSIAN.bound_alpha(alpha, method)
-        reach = max_certifiable_radius(n_draws, level, clf.sigma, clf.n_classes_, k=k,
-                                       k_prime=clf.k_prime)
+        reach = max_certifiable_radius(
+            n_draws, level, clf.sigma, clf.n_classes_, k=k, k_prime=clf.k_prime
+        )
     except (TypeError, ValueError):
         return  # invalid options: certify reports them
     beyond = radii[radii >= reach]
     if beyond.size:
         try:
-            needed = draws_for_radius(float(beyond.min()), level, clf.sigma,
-                                      clf.n_classes_, k=k, k_prime=clf.k_prime)
-            hint = (f"Certifying {float(beyond.min()):.4g} needs n_draws >= {needed} "
-                    "even when every draw agrees")
+            needed = draws_for_radius(
+                float(beyond.min()), level, clf.sigma, clf.n_classes_, k=k, k_prime=clf.k_prime
+            )
+            hint = (
+                f"Certifying {float(beyond.min()):.4g} needs n_draws >= {needed} "
+                "even when every draw agrees"
+            )
         except ValueError:
             hint = f"No practical n_draws certifies {float(beyond.min()):.4g}"
         warnings.warn(
@@ -46,5 +50,6 @@ def warn_unreachable(clf, radius, method, alpha, k, n_draws: int, share: float =
             f"alpha={alpha} (sigma={clf.sigma}, k={k}, k_prime={clf.k_prime}): "
             f"nothing beyond the trivial bound is certified there. {hint} (see "
             "sklearn_certify.bounds.draws_for_radius).",
-            UserWarning, stacklevel=3,
+            UserWarning,
+            stacklevel=3,
         )

@@ -36,8 +36,10 @@ def _torch_compile(module):
 def check_sampling_options(model, sampling_dtype, compile) -> None:
     """A clear error for ``sampling_dtype`` or ``compile`` on a model that is not torch."""
     if sampling_dtype is not None and sampling_dtype not in SAMPLING_DTYPES:
-        raise ValueError(f"sampling_dtype must be None or one of {sorted(SAMPLING_DTYPES)}; "
-                         f"got {sampling_dtype!r}.")
+        raise ValueError(
+            f"sampling_dtype must be None or one of {sorted(SAMPLING_DTYPES)}; "
+            f"got {sampling_dtype!r}."
+        )
     if not is_torch_model(model) and (sampling_dtype is not None or compile):
         raise ValueError(
             "sampling_dtype and compile=True need a torch base model (a torch.nn.Module "
@@ -53,8 +55,7 @@ def sampling_options(clf) -> dict:
     models = clf.__dict__.get("_sampling_models")
     if models is None:  # fitted by an older release
         models = clf._sampling_models = SamplingModels()
-    return {"sampling_dtype": clf.sampling_dtype, "compile": bool(clf.compile),
-            "models": models}
+    return {"sampling_dtype": clf.sampling_dtype, "compile": bool(clf.compile), "models": models}
 
 
 def _is_compiled(module: torch.nn.Module) -> bool:
@@ -114,8 +115,11 @@ class SamplingModels:
         key = (id(module), str(device), move, sampling_dtype, bool(compile))
         with self._lock:
             runner = self._runners.get(key)
-            if runner is None or runner.source is not module or (
-                    runner.copied and runner.fingerprint != _fingerprint(module)):
+            if (
+                runner is None
+                or runner.source is not module
+                or (runner.copied and runner.fingerprint != _fingerprint(module))
+            ):
                 runner = _Runner(model, module, device, move, sampling_dtype, compile)
                 self._runners[key] = runner
             return runner
@@ -134,8 +138,11 @@ class _Runner:
         if target == self.source_dtype:
             cast = False
         else:
-            cast = not (self.source_dtype == torch.float32 and target != torch.float32
-                        and _autocast_available(device.type, target))
+            cast = not (
+                self.source_dtype == torch.float32
+                and target != torch.float32
+                and _autocast_available(device.type, target)
+            )
             if not cast:
                 self.autocast = target
         self.copied = move or cast
@@ -163,8 +170,11 @@ class _Runner:
         """The scores of a batch of noisy inputs (in the noise's dtype): cast to what
         the module takes, then the module (under autocast, compiled, as prepared)."""
         x = noisy.to(self.input_dtype)
-        context = (nullcontext() if self.autocast is None
-                   else torch.autocast(self.device.type, dtype=self.autocast))
+        context = (
+            nullcontext()
+            if self.autocast is None
+            else torch.autocast(self.device.type, dtype=self.autocast)
+        )
         with context:
             if self.compiled is not None:
                 with self._compile_lock:  # compilation is not thread-safe
@@ -178,7 +188,10 @@ class _Runner:
                             warnings.warn(
                                 f"compile=True: torch.compile failed on the base model "
                                 f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-                                "it runs eagerly instead.", UserWarning, stacklevel=2)
+                                "it runs eagerly instead.",
+                                UserWarning,
+                                stacklevel=2,
+                            )
                             return scores
             return _module_scores(self.eager, x, n_classes)
 

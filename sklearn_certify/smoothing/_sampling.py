@@ -64,7 +64,8 @@ from __future__ import annotations
 
 import secrets
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, nullcontext
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -106,12 +107,26 @@ def draw_seed(random_state) -> int:
     return sum(int(word) << (31 * i) for i, word in enumerate(words))
 
 
-def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
-                        n_draws: int, batch_size: int, random_state=None,
-                        verbose: int = 0, seed: int | None = None, first_draw: int = 0,
-                        device=None, input_offset: int = 0, sampling_dtype: str | None = None,
-                        compile: bool = False, models: SamplingModels | None = None,
-                        overlap: bool | None = None) -> np.ndarray:
+def sample_label_counts(
+    model,
+    X,
+    *,
+    n_classes: int,
+    sigma: float,
+    k_prime: int,
+    n_draws: int,
+    batch_size: int,
+    random_state=None,
+    verbose: int = 0,
+    seed: int | None = None,
+    first_draw: int = 0,
+    device=None,
+    input_offset: int = 0,
+    sampling_dtype: str | None = None,
+    compile: bool = False,
+    models: SamplingModels | None = None,
+    overlap: bool | None = None,
+) -> np.ndarray:
     """Count how often each label is in the base model's top-k' under Gaussian noise.
 
     Parameters
@@ -189,13 +204,35 @@ def sample_label_counts(model, X, *, n_classes: int, sigma: float, k_prime: int,
         return np.zeros((0, n_classes), dtype=np.int64)
     with _progress(n_inputs * n_draws, verbose) as bar:
         if is_torch_model(model):
-            runner = (models or SamplingModels()).runner(model, device, sampling_dtype,
-                                                         compile)
-            return _torch_counts(runner, X, n_classes, sigma, k_prime, n_draws, batch_size,
-                                 seed, first_draw, bar, input_offset, overlap)
+            runner = (models or SamplingModels()).runner(model, device, sampling_dtype, compile)
+            return _torch_counts(
+                runner,
+                X,
+                n_classes,
+                sigma,
+                k_prime,
+                n_draws,
+                batch_size,
+                seed,
+                first_draw,
+                bar,
+                input_offset,
+                overlap,
+            )
         check_sampling_options(model, sampling_dtype, compile)
-        return _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size,
-                             seed, first_draw, bar, input_offset)
+        return _numpy_counts(
+            model,
+            X,
+            n_classes,
+            sigma,
+            k_prime,
+            n_draws,
+            batch_size,
+            seed,
+            first_draw,
+            bar,
+            input_offset,
+        )
 
 
 def _batches(n_copies: int, batch_size: int):
@@ -205,8 +242,20 @@ def _batches(n_copies: int, batch_size: int):
 
 
 # --------------------------------------------------------------------------- torch path
-def _torch_counts(runner, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, first_draw,
-                  bar, input_offset=0, overlap=None):
+def _torch_counts(
+    runner,
+    X,
+    n_classes,
+    sigma,
+    k_prime,
+    n_draws,
+    batch_size,
+    seed,
+    first_draw,
+    bar,
+    input_offset=0,
+    overlap=None,
+):
     device = runner.device
     # the noise dtype comes from the module as given, never from its cast
     dtype = _sampling_dtype(X, runner.source_dtype)
@@ -222,8 +271,8 @@ def _torch_counts(runner, X, n_classes, sigma, k_prime, n_draws, batch_size, see
         next_keys = hashing.submit(input_keys, X[:chunk])
         for first in range(0, len(X), chunk):
             keys = next_keys.result()
-            next_keys = hashing.submit(input_keys, X[first + chunk:first + 2 * chunk])
-            x = runner.model_input(X[first:first + chunk], dtype)
+            next_keys = hashing.submit(input_keys, X[first + chunk : first + 2 * chunk])
+            x = runner.model_input(X[first : first + chunk], dtype)
             dev_counts = torch.zeros((len(x), n_classes), dtype=torch.int64, device=device)
             flat_counts = dev_counts.view(-1)
             nan_seen = torch.zeros((), dtype=torch.bool, device=device)
@@ -235,14 +284,18 @@ def _torch_counts(runner, X, n_classes, sigma, k_prime, n_draws, batch_size, see
                     nan_seen |= scores.isnan().any()
                     labels = _torch_top_k(scores, k_prime)
                     cells = (cell_base[start:stop, None] + labels).reshape(-1)
-                    flat_counts.index_add_(0, cells, ones[:len(cells)])
+                    flat_counts.index_add_(0, cells, ones[: len(cells)])
                     bar.update(stop - start)
             if nan_seen.item():  # one check per chunk; replay the chunk to say where
                 raise _locate_nan_scores(
-                    ((start, stop, runner.scores(noisy, n_classes))
-                     for start, stop, noisy in _noisy_inputs(x, *stream, overlap=False)),
-                    n_draws, input_offset + first)
-            counts[first:first + len(x)] = dev_counts.cpu().numpy()
+                    (
+                        (start, stop, runner.scores(noisy, n_classes))
+                        for start, stop, noisy in _noisy_inputs(x, *stream, overlap=False)
+                    ),
+                    n_draws,
+                    input_offset + first,
+                )
+            counts[first : first + len(x)] = dev_counts.cpu().numpy()
     return counts
 
 
@@ -259,8 +312,9 @@ def _segments(start: int, stop: int, n_draws: int):
         yield i, max(start, i * n_draws), min(stop, (i + 1) * n_draws)
 
 
-def _noisy_inputs(x, keys, seed, first_draw, sigma, n_draws, batch_size, dtype, *,
-                  overlap: bool = False):
+def _noisy_inputs(
+    x, keys, seed, first_draw, sigma, n_draws, batch_size, dtype, *, overlap: bool = False
+):
     """``(start, stop, noisy)`` of each batch of noisy copies of the chunk ``x`` (input
     ``i`` has key ``keys[i]``); each input's noise comes from its own stream.
 
@@ -279,8 +333,14 @@ def _make_noisy_inputs(x, keys, seed, first_draw, sigma, n_draws, batch_size, dt
         for start, stop in _batches(len(x) * n_draws, batch_size):
             noisy = torch.empty((stop - start, *x.shape[1:]), device=x.device, dtype=dtype)
             for i, a, b in _segments(start, stop, n_draws):
-                torch_noise_(noisy[a - start:b - start], keys[i], seed,
-                             first_draw + a - i * n_draws, generator, blocks)
+                torch_noise_(
+                    noisy[a - start : b - start],
+                    keys[i],
+                    seed,
+                    first_draw + a - i * n_draws,
+                    generator,
+                    blocks,
+                )
             noisy.mul_(sigma)
             _add_inputs_(noisy, x, start, n_draws)
             yield start, stop, noisy
@@ -366,8 +426,9 @@ def _torch_top_k(scores: torch.Tensor, k_prime: int) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------- generic path
-def _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, first_draw,
-                  bar, input_offset=0):
+def _numpy_counts(
+    model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed, first_draw, bar, input_offset=0
+):
     X = np.asarray(X)
     dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
     keys = input_keys(X)
@@ -375,13 +436,23 @@ def _numpy_counts(model, X, n_classes, sigma, k_prime, n_draws, batch_size, seed
     counts = np.zeros((len(X), n_classes), dtype=np.int64)
     for start, stop in _batches(len(X) * n_draws, batch_size):
         owner = np.arange(start, stop) // n_draws
-        noise = np.concatenate([
-            numpy_noise(keys[i], seed, first_draw + a - i * n_draws,
-                        first_draw + b - i * n_draws, X.shape[1:], dtype, blocks)
-            for i, a, b in _segments(start, stop, n_draws)
-        ])
-        scores = _estimator_scores(model, X[owner].astype(dtype, copy=False) + sigma * noise,
-                                   n_classes)
+        noise = np.concatenate(
+            [
+                numpy_noise(
+                    keys[i],
+                    seed,
+                    first_draw + a - i * n_draws,
+                    first_draw + b - i * n_draws,
+                    X.shape[1:],
+                    dtype,
+                    blocks,
+                )
+                for i, a, b in _segments(start, stop, n_draws)
+            ]
+        )
+        scores = _estimator_scores(
+            model, X[owner].astype(dtype, copy=False) + sigma * noise, n_classes
+        )
         check_no_nan_scores(scores, input_offset + owner)
         hits = top_k_indicator(scores, k_prime)
         # owner is sorted: sum the hits of each run of equal owners in one call
@@ -401,24 +472,18 @@ def _estimator_scores(model, X, n_classes):
 
 
 # ----------------------------------------------------------------------------- progress
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+_SILENT_BAR = nullcontext(SimpleNamespace(update=lambda n: None))  # reusable, does nothing
 
 
 def _progress(total: int, verbose: int):
+    """A progress bar over the draws, a silent one unless ``verbose > 0``."""
     if verbose <= 0:
-        return _NoBar()
+        return _SILENT_BAR
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="draw", unit_scale=True, desc="sampling",
-                mininterval=0.5, smoothing=0.1)
+    return tqdm(
+        total=total, unit="draw", unit_scale=True, desc="sampling", mininterval=0.5, smoothing=0.1
+    )
 
 
 def check_scores_width(model, X_head, n_classes: int) -> None:

@@ -76,8 +76,17 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-__all__ = ["BLOCK_MAX", "BLOCK_MIN", "SEED_BITS", "BlockGenerator", "block_bounds",
-           "input_keys", "block_seed", "torch_noise_", "numpy_noise"]
+__all__ = [
+    "BLOCK_MAX",
+    "BLOCK_MIN",
+    "SEED_BITS",
+    "BlockGenerator",
+    "block_bounds",
+    "input_keys",
+    "block_seed",
+    "torch_noise_",
+    "numpy_noise",
+]
 
 #: Size of the first two blocks of an input's draws.
 BLOCK_MIN = 16
@@ -181,11 +190,11 @@ class _MersenneState:
         reference.manual_seed(5)
         expected = reference.get_state().numpy()
         self.buffer = np.zeros_like(expected)
-        self.buffer[8] = 1   # left = 1: the next draw regenerates the state first
+        self.buffer[8] = 1  # left = 1: the next draw regenerates the state first
         self.buffer[12] = 1  # seeded
-        self.words = self.buffer[_MT_HEAD:_MT_HEAD + 8 * _MT_WORDS].view("<u8")
+        self.words = self.buffer[_MT_HEAD : _MT_HEAD + 8 * _MT_WORDS].view("<u8")
         # the layout must be torch's: rebuild the state manual_seed(5) makes from its words
-        self.words[:] = expected[_MT_HEAD:_MT_HEAD + 8 * _MT_WORDS].view("<u8")
+        self.words[:] = expected[_MT_HEAD : _MT_HEAD + 8 * _MT_WORDS].view("<u8")
         rebuilt = self.buffer.copy()
         rebuilt[:8] = expected[:8]  # the initial seed is only reported, never used
         if rebuilt.shape != expected.shape or not np.array_equal(rebuilt, expected):
@@ -235,8 +244,14 @@ class BlockGenerator:
         return out.copy_(host)
 
 
-def torch_noise_(out: torch.Tensor, key: bytes, seed: int, start: int,
-                 generator: BlockGenerator, cache: dict | None = None) -> torch.Tensor:
+def torch_noise_(
+    out: torch.Tensor,
+    key: bytes,
+    seed: int,
+    start: int,
+    generator: BlockGenerator,
+    cache: dict | None = None,
+) -> torch.Tensor:
     """Fill ``out`` with standard normal draws ``[start, start + len(out))`` of an input.
 
     Parameters
@@ -265,19 +280,22 @@ def torch_noise_(out: torch.Tensor, key: bytes, seed: int, start: int,
     for b, lo, hi in block_bounds(start, stop):
         a, z = max(lo, start), min(hi, stop)
         if a == lo and z == hi:  # the whole block: generate it in place
-            generator.normal_(out[a - start:z - start], block_seed(seed, key, b))
+            generator.normal_(out[a - start : z - start], block_seed(seed, key, b))
             continue
         block = _recall(cache, (seed, key, b))
         if block is None:
-            block = generator.normal_(torch.empty((hi - lo, *out.shape[1:]), dtype=out.dtype,
-                                                  device=out.device), block_seed(seed, key, b))
+            block = generator.normal_(
+                torch.empty((hi - lo, *out.shape[1:]), dtype=out.dtype, device=out.device),
+                block_seed(seed, key, b),
+            )
             _remember(cache, (seed, key, b), block)
-        out[a - start:z - start].copy_(block[a - lo:z - lo])
+        out[a - start : z - start].copy_(block[a - lo : z - lo])
     return out
 
 
-def numpy_noise(key: bytes, seed: int, start: int, stop: int, shape: tuple,
-                dtype, cache: dict | None = None) -> np.ndarray:
+def numpy_noise(
+    key: bytes, seed: int, start: int, stop: int, shape: tuple, dtype, cache: dict | None = None
+) -> np.ndarray:
     """Standard normal draws ``[start, stop)`` of an input, shape ``(stop - start, *shape)``.
 
     The numpy twin of :func:`torch_noise_` (one ``numpy.random.Generator(PCG64)`` per block,
@@ -292,7 +310,7 @@ def numpy_noise(key: bytes, seed: int, start: int, stop: int, shape: tuple,
             block = rng.standard_normal((hi - lo, *shape), dtype=dtype)
             _remember(cache, (seed, key, b), block)
         a, z = max(lo, start), min(hi, stop)
-        out[a - start:z - start] = block[a - lo:z - lo]
+        out[a - start : z - start] = block[a - lo : z - lo]
     return out
 
 

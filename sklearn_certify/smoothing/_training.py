@@ -28,9 +28,18 @@ from .._utils._random import SEED_HIGH
 from .._utils._torch_seed import estimator_devices, seeded_torch
 from ..nets import MultiLabelNet, TrainingNoise
 
-__all__ = ["DEFAULT_CONSISTENCY", "DEFAULT_COPIES", "DEFAULT_DIVERGENCE", "TRAIN_NOISE_MODES",
-           "check_train_noise", "configure_net", "default_estimator", "fit_base_estimator",
-           "train_base_estimator", "train_noise_mode"]
+__all__ = [
+    "DEFAULT_CONSISTENCY",
+    "DEFAULT_COPIES",
+    "DEFAULT_DIVERGENCE",
+    "TRAIN_NOISE_MODES",
+    "check_train_noise",
+    "configure_net",
+    "default_estimator",
+    "fit_base_estimator",
+    "train_base_estimator",
+    "train_noise_mode",
+]
 
 #: Tag mixed into the seed of the training noise, so that the training noise and the
 #: certification noise (seeded from the same ``random_state``) are independent streams.
@@ -74,12 +83,14 @@ def check_train_noise(estimator, mode: str | None) -> None:
             "yourself (MultiLabelNet(noise_sigma=, noise_copies=, consistency=), or "
             "TrainingNoise(copies=, consistency=) on a skorch net), or pass "
             "train_noise=False; a denoiser (denoiser=GaussianDenoiser()) improves a "
-            "pretrained model without retraining it.")
+            "pretrained model without retraining it."
+        )
     if estimator is not None and not isinstance(estimator, NeuralNet):
         raise ValueError(
             "train_noise='consistency' needs a skorch net as the base estimator (it "
             "trains on several noisy copies per batch with a consistency term); got "
-            f"{type(estimator).__name__}. Use train_noise='gaussian' for it.")
+            f"{type(estimator).__name__}. Use train_noise='gaussian' for it."
+        )
 
 
 def configure_net(net: NeuralNet, mode: str | None, sigma: float) -> None:
@@ -105,11 +116,18 @@ def configure_net(net: NeuralNet, mode: str | None, sigma: float) -> None:
     callbacks = params.get("callbacks")
     if callbacks == "disable":
         raise ValueError(
-            f"train_noise={mode!r} adds a skorch callback, but the net has "
-            "callbacks='disable'.")
-    callback = (TrainingNoise(sigma) if mode == "gaussian" else
-                TrainingNoise(sigma, copies=DEFAULT_COPIES, consistency=DEFAULT_CONSISTENCY,
-                              divergence=DEFAULT_DIVERGENCE))
+            f"train_noise={mode!r} adds a skorch callback, but the net has callbacks='disable'."
+        )
+    callback = (
+        TrainingNoise(sigma)
+        if mode == "gaussian"
+        else TrainingNoise(
+            sigma,
+            copies=DEFAULT_COPIES,
+            consistency=DEFAULT_CONSISTENCY,
+            divergence=DEFAULT_DIVERGENCE,
+        )
+    )
     net.set_params(callbacks=[*(callbacks or []), ("smoothing_train_noise", callback)])
 
 
@@ -131,7 +149,8 @@ def fit_base_estimator(clf, X, Y, Y_matrix, memory):
             f"{type(clf.estimator).__name__} "
             "base model is used as already trained. Train it on Gaussian noise at "
             "this sigma yourself, and pass train_noise=False to silence this warning.",
-            UserWarning, stacklevel=5,
+            UserWarning,
+            stacklevel=5,
         )
     if isinstance(clf.estimator, torch.nn.Module):
         return clf.estimator
@@ -142,17 +161,25 @@ def fit_base_estimator(clf, X, Y, Y_matrix, memory):
         seed = int(np.random.SeedSequence([entropy, _TRAINING_STREAM]).generate_state(1)[0])
     # a frozen estimator has nothing to train or cache
     if seed is None or pretrained or getattr(memory, "location", None) is None:
-        return clf._train(estimator, X, Y, Y_matrix, seed)
+        return train_base_estimator(clf, estimator, X, Y, Y_matrix, seed)
     key = fit_key(
-        "smoothing-fit", estimator, train_noise_mode(clf.train_noise),
-        float(clf.sigma) if clf.train_noise else None, seed, data_key(X),
+        "smoothing-fit",
+        estimator,
+        train_noise_mode(clf.train_noise),
+        float(clf.sigma) if clf.train_noise else None,
+        seed,
+        data_key(X),
         data_key(np.asarray(Y)),
     )
     if key is None:
-        return clf._train(estimator, X, Y, Y_matrix, seed)
-    return cached_call(memory, "fit", key,
-                       lambda: clf._train(estimator, X, Y, Y_matrix, seed),
-                       check=lambda fitted: type(fitted) is type(estimator))
+        return train_base_estimator(clf, estimator, X, Y, Y_matrix, seed)
+    return cached_call(
+        memory,
+        "fit",
+        key,
+        lambda: train_base_estimator(clf, estimator, X, Y, Y_matrix, seed),
+        check=lambda fitted: type(fitted) is type(estimator),
+    )
 
 
 def train_base_estimator(clf, estimator, X, Y, Y_matrix, seed: int | None):
@@ -174,12 +201,14 @@ def _fit_net(clf, net: NeuralNet, X, Y, Y_matrix, seed: int | None) -> NeuralNet
     if "noise_sigma" in net.get_params(deep=False):
         targets = Y_matrix.astype(np.float32)
     else:
-        targets = (np.searchsorted(clf.classes_, np.asarray(Y)) if clf.multiclass_
-                   else Y_matrix.astype(np.float32))
+        targets = (
+            np.searchsorted(clf.classes_, np.asarray(Y))
+            if clf.multiclass_
+            else Y_matrix.astype(np.float32)
+        )
     if not torch.is_tensor(X):
         X = np.asarray(X, dtype=np.float32)
-    context = (nullcontext() if seed is None
-               else seeded_torch(seed, estimator_devices(net)))
+    context = nullcontext() if seed is None else seeded_torch(seed, estimator_devices(net))
     with context:
         return net.fit(X, targets)
 
