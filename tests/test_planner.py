@@ -181,3 +181,21 @@ def test_one_label_is_certified_at_every_radius():
     np.testing.assert_array_equal(sizes, [[1, 1, 1], [1, 1, 1]])
     # and two labels at k = k' = 1 are not trivial
     assert np.isfinite(max_certifiable_radius(100, 0.001, 0.5, n_classes=2))
+
+
+@pytest.mark.parametrize("k, k_prime, n_classes", [(3, 1, 10), (2, 2, 6), (5, 3, 20), (1, 1, 10)])
+@pytest.mark.parametrize("n_draws", [20, 100, 1000])
+def test_unreachable_radii_agrees_with_the_reach_even_at_its_edge(k, k_prime, n_classes, n_draws):
+    """The quick check used by certify's warning gives ``radii >= max_certifiable_radius``
+    exactly, also within a few units in the last place of the reach."""
+    from sklearn_certify.certificates._gaussian_planner import unreachable_radii
+
+    reach = max_certifiable_radius(n_draws, 0.001, 0.5, n_classes, k=k, k_prime=k_prime)
+    edges = reach * (1 + np.array([-1e-9, -1e-13, -2e-16, 0.0, 2e-16, 1e-13, 1e-9]))
+    radii = np.r_[0.0, 0.1 * reach, edges, 2 * reach, 50.0]
+    beyond, got = unreachable_radii(radii, n_draws, 0.001, 0.5, n_classes, k=k, k_prime=k_prime)
+    np.testing.assert_array_equal(beyond, radii >= reach)
+    assert got == reach  # some radius is beyond, so the reach is computed
+    below = radii[radii < reach]
+    beyond, got = unreachable_radii(below, n_draws, 0.001, 0.5, n_classes, k=k, k_prime=k_prime)
+    assert not beyond.any() and got is None

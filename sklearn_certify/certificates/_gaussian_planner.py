@@ -16,9 +16,9 @@ from scipy.special import ndtr, ndtri
 
 from .._utils._validation import check_alpha, check_int, check_positive
 from ._clopper_pearson import clopper_pearson_bounds
-from ._gaussian import gaussian_certified_radius
+from ._gaussian import gaussian_certified_radius, gaussian_certified_size
 
-__all__ = ["draws_for_radius", "max_certifiable_radius"]
+__all__ = ["draws_for_radius", "max_certifiable_radius", "unreachable_radii"]
 
 
 def max_certifiable_radius(
@@ -95,6 +95,56 @@ def max_certifiable_radius(
         )
         radius = radius.reshape(n.shape)
     return float(radius) if n.ndim == 0 else radius
+
+
+def _best_case(n_draws: int, n_classes: int, k_prime: int, alpha: float):
+    """The bounds and labels of the best-case input: all n_draws draws on its k' labels."""
+    counts = np.zeros((1, n_classes), dtype=np.int64)
+    counts[0, :k_prime] = n_draws
+    lower, upper = clopper_pearson_bounds(counts, n_draws, alpha)
+    return lower, upper, (np.arange(n_classes) < k_prime)[None, :]
+
+
+def unreachable_radii(
+    radii, n_draws: int, alpha: float, sigma: float, n_classes: int, *, k: int = 1, k_prime: int = 1
+) -> tuple[np.ndarray, float | None]:
+    """Which of ``radii`` lie at or beyond :func:`max_certifiable_radius`, and that radius.
+
+    The same answer as ``radii >= max_certifiable_radius(...)``, but the bisection behind
+    the maximum (tens of certificate evaluations) runs only when some radius may be
+    beyond it: one evaluation of the best-case input's certificate at every radius,
+    widened by 2e-13 relative (more than the search's 1e-13 tolerance), rules the others
+    out, since the certificate is monotone in the radius.
+
+    Returns
+    -------
+    beyond : ndarray of bool, shape of ``radii``
+    reach : float or None
+        :func:`max_certifiable_radius`, or None when no radius is beyond it (not computed).
+    """
+    alpha, sigma = check_alpha(alpha), check_positive(sigma, "sigma")
+    n_draws, n_classes = check_int(n_draws, "n_draws", low=1), check_int(n_classes, "n_classes")
+    k = check_int(k, "k", high=n_classes)
+    k_prime = check_int(k_prime, "k_prime", high=n_classes)
+    radii = np.asarray(radii, dtype=np.float64)
+    general = not (k > n_classes - k_prime or (k == 1 and k_prime == 1))
+    if general and radii.size:
+        lower, upper, Y = _best_case(n_draws, n_classes, k_prime, alpha)
+        sizes = gaussian_certified_size(
+            lower,
+            upper,
+            Y,
+            k=k,
+            k_prime=k_prime,
+            sigma=sigma,
+            radius=radii.reshape(-1) * (1 + 2e-13),
+            method="multiguard",
+        )
+        if sizes.min() >= 1:  # every radius certified, with room: none is beyond
+            return np.zeros(radii.shape, dtype=bool), None
+    reach = max_certifiable_radius(n_draws, alpha, sigma, n_classes, k=k, k_prime=k_prime)
+    beyond = radii >= reach
+    return beyond, (reach if beyond.any() else None)
 
 
 def draws_for_radius(

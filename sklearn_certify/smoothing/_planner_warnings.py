@@ -18,7 +18,8 @@ def warn_unreachable(clf, radius, method, alpha, k, n_draws: int, share: float =
     fitted smoothed classifier ``clf`` (``method``, ``alpha``, ``k``: the call's options,
     None for the parameter; ``share``: the part of alpha the last stage of a sequential
     run gets). Called by ``certify`` itself: the warning points at its caller."""
-    from ..bounds import draws_for_radius, max_certifiable_radius
+    from ..bounds import draws_for_radius
+    from ..certificates._gaussian_planner import unreachable_radii
 
     check_is_fitted(clf)
     method = clf.method if method is None else method
@@ -27,12 +28,12 @@ def warn_unreachable(clf, radius, method, alpha, k, n_draws: int, share: float =
     radii, _ = check_radius(radius)  # an invalid radius is refused before any warning
     try:
         level = share * GAUSSIAN.bound_alpha(alpha, method)
-        reach = max_certifiable_radius(
-            n_draws, level, clf.sigma, clf.n_classes_, k=k, k_prime=clf.k_prime
+        mask, reach = unreachable_radii(
+            radii, n_draws, level, clf.sigma, clf.n_classes_, k=k, k_prime=clf.k_prime
         )
     except (TypeError, ValueError):
         return  # invalid options: certify reports them
-    beyond = radii[radii >= reach]
+    beyond = radii[mask]
     if beyond.size:
         try:
             needed = draws_for_radius(
