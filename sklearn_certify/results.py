@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._plotting import plot_certified_curves
+from ._plotting import plot_certified_curves, plot_result
 from ._result_io import load_result, save_result
+from ._utils._validation import check_int
 from .certificates import CERTIFICATES, certificate_spec
 from .certificates._from_counts import certify_counts
 from .metrics import mean_certified_metric
@@ -382,8 +383,6 @@ class CertificationResult:
         -------
         ndarray of float, shape (n_inputs,)
         """
-        from ._utils._validation import check_int
-
         size = check_int(size, "size", low=1)
         if not self._has_radius_inputs():
             raise ValueError(
@@ -487,8 +486,6 @@ class CertificationResult:
         -------
         ndarray of 3 Axes
         """
-        from ._plotting import plot_result
-
         return plot_result(self, ax, label=label, **line_kwargs)
 
     def __repr__(self) -> str:

@@ -2,9 +2,10 @@
 ``certify(..., sequential=True)``.
 
 The estimator's draws in stages (:func:`stage_sampler`), fed to the torch-free stopping
-rule of :mod:`sklearn_certify._sequential`. The checks of a ``certify`` call are the
-mixin's (:meth:`~sklearn_certify._base.CertifiedClassifierMixin._checked_certify_args`),
-with alpha's level checked at the smallest share a stage gets.
+rule of :mod:`sklearn_certify.certificates._gaussian_sequential`. The checks of a
+``certify`` call are the mixin's
+(:meth:`~sklearn_certify._base.CertifiedClassifierMixin._checked_certify_args`), with
+alpha's level checked at the smallest share a stage gets.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from .._utils._validation import check_int, check_radius
 from ..certificates._gaussian import GAUSSIAN
+from ..certificates._gaussian_sequential import sequential_gaussian_certify, stage_schedule
 from ..results import CertificationResult
 from ._runners import sampling_options
 from ._sampling import draw_seed
@@ -24,8 +26,6 @@ def certify_sequential(
     clf, X, Y, radius, max_draws, *, k, label, method, alpha
 ) -> CertificationResult:
     """``clf.certify(X, Y, radius, sequential=True, ...)`` (see its docstring)."""
-    from ..certificates._gaussian_sequential import sequential_gaussian_certify, stage_schedule
-
     clf._check_fitted_params()
     Y, k, spec = clf._checked_certify_args(Y, k, dict(method=method, alpha=alpha))
     k = int(k)

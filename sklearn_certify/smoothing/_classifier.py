@@ -16,6 +16,7 @@ from .._utils._docstring import CERTIFY_K_AND_LABEL, CERTIFY_MULTICLASS_NOTE, Su
 from .._utils._memory import check_cache_memory
 from .._utils._validation import check_alpha, check_inputs, check_tensor_inputs
 from ..certificates._gaussian import GAUSSIAN, GAUSSIAN_METHODS, check_jia
+from ..certificates._gaussian_sequential import LAST_SHARE
 from ..results import CertificationResult
 from ._certify_sequential import certify_sequential
 from ._counts_cache import cached_counts
@@ -449,8 +450,6 @@ class SmoothedMultiLabelClassifier(CertifiedClassifierMixin, MetaEstimatorMixin,
         -----
         {multiclass_note}
         """
-        from ..certificates._gaussian_sequential import LAST_SHARE
-
         if not isinstance(sequential, bool | np.bool_):
             raise TypeError(
                 f"sequential must be a bool (True or False), got {sequential!r} "

@@ -9,6 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._utils._validation import check_radius
 from ..certificates._gaussian import GAUSSIAN
+from ..certificates._gaussian_planner import draws_for_radius, unreachable_radii
 
 __all__ = ["warn_unreachable"]
 
@@ -18,9 +19,6 @@ def warn_unreachable(clf, radius, method, alpha, k, n_draws: int, share: float =
     fitted smoothed classifier ``clf`` (``method``, ``alpha``, ``k``: the call's options,
     None for the parameter; ``share``: the part of alpha the last stage of a sequential
     run gets). Called by ``certify`` itself: the warning points at its caller."""
-    from ..bounds import draws_for_radius
-    from ..certificates._gaussian_planner import unreachable_radii
-
     check_is_fitted(clf)
     method = clf.method if method is None else method
     alpha = clf.alpha if alpha is None else alpha
