@@ -66,11 +66,7 @@ def max_certifiable_radius(
     >>> round(max_certifiable_radius(100, 0.001, 1.0, 10), 3)
     1.353
     """
-    alpha = check_alpha(alpha)
-    sigma = check_positive(sigma, "sigma")
-    n_classes = check_int(n_classes, "n_classes")
-    k = check_int(k, "k", high=n_classes)
-    k_prime = check_int(k_prime, "k_prime", high=n_classes)
+    alpha, sigma, n_classes, k, k_prime = _check_settings(alpha, sigma, n_classes, k, k_prime)
     n = np.asarray(n_draws)
     if not np.issubdtype(n.dtype, np.integer) or np.any(n < 1):
         raise ValueError(f"n_draws must hold integers >= 1, got {n_draws!r}.")
@@ -85,11 +81,7 @@ def max_certifiable_radius(
         # general path below reports it (the certified radius is 0, never negative).
         radius = np.maximum(sigma * ndtri(np.exp(np.log(level) / n)), 0.0)
     else:
-        rows = n.reshape(-1)
-        counts = np.zeros((rows.size, n_classes), dtype=np.int64)
-        counts[:, :k_prime] = rows[:, None]
-        Y = (np.arange(n_classes) < k_prime)[None, :].repeat(rows.size, axis=0)
-        lower, upper = clopper_pearson_bounds(counts, rows, alpha)
+        lower, upper, Y = _best_case(n.reshape(-1), n_classes, k_prime, alpha)
         radius = gaussian_certified_radius(
             lower, upper, Y, k=k, k_prime=k_prime, sigma=sigma, method="multiguard"
         )
@@ -97,12 +89,24 @@ def max_certifiable_radius(
     return float(radius) if n.ndim == 0 else radius
 
 
-def _best_case(n_draws: int, n_classes: int, k_prime: int, alpha: float):
-    """The bounds and labels of the best-case input: all n_draws draws on its k' labels."""
-    counts = np.zeros((1, n_classes), dtype=np.int64)
-    counts[0, :k_prime] = n_draws
+def _check_settings(alpha, sigma, n_classes, k, k_prime):
+    """The planner's settings, checked in this order: ``alpha, sigma, n_classes, k,
+    k_prime``."""
+    alpha = check_alpha(alpha)
+    sigma = check_positive(sigma, "sigma")
+    n_classes = check_int(n_classes, "n_classes")
+    k = check_int(k, "k", high=n_classes)
+    return alpha, sigma, n_classes, k, check_int(k_prime, "k_prime", high=n_classes)
+
+
+def _best_case(n_draws: np.ndarray, n_classes: int, k_prime: int, alpha: float):
+    """Bounds and labels of the best-case inputs, one per entry of the 1-D ``n_draws``:
+    all their draws on their k' labels."""
+    counts = np.zeros((n_draws.size, n_classes), dtype=np.int64)
+    counts[:, :k_prime] = n_draws[:, None]
+    Y = (np.arange(n_classes) < k_prime)[None, :].repeat(n_draws.size, axis=0)
     lower, upper = clopper_pearson_bounds(counts, n_draws, alpha)
-    return lower, upper, (np.arange(n_classes) < k_prime)[None, :]
+    return lower, upper, Y
 
 
 def unreachable_radii(
@@ -122,14 +126,12 @@ def unreachable_radii(
     reach : float or None
         :func:`max_certifiable_radius`, or None when no radius is beyond it (not computed).
     """
-    alpha, sigma = check_alpha(alpha), check_positive(sigma, "sigma")
-    n_draws, n_classes = check_int(n_draws, "n_draws", low=1), check_int(n_classes, "n_classes")
-    k = check_int(k, "k", high=n_classes)
-    k_prime = check_int(k_prime, "k_prime", high=n_classes)
+    alpha, sigma, n_classes, k, k_prime = _check_settings(alpha, sigma, n_classes, k, k_prime)
+    n_draws = check_int(n_draws, "n_draws", low=1)
     radii = np.asarray(radii, dtype=np.float64)
     general = not (k > n_classes - k_prime or (k == 1 and k_prime == 1))
     if general and radii.size:
-        lower, upper, Y = _best_case(n_draws, n_classes, k_prime, alpha)
+        lower, upper, Y = _best_case(np.array([n_draws]), n_classes, k_prime, alpha)
         sizes = gaussian_certified_size(
             lower,
             upper,
