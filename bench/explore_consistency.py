@@ -26,6 +26,7 @@ from sklearn_certify import SmoothedMultiLabelClassifier
 from sklearn_certify.datasets import make_multidigit
 from sklearn_certify.losses import AsymmetricLoss
 from sklearn_certify.nets import MLPModule
+from sklearn_certify.results import CertificationResult
 
 RADII = [0.0, 0.25, 0.5, 0.75, 1.0]
 SIGMA = 0.5
@@ -174,6 +175,31 @@ CONFIGS = {
 }
 
 
+def reassign_wrong_votes(counts, Y, share):
+    """Counts with ``share`` of each input's votes on labels it does not show moved to its
+    most-voted true label: what certifying would give if the base model erred less."""
+    wrong = np.floor(share * counts * (1 - Y)).astype(counts.dtype)
+    moved = counts - wrong
+    best_true = np.argmax(np.where(Y == 1, moved, -1), axis=1)
+    moved[np.arange(len(moved)), best_true] += wrong.sum(1)
+    return moved
+
+
+def reassigned_f1(result, Y):
+    """Mean certified f1 (%) with all and with half of the wrong votes reassigned."""
+    options = dict(certificate="gaussian", k=3, method="multiguard", n_draws=1000)
+    options.update(alpha=0.001, sigma=SIGMA, k_prime=1)
+    return [
+        100
+        * CertificationResult.from_counts(
+            reassign_wrong_votes(result.counts, Y, share), Y, RADII, **options
+        )
+        .f1()
+        .mean()
+        for share in (1.0, 0.5)
+    ]
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=12)
@@ -182,6 +208,7 @@ def main():
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--only", nargs="*", default=None)
     p.add_argument("--out", default=None)
+    p.add_argument("--reassign", action="store_true", help="also certify with fewer wrong votes")
     args = p.parse_args()
     torch.set_num_threads(1)
     X, Xte, Y, Yte = make_multidigit(args.n_train, args.n_test, random_state=0)
@@ -190,7 +217,7 @@ def main():
     for name, cfg in CONFIGS.items():
         if args.only and not any(o == name for o in args.only):
             continue
-        f1s, secs, wrong = [], [], []
+        f1s, secs, wrong, reassigned = [], [], [], []
         for seed in args.seeds:
             tic = time.perf_counter()
             model = train(cfg, X, Y, args.epochs * cfg.get("epoch_mult", 1), seed)
@@ -202,6 +229,8 @@ def main():
             f1s.append(100 * result.f1())
             # the share of top-1 votes on labels the image does not show
             wrong.append(100 * (result.counts * (1 - Yte)).sum() / result.counts.sum())
+            if args.reassign:
+                reassigned.append(reassigned_f1(result, Yte))
         f1 = np.mean(f1s, axis=0)
         rows[name] = dict(
             f1=f1.round(1).tolist(),
@@ -215,6 +244,11 @@ def main():
             + f"  train {np.mean(secs):.1f}s  wrong votes {np.mean(wrong):.1f} %",
             flush=True,
         )
+        if reassigned:
+            none, half = np.mean(reassigned, axis=0)
+            rows[name].update(mean_no_wrong_votes=round(none, 1), mean_half=round(half, 1))
+            print(f"  no wrong votes: mean {none:.1f}; half of them: mean {half:.1f}")
+
     if args.out:
         json.dump(rows, open(args.out, "w"), indent=1)
 
