@@ -1,7 +1,8 @@
 """The sklearn-certify benchmark suite: one command, every figure a ratio.
 
-    python bench/run_all.py            # full run (about 4 minutes on 2 CPU cores)
+    python bench/run_all.py            # sections a-f (about 10 minutes on 2 AVX2 cores)
     python bench/run_all.py --quick    # smaller sizes, a couple of minutes
+    python bench/run_all.py --only g   # reduced precision and compilation, alone
 
 Writes ``bench/results.json`` (every timing and setting) and ``bench/results.md`` (the
 table for the README). Each ratio is measured side by side in the same process: the
@@ -39,8 +40,10 @@ g. Reduced precision and compilation (``sampling_dtype``, ``compile``): the quic
    ``certify`` at each setting; the noise's share of the time; the certified f1 at
    R in {0, 0.25, 0.5} at each setting. Goals: the fastest setting >= 3.0x (CNN) /
    2.5x (MLP) faster than the float32 eager floor, <= 1.15x the best plain-torch
-   variant, certified f1 within 0.005 of float32 at every radius. Only
-   ``--only g`` runs it alone (results in ``results_speed.json`` / ``.md``).
+   variant, certified f1 within 0.005 of float32 at every radius. It runs only when
+   named: ``--only g`` runs it alone (results in ``results_speed.json`` / ``.md``).
+   On a CPU without native bfloat16 (AVX2 only) its emulated bfloat16 settings take
+   tens of minutes.
 
 Threads: ``--threads 1`` (default) pins torch to one thread, so the ratios compare
 single-core work and stay stable on a shared machine; ``--threads 0`` keeps torch's
@@ -1189,7 +1192,10 @@ def markdown(results: dict) -> str:
         "Notes. (a) The floor is `floor_counts` in `bench/run_all.py`: per input, fresh "
         "noise scaled and shifted in place, one forward pass, argmax/top-k', bincount; "
         "the engine times include validation and device transfers, `certify` also the "
-        "Clopper-Pearson bounds and the certificate. "
+        "Clopper-Pearson bounds and the certificate. With a core to spare, `certify` "
+        "draws the noise on a second thread (`docs/performance.md`), so with one torch "
+        "thread its wall time can fall below the one-thread floor; the same thread "
+        "serves `n_jobs=1` in (f), where two workers then add less than a second core. "
         "(b) ART draws n0 = 100 selection samples then n = 1000, in numpy, one input at a "
         "time; ours draws n = 1000 on the model's device; same model, batch size and "
         "alpha. (d) Generic path: `BaggingCertifiedClassifier` fitting its base models "
@@ -1266,7 +1272,11 @@ def main(argv=None) -> dict:
         "--threads", type=int, default=1, help="torch threads (default 1; 0 keeps torch's default)"
     )
     parser.add_argument("--repeat", type=int, default=None, help="repetitions per timing")
-    parser.add_argument("--only", default="abcdefg", help="sections to run, e.g. 'ad'")
+    parser.add_argument(
+        "--only",
+        default="abcdef",
+        help="sections to run, e.g. 'ad' (default: a-f; g only when named)",
+    )
     parser.add_argument(
         "--speed-inputs",
         type=int,
