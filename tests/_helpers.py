@@ -13,14 +13,20 @@ def tiny_net(**kwargs) -> MultiLabelNet:
     )
 
 
-def docs_extension(name: str):
-    """The docs' Sphinx extension ``docs/sphinxext/<name>.py``, imported as a module
-    (without Sphinx: its checks run as plain functions)."""
+def repo_module(relative_path: str):
+    """A Python file of this repository outside the package (``bench/``, ``examples/``,
+    ``docs/sphinxext/``), imported as a module named after the file."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "docs" / "sphinxext" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
+    path = Path(__file__).resolve().parents[1] / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def docs_extension(name: str):
+    """The docs' Sphinx extension ``docs/sphinxext/<name>.py``, imported as a module
+    (without Sphinx: its checks run as plain functions)."""
+    return repo_module(f"docs/sphinxext/{name}.py")

@@ -1,9 +1,6 @@
 """The near-Bayes reference of bench/bayes_reference.py: its cell posterior is the exact
 posterior of the generative model, and its top-1 label is a shown label on clean images."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
@@ -11,15 +8,12 @@ from sklearn.datasets import load_digits
 
 from sklearn_certify.datasets import make_multidigit
 
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "bayes_reference.py"
+from ._helpers import repo_module
 
 
 @pytest.fixture(scope="module")
 def reference_module():
-    spec = importlib.util.spec_from_file_location("bayes_reference", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return repo_module("bench/bayes_reference.py")
 
 
 def test_cell_posterior_is_the_exact_posterior(reference_module):

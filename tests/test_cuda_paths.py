@@ -19,6 +19,8 @@ from sklearn_certify import BaggingCertifiedClassifier, DPACertifiedClassifier
 from sklearn_certify.datasets import make_multidigit
 from sklearn_certify.ensembles._base_model import _is_resource_error
 
+from ._helpers import repo_module
+
 
 @pytest.fixture(scope="module")
 def digits():
@@ -570,13 +572,7 @@ def test_dpa_stacks_fitted_linear_heads_for_vote_counting(hidden):
 
 # -------------------------------------------------------------- bench/gpu_check.py
 def test_gpu_check_finds_the_cuda_tests_and_exits_cleanly_without_cuda(monkeypatch, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.py"
-    spec = importlib.util.spec_from_file_location("gpu_check", path)
-    gpu_check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu_check)
+    gpu_check = repo_module("bench/gpu_check.py")
     ids = gpu_check.cuda_test_ids()
     assert "tests/test_nets.py::test_trains_and_predicts_on_cuda" in ids
     assert "tests/test_stacked_nets_training.py::test_cuda_nets_match_cpu_nets" in ids

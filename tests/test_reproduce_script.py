@@ -1,7 +1,6 @@
 """examples/reproduce_papers.py end to end, at tiny sizes: on make_multidigit, and on a
 fake VOC 2007 tree with a tiny encoder passed by --backbone-module."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,7 +13,8 @@ from torch import nn
 
 from tests.test_datasets_loaders import VOC_CLASSES, _jpeg, _voc_xml
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "reproduce_papers.py"
+from ._helpers import repo_module
+
 CURVE_COLUMNS = {"precision", "recall", "f1", "method", "k", "label"}
 MG_LABELS = ["MultiGuard", "MultiGuard (first terms only)", "Jia et al. 2020"]
 PG_LABELS = ["PG-Bagging", "Bagging (Jia et al. 2021)", "PG-DPA", "DPA (Levine & Feizi 2021)"]
@@ -24,10 +24,7 @@ TINY = ["--quick", "--n-draws", "40", "--n-estimators", "12", "--n-partitions", 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("reproduce_papers", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return repo_module("examples/reproduce_papers.py")
 
 
 def _beyond_reach():
